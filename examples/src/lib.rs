@@ -1,0 +1,1 @@
+//! Examples of the jobify crates: see the `examples/` folder.

@@ -1,0 +1,71 @@
+//! The port through which the scheduler runs jobs as workloads.
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+
+use crate::decision::Template;
+use crate::job::{JobId, ScheduledJob};
+use crate::workload::WorkloadEvent;
+
+/// How a launch went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Launched {
+    /// A new workload was created.
+    Created,
+    /// A workload for this job already existed (a restart, or another replica): success.
+    AlreadyExists,
+}
+
+/// Why a launch failed, sorted by what the scheduler should do about it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LaunchError {
+    /// The workload is invalid and always will be (e.g. Kubernetes answered 422): reject
+    /// the Buildkite job with this message.
+    #[error("the workload for this job is invalid: {message}")]
+    Invalid {
+        /// What was wrong, as the backend said it.
+        message: String,
+    },
+    /// The controller lacks a permission; retrying will not help until an operator acts.
+    #[error("permission denied: {message}")]
+    Forbidden {
+        /// Which permission is missing.
+        message: String,
+    },
+    /// A passing failure (server error, timeout, conflict): retry later.
+    #[error("launch failed, will retry: {message}")]
+    Transient {
+        /// What happened.
+        message: String,
+    },
+}
+
+/// Why cancelling a workload failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("could not remove the workload of job {job}: {message}")]
+pub struct CancelError {
+    /// The job.
+    pub job: JobId,
+    /// What happened.
+    pub message: String,
+}
+
+/// Runs decided jobs as workloads and reports what happens to them.
+#[cfg_attr(feature = "testing", mockall::automock)]
+#[async_trait]
+pub trait Jobifier: Send + Sync {
+    /// Creates the workload for `job` from `template`. Idempotent: launching a job whose
+    /// workload exists answers [`Launched::AlreadyExists`].
+    async fn launch(
+        &self,
+        job: &ScheduledJob,
+        template: &Template,
+    ) -> Result<Launched, LaunchError>;
+
+    /// Removes the workload of a cancelled job. Removing one that does not exist succeeds.
+    async fn cancel(&self, job: JobId) -> Result<(), CancelError>;
+
+    /// Workload events, starting with [`WorkloadEvent::Restored`]. The stream ends only when
+    /// the backend shuts down.
+    fn events(&self) -> BoxStream<'static, WorkloadEvent>;
+}
