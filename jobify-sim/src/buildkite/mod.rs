@@ -1,0 +1,1 @@
+//! Buildkite API simulator: GraphQL (`/v1`) and agent REST (`/v3/metrics`).
