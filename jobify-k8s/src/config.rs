@@ -1,0 +1,541 @@
+//! The `[kubernetes]`, `[kubernetes.fail_fast]` and `[leader_election]` sections of
+//! `jobify.toml`.
+//!
+//! Every type here deserialises straight from TOML (`deny_unknown_fields`, durations as
+//! `"2s"`/`"15m"`) and has defaults that work in a cluster with a `buildkite` namespace and an
+//! agent token Secret. [`KubernetesConfig::validate`] and [`LeaderElectionConfig::validate`]
+//! check what serde cannot (name lengths, DNS-1123 names, durations that contradict each
+//! other) and return every problem at once.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Toleration;
+use serde::Deserialize;
+
+use crate::labels::is_dns1123_label;
+
+/// Length of a hyphenated uuid, the part of a Job name after the prefix.
+const UUID_LEN: usize = 36;
+/// Longest DNS-1123 label: a Job's name becomes its pods' `job-name` label.
+const MAX_JOB_NAME_LEN: usize = 63;
+
+/// The `[kubernetes]` section: where and how Jobs are created.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// Namespace the Jobs (and the leader Lease) live in.
+    pub namespace: String,
+    /// Prefix of every Job name: the name is `<prefix><job uuid>`, at most 63 characters, so
+    /// the prefix has at most 27.
+    pub job_name_prefix: String,
+    /// Image of the `agent` container (and of the command containers of a `podSpec` job that
+    /// names no image).
+    pub agent_image: String,
+    /// `imagePullPolicy` of the containers jobify adds (`Always`, `IfNotPresent`, `Never`).
+    pub image_pull_policy: Option<String>,
+    /// The Secret holding the agent token; it is referenced, never copied into a manifest.
+    pub agent_token_secret: SecretKeyRef,
+    /// Tags every agent gets besides those derived from the job's agent query rules
+    /// (`key=value`).
+    pub agent_tags: Vec<String>,
+    /// How long a finished Job is kept (`ttlSecondsAfterFinished`).
+    #[serde(with = "humantime_serde")]
+    pub ttl_after_finished: Duration,
+    /// How long a Job may run before Kubernetes stops it (`activeDeadlineSeconds`); the
+    /// plugin's `jobActiveDeadlineSeconds` overrides it per job.
+    #[serde(with = "humantime_serde")]
+    pub active_deadline: Duration,
+    /// `terminationGracePeriodSeconds` of the pod: time the agent gets to report a
+    /// cancelled job before it is killed.
+    #[serde(with = "humantime_serde")]
+    pub termination_grace_period: Duration,
+    /// `serviceAccountName` of the pod.
+    pub service_account_name: Option<String>,
+    /// `nodeSelector` of the pod.
+    pub node_selector: BTreeMap<String, String>,
+    /// `tolerations` of the pod.
+    pub tolerations: Vec<Toleration>,
+    /// Extra environment variables of the agent container.
+    pub env: BTreeMap<String, String>,
+    /// Resource class used when the scheduler names none.
+    pub default_resource_class: Option<String>,
+    /// Named resource classes (`Template::Default { name }` picks one).
+    pub resource_classes: BTreeMap<String, ResourceClass>,
+    /// A strategic-merge patch over every rendered pod spec, applied before the job's own
+    /// `podSpecPatch` (a TOML table in pod spec shape, camelCase keys).
+    pub pod_spec_patch: Option<serde_json::Value>,
+    /// How fast Jobs are created.
+    pub client: ClientConfig,
+    /// When a pod that cannot start is given up on.
+    pub fail_fast: FailFastConfig,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        KubernetesConfig {
+            namespace: "buildkite".to_owned(),
+            job_name_prefix: "jobify-".to_owned(),
+            agent_image: "ghcr.io/buildkite/agent:3".to_owned(),
+            image_pull_policy: None,
+            agent_token_secret: SecretKeyRef::default(),
+            agent_tags: Vec::new(),
+            ttl_after_finished: Duration::from_secs(10 * 60),
+            active_deadline: Duration::from_secs(6 * 60 * 60),
+            termination_grace_period: Duration::from_secs(60),
+            service_account_name: None,
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            env: BTreeMap::new(),
+            default_resource_class: None,
+            resource_classes: BTreeMap::new(),
+            pod_spec_patch: None,
+            client: ClientConfig::default(),
+            fail_fast: FailFastConfig::default(),
+        }
+    }
+}
+
+/// A key in a Secret (`{ name = "buildkite-agent-token", key = "token" }`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretKeyRef {
+    /// Secret name.
+    pub name: String,
+    /// Key within the Secret.
+    pub key: String,
+}
+
+impl Default for SecretKeyRef {
+    fn default() -> Self {
+        SecretKeyRef {
+            name: "buildkite-agent-token".to_owned(),
+            key: "token".to_owned(),
+        }
+    }
+}
+
+/// A named set of resources for the containers a job runs in.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResourceClass {
+    /// `resources.requests`, e.g. `{ cpu = "2", memory = "4Gi" }`.
+    pub requests: BTreeMap<String, String>,
+    /// `resources.limits`.
+    pub limits: BTreeMap<String, String>,
+    /// Added to the pod's `nodeSelector`.
+    pub node_selector: BTreeMap<String, String>,
+    /// Added to the pod's `tolerations`.
+    pub tolerations: Vec<Toleration>,
+}
+
+/// `[kubernetes.client]`: the pace of API requests.
+///
+/// Creates pass a semaphore (`max_concurrent_creates`) and, when `creates_per_second` is set,
+/// a token bucket; deletes pass neither so cancellation never waits behind a burst of creates.
+/// The defaults are set so the client is not what limits launch throughput.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Job creates in flight at once.
+    pub max_concurrent_creates: usize,
+    /// Sustained Job creates per second; `0` disables the token bucket.
+    pub creates_per_second: u32,
+    /// Creates allowed in a burst above the sustained rate.
+    pub burst: u32,
+    /// Timeout of one API request.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Attempts of a create that fails with a server error or a timeout before the launch is
+    /// reported as transient.
+    pub create_attempts: u32,
+    /// Wait before the second attempt; doubled for each further one.
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            max_concurrent_creates: 64,
+            creates_per_second: 500,
+            burst: 500,
+            request_timeout: Duration::from_secs(10),
+            create_attempts: 4,
+            retry_backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// `[kubernetes.fail_fast]`: when a pod that cannot start is given up on and its Job deleted.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailFastConfig {
+    /// Whether jobify gives up on pods that cannot start at all.
+    pub enabled: bool,
+    /// How long an image may fail to pull (`ErrImagePull`, `ImagePullBackOff`) before the job
+    /// fails: registries have passing outages.
+    #[serde(with = "humantime_serde")]
+    pub image_pull_grace: Duration,
+    /// How long a pod may stay pending (including unschedulable) before the job fails.
+    #[serde(with = "humantime_serde")]
+    pub pending_timeout: Duration,
+    /// How long a Job may exist without any pod before the job fails (quota, admission
+    /// webhooks).
+    #[serde(with = "humantime_serde")]
+    pub no_pod_grace: Duration,
+    /// How often the timers above are checked.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+}
+
+impl Default for FailFastConfig {
+    fn default() -> Self {
+        FailFastConfig {
+            enabled: true,
+            image_pull_grace: Duration::from_secs(2 * 60),
+            pending_timeout: Duration::from_secs(15 * 60),
+            no_pod_grace: Duration::from_secs(2 * 60),
+            check_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The `[leader_election]` section: which replica launches and deletes Jobs.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LeaderElectionConfig {
+    /// Off: this replica always leads (a single replica).
+    pub enabled: bool,
+    /// Name of the `coordination.k8s.io/v1` Lease, in the `[kubernetes]` namespace.
+    pub lease_name: String,
+    /// How long a lease holds without renewal: a standby takes over within this after the
+    /// leader dies. Whole seconds (the Lease stores seconds).
+    #[serde(with = "humantime_serde")]
+    pub lease_duration: Duration,
+    /// How often the leader renews, and a standby retries.
+    #[serde(with = "humantime_serde")]
+    pub renew_interval: Duration,
+    /// This replica's identity in the Lease; the binary defaults it to the pod name.
+    pub identity: Option<String>,
+}
+
+impl Default for LeaderElectionConfig {
+    fn default() -> Self {
+        LeaderElectionConfig {
+            enabled: false,
+            lease_name: "jobify-leader".to_owned(),
+            lease_duration: Duration::from_secs(15),
+            renew_interval: Duration::from_secs(5),
+            identity: None,
+        }
+    }
+}
+
+/// One semantic problem in the configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `kubernetes.job_name_prefix`.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl KubernetesConfig {
+    /// Checks what serde cannot; every problem found, in key order.
+    pub fn validate(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if !is_dns1123_label(&self.namespace) {
+            errors.push(ConfigError::new(
+                "kubernetes.namespace",
+                format!(
+                    "`{}` is not a valid namespace: use lower-case letters, digits and '-', \
+                     at most 63 characters",
+                    self.namespace
+                ),
+            ));
+        }
+        let longest = format!("{}{}", self.job_name_prefix, "0".repeat(UUID_LEN));
+        if self.job_name_prefix.len() + UUID_LEN > MAX_JOB_NAME_LEN || !is_dns1123_label(&longest) {
+            errors.push(ConfigError::new(
+                "kubernetes.job_name_prefix",
+                format!(
+                    "`{}` does not make valid Job names: a Job is named `<prefix><uuid>`, which \
+                     must be a DNS-1123 label of at most {MAX_JOB_NAME_LEN} characters, so the \
+                     prefix needs at most {} lower-case letters, digits or '-', starting with \
+                     a letter or digit",
+                    self.job_name_prefix,
+                    MAX_JOB_NAME_LEN - UUID_LEN
+                ),
+            ));
+        }
+        if self.agent_image.trim().is_empty() {
+            errors.push(ConfigError::new(
+                "kubernetes.agent_image",
+                "must name an image that contains buildkite-agent",
+            ));
+        }
+        if let Some(policy) = &self.image_pull_policy
+            && !matches!(policy.as_str(), "Always" | "IfNotPresent" | "Never")
+        {
+            errors.push(ConfigError::new(
+                "kubernetes.image_pull_policy",
+                format!("`{policy}` is not one of Always, IfNotPresent, Never"),
+            ));
+        }
+        if self.agent_token_secret.name.is_empty() || self.agent_token_secret.key.is_empty() {
+            errors.push(ConfigError::new(
+                "kubernetes.agent_token_secret",
+                "needs both `name` and `key` of the Secret holding the agent token",
+            ));
+        }
+        for (index, tag) in self.agent_tags.iter().enumerate() {
+            if !tag.contains('=') {
+                errors.push(ConfigError::new(
+                    format!("kubernetes.agent_tags[{index}]"),
+                    format!("`{tag}` is not a `key=value` agent tag"),
+                ));
+            }
+        }
+        for (key, duration) in [
+            ("kubernetes.ttl_after_finished", self.ttl_after_finished),
+            ("kubernetes.active_deadline", self.active_deadline),
+        ] {
+            if duration.as_secs() == 0 {
+                errors.push(ConfigError::new(key, "must be at least 1s"));
+            }
+        }
+        if let Some(name) = &self.default_resource_class
+            && !self.resource_classes.contains_key(name)
+        {
+            errors.push(ConfigError::new(
+                "kubernetes.default_resource_class",
+                format!(
+                    "`{name}` is not defined under [kubernetes.resource_classes] (defined: {})",
+                    names(self.resource_classes.keys())
+                ),
+            ));
+        }
+        if let Some(patch) = &self.pod_spec_patch
+            && !patch.is_object()
+        {
+            errors.push(ConfigError::new(
+                "kubernetes.pod_spec_patch",
+                "must be a table in the shape of a pod spec",
+            ));
+        }
+        if self.client.max_concurrent_creates == 0 {
+            errors.push(ConfigError::new(
+                "kubernetes.client.max_concurrent_creates",
+                "must be at least 1",
+            ));
+        }
+        if self.client.creates_per_second > 0 && self.client.burst == 0 {
+            errors.push(ConfigError::new(
+                "kubernetes.client.burst",
+                "must be at least 1 when creates_per_second is set",
+            ));
+        }
+        if self.client.create_attempts == 0 {
+            errors.push(ConfigError::new(
+                "kubernetes.client.create_attempts",
+                "must be at least 1",
+            ));
+        }
+        if self.fail_fast.check_interval.is_zero() {
+            errors.push(ConfigError::new(
+                "kubernetes.fail_fast.check_interval",
+                "must be more than 0s",
+            ));
+        }
+        errors
+    }
+}
+
+impl LeaderElectionConfig {
+    /// Checks what serde cannot; every problem found.
+    pub fn validate(&self) -> Vec<ConfigError> {
+        let mut errors = Vec::new();
+        if !self.enabled {
+            return errors;
+        }
+        if !crate::labels::is_dns1123_subdomain(&self.lease_name) {
+            errors.push(ConfigError::new(
+                "leader_election.lease_name",
+                format!("`{}` is not a valid object name", self.lease_name),
+            ));
+        }
+        if self.lease_duration.as_secs() == 0 || self.lease_duration.subsec_nanos() != 0 {
+            errors.push(ConfigError::new(
+                "leader_election.lease_duration",
+                "must be a whole number of seconds, at least 1s",
+            ));
+        }
+        if self.renew_interval.is_zero() || self.renew_interval >= self.lease_duration {
+            errors.push(ConfigError::new(
+                "leader_election.renew_interval",
+                "must be more than 0s and shorter than lease_duration (a third of it is usual)",
+            ));
+        }
+        if let Some(identity) = &self.identity
+            && identity.trim().is_empty()
+        {
+            errors.push(ConfigError::new(
+                "leader_election.identity",
+                "must not be empty; leave it out to use the pod name",
+            ));
+        }
+        errors
+    }
+}
+
+fn names<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let list: Vec<&str> = names.map(String::as_str).collect();
+    if list.is_empty() {
+        "none".to_owned()
+    } else {
+        list.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        kubernetes: KubernetesConfig,
+        #[serde(default)]
+        leader_election: LeaderElectionConfig,
+    }
+
+    fn parse(text: &str) -> File {
+        toml::from_str(text).expect("valid config")
+    }
+
+    #[test]
+    fn empty_sections_take_the_defaults_and_validate() {
+        let file = parse("[kubernetes]\n");
+        assert_eq!(file.kubernetes, KubernetesConfig::default());
+        assert!(file.kubernetes.validate().is_empty());
+        assert!(file.leader_election.validate().is_empty());
+    }
+
+    #[test]
+    fn a_full_section_parses_durations_and_nested_tables() {
+        let file = parse(
+            r#"
+            [kubernetes]
+            namespace = "ci"
+            job_name_prefix = "bk-"
+            agent_image = "buildkite/agent:3.90"
+            image_pull_policy = "Always"
+            agent_token_secret = { name = "agent", key = "tok" }
+            agent_tags = ["cluster=prod"]
+            ttl_after_finished = "5m"
+            active_deadline = "2h"
+            termination_grace_period = "30s"
+            service_account_name = "builder"
+            node_selector = { pool = "ci" }
+            tolerations = [{ key = "ci", operator = "Exists", effect = "NoSchedule" }]
+            env = { FOO = "bar" }
+            default_resource_class = "small"
+            pod_spec_patch = { priorityClassName = "ci" }
+            [kubernetes.resource_classes.small]
+            requests = { cpu = "1", memory = "2Gi" }
+            [kubernetes.client]
+            creates_per_second = 0
+            [kubernetes.fail_fast]
+            image_pull_grace = "30s"
+            pending_timeout = "5m"
+            no_pod_grace = "1m"
+            [leader_election]
+            enabled = true
+            lease_name = "jobify"
+            lease_duration = "15s"
+            renew_interval = "5s"
+            identity = "pod-a"
+            "#,
+        );
+        let k = &file.kubernetes;
+        assert!(k.validate().is_empty(), "{:?}", k.validate());
+        assert_eq!(k.ttl_after_finished, Duration::from_secs(300));
+        assert_eq!(k.fail_fast.image_pull_grace, Duration::from_secs(30));
+        assert_eq!(k.resource_classes["small"].requests["memory"], "2Gi");
+        assert_eq!(k.tolerations[0].operator.as_deref(), Some("Exists"));
+        assert_eq!(k.client.creates_per_second, 0);
+        assert!(file.leader_election.validate().is_empty());
+        assert_eq!(file.leader_election.identity.as_deref(), Some("pod-a"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<File>("[kubernetes]\nnamespac = \"x\"\n")
+            .err()
+            .expect("unknown key refused");
+        assert!(err.to_string().contains("namespac"), "{err}");
+    }
+
+    #[test]
+    fn a_prefix_that_makes_names_too_long_or_invalid_is_reported() {
+        for prefix in ["a-very-long-prefix-for-jobs-x-", "Jobify-", "-x", "a_b"] {
+            let config = KubernetesConfig {
+                job_name_prefix: prefix.to_owned(),
+                ..KubernetesConfig::default()
+            };
+            let errors = config.validate();
+            assert_eq!(errors.len(), 1, "{prefix}: {errors:?}");
+            assert_eq!(errors[0].key, "kubernetes.job_name_prefix");
+        }
+        let longest_valid = KubernetesConfig {
+            job_name_prefix: "a".repeat(27),
+            ..KubernetesConfig::default()
+        };
+        assert!(longest_valid.validate().is_empty());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let config = KubernetesConfig {
+            namespace: "Bad_NS".to_owned(),
+            image_pull_policy: Some("Sometimes".to_owned()),
+            agent_tags: vec!["novalue".to_owned()],
+            default_resource_class: Some("huge".to_owned()),
+            ..KubernetesConfig::default()
+        };
+        let keys: Vec<String> = config.validate().into_iter().map(|e| e.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "kubernetes.namespace",
+                "kubernetes.image_pull_policy",
+                "kubernetes.agent_tags[0]",
+                "kubernetes.default_resource_class",
+            ]
+        );
+    }
+
+    #[test]
+    fn renew_interval_must_be_shorter_than_the_lease() {
+        let config = LeaderElectionConfig {
+            enabled: true,
+            lease_duration: Duration::from_secs(5),
+            renew_interval: Duration::from_secs(5),
+            ..LeaderElectionConfig::default()
+        };
+        let errors = config.validate();
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0].key, "leader_election.renew_interval");
+    }
+}
