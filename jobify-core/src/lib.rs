@@ -11,6 +11,7 @@
 //! [`Feedback`] are the seams a backend implements.
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod decision;
 pub mod feedback;
 pub mod job;

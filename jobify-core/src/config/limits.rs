@@ -1,0 +1,132 @@
+//! `[limits]` and `[[queues]]`: how many workloads may be in flight at once, and which
+//! Buildkite queues this controller serves.
+
+use serde::{Deserialize, Serialize};
+
+use super::error::ConfigError;
+use crate::rules::{AgentQueryRule, AgentQueryRules};
+
+/// The `[limits]` section. In flight means launched and not yet observed ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Workloads in flight across all queues and pipelines. Default 25.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: u32,
+    /// Workloads in flight per pipeline; no limit when unset.
+    #[serde(default)]
+    pub per_pipeline: Option<u32>,
+}
+
+fn default_max_in_flight() -> u32 {
+    25
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_in_flight: default_max_in_flight(),
+            per_pipeline: None,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// Checks what deserialising cannot.
+    pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        if self.max_in_flight == 0 {
+            errors.push(ConfigError::ZeroLimit {
+                path: "limits.max_in_flight".to_owned(),
+            });
+        }
+        if self.per_pipeline == Some(0) {
+            errors.push(ConfigError::ZeroLimit {
+                path: "limits.per_pipeline".to_owned(),
+            });
+        }
+        super::collect(errors)
+    }
+}
+
+/// One `[[queues]]` entry: a Buildkite queue this controller serves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// The queue's name: the value of the `queue` agent query rule jobs use.
+    pub name: String,
+    /// The agent tags pods started for this queue carry, `key=value` each. A job is served
+    /// when these tags satisfy all of its agent query rules. Defaults to `queue=<name>`; when
+    /// given without a `queue` tag, `queue=<name>` is added.
+    #[serde(default)]
+    pub rules: Vec<String>,
+    /// Workloads in flight for this queue; no limit when unset.
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
+}
+
+impl QueueConfig {
+    /// A queue with default tags and no limit of its own.
+    pub fn named(name: impl Into<String>) -> Self {
+        QueueConfig {
+            name: name.into(),
+            rules: Vec::new(),
+            max_in_flight: None,
+        }
+    }
+
+    /// The agent tags of this queue, `queue=<name>` included.
+    pub fn tags(&self) -> AgentQueryRules {
+        let mut tags: Vec<String> = self.rules.clone();
+        if !self
+            .rules
+            .iter()
+            .any(|r| AgentQueryRule::parse(r).key == "queue")
+        {
+            tags.push(format!("queue={}", self.name));
+        }
+        AgentQueryRules::parse(tags)
+    }
+
+    /// Checks every `[[queues]]` entry together.
+    pub fn validate_all(queues: &[QueueConfig]) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        for (index, queue) in queues.iter().enumerate() {
+            let path = format!("queues[{index}]");
+            if queue.name.trim().is_empty() {
+                errors.push(ConfigError::Empty {
+                    path: format!("{path}.name"),
+                });
+            }
+            if queues[..index].iter().any(|q| q.name == queue.name) {
+                errors.push(ConfigError::DuplicateQueue {
+                    path: path.clone(),
+                    name: queue.name.clone(),
+                });
+            }
+            if queue.max_in_flight == Some(0) {
+                errors.push(ConfigError::ZeroLimit {
+                    path: format!("{path}.max_in_flight"),
+                });
+            }
+            for (rule_index, rule) in queue.rules.iter().enumerate() {
+                let parsed = AgentQueryRule::parse(rule);
+                let rule_path = format!("{path}.rules[{rule_index}]");
+                if parsed.key.is_empty() || !rule.contains('=') {
+                    errors.push(ConfigError::Invalid {
+                        path: rule_path,
+                        value: rule.clone(),
+                        expected: "an agent tag `key=value`, e.g. `os=linux`",
+                    });
+                } else if parsed.key == "queue" && parsed.value != queue.name {
+                    errors.push(ConfigError::Invalid {
+                        path: rule_path,
+                        value: rule.clone(),
+                        expected: "the queue's own name: `queue=` must repeat `name`",
+                    });
+                }
+            }
+        }
+        super::collect(errors)
+    }
+}

@@ -1,0 +1,47 @@
+//! The `jobify.toml` sections `jobify-core` owns: `[policy]`, `[guard]`, `[limits]` and
+//! `[[queues]]`. The binary owns the file and deserialises these sections straight into the
+//! types here; every type rejects unknown keys and has sensible defaults.
+//!
+//! Deserialising checks the shape of each value; [`PolicyConfig::validate`] and its siblings
+//! check what only the whole section can tell (a catch-all rule that hides later rules, a
+//! duplicate queue). Template names are checked by the binary, which knows the templates:
+//! see [`PolicyConfig::template_references`].
+//!
+//! ```
+//! use jobify_core::config::PolicyConfig;
+//!
+//! let policy: PolicyConfig = toml::from_str(r#"
+//!     default = "skip"
+//!
+//!     [[rules]]
+//!     name = "gpu"
+//!     queue = "gpu"
+//!     action = "default"
+//!     template = "gpu"
+//! "#).expect("valid policy");
+//! assert!(policy.validate().is_ok());
+//! ```
+
+mod error;
+mod guard;
+mod limits;
+mod patterns;
+mod policy;
+
+pub use error::ConfigError;
+pub use guard::{GuardConfig, GuardException, GuardRule};
+pub use limits::{LimitsConfig, QueueConfig};
+pub use patterns::{AgentPattern, Patterns};
+pub use policy::{ActionConfig, MatchConfig, PodSpecFallback, PolicyConfig, RuleConfig};
+
+/// Collects the errors of several sections into one result.
+pub(crate) fn collect(errors: Vec<ConfigError>) -> Result<(), Vec<ConfigError>> {
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests;
