@@ -1,0 +1,49 @@
+//! `CancelJob`: cancel a command job (`jobTypeCommandCancel`).
+
+use graphql_client::GraphQLQuery;
+
+use super::schema_name;
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::job::JobState;
+use crate::transport::{Fetched, Tally};
+
+/// Types generated from the operation documents; private to this file.
+mod gql {
+    #![allow(unreachable_pub, clippy::all)]
+    use super::*;
+
+    #[derive(GraphQLQuery)]
+    #[graphql(
+        schema_path = "graphql/schema.graphql",
+        query_path = "graphql/CancelJob.graphql",
+        response_derives = "Debug"
+    )]
+    pub(super) struct CancelJob;
+}
+
+impl Client {
+    /// Cancels a command job by its GraphQL id and returns the state Buildkite reports
+    /// afterwards (usually `CANCELED` or `CANCELING`).
+    pub async fn cancel_job(&self, job_id: &str) -> Result<Fetched<JobState>> {
+        const OPERATION: &str = "CancelJob";
+        let variables = gql::cancel_job::Variables {
+            id: job_id.to_owned(),
+        };
+        let (data, exchange) = self.run::<gql::CancelJob>(OPERATION, variables).await?;
+        let mut tally = Tally::default();
+        tally.record(exchange);
+        let payload = data
+            .job_type_command_cancel
+            .ok_or_else(|| Error::MissingField {
+                operation: OPERATION,
+                field: "jobTypeCommandCancel".to_owned(),
+            })?;
+        let state = match payload.job_type_command.state {
+            gql::cancel_job::JobStates::Other(other) => JobState::from_graphql(&other),
+            known => JobState::from_graphql(&schema_name(&known)),
+        };
+        tracing::info!(job = %payload.job_type_command.uuid, %state, "cancelled Buildkite job");
+        Ok(tally.finish(state))
+    }
+}

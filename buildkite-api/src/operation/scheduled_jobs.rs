@@ -1,0 +1,175 @@
+//! `ScheduledJobs`: command jobs waiting for an agent, by agent query rules.
+
+use graphql_client::GraphQLQuery;
+
+use super::{DateTime, count, page_size, schema_name, timestamp};
+use crate::build::Skipped;
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::job::{CommandJob, JobState};
+use crate::transport::{Fetched, Tally};
+
+// graphql_client names the module after the struct; the operation is `ScheduledJobs`.
+use gql::scheduled_jobs as generated;
+
+/// Types generated from the operation documents; private to this file.
+mod gql {
+    #![allow(unreachable_pub, clippy::all)]
+    use super::*;
+
+    #[derive(GraphQLQuery)]
+    #[graphql(
+        schema_path = "graphql/schema.graphql",
+        query_path = "graphql/ScheduledJobs.graphql",
+        response_derives = "Debug"
+    )]
+    pub(super) struct ScheduledJobs;
+}
+
+const OPERATION: &str = "ScheduledJobs";
+
+/// What to list: one organization's scheduled command jobs matching some agent query rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScheduledJobsRequest {
+    /// The organization slug.
+    pub organization: String,
+    /// Agent query rules the jobs must match, e.g. `["queue=kubernetes"]`.
+    pub agent_query_rules: Vec<String>,
+    /// A cluster's GraphQL id, to list only that cluster's jobs.
+    pub cluster: Option<String>,
+    /// Jobs per request (1..=500). The requested complexity of a page is `4 + 2 × page_size`.
+    pub page_size: u16,
+    /// The most requests one call makes; more jobs than `page_size × max_pages` are left for
+    /// the next poll and reported through [`ScheduledJobs::truncated`].
+    pub max_pages: u16,
+}
+
+impl ScheduledJobsRequest {
+    /// Jobs on `queue=<queue>` in `organization`, 100 per page, at most 5 pages.
+    pub fn for_queue(organization: &str, queue: &str) -> Self {
+        ScheduledJobsRequest {
+            organization: organization.to_owned(),
+            agent_query_rules: vec![format!("queue={queue}")],
+            cluster: None,
+            page_size: 100,
+            max_pages: 5,
+        }
+    }
+}
+
+/// The scheduled command jobs one call found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScheduledJobs {
+    /// The jobs, in Buildkite's order (most recently created first).
+    pub jobs: Vec<CommandJob>,
+    /// How many matching jobs Buildkite counted.
+    pub total: u64,
+    /// Whether more pages existed than `max_pages` allowed.
+    pub truncated: bool,
+    /// Entries that could not be mapped, with the reason (never silently dropped).
+    pub skipped: Vec<Skipped>,
+}
+
+impl Client {
+    /// Lists scheduled command jobs matching the request, following cursors up to
+    /// `max_pages` requests.
+    pub async fn scheduled_jobs(
+        &self,
+        request: &ScheduledJobsRequest,
+    ) -> Result<Fetched<ScheduledJobs>> {
+        let mut tally = Tally::default();
+        let mut result = ScheduledJobs::default();
+        let mut after = None;
+        for page in 0..request.max_pages.max(1) {
+            let variables = generated::Variables {
+                organization: request.organization.clone(),
+                agent_query_rules: Some(request.agent_query_rules.clone()),
+                cluster: request.cluster.clone(),
+                first: page_size(request.page_size),
+                after: after.take(),
+            };
+            let (data, exchange) = self.run::<gql::ScheduledJobs>(OPERATION, variables).await?;
+            tally.record(exchange);
+            let organization = data.organization.ok_or_else(|| Error::NotFound {
+                what: format!("organization {:?}", request.organization),
+            })?;
+            let jobs = organization.jobs.ok_or_else(|| Error::MissingField {
+                operation: OPERATION,
+                field: "organization.jobs".to_owned(),
+            })?;
+            result.total = count(jobs.count);
+            for edge in jobs.edges.into_iter().flatten() {
+                match edge.and_then(|edge| edge.node).map(CommandJob::try_from) {
+                    Some(Ok(job)) => result.jobs.push(job),
+                    Some(Err(skipped)) => {
+                        tracing::warn!(uuid = ?skipped.uuid, reason = %skipped.reason, "skipping a scheduled job");
+                        result.skipped.push(skipped);
+                    }
+                    None => result.skipped.push(Skipped {
+                        uuid: None,
+                        reason: "organization.jobs.edges[].node is null".to_owned(),
+                    }),
+                }
+            }
+            let next = jobs
+                .page_info
+                .filter(|info| info.has_next_page)
+                .and_then(|info| info.end_cursor);
+            match next {
+                Some(cursor) if page + 1 < request.max_pages => after = Some(cursor),
+                Some(_) => {
+                    result.truncated = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        Ok(tally.finish(result))
+    }
+}
+
+impl TryFrom<generated::ScheduledJobsOrganizationJobsEdgesNode> for CommandJob {
+    type Error = Skipped;
+
+    fn try_from(node: generated::ScheduledJobsOrganizationJobsEdgesNode) -> Result<Self, Skipped> {
+        use generated::ScheduledJobsOrganizationJobsEdgesNode as Node;
+        let job = match node {
+            Node::JobTypeCommand(job) => job,
+            other => {
+                return Err(Skipped {
+                    uuid: None,
+                    reason: format!("expected a JobTypeCommand, got {other:?}"),
+                });
+            }
+        };
+        let uuid = job.uuid.clone();
+        let skipped = |error: Error| Skipped {
+            uuid: Some(uuid.clone()),
+            reason: error.to_string(),
+        };
+        Ok(CommandJob {
+            scheduled_at: timestamp(OPERATION, "scheduledAt", job.scheduled_at).map_err(skipped)?,
+            runnable_at: timestamp(OPERATION, "runnableAt", job.runnable_at).map_err(skipped)?,
+            id: job.id,
+            uuid: job.uuid,
+            label: job.label,
+            state: job_state(job.state),
+            agent_query_rules: job.agent_query_rules.unwrap_or_default(),
+            command: job.command,
+            env: job.env.unwrap_or_default(),
+            priority: job
+                .priority
+                .number
+                .and_then(|n| i32::try_from(n).ok())
+                .unwrap_or(0),
+            url: job.url,
+        })
+    }
+}
+
+fn job_state(state: generated::JobStates) -> JobState {
+    match state {
+        generated::JobStates::Other(other) => JobState::from_graphql(&other),
+        known => JobState::from_graphql(&schema_name(&known)),
+    }
+}
