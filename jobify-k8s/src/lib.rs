@@ -6,3 +6,5 @@
 
 pub mod config;
 pub mod labels;
+pub mod render;
+pub mod watch;

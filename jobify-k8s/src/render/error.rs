@@ -1,0 +1,80 @@
+//! Why a job could not be rendered, in the pipeline's terms.
+
+use crate::render::plugin_keys::SUPPORTED_KEYS;
+
+/// What was wrong with a job's pod (usually its `kubernetes` plugin configuration). The
+/// message names the plugin key and field, so the scheduler can reject the job with it and the
+/// pipeline's authors know what to fix.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    /// The plugin uses a key jobify does not support.
+    #[error(
+        "the kubernetes plugin key `{key}` is not supported by jobify ({hint}); supported keys: {}",
+        SUPPORTED_KEYS.join(", ")
+    )]
+    UnsupportedKey {
+        /// The key, e.g. `podTemplate` or `checkout.cloneFlags`.
+        key: String,
+        /// What to do instead.
+        hint: &'static str,
+    },
+    /// The plugin's configuration could not be read (`BUILDKITE_PLUGINS` malformed).
+    #[error("{0}")]
+    InvalidPlugin(String),
+    /// A field does not have the shape Kubernetes expects.
+    #[error("{path} is not valid: {message}")]
+    InvalidField {
+        /// Where, e.g. `podSpec.containers[0].resources`.
+        path: String,
+        /// What was expected.
+        message: String,
+    },
+    /// A field Kubernetes does not know (a typo would otherwise be dropped silently).
+    #[error("{path} is not a field Kubernetes knows; check its spelling")]
+    UnknownField {
+        /// Where, e.g. `podSpec.containers[0].imagePullPolicyy`.
+        path: String,
+    },
+    /// A container has no image.
+    #[error("{path} has no image")]
+    MissingImage {
+        /// Which container, e.g. `podSpec.containers[1]`.
+        path: String,
+    },
+    /// Two containers have the same name.
+    #[error("the pod has two containers named `{name}`; container names must be unique")]
+    DuplicateContainer {
+        /// The repeated name.
+        name: String,
+    },
+    /// A volume mount refers to a volume the pod does not define.
+    #[error("{path} mounts volume `{volume}`, which the pod does not define under volumes")]
+    MissingVolume {
+        /// Which mount.
+        path: String,
+        /// The volume it names.
+        volume: String,
+    },
+    /// The scheduler asked for a resource class the configuration does not define.
+    #[error("resource class `{name}` is not defined under [kubernetes.resource_classes]")]
+    UnknownResourceClass {
+        /// The class.
+        name: String,
+    },
+    /// The plugin's `metadata` tries to set a label or annotation jobify owns.
+    #[error("metadata.{kind}.{key} is reserved for jobify; use a key outside jobify.dev/")]
+    ReservedMetadata {
+        /// `labels` or `annotations`.
+        kind: &'static str,
+        /// The key.
+        key: String,
+    },
+    /// A label in the plugin's `metadata` is not a valid Kubernetes label.
+    #[error("metadata.labels.{key} has value `{value}`, which is not a valid label value")]
+    InvalidLabel {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+}

@@ -1,0 +1,292 @@
+//! Rendering a decided job as a `batch/v1` Job: a pure function of the job, the template the
+//! scheduler chose, the configuration and the controller id.
+//!
+//! ```text
+//!  ScheduledJob ─┬─ plugin keys (plugin_keys) ─┐
+//!  Template ─────┤                             ├─▶ pod layout (pod) ─▶ config patch ─▶ job's
+//!  config ───────┘                             │     podSpecPatch (patch) ─▶ checks ─▶ Job
+//! ```
+//!
+//! Errors are [`RenderError`]s phrased in the pipeline's terms; the scheduler rejects the job
+//! with the message.
+
+mod error;
+mod patch;
+mod plugin_keys;
+mod pod;
+mod typed;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use jobify_core::{JobId, ScheduledJob, Template};
+use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::config::{KubernetesConfig, ResourceClass};
+use crate::labels;
+
+pub use error::RenderError;
+pub use plugin_keys::SUPPORTED_KEYS;
+pub use pod::{
+    AGENT_CONTAINER, CHECKOUT_CONTAINER, COPY_AGENT_CONTAINER, WORKSPACE_PATH, WORKSPACE_VOLUME,
+};
+
+use plugin_keys::PodRequest;
+
+/// The name of the Job that runs `job`: `<prefix><uuid>`.
+pub fn job_name(config: &KubernetesConfig, job: JobId) -> String {
+    format!("{}{job}", config.job_name_prefix)
+}
+
+/// Renders the Job that runs `job` in the pod `template` asks for.
+///
+/// # Errors
+/// A [`RenderError`] naming what in the job's `kubernetes` plugin (or the requested resource
+/// class) is wrong.
+pub fn render_job(
+    job: &ScheduledJob,
+    template: &Template,
+    config: &KubernetesConfig,
+    controller_id: &str,
+) -> Result<Job, RenderError> {
+    let request = PodRequest::from_plugin(&job.plugin)?;
+    let class = resource_class(template, config)?;
+    let inputs = pod::Inputs {
+        job,
+        config,
+        request: &request,
+        class,
+    };
+    let exec_layout = request.pod_spec.is_some() || *template == Template::PodSpec;
+    let spec = if exec_layout {
+        pod::exec_pod(&inputs)?
+    } else {
+        pod::agent_pod(&inputs)
+    };
+    let (spec, patched) = apply_patches(spec, config, &request)?;
+    check_pod(&spec, patched)?;
+
+    let (labels, annotations) = metadata(job, &request, controller_id)?;
+    let active_deadline = request
+        .active_deadline_seconds
+        .unwrap_or_else(|| seconds(config.active_deadline));
+    Ok(Job {
+        metadata: ObjectMeta {
+            name: Some(job_name(config, job.id)),
+            namespace: Some(config.namespace.clone()),
+            labels: Some(labels.clone()),
+            annotations: Some(annotations.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(JobSpec {
+            backoff_limit: Some(0),
+            ttl_seconds_after_finished: Some(
+                i32::try_from(config.ttl_after_finished.as_secs()).unwrap_or(i32::MAX),
+            ),
+            active_deadline_seconds: Some(active_deadline),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(spec),
+            },
+            ..JobSpec::default()
+        }),
+        status: None,
+    })
+}
+
+/// The agent tags for `job`: one per agent query rule, so the agent is sure to match the job
+/// it acquires, then the configured extra tags whose key the rules do not use.
+///
+/// A tag is a value, not a pattern: a rule value with `*` becomes a concrete value that
+/// matches it (the stars dropped: `linux-*` -> `linux-`), and `*` alone becomes `true`.
+pub fn agent_tags(job: &ScheduledJob, extra: &[String]) -> Vec<String> {
+    let mut tags: Vec<String> = job
+        .rules
+        .iter()
+        .map(|rule| {
+            let concrete = rule.value.replace('*', "");
+            let value = if concrete.is_empty() {
+                "true"
+            } else {
+                &concrete
+            };
+            format!("{}={value}", rule.key)
+        })
+        .collect();
+    for tag in extra {
+        let key = tag.split_once('=').map_or(tag.as_str(), |(k, _)| k);
+        if job.rules.get(key).is_none() {
+            tags.push(tag.clone());
+        }
+    }
+    tags
+}
+
+fn resource_class<'a>(
+    template: &Template,
+    config: &'a KubernetesConfig,
+) -> Result<Option<&'a ResourceClass>, RenderError> {
+    let name = match template {
+        Template::Default { name: Some(name) } => Some(name),
+        Template::Default { name: None } | Template::PodSpec => {
+            config.default_resource_class.as_ref()
+        }
+    };
+    name.map(|name| {
+        config
+            .resource_classes
+            .get(name)
+            .ok_or_else(|| RenderError::UnknownResourceClass { name: name.clone() })
+    })
+    .transpose()
+}
+
+/// The controller's patch, then the job's `podSpecPatch`. Says whether anything was patched.
+fn apply_patches(
+    spec: PodSpec,
+    config: &KubernetesConfig,
+    request: &PodRequest,
+) -> Result<(PodSpec, bool), RenderError> {
+    let patches: Vec<&serde_json::Value> = [&config.pod_spec_patch, &request.pod_spec_patch]
+        .into_iter()
+        .flatten()
+        .collect();
+    if patches.is_empty() {
+        return Ok((spec, false));
+    }
+    let mut json = serde_json::to_value(&spec).map_err(|err| RenderError::InvalidField {
+        path: "podSpec".to_owned(),
+        message: err.to_string(),
+    })?;
+    for patch in patches {
+        patch::strategic_merge(&mut json, patch);
+    }
+    Ok((typed::from_json(&json, "podSpecPatch")?, true))
+}
+
+/// Checks the final pod for what Kubernetes would refuse at create time with a less helpful
+/// message, or accept and never run.
+fn check_pod(spec: &PodSpec, patched: bool) -> Result<(), RenderError> {
+    let after = if patched { " after podSpecPatch" } else { "" };
+    let mut names = BTreeSet::new();
+    let volumes: BTreeSet<&str> = spec
+        .volumes
+        .iter()
+        .flatten()
+        .map(|v| v.name.as_str())
+        .collect();
+    let init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| ("initContainers", c));
+    let main = spec.containers.iter().map(|c| ("containers", c));
+    let mut index_of: BTreeMap<&str, usize> = BTreeMap::new();
+    for (list, container) in init.chain(main) {
+        let index = index_of.entry(list).or_insert(0);
+        let here = format!("{list}[{index}] (`{}`){after}", container.name);
+        *index += 1;
+        if container.name.is_empty() {
+            return Err(RenderError::InvalidField {
+                path: here,
+                message: "a container needs a name".to_owned(),
+            });
+        }
+        if !names.insert(container.name.as_str()) {
+            return Err(RenderError::DuplicateContainer {
+                name: container.name.clone(),
+            });
+        }
+        if container.image.as_deref().is_none_or(str::is_empty) {
+            return Err(RenderError::MissingImage { path: here });
+        }
+        for (i, mount) in container.volume_mounts.iter().flatten().enumerate() {
+            if !volumes.contains(mount.name.as_str()) {
+                return Err(RenderError::MissingVolume {
+                    path: format!("{here}.volumeMounts[{i}]"),
+                    volume: mount.name.clone(),
+                });
+            }
+        }
+    }
+    if spec.restart_policy.as_deref() != Some("Never") {
+        return Err(RenderError::InvalidField {
+            path: format!("restartPolicy{after}"),
+            message: "must be Never: a Buildkite job runs once per pod".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+type Metadata = (BTreeMap<String, String>, BTreeMap<String, String>);
+
+fn metadata(
+    job: &ScheduledJob,
+    request: &PodRequest,
+    controller_id: &str,
+) -> Result<Metadata, RenderError> {
+    let mut labels = BTreeMap::new();
+    let mut annotations = BTreeMap::new();
+    for (key, value) in &request.metadata.labels {
+        if is_reserved(key) {
+            return Err(RenderError::ReservedMetadata {
+                kind: "labels",
+                key: key.clone(),
+            });
+        }
+        if !labels::is_label_value(value) {
+            return Err(RenderError::InvalidLabel {
+                key: key.clone(),
+                value: value.clone(),
+            });
+        }
+        labels.insert(key.clone(), value.clone());
+    }
+    for (key, value) in &request.metadata.annotations {
+        if is_reserved(key) {
+            return Err(RenderError::ReservedMetadata {
+                kind: "annotations",
+                key: key.clone(),
+            });
+        }
+        annotations.insert(key.clone(), value.clone());
+    }
+
+    labels.insert(
+        labels::CONTROLLER.to_owned(),
+        labels::label_value(controller_id),
+    );
+    labels.insert(labels::JOB_UUID.to_owned(), job.id.to_string());
+    labels.insert(
+        labels::PIPELINE.to_owned(),
+        labels::label_value(&job.pipeline),
+    );
+    annotations.insert(labels::PIPELINE_ANNOTATION.to_owned(), job.pipeline.clone());
+    if let Some(queue) = job.queue() {
+        labels.insert(labels::QUEUE.to_owned(), labels::label_value(queue));
+        annotations.insert(labels::QUEUE_ANNOTATION.to_owned(), queue.to_owned());
+    }
+    annotations.insert(labels::ORGANIZATION.to_owned(), job.organization.clone());
+    annotations.insert(labels::BRANCH.to_owned(), job.build.branch.clone());
+    annotations.insert(labels::PRIORITY.to_owned(), job.priority.to_string());
+    if let Some(url) = &job.build.url {
+        annotations.insert(labels::BUILD_URL.to_owned(), url.clone());
+    }
+    if let Some(url) = &job.url {
+        annotations.insert(labels::JOB_URL.to_owned(), url.clone());
+    }
+    Ok((labels, annotations))
+}
+
+fn is_reserved(key: &str) -> bool {
+    key.starts_with("jobify.dev/")
+}
+
+fn seconds(duration: std::time::Duration) -> i64 {
+    i64::try_from(duration.as_secs()).unwrap_or(i64::MAX)
+}

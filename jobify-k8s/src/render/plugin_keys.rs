@@ -1,0 +1,161 @@
+//! Which `kubernetes` plugin keys jobify supports, and reading them into typed values.
+//!
+//! A key jobify does not support is refused by name: a pipeline that relies on it would
+//! otherwise run with a pod it did not ask for.
+
+use jobify_core::{KubernetesPlugin, PluginConfig, PodMetadata};
+use k8s_openapi::api::core::v1::{Container, EnvFromSource, VolumeMount};
+use serde_json::Value;
+
+use crate::render::RenderError;
+use crate::render::typed::from_json;
+
+/// The plugin keys jobify supports (see docs/kubernetes.md).
+pub const SUPPORTED_KEYS: &[&str] = &[
+    "podSpec",
+    "podSpecPatch",
+    "metadata",
+    "sidecars",
+    "extraVolumeMounts",
+    "gitEnvFrom",
+    "checkout.skip",
+    "jobActiveDeadlineSeconds",
+];
+
+/// What a job's plugin asks for, checked and typed.
+#[derive(Debug, Default)]
+pub(crate) struct PodRequest {
+    /// `podSpec`, still JSON: it is merged with the generated layout before typing.
+    pub(crate) pod_spec: Option<Value>,
+    /// `podSpecPatch`.
+    pub(crate) pod_spec_patch: Option<Value>,
+    /// `metadata`.
+    pub(crate) metadata: PodMetadata,
+    /// `sidecars`.
+    pub(crate) sidecars: Vec<Container>,
+    /// `extraVolumeMounts`.
+    pub(crate) extra_volume_mounts: Vec<VolumeMount>,
+    /// `gitEnvFrom`.
+    pub(crate) git_env_from: Vec<EnvFromSource>,
+    /// `checkout.skip`.
+    pub(crate) skip_checkout: bool,
+    /// `jobActiveDeadlineSeconds`.
+    pub(crate) active_deadline_seconds: Option<i64>,
+}
+
+impl PodRequest {
+    /// Reads the job's plugin configuration, refusing what jobify does not support.
+    pub(crate) fn from_plugin(plugin: &PluginConfig) -> Result<Self, RenderError> {
+        match plugin {
+            PluginConfig::Absent => Ok(PodRequest::default()),
+            PluginConfig::Invalid(err) => Err(RenderError::InvalidPlugin(err.message.clone())),
+            PluginConfig::Present(plugin) => Self::from_present(plugin),
+        }
+    }
+
+    fn from_present(plugin: &KubernetesPlugin) -> Result<Self, RenderError> {
+        if let Some(key) = plugin.unknown.keys().next() {
+            return Err(RenderError::UnsupportedKey {
+                key: key.clone(),
+                hint: "it is not a key of the kubernetes plugin",
+            });
+        }
+        if plugin.pod_template.is_some() {
+            return Err(RenderError::UnsupportedKey {
+                key: "podTemplate".to_owned(),
+                hint: "put the pod in podSpec, or ask for a resource class in jobify's config",
+            });
+        }
+        if plugin.command_params.is_some() {
+            return Err(RenderError::UnsupportedKey {
+                key: "commandParams".to_owned(),
+                hint: "give each container its full command in podSpec",
+            });
+        }
+        if let Some(patch) = &plugin.pod_spec_patch
+            && !patch.is_object()
+        {
+            return Err(RenderError::InvalidField {
+                path: "podSpecPatch".to_owned(),
+                message: "expected an object in the shape of a pod spec".to_owned(),
+            });
+        }
+        if let Some(spec) = &plugin.pod_spec
+            && !spec.is_object()
+        {
+            return Err(RenderError::InvalidField {
+                path: "podSpec".to_owned(),
+                message: "expected an object in the shape of a pod spec".to_owned(),
+            });
+        }
+        if let Some(seconds) = plugin.job_active_deadline_seconds
+            && seconds <= 0
+        {
+            return Err(RenderError::InvalidField {
+                path: "jobActiveDeadlineSeconds".to_owned(),
+                message: format!("{seconds} is not a positive number of seconds"),
+            });
+        }
+        let sidecars: Vec<Container> = typed_list(&plugin.sidecars, "sidecars")?;
+        if let Some(index) = sidecars
+            .iter()
+            .position(|c| c.image.as_deref().is_none_or(str::is_empty))
+        {
+            return Err(RenderError::MissingImage {
+                path: format!("sidecars[{index}]"),
+            });
+        }
+        Ok(PodRequest {
+            pod_spec: plugin.pod_spec.clone(),
+            pod_spec_patch: plugin.pod_spec_patch.clone(),
+            metadata: plugin.metadata.clone().unwrap_or_default(),
+            sidecars,
+            extra_volume_mounts: typed_list(&plugin.extra_volume_mounts, "extraVolumeMounts")?,
+            git_env_from: typed_list(&plugin.git_env_from, "gitEnvFrom")?,
+            skip_checkout: skip_checkout(plugin.checkout.as_ref())?,
+            active_deadline_seconds: plugin.job_active_deadline_seconds,
+        })
+    }
+}
+
+fn typed_list<T>(items: &[Value], key: &str) -> Result<Vec<T>, RenderError>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| from_json(item, &format!("{key}[{i}]")))
+        .collect()
+}
+
+fn skip_checkout(checkout: Option<&Value>) -> Result<bool, RenderError> {
+    let Some(checkout) = checkout else {
+        return Ok(false);
+    };
+    let Value::Object(fields) = checkout else {
+        return Err(RenderError::InvalidField {
+            path: "checkout".to_owned(),
+            message: "expected an object such as {skip: true}".to_owned(),
+        });
+    };
+    let mut skip = false;
+    for (key, value) in fields {
+        match (key.as_str(), value) {
+            ("skip", Value::Bool(b)) => skip = *b,
+            ("skip", _) => {
+                return Err(RenderError::InvalidField {
+                    path: "checkout.skip".to_owned(),
+                    message: "expected true or false".to_owned(),
+                });
+            }
+            (other, _) => {
+                return Err(RenderError::UnsupportedKey {
+                    key: format!("checkout.{other}"),
+                    hint: "set git options through the job's environment or gitEnvFrom",
+                });
+            }
+        }
+    }
+    Ok(skip)
+}

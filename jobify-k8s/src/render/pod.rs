@@ -1,0 +1,343 @@
+//! The two pod layouts a job runs in.
+//!
+//! - **Agent pod** (a job without a `podSpec`): one `agent` container that runs
+//!   `buildkite-agent start --acquire-job <uuid>` and the job's command itself.
+//! - **Kubernetes-exec pod** (a job with a `podSpec`, agent-stack-k8s' layout): an init
+//!   container `copy-agent` copies `buildkite-agent` into the shared `workspace` emptyDir; the
+//!   `agent` container acquires the job with `BUILDKITE_KUBERNETES_EXEC=true` and drives the
+//!   `checkout` container and one container per `podSpec` container, each running
+//!   `buildkite-agent kubernetes-bootstrap` from the workspace, over a socket in it.
+
+use std::collections::BTreeMap;
+
+use jobify_core::ScheduledJob;
+use k8s_openapi::api::core::v1::{
+    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec,
+    ResourceRequirements, SecretKeySelector, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use crate::config::{KubernetesConfig, ResourceClass};
+use crate::render::plugin_keys::PodRequest;
+use crate::render::typed::from_json;
+use crate::render::{RenderError, agent_tags};
+
+/// Name of the container that runs `buildkite-agent start`.
+pub const AGENT_CONTAINER: &str = "agent";
+/// Name of the container that checks the repository out (Kubernetes-exec pods).
+pub const CHECKOUT_CONTAINER: &str = "checkout";
+/// Name of the init container that copies the agent binary into the workspace.
+pub const COPY_AGENT_CONTAINER: &str = "copy-agent";
+/// Name of the shared volume of Kubernetes-exec pods.
+pub const WORKSPACE_VOLUME: &str = "workspace";
+/// Where the workspace is mounted in every container.
+pub const WORKSPACE_PATH: &str = "/workspace";
+
+const AGENT_IN_WORKSPACE: &str = "/workspace/buildkite-agent";
+const AGENT_IN_IMAGE: &str = "/usr/local/bin/buildkite-agent";
+
+/// Everything the layouts read.
+pub(crate) struct Inputs<'a> {
+    pub(crate) job: &'a ScheduledJob,
+    pub(crate) config: &'a KubernetesConfig,
+    pub(crate) request: &'a PodRequest,
+    pub(crate) class: Option<&'a ResourceClass>,
+}
+
+/// The pod spec of a job without a `podSpec`: the agent runs the job itself.
+pub(crate) fn agent_pod(inputs: &Inputs<'_>) -> PodSpec {
+    let mut agent = agent_container(inputs, None);
+    agent.resources = inputs.class.map(resources);
+    let mut containers = vec![agent];
+    containers.extend(inputs.request.sidecars.iter().cloned());
+    let mut spec = PodSpec {
+        containers,
+        ..PodSpec::default()
+    };
+    add_extra_mounts(&mut spec, inputs);
+    pod_settings(&mut spec, inputs);
+    spec
+}
+
+/// The pod spec of a job with a `podSpec` (or the Kubernetes-exec layout chosen by the
+/// scheduler): agent-stack-k8s' layout around the job's containers.
+pub(crate) fn exec_pod(inputs: &Inputs<'_>) -> Result<PodSpec, RenderError> {
+    let mut spec: PodSpec = match &inputs.request.pod_spec {
+        Some(json) => from_json(json, "podSpec")?,
+        None => PodSpec {
+            containers: vec![Container {
+                name: "container-0".to_owned(),
+                image: Some(inputs.config.agent_image.clone()),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        },
+    };
+    if spec.containers.is_empty() {
+        return Err(RenderError::InvalidField {
+            path: "podSpec.containers".to_owned(),
+            message: "lists no containers; add at least one to run the step's command".to_owned(),
+        });
+    }
+    let user_containers = std::mem::take(&mut spec.containers);
+    let checkout = !inputs.request.skip_checkout;
+    let count = user_containers.len() + usize::from(checkout);
+
+    let mut containers = vec![agent_container(inputs, Some(count))];
+    let mut next_id = 0;
+    if checkout {
+        containers.push(checkout_container(inputs, next_id));
+        next_id += 1;
+    }
+    for (index, container) in user_containers.into_iter().enumerate() {
+        containers.push(command_container(inputs, container, index, next_id)?);
+        next_id += 1;
+    }
+    for sidecar in &inputs.request.sidecars {
+        let mut sidecar = sidecar.clone();
+        add_mount(&mut sidecar, workspace_mount());
+        containers.push(sidecar);
+    }
+    spec.containers = containers;
+
+    let mut init = vec![copy_agent_container(inputs.config)];
+    init.extend(spec.init_containers.take().unwrap_or_default());
+    spec.init_containers = Some(init);
+    spec.volumes.get_or_insert_with(Vec::new).push(Volume {
+        name: WORKSPACE_VOLUME.to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Volume::default()
+    });
+    add_extra_mounts(&mut spec, inputs);
+    pod_settings(&mut spec, inputs);
+    Ok(spec)
+}
+
+fn agent_container(inputs: &Inputs<'_>, exec_containers: Option<usize>) -> Container {
+    let Inputs { job, config, .. } = inputs;
+    let uuid = job.id.to_string();
+    let token = SecretKeySelector {
+        name: config.agent_token_secret.name.clone(),
+        key: config.agent_token_secret.key.clone(),
+        optional: None,
+    };
+    let mut env = vec![
+        EnvVar {
+            name: "BUILDKITE_AGENT_TOKEN".to_owned(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(token),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        },
+        EnvVar {
+            name: "BUILDKITE_AGENT_NAME".to_owned(),
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.name".to_owned(),
+                    api_version: None,
+                }),
+                ..EnvVarSource::default()
+            }),
+            ..EnvVar::default()
+        },
+        env_var("BUILDKITE_AGENT_ACQUIRE_JOB", &uuid),
+        env_var(
+            "BUILDKITE_AGENT_TAGS",
+            &agent_tags(job, &config.agent_tags).join(","),
+        ),
+    ];
+    if let Some(count) = exec_containers {
+        env.push(env_var("BUILDKITE_KUBERNETES_EXEC", "true"));
+        env.push(env_var("BUILDKITE_CONTAINER_COUNT", &count.to_string()));
+        env.push(env_var("BUILDKITE_BUILD_PATH", "/workspace/build"));
+        env.push(env_var("BUILDKITE_SOCKETS_PATH", "/workspace/sockets"));
+    }
+    env.extend(config.env.iter().map(|(k, v)| env_var(k, v)));
+    Container {
+        name: AGENT_CONTAINER.to_owned(),
+        image: Some(config.agent_image.clone()),
+        image_pull_policy: config.image_pull_policy.clone(),
+        command: Some(vec!["buildkite-agent".to_owned()]),
+        args: Some(vec!["start".to_owned(), "--acquire-job".to_owned(), uuid]),
+        env: Some(env),
+        volume_mounts: exec_containers.map(|_| vec![workspace_mount()]),
+        ..Container::default()
+    }
+}
+
+fn copy_agent_container(config: &KubernetesConfig) -> Container {
+    Container {
+        name: COPY_AGENT_CONTAINER.to_owned(),
+        image: Some(config.agent_image.clone()),
+        image_pull_policy: config.image_pull_policy.clone(),
+        command: Some(vec![
+            "cp".to_owned(),
+            AGENT_IN_IMAGE.to_owned(),
+            AGENT_IN_WORKSPACE.to_owned(),
+        ]),
+        volume_mounts: Some(vec![workspace_mount()]),
+        ..Container::default()
+    }
+}
+
+fn checkout_container(inputs: &Inputs<'_>, id: usize) -> Container {
+    let config = inputs.config;
+    let env_from = &inputs.request.git_env_from;
+    Container {
+        name: CHECKOUT_CONTAINER.to_owned(),
+        image: Some(config.agent_image.clone()),
+        image_pull_policy: config.image_pull_policy.clone(),
+        command: Some(bootstrap_command()),
+        working_dir: Some(WORKSPACE_PATH.to_owned()),
+        env: Some(vec![
+            env_var("BUILDKITE_CONTAINER_ID", &id.to_string()),
+            env_var("BUILDKITE_BOOTSTRAP_PHASES", "plugin,checkout"),
+            env_var("BUILDKITE_SOCKETS_PATH", "/workspace/sockets"),
+        ]),
+        env_from: (!env_from.is_empty()).then(|| env_from.clone()),
+        volume_mounts: Some(vec![workspace_mount()]),
+        ..Container::default()
+    }
+}
+
+fn command_container(
+    inputs: &Inputs<'_>,
+    mut container: Container,
+    index: usize,
+    id: usize,
+) -> Result<Container, RenderError> {
+    if container.image.as_deref().is_none_or(str::is_empty) {
+        return Err(RenderError::MissingImage {
+            path: format!("podSpec.containers[{index}]"),
+        });
+    }
+    if container.name.is_empty() {
+        container.name = format!("container-{index}");
+    }
+    let own_command: Vec<String> = container
+        .command
+        .take()
+        .into_iter()
+        .flatten()
+        .chain(container.args.take().into_iter().flatten())
+        .collect();
+    let command = if own_command.is_empty() {
+        inputs.job.command.clone().unwrap_or_default()
+    } else {
+        own_command.join(" ")
+    };
+    container.command = Some(bootstrap_command());
+    container
+        .working_dir
+        .get_or_insert_with(|| WORKSPACE_PATH.to_owned());
+    let mut env: Vec<EnvVar> = container
+        .env
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|var| !OWN_COMMAND_ENV.contains(&var.name.as_str()))
+        .collect();
+    env.push(env_var("BUILDKITE_CONTAINER_ID", &id.to_string()));
+    env.push(env_var("BUILDKITE_BOOTSTRAP_PHASES", "plugin,command"));
+    env.push(env_var("BUILDKITE_COMMAND", &command));
+    env.push(env_var("BUILDKITE_SOCKETS_PATH", "/workspace/sockets"));
+    container.env = Some(env);
+    if container.resources.is_none() {
+        container.resources = inputs.class.map(resources);
+    }
+    add_mount(&mut container, workspace_mount());
+    Ok(container)
+}
+
+/// Variables jobify sets on command containers; the pipeline's own values are replaced.
+const OWN_COMMAND_ENV: &[&str] = &[
+    "BUILDKITE_CONTAINER_ID",
+    "BUILDKITE_BOOTSTRAP_PHASES",
+    "BUILDKITE_COMMAND",
+    "BUILDKITE_SOCKETS_PATH",
+];
+
+fn bootstrap_command() -> Vec<String> {
+    vec![
+        AGENT_IN_WORKSPACE.to_owned(),
+        "kubernetes-bootstrap".to_owned(),
+    ]
+}
+
+fn workspace_mount() -> VolumeMount {
+    VolumeMount {
+        name: WORKSPACE_VOLUME.to_owned(),
+        mount_path: WORKSPACE_PATH.to_owned(),
+        ..VolumeMount::default()
+    }
+}
+
+fn add_mount(container: &mut Container, mount: VolumeMount) {
+    let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
+    if !mounts.iter().any(|m| m.mount_path == mount.mount_path) {
+        mounts.push(mount);
+    }
+}
+
+fn add_extra_mounts(spec: &mut PodSpec, inputs: &Inputs<'_>) {
+    for container in &mut spec.containers {
+        for mount in &inputs.request.extra_volume_mounts {
+            add_mount(container, mount.clone());
+        }
+    }
+}
+
+/// Pod-level settings from the configuration and the resource class. The job's own
+/// `podSpec` values win over the configuration's.
+fn pod_settings(spec: &mut PodSpec, inputs: &Inputs<'_>) {
+    let config = inputs.config;
+    spec.restart_policy = Some("Never".to_owned());
+    spec.termination_grace_period_seconds.get_or_insert(
+        i64::try_from(config.termination_grace_period.as_secs()).unwrap_or(i64::MAX),
+    );
+    if spec.service_account_name.is_none() {
+        spec.service_account_name = config.service_account_name.clone();
+    }
+    let mut node_selector: BTreeMap<String, String> = config.node_selector.clone();
+    let mut tolerations = config.tolerations.clone();
+    if let Some(class) = inputs.class {
+        node_selector.extend(class.node_selector.clone());
+        tolerations.extend(class.tolerations.iter().cloned());
+    }
+    if let Some(own) = spec.node_selector.take() {
+        node_selector.extend(own);
+    }
+    if !node_selector.is_empty() {
+        spec.node_selector = Some(node_selector);
+    }
+    if let Some(own) = spec.tolerations.take() {
+        tolerations.extend(own);
+    }
+    if !tolerations.is_empty() {
+        spec.tolerations = Some(tolerations);
+    }
+}
+
+fn resources(class: &ResourceClass) -> ResourceRequirements {
+    let quantities = |map: &BTreeMap<String, String>| {
+        (!map.is_empty()).then(|| {
+            map.iter()
+                .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+                .collect()
+        })
+    };
+    ResourceRequirements {
+        requests: quantities(&class.requests),
+        limits: quantities(&class.limits),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn env_var(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        value_from: None,
+    }
+}

@@ -1,0 +1,227 @@
+//! The few fields of a Job or pod that jobify keeps. Watched objects are reduced to these at
+//! once, so memory stays small with tens of thousands of Jobs.
+
+use jobify_core::{JobId, Workload};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+
+use crate::labels;
+use crate::watch::fail_fast::{ContainerWaiting, PodObservation};
+
+/// How a Job ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Condition `Complete`.
+    Succeeded,
+    /// Condition `Failed` (including deadline exceeded).
+    Failed,
+}
+
+/// What jobify keeps of a Job.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobSummary {
+    /// The Buildkite job it runs.
+    pub job: JobId,
+    /// Its Kubernetes name.
+    pub name: String,
+    /// Queue (verbatim, from the annotation).
+    pub queue: Option<String>,
+    /// Pipeline (verbatim, from the annotation).
+    pub pipeline: Option<String>,
+    /// How it ended, if it has.
+    pub outcome: Option<Outcome>,
+}
+
+impl JobSummary {
+    /// Reduces a Job; `None` for a Job without a valid job uuid label (not jobify's).
+    pub fn from_job(job: &Job) -> Option<Self> {
+        let meta = &job.metadata;
+        let id = meta.labels.as_ref()?.get(labels::JOB_UUID)?.parse().ok()?;
+        let annotation = |key: &str| meta.annotations.as_ref().and_then(|a| a.get(key)).cloned();
+        Some(JobSummary {
+            job: id,
+            name: meta.name.clone().unwrap_or_default(),
+            queue: annotation(labels::QUEUE_ANNOTATION),
+            pipeline: annotation(labels::PIPELINE_ANNOTATION),
+            outcome: outcome(job),
+        })
+    }
+
+    /// The workload the core sees.
+    pub fn workload(&self) -> Workload {
+        Workload {
+            job: self.job,
+            queue: self.queue.clone(),
+            pipeline: self.pipeline.clone(),
+            finished: self.outcome.is_some(),
+        }
+    }
+}
+
+fn outcome(job: &Job) -> Option<Outcome> {
+    let status = job.status.as_ref()?;
+    for condition in status.conditions.iter().flatten() {
+        if condition.status != "True" {
+            continue;
+        }
+        match condition.type_.as_str() {
+            "Complete" => return Some(Outcome::Succeeded),
+            "Failed" => return Some(Outcome::Failed),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// What jobify keeps of a pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodSummary {
+    /// The Buildkite job it runs.
+    pub job: JobId,
+    /// What fail-fast needs.
+    pub observation: PodObservation,
+}
+
+impl PodSummary {
+    /// Reduces a pod; `None` for a pod without a valid job uuid label.
+    pub fn from_pod(pod: &Pod) -> Option<Self> {
+        let meta = &pod.metadata;
+        let job = meta.labels.as_ref()?.get(labels::JOB_UUID)?.parse().ok()?;
+        let status = pod.status.as_ref();
+        let phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+        let statuses = || {
+            status.into_iter().flat_map(|s| {
+                s.init_container_statuses
+                    .iter()
+                    .flatten()
+                    .chain(s.container_statuses.iter().flatten())
+            })
+        };
+        let running = statuses().any(|c| {
+            c.state
+                .as_ref()
+                .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+                && !is_init_only(pod, c)
+        });
+        let unschedulable = status
+            .into_iter()
+            .flat_map(|s| s.conditions.iter().flatten())
+            .find(|c| {
+                c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("Unschedulable")
+            })
+            .map(|c| {
+                c.message
+                    .clone()
+                    .unwrap_or_else(|| "Unschedulable".to_owned())
+            });
+        let waiting = statuses().filter_map(waiting).collect();
+        Some(PodSummary {
+            job,
+            observation: PodObservation {
+                name: meta.name.clone().unwrap_or_default(),
+                started: phase != "Pending" || running,
+                unschedulable,
+                waiting,
+            },
+        })
+    }
+}
+
+/// Whether `status` is an init container's: an init container that ran does not mean the
+/// job's containers started.
+fn is_init_only(pod: &Pod, status: &ContainerStatus) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .is_some_and(|init| init.iter().any(|i| i.name == status.name))
+}
+
+fn waiting(status: &ContainerStatus) -> Option<ContainerWaiting> {
+    let waiting = status.state.as_ref()?.waiting.as_ref()?;
+    Some(ContainerWaiting {
+        container: status.name.clone(),
+        image: status.image.clone(),
+        reason: waiting.reason.clone().unwrap_or_default(),
+        message: waiting.message.clone().unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const UUID: &str = "01900000-0000-7000-8000-000000000001";
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({
+            "metadata": {"name": "p", "labels": {"jobify.dev/job-uuid": UUID}},
+            "status": status
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn a_pending_pod_with_a_pull_error_is_waiting() {
+        let summary = PodSummary::from_pod(&pod(json!({
+            "phase": "Pending",
+            "initContainerStatuses": [{"name": "copy-agent", "image": "agent:3", "imageID": "",
+                "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 0}}}],
+            "containerStatuses": [{"name": "agent", "image": "nope", "imageID": "", "ready": false,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}}}]
+        })))
+        .expect("summary");
+        assert_eq!(summary.job.to_string(), UUID);
+        assert!(!summary.observation.started);
+        assert_eq!(summary.observation.waiting.len(), 1);
+        assert_eq!(summary.observation.waiting[0].reason, "ErrImagePull");
+    }
+
+    #[test]
+    fn an_unschedulable_pod_keeps_the_schedulers_message() {
+        let summary = PodSummary::from_pod(&pod(json!({
+            "phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                            "message": "0/1 nodes are available"}]
+        })))
+        .expect("summary");
+        assert_eq!(
+            summary.observation.unschedulable.as_deref(),
+            Some("0/1 nodes are available")
+        );
+    }
+
+    #[test]
+    fn a_running_pod_has_started() {
+        let summary = PodSummary::from_pod(&pod(json!({"phase": "Running"}))).expect("summary");
+        assert!(summary.observation.started);
+    }
+
+    #[test]
+    fn jobs_without_the_uuid_label_are_not_ours() {
+        let job: Job = serde_json::from_value(json!({"metadata": {"name": "x"}})).expect("job");
+        assert_eq!(JobSummary::from_job(&job), None);
+    }
+
+    #[test]
+    fn job_conditions_give_the_outcome() {
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "x", "labels": {"jobify.dev/job-uuid": UUID},
+                         "annotations": {"jobify.dev/queue": "k8s", "jobify.dev/pipeline": "app"}},
+            "status": {"conditions": [
+                {"type": "FailureTarget", "status": "True"},
+                {"type": "Failed", "status": "True"}]}
+        }))
+        .expect("job");
+        let summary = JobSummary::from_job(&job).expect("ours");
+        assert_eq!(summary.outcome, Some(Outcome::Failed));
+        let workload = summary.workload();
+        assert_eq!(workload.queue.as_deref(), Some("k8s"));
+        assert!(workload.finished);
+    }
+}

@@ -1,0 +1,393 @@
+//! The book-keeping of watched Jobs and pods: a synchronous struct fed watcher events and
+//! clock ticks, answering with the `WorkloadEvent`s to emit and the Jobs to give up on.
+
+use std::collections::{HashMap, HashSet};
+
+use jobify_core::{JobId, WorkloadEvent};
+use tokio::time::Instant;
+
+use crate::config::FailFastConfig;
+use crate::watch::fail_fast::{Cause, StartWatch};
+use crate::watch::summary::{JobSummary, Outcome, PodSummary};
+
+/// What the tracker asks the watch loop to do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Emit this event to the core.
+    Emit(WorkloadEvent),
+    /// The job's pod can never start: gather its events, delete the Job, report the cause.
+    GiveUp {
+        /// The Buildkite job.
+        job: JobId,
+        /// The Kubernetes Job's name.
+        name: String,
+        /// The pod whose events explain it, when there is one.
+        pod: Option<String>,
+        /// Why.
+        cause: Cause,
+    },
+}
+
+#[derive(Debug)]
+struct Tracked {
+    summary: JobSummary,
+    start: StartWatch,
+    announced_start: bool,
+    gave_up: bool,
+}
+
+/// Watched Jobs and their pods, keyed by Buildkite job.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    jobs: HashMap<JobId, Tracked>,
+    /// Pods seen before (or without) their Job, and the latest of each job's pod.
+    pods: HashMap<JobId, PodSummary>,
+    listing_jobs: Option<Vec<JobSummary>>,
+    listing_pods: Option<HashSet<JobId>>,
+}
+
+impl Tracker {
+    /// An empty tracker.
+    pub fn new() -> Self {
+        Tracker::default()
+    }
+
+    /// How many Jobs are tracked.
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Whether no Job is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// The Jobs watcher (re)started listing.
+    pub fn jobs_listing(&mut self) {
+        self.listing_jobs = Some(Vec::new());
+    }
+
+    /// A Job from the listing.
+    pub fn job_listed(&mut self, job: JobSummary) {
+        match &mut self.listing_jobs {
+            Some(listed) => listed.push(job),
+            None => self.listing_jobs = Some(vec![job]),
+        }
+    }
+
+    /// The listing is complete: it replaces what was tracked. Emits `Restored`, then
+    /// `Started` for listed jobs whose pods already run.
+    pub fn jobs_listed(&mut self, now: Instant) -> Vec<Action> {
+        let listed = self.listing_jobs.take().unwrap_or_default();
+        let mut previous = std::mem::take(&mut self.jobs);
+        let workloads = listed.iter().map(JobSummary::workload).collect();
+        let mut actions = vec![Action::Emit(WorkloadEvent::Restored(workloads))];
+        for summary in listed {
+            let id = summary.job;
+            let mut tracked = previous.remove(&id).unwrap_or_else(|| Tracked {
+                summary: summary.clone(),
+                start: StartWatch::new(now),
+                announced_start: false,
+                gave_up: false,
+            });
+            tracked.summary = summary;
+            if let Some(pod) = self.pods.get(&id) {
+                tracked.start.observe(pod.observation.clone(), now);
+            }
+            if tracked.start.started()
+                && !tracked.announced_start
+                && tracked.summary.outcome.is_none()
+            {
+                tracked.announced_start = true;
+                actions.push(Action::Emit(WorkloadEvent::Started(id)));
+            }
+            self.jobs.insert(id, tracked);
+        }
+        actions
+    }
+
+    /// A Job was created or changed.
+    pub fn job_applied(&mut self, summary: JobSummary, now: Instant) -> Vec<Action> {
+        let id = summary.job;
+        let mut actions = Vec::new();
+        let tracked = self.jobs.entry(id).or_insert_with(|| {
+            actions.push(Action::Emit(WorkloadEvent::Observed(summary.workload())));
+            Tracked {
+                summary: summary.clone(),
+                start: StartWatch::new(now),
+                announced_start: false,
+                gave_up: false,
+            }
+        });
+        if let Some(pod) = self.pods.get(&id)
+            && !tracked.start.started()
+        {
+            tracked.start.observe(pod.observation.clone(), now);
+        }
+        if tracked.start.started() && !tracked.announced_start && summary.outcome.is_none() {
+            tracked.announced_start = true;
+            actions.push(Action::Emit(WorkloadEvent::Started(id)));
+        }
+        if tracked.summary.outcome.is_none() {
+            match summary.outcome {
+                Some(Outcome::Succeeded) => {
+                    actions.push(Action::Emit(WorkloadEvent::Succeeded(id)));
+                }
+                Some(Outcome::Failed) if !tracked.gave_up => {
+                    actions.push(Action::Emit(WorkloadEvent::Failed(id)));
+                }
+                _ => {}
+            }
+        }
+        tracked.summary = summary;
+        actions
+    }
+
+    /// A Job was deleted.
+    pub fn job_deleted(&mut self, job: JobId) -> Vec<Action> {
+        self.pods.remove(&job);
+        match self.jobs.remove(&job) {
+            Some(_) => vec![Action::Emit(WorkloadEvent::Gone(job))],
+            None => Vec::new(),
+        }
+    }
+
+    /// The pods watcher (re)started listing.
+    pub fn pods_listing(&mut self) {
+        self.listing_pods = Some(HashSet::new());
+    }
+
+    /// The pods listing is complete: pods not in it are gone.
+    pub fn pods_listed(&mut self) {
+        if let Some(listed) = self.listing_pods.take() {
+            self.pods.retain(|job, _| listed.contains(job));
+        }
+    }
+
+    /// A pod was created or changed (or listed).
+    pub fn pod_applied(&mut self, pod: PodSummary, now: Instant) -> Vec<Action> {
+        let id = pod.job;
+        if let Some(listed) = &mut self.listing_pods {
+            listed.insert(id);
+        }
+        let mut actions = Vec::new();
+        if let Some(tracked) = self.jobs.get_mut(&id) {
+            tracked.start.observe(pod.observation.clone(), now);
+            if tracked.start.started()
+                && !tracked.announced_start
+                && tracked.summary.outcome.is_none()
+            {
+                tracked.announced_start = true;
+                actions.push(Action::Emit(WorkloadEvent::Started(id)));
+            }
+        }
+        self.pods.insert(id, pod);
+        actions
+    }
+
+    /// A pod was deleted.
+    pub fn pod_deleted(&mut self, job: JobId) {
+        self.pods.remove(&job);
+        if let Some(tracked) = self.jobs.get_mut(&job) {
+            tracked.start.pod_gone();
+        }
+    }
+
+    /// Checks every unstarted job's fail-fast timers at `now`. A job is given up on once.
+    pub fn tick(&mut self, config: &FailFastConfig, now: Instant) -> Vec<Action> {
+        let mut actions = Vec::new();
+        for (id, tracked) in &mut self.jobs {
+            if tracked.gave_up || tracked.summary.outcome.is_some() {
+                continue;
+            }
+            if let Some(cause) = tracked.start.check(config, now) {
+                tracked.gave_up = true;
+                actions.push(Action::GiveUp {
+                    job: *id,
+                    name: tracked.summary.name.clone(),
+                    pod: tracked.start.pod_name().map(str::to_owned),
+                    cause,
+                });
+            }
+        }
+        actions.sort_by_key(|a| match a {
+            Action::GiveUp { job, .. } => Some(*job),
+            Action::Emit(e) => e.job(),
+        });
+        actions
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::watch::fail_fast::{ContainerWaiting, PodObservation};
+
+    fn id(n: u128) -> JobId {
+        JobId(Uuid::from_u128(n))
+    }
+
+    fn job(n: u128, outcome: Option<Outcome>) -> JobSummary {
+        JobSummary {
+            job: id(n),
+            name: format!("jobify-{n}"),
+            queue: Some("k8s".to_owned()),
+            pipeline: Some("app".to_owned()),
+            outcome,
+        }
+    }
+
+    fn pod(n: u128, started: bool, reason: Option<&str>) -> PodSummary {
+        PodSummary {
+            job: id(n),
+            observation: PodObservation {
+                name: format!("pod-{n}"),
+                started,
+                unschedulable: None,
+                waiting: reason
+                    .map(|r| ContainerWaiting {
+                        container: "agent".to_owned(),
+                        image: "x".to_owned(),
+                        reason: r.to_owned(),
+                        message: String::new(),
+                    })
+                    .into_iter()
+                    .collect(),
+            },
+        }
+    }
+
+    fn emitted(actions: Vec<Action>) -> Vec<WorkloadEvent> {
+        actions
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Emit(e) => Some(e),
+                Action::GiveUp { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_initial_listing_restores_and_announces_running_pods() {
+        let now = Instant::now();
+        let mut tracker = Tracker::new();
+        tracker.pods_listing();
+        tracker.pod_applied(pod(1, true, None), now);
+        tracker.pods_listed();
+        tracker.jobs_listing();
+        tracker.job_listed(job(1, None));
+        tracker.job_listed(job(2, Some(Outcome::Succeeded)));
+        let events = emitted(tracker.jobs_listed(now));
+        let WorkloadEvent::Restored(workloads) = &events[0] else {
+            panic!("Restored first, got {events:?}")
+        };
+        assert_eq!(workloads.len(), 2);
+        assert!(workloads[1].finished);
+        assert_eq!(events[1], WorkloadEvent::Started(id(1)));
+        assert_eq!(events.len(), 2);
+    }
+
+    #[test]
+    fn a_job_goes_observed_started_succeeded_gone() {
+        let now = Instant::now();
+        let mut tracker = Tracker::new();
+        tracker.jobs_listing();
+        tracker.jobs_listed(now);
+        let mut events = emitted(tracker.job_applied(job(1, None), now));
+        events.extend(emitted(tracker.pod_applied(pod(1, false, None), now)));
+        events.extend(emitted(tracker.pod_applied(pod(1, true, None), now)));
+        events.extend(emitted(tracker.pod_applied(pod(1, true, None), now)));
+        events.extend(emitted(
+            tracker.job_applied(job(1, Some(Outcome::Succeeded)), now),
+        ));
+        events.extend(emitted(
+            tracker.job_applied(job(1, Some(Outcome::Succeeded)), now),
+        ));
+        tracker.pod_deleted(id(1));
+        events.extend(emitted(tracker.job_deleted(id(1))));
+        assert_eq!(
+            events,
+            [
+                WorkloadEvent::Observed(job(1, None).workload()),
+                WorkloadEvent::Started(id(1)),
+                WorkloadEvent::Succeeded(id(1)),
+                WorkloadEvent::Gone(id(1)),
+            ]
+        );
+        assert!(tracker.is_empty());
+    }
+
+    #[test]
+    fn a_relist_drops_jobs_that_vanished_meanwhile() {
+        let now = Instant::now();
+        let mut tracker = Tracker::new();
+        tracker.jobs_listing();
+        tracker.job_listed(job(1, None));
+        tracker.job_listed(job(2, None));
+        tracker.jobs_listed(now);
+        tracker.jobs_listing();
+        tracker.job_listed(job(2, None));
+        let events = emitted(tracker.jobs_listed(now));
+        assert_eq!(
+            events,
+            [WorkloadEvent::Restored(vec![job(2, None).workload()])]
+        );
+        assert_eq!(tracker.len(), 1);
+    }
+
+    #[test]
+    fn a_pod_that_cannot_start_is_given_up_once_and_its_failure_not_reported_twice() {
+        let now = Instant::now();
+        let config = FailFastConfig::default();
+        let mut tracker = Tracker::new();
+        tracker.job_applied(job(1, None), now);
+        tracker.pod_applied(pod(1, false, Some("InvalidImageName")), now);
+        let actions = tracker.tick(&config, now);
+        assert!(matches!(
+            &actions[..],
+            [Action::GiveUp { job, pod: Some(pod), .. }] if *job == id(1) && pod == "pod-1"
+        ));
+        assert!(
+            tracker
+                .tick(&config, now + Duration::from_secs(60))
+                .is_empty()
+        );
+        // The Job may fail before the deletion lands: FailedToStart already said so.
+        assert!(emitted(tracker.job_applied(job(1, Some(Outcome::Failed)), now)).is_empty());
+    }
+
+    #[test]
+    fn a_job_without_pod_is_given_up_after_the_grace() {
+        let now = Instant::now();
+        let config = FailFastConfig::default();
+        let mut tracker = Tracker::new();
+        tracker.job_applied(job(1, None), now);
+        assert!(
+            tracker
+                .tick(&config, now + config.no_pod_grace / 2)
+                .is_empty()
+        );
+        let actions = tracker.tick(&config, now + config.no_pod_grace);
+        assert!(matches!(
+            &actions[..],
+            [Action::GiveUp {
+                cause: Cause::NoPod,
+                pod: None,
+                ..
+            }]
+        ));
+    }
+
+    #[test]
+    fn a_pod_seen_before_its_job_still_counts() {
+        let now = Instant::now();
+        let mut tracker = Tracker::new();
+        assert!(tracker.pod_applied(pod(1, true, None), now).is_empty());
+        let events = emitted(tracker.job_applied(job(1, None), now));
+        assert_eq!(events[1], WorkloadEvent::Started(id(1)));
+    }
+}

@@ -1,0 +1,626 @@
+//! Rendering jobs as Kubernetes Jobs, case by case; writes the manifest corpus that CI
+//! validates against the Kubernetes 1.33 schemas (`.ci/validate-manifests`).
+
+mod support;
+
+use std::collections::BTreeMap;
+
+use jobify_core::{AgentQueryRules, ScheduledJob, Template};
+use jobify_k8s::config::{KubernetesConfig, ResourceClass};
+use jobify_k8s::render::{RenderError, agent_tags, render_job};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use pretty_assertions::assert_eq;
+use serde_json::json;
+use support::fixtures::{JobExt, scheduled};
+use uuid::Uuid;
+
+const CONTROLLER: &str = "jobify-test";
+
+fn default_template() -> Template {
+    Template::Default { name: None }
+}
+
+fn render(job: &ScheduledJob) -> Result<Job, RenderError> {
+    render_job(
+        job,
+        &default_template(),
+        &KubernetesConfig::default(),
+        CONTROLLER,
+    )
+}
+
+fn pod(job: &Job) -> &PodSpec {
+    job.spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .expect("pod spec")
+}
+
+fn container<'a>(job: &'a Job, name: &str) -> &'a Container {
+    pod(job)
+        .containers
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no container {name}"))
+}
+
+fn env<'a>(container: &'a Container, name: &str) -> Option<&'a str> {
+    container
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.as_deref())
+}
+
+fn names(spec: &PodSpec) -> Vec<&str> {
+    spec.containers.iter().map(|c| c.name.as_str()).collect()
+}
+
+#[test]
+fn default_job_runs_the_agent_for_exactly_this_job() {
+    let job = scheduled("queue=kubernetes");
+    let rendered = render(&job).expect("renders");
+    let meta = &rendered.metadata;
+    assert_eq!(
+        meta.name.as_deref(),
+        Some(format!("jobify-{}", job.id).as_str())
+    );
+    assert_eq!(meta.namespace.as_deref(), Some("buildkite"));
+    let labels = meta.labels.as_ref().expect("labels");
+    assert_eq!(labels["jobify.dev/controller"], CONTROLLER);
+    assert_eq!(labels["jobify.dev/job-uuid"], job.id.to_string());
+    assert_eq!(labels["jobify.dev/pipeline"], "app");
+    assert_eq!(labels["jobify.dev/queue"], "kubernetes");
+    let annotations = meta.annotations.as_ref().expect("annotations");
+    assert_eq!(
+        annotations["jobify.dev/build-url"],
+        "https://buildkite.com/acme/app/builds/42"
+    );
+    assert_eq!(annotations["jobify.dev/branch"], "main");
+    assert_eq!(annotations["jobify.dev/priority"], "0");
+
+    let spec = rendered.spec.as_ref().expect("spec");
+    assert_eq!(spec.backoff_limit, Some(0));
+    assert_eq!(spec.ttl_seconds_after_finished, Some(600));
+    assert_eq!(spec.active_deadline_seconds, Some(6 * 3600));
+    let pod_meta = spec.template.metadata.as_ref().expect("pod metadata");
+    assert_eq!(pod_meta.labels.as_ref(), Some(labels));
+
+    let pod = pod(&rendered);
+    assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+    assert_eq!(pod.termination_grace_period_seconds, Some(60));
+    assert_eq!(names(pod), ["agent"]);
+    let agent = container(&rendered, "agent");
+    assert_eq!(
+        agent.args.as_deref(),
+        Some(
+            &[
+                "start".to_owned(),
+                "--acquire-job".to_owned(),
+                job.id.to_string()
+            ][..]
+        )
+    );
+    assert_eq!(env(agent, "BUILDKITE_AGENT_TAGS"), Some("queue=kubernetes"));
+    assert_eq!(env(agent, "BUILDKITE_KUBERNETES_EXEC"), None);
+}
+
+#[test]
+fn agent_token_comes_from_a_secret_and_never_as_a_literal() {
+    let rendered = render(&scheduled("queue=kubernetes")).expect("renders");
+    let agent = container(&rendered, "agent");
+    let token = agent
+        .env
+        .iter()
+        .flatten()
+        .find(|e| e.name == "BUILDKITE_AGENT_TOKEN")
+        .expect("token variable");
+    assert_eq!(token.value, None);
+    let secret = token
+        .value_from
+        .as_ref()
+        .and_then(|v| v.secret_key_ref.as_ref())
+        .expect("secretKeyRef");
+    assert_eq!(
+        (secret.name.as_str(), secret.key.as_str()),
+        ("buildkite-agent-token", "token")
+    );
+}
+
+#[test]
+fn wildcard_rules_become_concrete_tags_that_still_match_the_job() {
+    let job = scheduled("queue=kubernetes,arch=*,os=linux-*");
+    let tags = agent_tags(&job, &["cluster=prod".to_owned(), "queue=other".to_owned()]);
+    assert_eq!(
+        tags,
+        ["queue=kubernetes", "arch=true", "os=linux-", "cluster=prod"]
+    );
+    let pairs: Vec<(&str, &str)> = tags.iter().filter_map(|t| t.split_once('=')).collect();
+    assert!(job.rules.matched_by(pairs.iter().copied()));
+    assert!(!tags.iter().any(|t| t.contains('*')));
+}
+
+#[test]
+fn a_job_without_rules_gets_no_tags_from_them() {
+    let mut job = scheduled("");
+    job.rules = AgentQueryRules::default();
+    assert!(agent_tags(&job, &[]).is_empty());
+}
+
+fn podspec_job() -> ScheduledJob {
+    scheduled("queue=kubernetes").with_plugin(json!({
+        "podSpec": {"containers": [
+            {"image": "rust:1.95", "command": ["cargo"], "args": ["test", "--all"]},
+            {"name": "lint", "image": "rust:1.95", "command": ["cargo clippy"]}
+        ]}
+    }))
+}
+
+#[test]
+fn podspec_jobs_get_agent_stack_k8s_layout() {
+    let job = podspec_job();
+    let rendered = render_job(
+        &job,
+        &Template::PodSpec,
+        &KubernetesConfig::default(),
+        CONTROLLER,
+    )
+    .expect("renders");
+    let pod = pod(&rendered);
+    assert_eq!(names(pod), ["agent", "checkout", "container-0", "lint"]);
+    let init: Vec<&str> = pod
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(init, ["copy-agent"]);
+    assert!(
+        pod.volumes
+            .iter()
+            .flatten()
+            .any(|v| v.name == "workspace" && v.empty_dir.is_some())
+    );
+
+    let agent = container(&rendered, "agent");
+    assert_eq!(env(agent, "BUILDKITE_KUBERNETES_EXEC"), Some("true"));
+    assert_eq!(env(agent, "BUILDKITE_CONTAINER_COUNT"), Some("3"));
+    let checkout = container(&rendered, "checkout");
+    assert_eq!(env(checkout, "BUILDKITE_CONTAINER_ID"), Some("0"));
+    assert_eq!(
+        env(checkout, "BUILDKITE_BOOTSTRAP_PHASES"),
+        Some("plugin,checkout")
+    );
+    let first = container(&rendered, "container-0");
+    assert_eq!(env(first, "BUILDKITE_CONTAINER_ID"), Some("1"));
+    assert_eq!(
+        env(first, "BUILDKITE_BOOTSTRAP_PHASES"),
+        Some("plugin,command")
+    );
+    assert_eq!(env(first, "BUILDKITE_COMMAND"), Some("cargo test --all"));
+    assert_eq!(
+        first.command.as_deref(),
+        Some(
+            &[
+                "/workspace/buildkite-agent".to_owned(),
+                "kubernetes-bootstrap".to_owned()
+            ][..]
+        )
+    );
+    assert_eq!(first.args, None);
+    assert_eq!(first.image.as_deref(), Some("rust:1.95"));
+    let lint = container(&rendered, "lint");
+    assert_eq!(env(lint, "BUILDKITE_CONTAINER_ID"), Some("2"));
+    for c in &pod.containers {
+        assert!(
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.mount_path == "/workspace"),
+            "{} lacks the workspace",
+            c.name
+        );
+    }
+}
+
+#[test]
+fn a_podspec_container_without_command_runs_the_steps_command() {
+    let job = scheduled("queue=kubernetes")
+        .with_plugin(json!({"podSpec": {"containers": [{"image": "alpine"}]}}));
+    let rendered = render(&job).expect("renders");
+    assert_eq!(
+        env(container(&rendered, "container-0"), "BUILDKITE_COMMAND"),
+        Some("make test")
+    );
+}
+
+#[test]
+fn a_podspec_container_without_image_is_named_in_the_error() {
+    let job = scheduled("queue=kubernetes").with_plugin(json!({
+        "podSpec": {"containers": [{"image": "alpine"}, {"name": "b", "command": ["x"]}]}
+    }));
+    let err = render(&job).expect_err("no image");
+    assert_eq!(err.to_string(), "podSpec.containers[1] has no image");
+}
+
+#[test]
+fn a_misspelt_podspec_field_is_refused_not_dropped() {
+    let job = scheduled("queue=kubernetes").with_plugin(json!({
+        "podSpec": {"containers": [{"image": "alpine", "comand": ["x"]}]}
+    }));
+    let err = render(&job).expect_err("typo");
+    assert_eq!(
+        err,
+        RenderError::UnknownField {
+            path: "podSpec.containers[0].comand".to_owned()
+        }
+    );
+}
+
+#[test]
+fn unsupported_plugin_keys_are_refused_by_name() {
+    for (config, key) in [
+        (json!({"podTemplate": "big"}), "podTemplate"),
+        (
+            json!({"commandParams": {"interposer": "vector"}}),
+            "commandParams",
+        ),
+        (
+            json!({"checkout": {"cloneFlags": "--depth=1"}}),
+            "checkout.cloneFlags",
+        ),
+        (json!({"podSpecPatchh": {}}), "podSpecPatchh"),
+    ] {
+        let job = scheduled("queue=kubernetes").with_plugin(config);
+        let err = render(&job).expect_err(key);
+        assert!(
+            matches!(&err, RenderError::UnsupportedKey { key: k, .. } if k == key),
+            "{key}: {err:?}"
+        );
+        assert!(err.to_string().contains(&format!("`{key}`")), "{err}");
+    }
+}
+
+#[test]
+fn pod_spec_patch_merges_containers_by_name_after_the_controllers_patch() {
+    let config = KubernetesConfig {
+        pod_spec_patch: Some(json!({
+            "priorityClassName": "ci",
+            "containers": [{"name": "agent", "env": [{"name": "LEVEL", "value": "controller"}]}]
+        })),
+        ..KubernetesConfig::default()
+    };
+    let job = scheduled("queue=kubernetes").with_plugin(json!({
+        "podSpecPatch": {
+            "containers": [{"name": "agent", "env": [{"name": "LEVEL", "value": "job"}],
+                            "resources": {"requests": {"cpu": "2"}}}],
+            "serviceAccountName": "builder"
+        }
+    }));
+    let rendered = render_job(&job, &default_template(), &config, CONTROLLER).expect("renders");
+    let pod = pod(&rendered);
+    assert_eq!(pod.priority_class_name.as_deref(), Some("ci"));
+    assert_eq!(pod.service_account_name.as_deref(), Some("builder"));
+    let agent = container(&rendered, "agent");
+    assert_eq!(env(agent, "LEVEL"), Some("job"));
+    assert_eq!(env(agent, "BUILDKITE_AGENT_TAGS"), Some("queue=kubernetes"));
+    let requests = agent
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .expect("requests");
+    assert_eq!(requests["cpu"].0, "2");
+}
+
+#[test]
+fn a_patch_that_mounts_an_undefined_volume_is_refused() {
+    let job = scheduled("queue=kubernetes").with_plugin(json!({
+        "podSpecPatch": {"containers": [{"name": "agent",
+            "volumeMounts": [{"name": "cache", "mountPath": "/cache"}]}]}
+    }));
+    let err = render(&job).expect_err("missing volume");
+    assert_eq!(
+        err.to_string(),
+        "containers[0] (`agent`) after podSpecPatch.volumeMounts[0] mounts volume `cache`, \
+         which the pod does not define under volumes"
+    );
+}
+
+#[test]
+fn a_patch_cannot_make_the_pod_restart() {
+    let job = scheduled("queue=kubernetes")
+        .with_plugin(json!({"podSpecPatch": {"restartPolicy": "OnFailure"}}));
+    let err = render(&job).expect_err("restart policy");
+    assert!(
+        err.to_string()
+            .starts_with("restartPolicy after podSpecPatch"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sidecars_extra_mounts_and_git_env_from_are_added() {
+    let job = scheduled("queue=kubernetes").with_plugin(json!({
+        "podSpec": {
+            "containers": [{"image": "alpine", "command": ["make"]}],
+            "volumes": [{"name": "cache", "emptyDir": {}}]
+        },
+        "sidecars": [{"name": "redis", "image": "redis:7"}],
+        "extraVolumeMounts": [{"name": "cache", "mountPath": "/cache"}],
+        "gitEnvFrom": [{"secretRef": {"name": "git-creds"}}]
+    }));
+    let rendered = render(&job).expect("renders");
+    let pod = pod(&rendered);
+    assert_eq!(names(pod), ["agent", "checkout", "container-0", "redis"]);
+    for c in &pod.containers {
+        assert!(
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.mount_path == "/cache"),
+            "{}",
+            c.name
+        );
+    }
+    let checkout = container(&rendered, "checkout");
+    let from = checkout.env_from.as_ref().expect("envFrom");
+    assert_eq!(
+        from[0].secret_ref.as_ref().map(|s| s.name.as_str()),
+        Some("git-creds")
+    );
+    assert_eq!(
+        env(container(&rendered, "agent"), "BUILDKITE_CONTAINER_COUNT"),
+        Some("2")
+    );
+}
+
+#[test]
+fn a_sidecar_without_image_is_named() {
+    let job = scheduled("queue=kubernetes").with_plugin(json!({"sidecars": [{"name": "x"}]}));
+    assert_eq!(
+        render(&job).expect_err("no image").to_string(),
+        "sidecars[0] has no image"
+    );
+}
+
+#[test]
+fn checkout_skip_drops_the_checkout_container() {
+    let job = scheduled("queue=kubernetes").with_plugin(json!({
+        "podSpec": {"containers": [{"image": "alpine"}]},
+        "checkout": {"skip": true}
+    }));
+    let rendered = render(&job).expect("renders");
+    assert_eq!(names(pod(&rendered)), ["agent", "container-0"]);
+    assert_eq!(
+        env(container(&rendered, "agent"), "BUILDKITE_CONTAINER_COUNT"),
+        Some("1")
+    );
+    assert_eq!(
+        env(
+            container(&rendered, "container-0"),
+            "BUILDKITE_CONTAINER_ID"
+        ),
+        Some("0")
+    );
+}
+
+fn config_with_classes() -> KubernetesConfig {
+    let large = ResourceClass {
+        requests: BTreeMap::from([
+            ("cpu".to_owned(), "4".to_owned()),
+            ("memory".to_owned(), "8Gi".to_owned()),
+        ]),
+        limits: BTreeMap::from([("memory".to_owned(), "8Gi".to_owned())]),
+        node_selector: BTreeMap::from([("pool".to_owned(), "large".to_owned())]),
+        tolerations: Vec::new(),
+    };
+    KubernetesConfig {
+        resource_classes: BTreeMap::from([("large".to_owned(), large)]),
+        node_selector: BTreeMap::from([("kubernetes.io/os".to_owned(), "linux".to_owned())]),
+        ..KubernetesConfig::default()
+    }
+}
+
+#[test]
+fn a_named_resource_class_sizes_the_agent_and_picks_nodes() {
+    let template = Template::Default {
+        name: Some("large".to_owned()),
+    };
+    let rendered = render_job(
+        &scheduled("queue=kubernetes"),
+        &template,
+        &config_with_classes(),
+        CONTROLLER,
+    )
+    .expect("renders");
+    let resources = container(&rendered, "agent")
+        .resources
+        .as_ref()
+        .expect("resources");
+    assert_eq!(
+        resources.requests.as_ref().expect("requests")["memory"].0,
+        "8Gi"
+    );
+    let selector = pod(&rendered).node_selector.as_ref().expect("nodeSelector");
+    assert_eq!(selector["pool"], "large");
+    assert_eq!(selector["kubernetes.io/os"], "linux");
+}
+
+#[test]
+fn an_unknown_resource_class_is_an_error() {
+    let template = Template::Default {
+        name: Some("huge".to_owned()),
+    };
+    let err = render_job(
+        &scheduled("queue=k"),
+        &template,
+        &config_with_classes(),
+        CONTROLLER,
+    )
+    .expect_err("unknown class");
+    assert_eq!(
+        err,
+        RenderError::UnknownResourceClass {
+            name: "huge".to_owned()
+        }
+    );
+}
+
+#[test]
+fn label_unsafe_names_are_sanitised_and_kept_verbatim_in_annotations() {
+    let job = scheduled("queue=GPU large/fast").on_pipeline(&format!("{}!", "p".repeat(80)));
+    let rendered = render(&job).expect("renders");
+    let labels = rendered.metadata.labels.as_ref().expect("labels");
+    assert_eq!(labels["jobify.dev/pipeline"], "p".repeat(63));
+    assert_eq!(labels["jobify.dev/queue"], "GPU_large_fast");
+    let annotations = rendered.metadata.annotations.as_ref().expect("annotations");
+    assert_eq!(annotations["jobify.dev/queue"], "GPU large/fast");
+    assert_eq!(annotations["jobify.dev/pipeline"], job.pipeline);
+}
+
+#[test]
+fn plugin_metadata_is_added_but_cannot_take_jobify_keys() {
+    let job = scheduled("queue=k").with_plugin(json!({
+        "metadata": {"labels": {"team": "ci"}, "annotations": {"owner": "ci@acme"}}
+    }));
+    let rendered = render(&job).expect("renders");
+    assert_eq!(
+        rendered.metadata.labels.as_ref().expect("labels")["team"],
+        "ci"
+    );
+    let pod_meta = rendered
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .expect("meta");
+    assert_eq!(
+        pod_meta.annotations.as_ref().expect("annotations")["owner"],
+        "ci@acme"
+    );
+
+    let job = scheduled("queue=k")
+        .with_plugin(json!({"metadata": {"labels": {"jobify.dev/controller": "other"}}}));
+    assert!(matches!(
+        render(&job),
+        Err(RenderError::ReservedMetadata { kind: "labels", .. })
+    ));
+}
+
+#[test]
+fn job_active_deadline_seconds_overrides_the_configured_deadline() {
+    let job = scheduled("queue=k").with_plugin(json!({"jobActiveDeadlineSeconds": 120}));
+    let rendered = render(&job).expect("renders");
+    assert_eq!(
+        rendered
+            .spec
+            .as_ref()
+            .and_then(|s| s.active_deadline_seconds),
+        Some(120)
+    );
+    let job = scheduled("queue=k").with_plugin(json!({"jobActiveDeadlineSeconds": 0}));
+    assert!(render(&job).is_err());
+}
+
+#[test]
+fn job_names_fit_a_dns_label_with_the_longest_prefix() {
+    let config = KubernetesConfig {
+        job_name_prefix: "a".repeat(27),
+        ..KubernetesConfig::default()
+    };
+    assert!(config.validate().is_empty());
+    let rendered = render_job(
+        &scheduled("queue=k"),
+        &default_template(),
+        &config,
+        CONTROLLER,
+    )
+    .expect("renders");
+    assert_eq!(rendered.metadata.name.as_deref().map(str::len), Some(63));
+}
+
+/// Writes every interesting rendering to `target/manifests/` for `kubernetes-validate`.
+#[test]
+fn writes_the_manifest_corpus() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/manifests");
+    std::fs::create_dir_all(dir).expect("create corpus dir");
+    let fixed = |n: u128| Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + n);
+    let classes = config_with_classes();
+    let patched_config = KubernetesConfig {
+        pod_spec_patch: Some(json!({"priorityClassName": "ci",
+            "tolerations": [{"key": "ci", "operator": "Exists", "effect": "NoSchedule"}]})),
+        service_account_name: Some("builder".to_owned()),
+        env: BTreeMap::from([("BUILDKITE_GIT_CLONE_FLAGS".to_owned(), "-v".to_owned())]),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        ..KubernetesConfig::default()
+    };
+    let cases: Vec<(&str, ScheduledJob, Template, &KubernetesConfig)> = vec![
+        (
+            "default",
+            scheduled("queue=kubernetes").with_id(fixed(1)),
+            default_template(),
+            &classes,
+        ),
+        (
+            "podspec",
+            podspec_job().with_id(fixed(2)),
+            Template::PodSpec,
+            &classes,
+        ),
+        (
+            "patched",
+            scheduled("queue=kubernetes")
+                .with_id(fixed(3))
+                .with_plugin(json!({
+                    "podSpecPatch": {"containers": [{"name": "agent",
+                        "resources": {"requests": {"cpu": "2", "memory": "1Gi"}}}]}
+                })),
+            default_template(),
+            &patched_config,
+        ),
+        (
+            "sidecars",
+            scheduled("queue=kubernetes")
+                .with_id(fixed(4))
+                .with_plugin(json!({
+                    "podSpec": {"containers": [{"image": "alpine", "command": ["make"]}],
+                                "volumes": [{"name": "cache", "emptyDir": {}}]},
+                    "sidecars": [{"name": "redis", "image": "redis:7"}],
+                    "extraVolumeMounts": [{"name": "cache", "mountPath": "/cache"}],
+                    "gitEnvFrom": [{"secretRef": {"name": "git-creds"}}],
+                    "metadata": {"labels": {"team": "ci"}},
+                    "jobActiveDeadlineSeconds": 900
+                })),
+            Template::PodSpec,
+            &classes,
+        ),
+        (
+            "resource-class",
+            scheduled("queue=kubernetes").with_id(fixed(5)),
+            Template::Default {
+                name: Some("large".to_owned()),
+            },
+            &classes,
+        ),
+        (
+            "label-unsafe",
+            scheduled("queue=GPU large/fast,arch=*")
+                .with_id(fixed(6))
+                .on_pipeline(&format!("{}!", "p".repeat(80))),
+            default_template(),
+            &classes,
+        ),
+    ];
+    for (name, job, template, config) in cases {
+        let rendered = render_job(&job, &template, config, CONTROLLER)
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
+        let mut value = serde_json::to_value(&rendered).expect("json");
+        // k8s-openapi serialises apiVersion and kind; make sure of it for the validator.
+        assert_eq!(value["apiVersion"], "batch/v1", "{name}");
+        assert_eq!(value["kind"], "Job", "{name}");
+        value.as_object_mut().expect("object").remove("status");
+        let yaml = serde_yaml::to_string(&value).expect("yaml");
+        std::fs::write(format!("{dir}/{name}.yaml"), yaml).expect("write manifest");
+    }
+}

@@ -1,0 +1,4 @@
+//! Shared by the integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+pub mod fixtures;
