@@ -118,3 +118,28 @@ impl Decision {
         }
     }
 }
+
+impl ReasonCode {
+    /// A policy rule matched the job.
+    pub const RULE_MATCHED: ReasonCode = ReasonCode("rule_matched");
+    /// No rule matched; the policy's default applied.
+    pub const DEFAULT_RULE: ReasonCode = ReasonCode("default_rule");
+    /// The job was decided by a policy written in Rust (not the declarative rules).
+    pub const CUSTOM_POLICY: ReasonCode = ReasonCode("custom_policy");
+    /// The job's agent query rules ask for no queue this controller serves.
+    pub const QUEUE_NOT_SERVED: ReasonCode = ReasonCode("queue_not_served");
+    /// `podspec` applied but the job carries no pod spec; the fallback decided.
+    pub const NO_PLUGIN_CONFIG: ReasonCode = ReasonCode("no_plugin_config");
+    /// The job's `kubernetes` plugin configuration could not be read.
+    pub const INVALID_PLUGIN_CONFIG: ReasonCode = ReasonCode("invalid_plugin_config");
+    /// The admission guard refused the job's pod spec.
+    pub const GUARD_DENIED: ReasonCode = ReasonCode("guard_denied");
+    /// The global in-flight limit is reached.
+    pub const LIMIT_GLOBAL: ReasonCode = ReasonCode("limit_global");
+    /// The job's queue is at its in-flight limit.
+    pub const LIMIT_QUEUE: ReasonCode = ReasonCode("limit_queue");
+    /// The job's pipeline is at its in-flight limit.
+    pub const LIMIT_PIPELINE: ReasonCode = ReasonCode("limit_pipeline");
+    /// The backend refused the workload as invalid, for good.
+    pub const LAUNCH_INVALID: ReasonCode = ReasonCode("launch_invalid");
+}

@@ -28,7 +28,7 @@ pub struct FeedbackError {
 }
 
 /// Tells Buildkite about jobs jobify will not run.
-#[cfg_attr(feature = "testing", mockall::automock)]
+#[cfg_attr(any(test, feature = "testing"), mockall::automock)]
 #[async_trait]
 pub trait Feedback: Send + Sync {
     /// Ends the job in Buildkite (cancels it) and attaches `reason.message` where the

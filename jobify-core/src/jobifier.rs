@@ -51,7 +51,7 @@ pub struct CancelError {
 }
 
 /// Runs decided jobs as workloads and reports what happens to them.
-#[cfg_attr(feature = "testing", mockall::automock)]
+#[cfg_attr(any(test, feature = "testing"), mockall::automock)]
 #[async_trait]
 pub trait Jobifier: Send + Sync {
     /// Creates the workload for `job` from `template`. Idempotent: launching a job whose

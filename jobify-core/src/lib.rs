@@ -14,18 +14,26 @@
 pub mod config;
 pub mod decision;
 pub mod feedback;
+pub mod guard;
+pub mod intake;
 pub mod job;
 pub mod jobifier;
 pub mod monitor;
 pub mod plugin;
+pub mod policy;
 pub mod rules;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod workload;
 
 pub use decision::{Decision, Reason, ReasonCode, Template};
 pub use feedback::{Feedback, FeedbackError, JobRef};
+pub use guard::{Guard, GuardReport, Violation};
+pub use intake::{JobError, RawJob};
 pub use job::{BuildInfo, Env, JobId, JobState, ScheduledJob};
 pub use jobifier::{CancelError, Jobifier, LaunchError, Launched};
 pub use monitor::{Monitor, MonitorError};
 pub use plugin::{KubernetesPlugin, PluginConfig, PluginError, PodMetadata};
+pub use policy::{Decider, Explanation, Policy, RulePolicy};
 pub use rules::{AgentQueryRule, AgentQueryRules};
 pub use workload::{Workload, WorkloadEvent};

@@ -23,7 +23,7 @@ pub enum MonitorError {
 }
 
 /// Produces what Buildkite currently has for us.
-#[cfg_attr(feature = "testing", mockall::automock)]
+#[cfg_attr(any(test, feature = "testing"), mockall::automock)]
 #[async_trait]
 pub trait Monitor: Send + Sync {
     /// One poll: every job currently `SCHEDULED` that this controller may be asked to run.

@@ -1,0 +1,303 @@
+//! The declarative policy: `[[policy.rules]]`, first match wins, then `default`.
+
+use std::borrow::Cow;
+
+use crate::config::{ActionConfig, MatchConfig, PodSpecFallback, PolicyConfig, RuleConfig};
+use crate::decision::{Decision, Reason, ReasonCode, Template};
+use crate::job::ScheduledJob;
+use crate::plugin::PluginConfig;
+
+use super::Policy;
+use super::explain::{Explanation, RuleTrace};
+
+/// Buildkite's queue for a job that names none.
+pub(crate) const DEFAULT_QUEUE: &str = "default";
+
+/// The rules of `[policy]`, ready to decide.
+#[derive(Clone, Debug)]
+pub struct RulePolicy {
+    rules: Vec<CompiledRule>,
+    default: ActionConfig,
+}
+
+#[derive(Clone, Debug)]
+struct CompiledRule {
+    config: RuleConfig,
+    /// "rule `gpu`" or "rule 3": how reasons name the rule.
+    label: String,
+}
+
+/// Which matcher of a rule a job failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Miss {
+    Queue,
+    Agent(usize),
+    Pipeline,
+    Branch,
+    StepKey,
+    Label,
+    Plugin,
+    Env,
+    EnvPresent,
+}
+
+impl RulePolicy {
+    /// The policy `config` describes. Call [`PolicyConfig::validate`] first to catch rules
+    /// that can never match.
+    pub fn new(config: &PolicyConfig) -> Self {
+        let rules = config
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(index, rule)| CompiledRule {
+                label: match &rule.name {
+                    Some(name) => format!("rule `{name}`"),
+                    None => format!("rule {}", index + 1),
+                },
+                config: rule.clone(),
+            })
+            .collect();
+        RulePolicy {
+            rules,
+            default: config.default.clone(),
+        }
+    }
+
+    /// The index of the first rule `job` matches, if any.
+    fn first_match(&self, job: &ScheduledJob) -> Option<usize> {
+        self.rules
+            .iter()
+            .position(|rule| first_miss(&rule.config.matcher, job).is_none())
+    }
+
+    fn decide_by(&self, job: &ScheduledJob, index: Option<usize>) -> Decision {
+        match index.and_then(|i| self.rules.get(i)) {
+            Some(rule) => act(
+                job,
+                &rule.config.action,
+                ReasonCode::RULE_MATCHED,
+                &rule.label,
+            ),
+            None => act(
+                job,
+                &self.default,
+                ReasonCode::DEFAULT_RULE,
+                "no rule matched, so the default",
+            ),
+        }
+    }
+}
+
+impl Policy for RulePolicy {
+    fn decide(&self, job: &ScheduledJob) -> Decision {
+        self.decide_by(job, self.first_match(job))
+    }
+
+    fn explain(&self, job: &ScheduledJob) -> Explanation {
+        let mut rules = Vec::new();
+        let mut matched = None;
+        for (index, rule) in self.rules.iter().enumerate() {
+            let miss = first_miss(&rule.config.matcher, job);
+            rules.push(RuleTrace {
+                index,
+                name: rule.config.name.clone(),
+                action: rule.config.action.name(),
+                matched: miss.is_none(),
+                mismatch: miss.map(|m| describe_miss(&rule.config.matcher, m, job)),
+            });
+            if miss.is_none() {
+                matched = Some(index);
+                break;
+            }
+        }
+        let decision = self.decide_by(job, matched);
+        let mut explanation = Explanation::of_decision(job, decision);
+        explanation.rules = rules;
+        explanation.default_applied = matched.is_none();
+        explanation
+    }
+}
+
+/// The queue Buildkite would put `job` in.
+pub(crate) fn queue_of(job: &ScheduledJob) -> &str {
+    job.queue().unwrap_or(DEFAULT_QUEUE)
+}
+
+fn optional_matches(patterns: &crate::config::Patterns, value: Option<&str>) -> bool {
+    patterns.is_empty() || value.is_some_and(|v| patterns.matches(v))
+}
+
+/// The first matcher `job` fails, or `None` when the rule matches. Allocation-free.
+fn first_miss(m: &MatchConfig, job: &ScheduledJob) -> Option<Miss> {
+    if !m.queue.is_empty() && !m.queue.matches(queue_of(job)) {
+        return Some(Miss::Queue);
+    }
+    for (i, pattern) in m.agent.iter().enumerate() {
+        let satisfied = job.rules.iter().any(|rule| {
+            rule.key == pattern.key && crate::rules::glob_match(&pattern.value, &rule.value)
+        });
+        if !satisfied {
+            return Some(Miss::Agent(i));
+        }
+    }
+    if !m.pipeline.is_empty() && !m.pipeline.matches(&job.pipeline) {
+        return Some(Miss::Pipeline);
+    }
+    if !m.branch.is_empty() && !m.branch.matches(&job.build.branch) {
+        return Some(Miss::Branch);
+    }
+    if !optional_matches(&m.step_key, job.step_key.as_deref()) {
+        return Some(Miss::StepKey);
+    }
+    if !optional_matches(&m.label, job.label.as_deref()) {
+        return Some(Miss::Label);
+    }
+    if let Some(wanted) = m.plugin {
+        let has = !matches!(job.plugin, PluginConfig::Absent);
+        if has != wanted {
+            return Some(Miss::Plugin);
+        }
+    }
+    if !m
+        .env
+        .iter()
+        .all(|(key, patterns)| job.env.get(key).is_some_and(|v| patterns.matches(v)))
+    {
+        return Some(Miss::Env);
+    }
+    if !m.env_present.iter().all(|key| job.env.get(key).is_some()) {
+        return Some(Miss::EnvPresent);
+    }
+    None
+}
+
+/// A sentence saying why `job` failed matcher `miss`.
+fn describe_miss(m: &MatchConfig, miss: Miss, job: &ScheduledJob) -> String {
+    fn shown(value: Option<&str>) -> String {
+        value.map_or_else(|| "none".to_owned(), |v| format!("{v:?}"))
+    }
+    match miss {
+        Miss::Queue => format!("queue {:?} does not match {}", queue_of(job), m.queue),
+        Miss::Agent(i) => match m.agent.get(i) {
+            Some(pattern) => format!(
+                "agent rule {} is not satisfied by the job's rules [{}]",
+                pattern, job.rules
+            ),
+            None => "an agent rule is not satisfied".to_owned(),
+        },
+        Miss::Pipeline => format!("pipeline {:?} does not match {}", job.pipeline, m.pipeline),
+        Miss::Branch => format!("branch {:?} does not match {}", job.build.branch, m.branch),
+        Miss::StepKey => format!(
+            "step key {} does not match {}",
+            shown(job.step_key.as_deref()),
+            m.step_key
+        ),
+        Miss::Label => format!(
+            "label {} does not match {}",
+            shown(job.label.as_deref()),
+            m.label
+        ),
+        Miss::Plugin => match m.plugin {
+            Some(true) => "the job carries no kubernetes plugin configuration".to_owned(),
+            _ => "the job carries a kubernetes plugin configuration".to_owned(),
+        },
+        Miss::Env => {
+            let failed = m
+                .env
+                .iter()
+                .find(|(key, patterns)| !job.env.get(key).is_some_and(|v| patterns.matches(v)));
+            match failed {
+                Some((key, patterns)) => format!(
+                    "env {key} is {} which does not match {patterns}",
+                    shown(job.env.get(key))
+                ),
+                None => "an env matcher failed".to_owned(),
+            }
+        }
+        Miss::EnvPresent => {
+            let missing: Vec<&str> = m
+                .env_present
+                .iter()
+                .filter(|key| job.env.get(key).is_none())
+                .map(String::as_str)
+                .collect();
+            format!("env {} not set", missing.join(", "))
+        }
+    }
+}
+
+/// Carries out `action` for `job`; `by` names the rule in the reason.
+fn act(job: &ScheduledJob, action: &ActionConfig, code: ReasonCode, by: &str) -> Decision {
+    if let PluginConfig::Invalid(err) = &job.plugin
+        && !matches!(action, ActionConfig::Skip | ActionConfig::Reject { .. })
+    {
+        return Decision::Reject {
+            reason: Reason::new(
+                ReasonCode::INVALID_PLUGIN_CONFIG,
+                format!(
+                    "the kubernetes plugin configuration of this step is invalid: {err}. \
+                     Fix the step's `plugins` entry and retry the job"
+                ),
+            ),
+        };
+    }
+    match action {
+        ActionConfig::Default { template } => run_default(code, by, template.as_deref(), ""),
+        ActionConfig::PodSpec { fallback } => {
+            if job.plugin.present().is_some_and(|p| p.pod_spec.is_some()) {
+                return Decision::Run {
+                    template: Template::PodSpec,
+                    reason: Reason::new(
+                        code,
+                        format!("{by} matched: run in the job's own pod spec"),
+                    ),
+                };
+            }
+            match fallback {
+                PodSpecFallback::Default { template } => run_default(
+                    ReasonCode::NO_PLUGIN_CONFIG,
+                    by,
+                    template.as_deref(),
+                    " (the job carries no pod spec)",
+                ),
+                PodSpecFallback::Reject { message } => Decision::Reject {
+                    reason: Reason::new(
+                        ReasonCode::NO_PLUGIN_CONFIG,
+                        match message {
+                            Some(message) => format!("{message} ({by} of jobify's policy)"),
+                            None => format!(
+                                "this step must bring its own pod: add the kubernetes plugin \
+                                 with a `podSpec` to it ({by} of jobify's policy)"
+                            ),
+                        },
+                    ),
+                },
+            }
+        }
+        ActionConfig::Skip => Decision::Skip {
+            reason: Reason::new(code, format!("{by} matched: left for other agents")),
+        },
+        ActionConfig::Reject { message } => Decision::Reject {
+            reason: Reason::new(
+                code,
+                match message {
+                    Some(message) => format!("{message} ({by} of jobify's policy)"),
+                    None => format!("jobify's policy refuses this job ({by})"),
+                },
+            ),
+        },
+    }
+}
+
+fn run_default(code: ReasonCode, by: &str, template: Option<&str>, why: &str) -> Decision {
+    let pod: Cow<'_, str> = match template {
+        Some(name) => format!("pod template `{name}`").into(),
+        None => "the default pod".into(),
+    };
+    Decision::Run {
+        template: Template::Default {
+            name: template.map(str::to_owned),
+        },
+        reason: Reason::new(code, format!("{by} matched: run in {pod}{why}")),
+    }
+}
