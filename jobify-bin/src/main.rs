@@ -1,1 +1,23 @@
-fn main() {}
+//! `jobify`: runs Buildkite CI jobs as Kubernetes Jobs. See the library crate for the parts.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use jobify::cli::Cli;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(err) = jobify::telemetry::init(cli.log_format) {
+        eprintln!("error: cannot set up logging: {err}");
+        return ExitCode::FAILURE;
+    }
+    jobify::tls::install_crypto_provider();
+    match jobify::cmd::execute(cli).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! What jobify exports on `/metrics`: one [`Registry`], a sub-registry per component.
+//!
+//! | component   | families (prefix `jobify_`)                                               |
+//! |-------------|---------------------------------------------------------------------------|
+//! | `monitor`   | `polls_total`, `poll_errors_total{kind}`, `rate_limit_remaining`           |
+//! | `scheduler` | `jobs_seen_total`, `decisions_total{decision,reason}`, `launches_total{outcome}`, `launch_errors_total{reason}`, `in_flight{queue}`, `scheduled_to_created_seconds`, `leader` |
+//! | `workloads` | `failed_to_start_total{cause}`, `cancellations_total`                     |
+//! | `buildkite` | `queue_jobs{queue,state}`, `queue_agents{queue,state}` (from `/v3/metrics`) |
+//!
+//! [`Metrics`] is the one handle the rest of the binary updates; it is cheap to clone.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jobify_core::{Decision, LaunchError, Launched, Reason};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of `poll_errors_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PollErrorLabels {
+    kind: &'static str,
+}
+
+/// Labels of `decisions_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: &'static str,
+    reason: &'static str,
+}
+
+/// Labels of `launches_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// Labels of counters keyed by a reason or cause code.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabels {
+    reason: &'static str,
+}
+
+/// Labels of `failed_to_start_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    cause: &'static str,
+}
+
+/// Labels of per-queue gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct QueueLabels {
+    queue: String,
+}
+
+/// Labels of the Buildkite queue gauges.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+struct QueueStateLabels {
+    queue: String,
+    state: &'static str,
+}
+
+/// Why a poll failed, as a label value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PollErrorKind {
+    /// Buildkite answered 429 or the budget was spent.
+    RateLimited,
+    /// The token was refused.
+    Unauthorized,
+    /// Network, server error, undecodable answer.
+    Transient,
+}
+
+impl PollErrorKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            PollErrorKind::RateLimited => "rate_limited",
+            PollErrorKind::Unauthorized => "unauthorized",
+            PollErrorKind::Transient => "transient",
+        }
+    }
+}
+
+/// Buildkite's own figures for one queue, from the agent API's `/v3/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueFigures {
+    /// Jobs waiting for an agent (includes jobs held by concurrency limits).
+    pub scheduled_jobs: u64,
+    /// Jobs running.
+    pub running_jobs: u64,
+    /// Jobs waiting on dependencies.
+    pub waiting_jobs: u64,
+    /// Connected agents without a job.
+    pub idle_agents: u64,
+    /// Connected agents running a job.
+    pub busy_agents: u64,
+}
+
+/// The metrics jobify exports. Clone it freely: clones update the same series.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    polls: Counter,
+    poll_errors: Family<PollErrorLabels, Counter>,
+    rate_limit_remaining: Gauge,
+    jobs_seen: Counter,
+    decisions: Family<DecisionLabels, Counter>,
+    launches: Family<OutcomeLabels, Counter>,
+    launch_errors: Family<CodeLabels, Counter>,
+    in_flight: Family<QueueLabels, Gauge>,
+    scheduled_to_created: Histogram,
+    leader: Gauge,
+    failed_to_start: Family<CauseLabels, Counter>,
+    cancellations: Counter,
+    queue_jobs: Family<QueueStateLabels, Gauge>,
+    queue_agents: Family<QueueStateLabels, Gauge>,
+    known_queues: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Metrics {
+    /// Creates the metrics and registers them in `registry` under `jobify_<component>_`.
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Metrics {
+            polls: Counter::default(),
+            poll_errors: Family::default(),
+            rate_limit_remaining: Gauge::default(),
+            jobs_seen: Counter::default(),
+            decisions: Family::default(),
+            launches: Family::default(),
+            launch_errors: Family::default(),
+            in_flight: Family::default(),
+            // 50 ms .. ~7 min: from a warm cluster to a cold node pool.
+            scheduled_to_created: Histogram::new(exponential_buckets(0.05, 2.0, 14)),
+            leader: Gauge::default(),
+            failed_to_start: Family::default(),
+            cancellations: Counter::default(),
+            queue_jobs: Family::default(),
+            queue_agents: Family::default(),
+            known_queues: Arc::default(),
+        };
+        let jobify = registry.sub_registry_with_prefix("jobify");
+
+        let monitor = jobify.sub_registry_with_prefix("monitor");
+        monitor.register(
+            "polls",
+            "Polls of Buildkite for scheduled jobs that succeeded",
+            metrics.polls.clone(),
+        );
+        monitor.register(
+            "poll_errors",
+            "Polls of Buildkite that failed, by kind",
+            metrics.poll_errors.clone(),
+        );
+        monitor.register(
+            "rate_limit_remaining",
+            "GraphQL rate-limit points left in the current window, as Buildkite last reported",
+            metrics.rate_limit_remaining.clone(),
+        );
+
+        let scheduler = jobify.sub_registry_with_prefix("scheduler");
+        scheduler.register(
+            "jobs_seen",
+            "Scheduled jobs seen for the first time",
+            metrics.jobs_seen.clone(),
+        );
+        scheduler.register(
+            "decisions",
+            "Policy decisions, by decision and reason code",
+            metrics.decisions.clone(),
+        );
+        scheduler.register(
+            "launches",
+            "Workload launches that succeeded, by outcome (created, already_exists)",
+            metrics.launches.clone(),
+        );
+        scheduler.register(
+            "launch_errors",
+            "Workload launches that failed, by reason (invalid, forbidden, transient)",
+            metrics.launch_errors.clone(),
+        );
+        scheduler.register(
+            "in_flight",
+            "Workloads launched and not yet finished, by queue",
+            metrics.in_flight.clone(),
+        );
+        scheduler.register(
+            "scheduled_to_created_seconds",
+            "Time from a job becoming scheduled in Buildkite to its workload being created",
+            metrics.scheduled_to_created.clone(),
+        );
+        scheduler.register(
+            "leader",
+            "1 while this replica holds the leader lease and launches jobs, else 0",
+            metrics.leader.clone(),
+        );
+
+        let workloads = jobify.sub_registry_with_prefix("workloads");
+        workloads.register(
+            "failed_to_start",
+            "Workloads given up on because their pod could never start, by cause",
+            metrics.failed_to_start.clone(),
+        );
+        workloads.register(
+            "cancellations",
+            "Workloads removed because their Buildkite job was cancelled",
+            metrics.cancellations.clone(),
+        );
+
+        let buildkite = jobify.sub_registry_with_prefix("buildkite");
+        buildkite.register(
+            "queue_jobs",
+            "Jobs per queue and state (scheduled, running, waiting), from Buildkite /v3/metrics",
+            metrics.queue_jobs.clone(),
+        );
+        buildkite.register(
+            "queue_agents",
+            "Agents per queue and state (idle, busy), from Buildkite /v3/metrics",
+            metrics.queue_agents.clone(),
+        );
+        metrics
+    }
+
+    /// A poll of Buildkite succeeded; `rate_limit_remaining` as the response reported it.
+    pub fn poll_succeeded(&self, rate_limit_remaining: Option<u64>) {
+        self.polls.inc();
+        if let Some(remaining) = rate_limit_remaining {
+            self.rate_limit_remaining.set(saturating_i64(remaining));
+        }
+    }
+
+    /// A poll of Buildkite failed.
+    pub fn poll_failed(&self, kind: PollErrorKind) {
+        self.poll_errors
+            .get_or_create(&PollErrorLabels {
+                kind: kind.as_str(),
+            })
+            .inc();
+    }
+
+    /// A scheduled job was seen for the first time.
+    pub fn job_seen(&self) {
+        self.jobs_seen.inc();
+    }
+
+    /// The policy decided on a job.
+    pub fn decided(&self, decision: &Decision) {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                decision: decision.kind(),
+                reason: decision.reason().code.as_str(),
+            })
+            .inc();
+    }
+
+    /// A workload was launched; `latency` is the time since the job became scheduled, when
+    /// Buildkite said when that was.
+    pub fn launched(&self, outcome: Launched, latency: Option<Duration>) {
+        let outcome = match outcome {
+            Launched::Created => "created",
+            Launched::AlreadyExists => "already_exists",
+        };
+        self.launches
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        if let Some(latency) = latency {
+            self.scheduled_to_created.observe(latency.as_secs_f64());
+        }
+    }
+
+    /// A launch failed.
+    pub fn launch_failed(&self, error: &LaunchError) {
+        let reason = match error {
+            LaunchError::Invalid { .. } => "invalid",
+            LaunchError::Forbidden { .. } => "forbidden",
+            LaunchError::Transient { .. } => "transient",
+        };
+        self.launch_errors
+            .get_or_create(&CodeLabels { reason })
+            .inc();
+    }
+
+    /// The number of workloads in flight for `queue`.
+    pub fn set_in_flight(&self, queue: &str, count: usize) {
+        self.in_flight
+            .get_or_create(&QueueLabels {
+                queue: queue.to_owned(),
+            })
+            .set(saturating_i64(count as u64));
+    }
+
+    /// Whether this replica leads.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+
+    /// A workload's pod could never start.
+    pub fn failed_to_start(&self, reason: &Reason) {
+        self.failed_to_start
+            .get_or_create(&CauseLabels {
+                cause: reason.code.as_str(),
+            })
+            .inc();
+    }
+
+    /// A workload was removed because its job was cancelled.
+    pub fn cancelled(&self) {
+        self.cancellations.inc();
+    }
+
+    /// Replaces the Buildkite queue gauges with a fresh `/v3/metrics` reading; queues that
+    /// disappeared lose their series.
+    pub fn set_queue_figures(&self, figures: &BTreeMap<String, QueueFigures>) {
+        let mut known = self
+            .known_queues
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for gone in known.iter().filter(|q| !figures.contains_key(*q)) {
+            for state in ["scheduled", "running", "waiting"] {
+                self.queue_jobs.remove(&queue_state(gone, state));
+            }
+            for state in ["idle", "busy"] {
+                self.queue_agents.remove(&queue_state(gone, state));
+            }
+        }
+        for (queue, f) in figures {
+            for (state, value) in [
+                ("scheduled", f.scheduled_jobs),
+                ("running", f.running_jobs),
+                ("waiting", f.waiting_jobs),
+            ] {
+                self.queue_jobs
+                    .get_or_create(&queue_state(queue, state))
+                    .set(saturating_i64(value));
+            }
+            for (state, value) in [("idle", f.idle_agents), ("busy", f.busy_agents)] {
+                self.queue_agents
+                    .get_or_create(&queue_state(queue, state))
+                    .set(saturating_i64(value));
+            }
+        }
+        *known = figures.keys().cloned().collect();
+    }
+}
+
+fn queue_state(queue: &str, state: &'static str) -> QueueStateLabels {
+    QueueStateLabels {
+        queue: queue.to_owned(),
+        state,
+    }
+}
+
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Encodes `registry` in the OpenMetrics text format Prometheus scrapes.
+pub fn encode(registry: &Registry) -> String {
+    let mut text = String::new();
+    // Writing to a String cannot fail; an error here would come from a metric's own
+    // encoder, and a partial page is still more useful than none.
+    if let Err(err) = prometheus_client::encoding::text::encode(&mut text, registry) {
+        tracing::warn!(error = %err, "encoding metrics failed");
+    }
+    text
+}

@@ -1,0 +1,166 @@
+//! `jobify check` as a user runs it: the real binary, real files, exit codes and messages.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use assert_cmd::cargo::cargo_bin_cmd;
+
+fn jobify() -> Command {
+    cargo_bin_cmd!("jobify")
+}
+
+fn workspace_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
+}
+
+/// Runs `jobify check` on `text` written to a file; returns (exit code, stdout, stderr).
+fn check(text: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("jobify.toml");
+    std::fs::write(&path, text).expect("write config");
+    run_check(&path)
+}
+
+fn run_check(path: &Path) -> (i32, String, String) {
+    let output = jobify()
+        .args(["check", "--config"])
+        .arg(path)
+        .env_remove("JOBIFY_CONFIG")
+        .output()
+        .expect("run jobify");
+    (
+        output.status.code().expect("exit code"),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn example_config_passes() {
+    let (code, stdout, stderr) = run_check(&workspace_file("examples/jobify.toml"));
+    assert_eq!(code, 0, "stderr: {stderr}");
+    assert!(stdout.contains("ok"), "{stdout}");
+}
+
+#[test]
+fn deploy_config_passes() {
+    let (code, _, stderr) = run_check(&workspace_file("examples/deploy/jobify.toml"));
+    assert_eq!(code, 0, "stderr: {stderr}");
+}
+
+#[test]
+fn config_path_comes_from_jobify_config_env() {
+    let output = jobify()
+        .arg("check")
+        .env("JOBIFY_CONFIG", workspace_file("examples/jobify.toml"))
+        .output()
+        .expect("run jobify");
+    assert!(output.status.success(), "{output:?}");
+}
+
+#[test]
+fn unknown_key_is_located_and_the_valid_keys_named() {
+    let (code, _, stderr) =
+        check("organization = \"acme\"\n\n[buildkite]\npoll_intervall = \"5s\"\n");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(":4:1: buildkite.poll_intervall: unknown field `poll_intervall`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("`poll_interval`"),
+        "valid keys named: {stderr}"
+    );
+    assert!(
+        stderr.contains("4 | poll_intervall = \"5s\""),
+        "offending line shown: {stderr}"
+    );
+}
+
+#[test]
+fn wrong_type_is_located_and_the_key_named() {
+    let (code, _, stderr) = check("organization = \"acme\"\n[limits]\nmax_in_flight = \"lots\"\n");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(":3:17: limits.max_in_flight: invalid type: string"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn literal_token_is_refused_with_a_hint_and_not_echoed() {
+    let (code, stdout, stderr) =
+        check("organization = \"acme\"\n[buildkite]\napi_token = \"bkua_0123456789abcdef\"\n");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(":3:13: buildkite.api_token: a literal secret is not allowed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("{ env = \"BUILDKITE_API_TOKEN\" }"),
+        "hint: {stderr}"
+    );
+    assert!(
+        !stderr.contains("bkua_0123456789abcdef") && !stdout.contains("bkua_"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_duration_is_located() {
+    let (code, _, stderr) =
+        check("organization = \"acme\"\n[kubernetes]\nttl_after_finished = \"ten minutes\"\n");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(":3:22: kubernetes.ttl_after_finished: invalid value"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn semantic_errors_are_all_reported_at_once_with_positions() {
+    let (code, _, stderr) = check(
+        "organization = \"acme\"\n\
+         [buildkite]\n\
+         budget_share = 1.5\n\
+         [[queues]]\n\
+         name = \"k8s\"\n\
+         max_in_flight = 0\n\
+         [[policy.rules]]\n\
+         queue = \"gpu\"\n\
+         action = \"default\"\n\
+         template = \"gpu\"\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(":3:16: buildkite.budget_share: must be in (0, 1]"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(":6:17: `queues[0].max_in_flight` is 0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(":10:12: policy.rules[0].template: template `gpu` is not defined"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("3 problems in the config file"), "{stderr}");
+}
+
+#[test]
+fn missing_file_exits_2_and_names_it() {
+    let (code, _, stderr) = run_check(Path::new("/nonexistent/jobify.toml"));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("/nonexistent/jobify.toml"), "{stderr}");
+}
+
+#[test]
+fn version_flag_prints_the_version() {
+    let output = jobify().arg("--version").output().expect("run jobify");
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        stdout.trim(),
+        format!("jobify {}", env!("CARGO_PKG_VERSION"))
+    );
+}
