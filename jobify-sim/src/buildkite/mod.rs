@@ -1,1 +1,37 @@
-//! Buildkite API simulator: GraphQL (`/v1`) and agent REST (`/v3/metrics`).
+//! Buildkite API simulator: GraphQL (`POST /v1`) and the agent API's metrics
+//! (`GET /v3/metrics`), served over real HTTP on loopback.
+//!
+//! Start with [`BuildkiteSim::start`]; schedule jobs with [`BuildkiteSim::schedule_job`];
+//! hand [`BuildkiteSim::agent_api`] to the Kubernetes simulator so its pods acquire and
+//! finish those jobs; read back with [`BuildkiteSim::job`] and [`BuildkiteSim::stats`].
+//!
+//! ```text
+//!  POST /v1 ─▶ server ─▶ auth ─▶ faults ─▶ rate_limit ─▶ graphql::run
+//!                                                         ├─ schema   (validate, graphql-ruby errors)
+//!                                                         ├─ cost     (requested / actual complexity)
+//!                                                         └─ resolve + mutation (apollo executor over State)
+//!  GET /v3/metrics ─▶ metrics (from State)
+//!  AgentApi::acquire/finish ─▶ State (job lifecycle)
+//! ```
+//!
+//! Documents are validated against the subset schema jobify uses
+//! (`buildkite-api/graphql/schema.graphql`), so a field jobify may not rely on is rejected
+//! as Buildkite would reject an unknown field.
+
+mod connection;
+mod cost;
+mod graphql;
+mod handle;
+mod ids;
+mod job;
+mod metrics;
+mod mutation;
+mod rate_limit;
+mod resolve;
+mod schema;
+mod server;
+mod state;
+
+pub use handle::{BuildkiteSim, BuildkiteSimConfig, BuildkiteStats, Error, JobHandle, JobSnapshot};
+pub use job::{Annotation, JobSpec, JobState};
+pub use rate_limit::Budget;

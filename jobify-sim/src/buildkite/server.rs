@@ -1,0 +1,211 @@
+//! The HTTP face of the simulator: `POST /v1` (GraphQL) and `GET /v3/metrics` (agent API),
+//! with Buildkite's authentication, rate-limit headers and the configured faults.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State as AxumState;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use secrecy::ExposeSecret as _;
+use serde_json::{Value, json};
+use tokio::time::Instant;
+
+use super::graphql::{self, Request};
+use super::handle::Shared;
+use super::metrics;
+use super::rate_limit::Standing;
+use crate::fault::Fault;
+
+/// Locks `mutex`, riding over poisoning: a handler that panicked mid-request leaves the
+/// simulator's state as consistent as any single transition leaves it.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1", post(graphql_endpoint))
+        .route("/v3/metrics", get(metrics_endpoint))
+        .with_state(shared)
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    response
+}
+
+fn credential<'h>(headers: &'h HeaderMap, scheme: &str) -> Option<&'h str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (given, token) = value.split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then_some(token.trim())
+}
+
+/// Applies an injected fault; `Some` is the response to send instead of the real one.
+async fn injected(fault: Option<Fault>, graphql: bool) -> Option<Response> {
+    match fault? {
+        Fault::ServerError => Some(
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "<html><body><h1>500 Internal Server Error</h1></body></html>",
+            )
+                .into_response(),
+        ),
+        Fault::Timeout(delay) => {
+            tokio::time::sleep(delay).await;
+            None
+        }
+        Fault::GraphqlError if graphql => Some(json_response(
+            StatusCode::OK,
+            &json!({"errors": [{"message": "Internal server error"}], "data": null}),
+        )),
+        Fault::GraphqlError | Fault::Malformed => {
+            let mut response = (StatusCode::OK, "{\"data\": {\"organization\": ").into_response();
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            Some(response)
+        }
+    }
+}
+
+fn rate_limit_headers(response: &mut Response, standing: Standing) {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("RateLimit-Remaining", standing.remaining),
+        ("RateLimit-Limit", standing.limit),
+        ("RateLimit-Reset", standing.reset_secs),
+    ] {
+        headers.insert(name, HeaderValue::from(value));
+    }
+}
+
+async fn graphql_endpoint(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let stats = &shared.stats;
+    stats.graphql_requests.fetch_add(1, Ordering::Relaxed);
+    let authorized = credential(&headers, "Bearer")
+        .is_some_and(|token| shared.api_tokens.iter().any(|t| t.expose_secret() == token));
+    if !authorized {
+        stats.unauthorized.fetch_add(1, Ordering::Relaxed);
+        let body = json!({"errors": [{"message": "Authentication required. Please supply a valid API Access Token: https://buildkite.com/docs/apis/graphql-api#authentication"}]});
+        return json_response(StatusCode::UNAUTHORIZED, &body);
+    }
+    let fault = shared.graphql_faults.next(true);
+    if fault.is_some() {
+        stats.faults_injected.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(response) = injected(fault, true).await {
+        return response;
+    }
+    let admitted = lock(&shared.limiter).admit(Instant::now());
+    let standing = match admitted {
+        Ok(standing) => standing,
+        Err(standing) => {
+            stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            let message = format!(
+                "You have exceeded your organization's GraphQL API rate limit of {} complexity points per {} seconds. Try again in {} seconds.",
+                standing.limit, shared.budget_window_secs, standing.reset_secs
+            );
+            let mut response = json_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                &json!({"errors": [{"message": message}]}),
+            );
+            rate_limit_headers(&mut response, standing);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(standing.reset_secs));
+            return response;
+        }
+    };
+    let request: Request = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            let body = json!({"errors": [{"message": format!("Unexpected request body: {e}")}]});
+            let mut response = json_response(StatusCode::BAD_REQUEST, &body);
+            rate_limit_headers(&mut response, standing);
+            return response;
+        }
+    };
+    let mut answer = {
+        let mut state = lock(&shared.state);
+        graphql::run(&shared.schema, &mut state, &request)
+    };
+    stats
+        .requested_complexity
+        .fetch_add(answer.requested, Ordering::Relaxed);
+    stats
+        .actual_complexity
+        .fetch_add(answer.actual, Ordering::Relaxed);
+    let standing = lock(&shared.limiter).charge(answer.actual, Instant::now());
+    let wants_stats = headers
+        .get("Buildkite-Include-Query-Stats")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    if wants_stats && let Some(body) = answer.body.as_object_mut() {
+        body.insert(
+            "stats".to_owned(),
+            json!({
+                "requestedComplexity": answer.requested,
+                "actualComplexity": answer.actual,
+                "rateLimit": {"limit": standing.limit, "remaining": standing.remaining, "reset": standing.reset_secs},
+            }),
+        );
+    }
+    let mut response = json_response(StatusCode::OK, &answer.body);
+    rate_limit_headers(&mut response, standing);
+    let headers = response.headers_mut();
+    headers.insert(
+        "RateLimit-Complexity-Requested",
+        HeaderValue::from(answer.requested),
+    );
+    headers.insert(
+        "RateLimit-Complexity-Actual",
+        HeaderValue::from(answer.actual),
+    );
+    response
+}
+
+async fn metrics_endpoint(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Response {
+    shared
+        .stats
+        .metrics_requests
+        .fetch_add(1, Ordering::Relaxed);
+    let authorized =
+        credential(&headers, "Token").is_some_and(|t| t == shared.agent_token.expose_secret());
+    if !authorized {
+        shared.stats.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return json_response(
+            StatusCode::UNAUTHORIZED,
+            &json!({"message": "Unauthorized"}),
+        );
+    }
+    let fault = shared.metrics_faults.next(false);
+    if fault.is_some() {
+        shared.stats.faults_injected.fetch_add(1, Ordering::Relaxed);
+    }
+    if let Some(response) = injected(fault, false).await {
+        return response;
+    }
+    let body = metrics::body(&lock(&shared.state));
+    let mut response = json_response(StatusCode::OK, &body);
+    response.headers_mut().insert(
+        "Buildkite-Agent-Metrics-Poll-Duration",
+        HeaderValue::from(shared.metrics_poll_duration.as_secs()),
+    );
+    response
+}

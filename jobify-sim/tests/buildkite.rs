@@ -1,0 +1,465 @@
+//! The Buildkite simulator over real HTTP, queried with the exact operation documents of the
+//! `buildkite-api` crate.
+#![allow(clippy::unwrap_used, reason = "a failed unwrap fails the test")]
+
+use std::time::Duration;
+
+use jobify_sim::buildkite::{BuildkiteSim, BuildkiteSimConfig, JobSpec};
+use serde_json::{Value, json};
+
+const SCHEDULED_JOBS: &str = include_str!("../../buildkite-api/graphql/ScheduledJobs.graphql");
+const PIPELINE_BUILDS: &str = include_str!("../../buildkite-api/graphql/PipelineBuilds.graphql");
+const BUILD_JOBS: &str = include_str!("../../buildkite-api/graphql/BuildJobs.graphql");
+const JOB_STATE: &str = include_str!("../../buildkite-api/graphql/JobState.graphql");
+const PIPELINE: &str = include_str!("../../buildkite-api/graphql/Pipeline.graphql");
+const CANCEL_JOB: &str = include_str!("../../buildkite-api/graphql/CancelJob.graphql");
+const ANNOTATE_JOB: &str = include_str!("../../buildkite-api/graphql/AnnotateJob.graphql");
+const ANNOTATE_BUILD: &str = include_str!("../../buildkite-api/graphql/AnnotateBuild.graphql");
+
+const TOKEN: &str = "api-token";
+
+async fn sim() -> BuildkiteSim {
+    BuildkiteSim::start(BuildkiteSimConfig::new("acme", TOKEN, "agent-token"))
+        .await
+        .unwrap()
+}
+
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// POSTs a GraphQL request with `token`; returns the response.
+async fn post_with(
+    bk: &BuildkiteSim,
+    token: &str,
+    query: &str,
+    variables: Value,
+) -> reqwest::Response {
+    client()
+        .post(bk.graphql_url())
+        .bearer_auth(token)
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// POSTs a GraphQL request that must answer HTTP 200; returns the JSON body.
+async fn gql(bk: &BuildkiteSim, query: &str, variables: Value) -> Value {
+    let response = post_with(bk, TOKEN, query, variables).await;
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+fn scheduled_vars(first: u32, after: Option<&str>) -> Value {
+    json!({"organization": "acme", "agentQueryRules": ["queue=kubernetes"], "first": first, "after": after})
+}
+
+#[tokio::test]
+async fn scheduled_jobs_come_in_pages_with_cursors() {
+    let bk = sim().await;
+    let mut uuids = Vec::new();
+    for n in 0..5 {
+        uuids.push(
+            bk.schedule_job(JobSpec::command(format!("echo {n}")).on_queue("kubernetes"))
+                .uuid,
+        );
+    }
+    bk.schedule_job(JobSpec::command("elsewhere").on_queue("other"));
+    let running = bk.schedule_job(JobSpec::command("running").on_queue("kubernetes"));
+    bk.agent_api()
+        .acquire(running.uuid, &["queue=kubernetes".to_owned()])
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = Vec::new();
+    loop {
+        let body = gql(&bk, SCHEDULED_JOBS, scheduled_vars(2, after.as_deref())).await;
+        let jobs = &body["data"]["organization"]["jobs"];
+        assert_eq!(jobs["count"], 5, "{body}");
+        let edges = jobs["edges"].as_array().unwrap();
+        pages.push(edges.len());
+        for edge in edges {
+            assert_eq!(edge["node"]["__typename"], "JobTypeCommand");
+            assert_eq!(edge["node"]["state"], "SCHEDULED");
+            seen.push(edge["node"]["uuid"].as_str().unwrap().to_owned());
+        }
+        if !jobs["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+            break;
+        }
+        after = Some(jobs["pageInfo"]["endCursor"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(pages, [2, 2, 1]);
+    // RECENTLY_CREATED, Buildkite's default order: newest first.
+    let expected: Vec<String> = uuids.iter().rev().map(|u| u.to_string()).collect();
+    assert_eq!(seen, expected);
+    bk.shutdown().await;
+}
+
+#[tokio::test]
+async fn scheduled_job_carries_buildkite_env_and_ids() {
+    let bk = sim().await;
+    let plugins =
+        json!([{"github.com/buildkite-plugins/kubernetes-buildkite-plugin": {"podSpec": {}}}]);
+    let spec = JobSpec {
+        step_key: Some("test".to_owned()),
+        priority: 7,
+        ..JobSpec::command("make test")
+            .on_queue("kubernetes")
+            .on_pipeline("app")
+            .with_plugins(plugins.clone())
+    };
+    let job = bk.schedule_job(spec);
+    let body = gql(&bk, SCHEDULED_JOBS, scheduled_vars(10, None)).await;
+    let node = &body["data"]["organization"]["jobs"]["edges"][0]["node"];
+    assert_eq!(node["id"], job.graphql_id);
+    assert_eq!(node["uuid"], job.uuid.to_string());
+    assert_eq!(node["label"], "make test");
+    assert_eq!(node["command"], "make test");
+    assert_eq!(node["agentQueryRules"], json!(["queue=kubernetes"]));
+    assert_eq!(node["priority"], json!({"number": 7}));
+    assert!(node["scheduledAt"].as_str().unwrap().ends_with('Z'));
+    let url = format!(
+        "https://buildkite.com/acme/app/builds/{}#{}",
+        job.build_number, job.uuid
+    );
+    assert_eq!(node["url"], url);
+    let env: Vec<&str> = node["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for expected in [
+        "BUILDKITE_ORGANIZATION_SLUG=acme".to_owned(),
+        "BUILDKITE_PIPELINE_SLUG=app".to_owned(),
+        format!("BUILDKITE_BUILD_NUMBER={}", job.build_number),
+        format!(
+            "BUILDKITE_BUILD_URL=https://buildkite.com/acme/app/builds/{}",
+            job.build_number
+        ),
+        "BUILDKITE_BRANCH=main".to_owned(),
+        format!("BUILDKITE_JOB_ID={}", job.uuid),
+        "BUILDKITE_LABEL=make test".to_owned(),
+        "BUILDKITE_COMMAND=make test".to_owned(),
+        "BUILDKITE_STEP_KEY=test".to_owned(),
+        format!("BUILDKITE_PLUGINS={plugins}"),
+    ] {
+        assert!(
+            env.contains(&expected.as_str()),
+            "{expected} missing from {env:?}"
+        );
+    }
+    bk.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_field_is_a_graphql_error_in_a_200() {
+    let bk = sim().await;
+    let query = "query Q($u: ID!) { job(uuid: $u) { ... on JobTypeCommand { uuid bogus } } }";
+    let body = gql(&bk, query, json!({"u": "x"})).await;
+    assert_eq!(
+        body.get("data"),
+        None,
+        "no data for an invalid document: {body}"
+    );
+    let error = &body["errors"][0];
+    assert_eq!(
+        error["message"],
+        "Field 'bogus' doesn't exist on type 'JobTypeCommand'"
+    );
+    assert_eq!(error["extensions"]["code"], "undefinedField");
+    assert_eq!(
+        error["path"],
+        json!(["query Q", "job", "... on JobTypeCommand", "bogus"])
+    );
+    assert_eq!(error["locations"], json!([{"line": 1, "column": 65}]));
+    bk.shutdown().await;
+}
+
+#[tokio::test]
+async fn wrong_or_missing_token_is_401() {
+    let bk = sim().await;
+    let response = post_with(&bk, "not-the-token", PIPELINE, json!({"slug": "acme/app"})).await;
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("API Access Token")
+    );
+    let response = client()
+        .post(bk.graphql_url())
+        .json(&json!({"query": PIPELINE}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(bk.stats().unauthorized, 2);
+    bk.shutdown().await;
+}
+
+fn header(response: &reqwest::Response, name: &str) -> u64 {
+    response.headers()[name].to_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn complexity_headers_follow_buildkites_rule() {
+    let bk = sim().await;
+    bk.schedule_job(JobSpec::command("one").on_queue("kubernetes"));
+    let response = post_with(&bk, TOKEN, SCHEDULED_JOBS, scheduled_vars(2, None)).await;
+    // Requested: organization 1 + jobs 1 + pageInfo 1 + edges 1 + node 2 + priority 2 = 8.
+    assert_eq!(header(&response, "RateLimit-Complexity-Requested"), 8);
+    // Actual, one job returned: organization 1 + jobs 1 + pageInfo 1 + edges 1 + node 1
+    // + priority 1 = 6.
+    assert_eq!(header(&response, "RateLimit-Complexity-Actual"), 6);
+    assert_eq!(header(&response, "RateLimit-Limit"), 20_000);
+    assert_eq!(header(&response, "RateLimit-Remaining"), 20_000 - 6);
+    assert!((1..=300).contains(&header(&response, "RateLimit-Reset")));
+    let stats = bk.stats();
+    assert_eq!(
+        (stats.requested_complexity, stats.actual_complexity),
+        (8, 6)
+    );
+    bk.shutdown().await;
+}
+
+#[tokio::test]
+async fn query_stats_appear_in_the_body_on_request() {
+    let bk = sim().await;
+    let response = client()
+        .post(bk.graphql_url())
+        .bearer_auth(TOKEN)
+        .header("Buildkite-Include-Query-Stats", "true")
+        .json(&json!({"query": PIPELINE, "variables": {"slug": "acme/none"}}))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["data"], json!({"pipeline": null}));
+    // pipeline 1 requested; nothing returned.
+    assert_eq!(body["stats"]["requestedComplexity"], 1);
+    assert_eq!(body["stats"]["actualComplexity"], 0);
+    bk.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_query_over_50000_requested_points_is_refused() {
+    let bk = sim().await;
+    // 4 + 2 × 30,000 = 60,004 requested.
+    let body = gql(&bk, SCHEDULED_JOBS, scheduled_vars(30_000, None)).await;
+    assert_eq!(
+        body["errors"][0]["message"],
+        "Query has complexity of 60004, which exceeds max complexity of 50000"
+    );
+    assert_eq!(body.get("data"), None);
+    bk.shutdown().await;
+}
+
+#[tokio::test]
+async fn pipeline_builds_answers_with_builds_jobs_and_meta_data() {
+    let bk = sim().await;
+    let first = bk.schedule_job(JobSpec::command("a").on_pipeline("app"));
+    let second = bk.schedule_job(JobSpec {
+        build: Some(first.build_number),
+        ..JobSpec::command("b").on_pipeline("app")
+    });
+    bk.set_build_meta_data(first.uuid, "release", "yes");
+    bk.agent_api()
+        .acquire(first.uuid, &["queue=default".to_owned()])
+        .unwrap();
+    let vars = json!({
+        "pipeline": first.pipeline_graphql_id, "states": ["RUNNING", "FAILING"],
+        "buildsFirst": 1, "jobsFirst": 1, "metaDataFirst": 10,
+    });
+    let body = gql(&bk, PIPELINE_BUILDS, vars).await;
+    let node = &body["data"]["node"];
+    assert_eq!(node["__typename"], "Pipeline", "{body}");
+    assert_eq!(node["builds"]["count"], 1);
+    let build = &node["builds"]["edges"][0]["node"];
+    assert_eq!(build["state"], "RUNNING");
+    assert_eq!(
+        build["metaData"],
+        json!({"count": 1, "edges": [{"node": {"key": "release", "value": "yes"}}]})
+    );
+    assert_eq!(build["jobs"]["count"], 2);
+    assert_eq!(
+        build["jobs"]["edges"][0]["node"]["uuid"],
+        first.uuid.to_string()
+    );
+    assert_eq!(build["jobs"]["pageInfo"]["hasNextPage"], true);
+
+    // The rest of the build's jobs, by build uuid.
+    let cursor = build["jobs"]["pageInfo"]["endCursor"].clone();
+    let vars = json!({"build": build["uuid"], "first": 5, "after": cursor});
+    let body = gql(&bk, BUILD_JOBS, vars).await;
+    let jobs = &body["data"]["build"]["jobs"];
+    assert_eq!(jobs["edges"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(jobs["edges"][0]["node"]["uuid"], second.uuid.to_string());
+    bk.shutdown().await;
+}
+
+#[tokio::test]
+async fn pipeline_is_found_by_org_and_pipeline_slug() {
+    let bk = sim().await;
+    let job = bk.schedule_job(JobSpec::command("a").on_pipeline("app"));
+    let body = gql(&bk, PIPELINE, json!({"slug": "acme/app"})).await;
+    let pipeline = &body["data"]["pipeline"];
+    assert_eq!(pipeline["id"], job.pipeline_graphql_id);
+    assert_eq!(pipeline["slug"], "app");
+    assert_eq!(pipeline["url"], "https://buildkite.com/acme/app");
+    bk.shutdown().await;
+}
+
+async fn job_state(bk: &BuildkiteSim, uuid: &str) -> Value {
+    gql(bk, JOB_STATE, json!({"uuid": uuid})).await["data"]["job"].clone()
+}
+
+#[tokio::test]
+async fn acquire_and_finish_show_in_job_state() {
+    let bk = sim().await;
+    let job = bk.schedule_job(
+        JobSpec::command("a")
+            .on_queue("kubernetes")
+            .running(Duration::from_secs(3), 2),
+    );
+    let uuid = job.uuid.to_string();
+    assert_eq!(job_state(&bk, &uuid).await["state"], "SCHEDULED");
+    let agent = bk.agent_api();
+    let script = agent
+        .acquire(
+            job.uuid,
+            &["queue=kubernetes".to_owned(), "os=linux".to_owned()],
+        )
+        .unwrap();
+    assert_eq!(
+        (script.run_for, script.exit_status),
+        (Duration::from_secs(3), 2)
+    );
+    assert_eq!(job_state(&bk, &uuid).await["state"], "RUNNING");
+    assert!(
+        agent
+            .acquire(job.uuid, &["queue=kubernetes".to_owned()])
+            .is_err(),
+        "acquired twice"
+    );
+    agent.finish(job.uuid, 2);
+    let snapshot = bk.job(job.uuid).unwrap();
+    assert_eq!(
+        (
+            snapshot.state.as_str(),
+            snapshot.exit_status,
+            snapshot.acquired_count
+        ),
+        ("FINISHED", Some(2), 2)
+    );
+    assert_eq!(
+        job_state(&bk, &uuid).await,
+        json!({"__typename": "JobTypeCommand", "id": job.graphql_id, "uuid": uuid, "state": "FINISHED"})
+    );
+    // An unknown uuid is null, not an error.
+    assert_eq!(
+        job_state(&bk, "00000000-0000-0000-0000-000000000000").await,
+        Value::Null
+    );
+    bk.shutdown().await;
+}
+
+#[tokio::test]
+async fn batched_job_states_answer_each_alias() {
+    let bk = sim().await;
+    let a = bk.schedule_job(JobSpec::command("a"));
+    let b = bk.schedule_job(JobSpec::command("b"));
+    bk.cancel_job(b.uuid);
+    let query = "query JobStates($a: ID!, $b: ID!) { j0: job(uuid: $a) { ... on JobTypeCommand { state } } j1: job(uuid: $b) { ... on JobTypeCommand { state } } }";
+    let body = gql(&bk, query, json!({"a": a.uuid, "b": b.uuid})).await;
+    assert_eq!(
+        body["data"],
+        json!({"j0": {"state": "SCHEDULED"}, "j1": {"state": "CANCELED"}})
+    );
+    bk.shutdown().await;
+}
+
+#[tokio::test]
+async fn cancel_mutation_cancels_and_refuses_finished_jobs() {
+    let bk = sim().await;
+    let scheduled = bk.schedule_job(JobSpec::command("a"));
+    let body = gql(&bk, CANCEL_JOB, json!({"id": scheduled.graphql_id})).await;
+    let job = &body["data"]["jobTypeCommandCancel"]["jobTypeCommand"];
+    assert_eq!(job["state"], "CANCELED", "{body}");
+    assert!(bk.job(scheduled.uuid).unwrap().canceled_by_api);
+
+    let running = bk.schedule_job(JobSpec::command("b"));
+    bk.agent_api()
+        .acquire(running.uuid, &["queue=default".to_owned()])
+        .unwrap();
+    let body = gql(&bk, CANCEL_JOB, json!({"id": running.graphql_id})).await;
+    assert_eq!(
+        body["data"]["jobTypeCommandCancel"]["jobTypeCommand"]["state"],
+        "CANCELING"
+    );
+    bk.agent_api().finish(running.uuid, -1);
+    assert_eq!(bk.job(running.uuid).unwrap().state, "CANCELED");
+
+    let body = gql(&bk, CANCEL_JOB, json!({"id": running.graphql_id})).await;
+    assert_eq!(body["data"], json!({"jobTypeCommandCancel": null}));
+    assert_eq!(body["errors"][0]["path"], json!(["jobTypeCommandCancel"]));
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already CANCELED"),
+        "{body}"
+    );
+    bk.shutdown().await;
+}
+
+#[tokio::test]
+async fn annotations_land_on_jobs_and_builds() {
+    let bk = sim().await;
+    let job = bk.schedule_job(JobSpec::command("a"));
+    let vars = |append: bool, body: &str| json!({"job": job.graphql_id, "body": body, "style": "ERROR", "context": "jobify", "append": append});
+    let first = gql(&bk, ANNOTATE_JOB, vars(false, "pod failed")).await;
+    let uuid = first["data"]["jobAnnotate"]["annotation"]["uuid"].clone();
+    assert!(uuid.is_string(), "{first}");
+    let again = gql(&bk, ANNOTATE_JOB, vars(true, ": image missing")).await;
+    assert_eq!(
+        again["data"]["jobAnnotate"]["annotation"]["uuid"], uuid,
+        "same context, same annotation"
+    );
+    assert_eq!(
+        bk.job(job.uuid).unwrap().annotations,
+        ["pod failed: image missing"]
+    );
+
+    let build_id = gql(&bk, JOB_STATE, json!({"uuid": job.uuid})).await;
+    assert!(build_id["data"]["job"].is_object());
+    let build = gql(
+        &bk,
+        "query B($u: ID!) { build(uuid: $u) { id } }",
+        json!({"u": bk_build_uuid(&bk, &job).await}),
+    )
+    .await;
+    let vars = json!({"build": build["data"]["build"]["id"], "body": "see jobs", "style": "INFO", "context": "jobify", "append": false});
+    let body = gql(&bk, ANNOTATE_BUILD, vars).await;
+    assert!(
+        body["data"]["buildAnnotate"]["annotation"]["uuid"].is_string(),
+        "{body}"
+    );
+    let notes = bk.build_annotations(job.uuid);
+    assert_eq!(
+        (notes[0].body.as_str(), notes[0].style.as_str()),
+        ("see jobs", "INFO")
+    );
+    bk.shutdown().await;
+}
+
+/// The uuid of `job`'s build, read through PipelineBuilds.
+async fn bk_build_uuid(bk: &BuildkiteSim, job: &jobify_sim::buildkite::JobHandle) -> Value {
+    let vars = json!({"pipeline": job.pipeline_graphql_id, "buildsFirst": 1, "jobsFirst": 1, "metaDataFirst": 1});
+    gql(bk, PIPELINE_BUILDS, vars).await["data"]["node"]["builds"]["edges"][0]["node"]["uuid"]
+        .clone()
+}
