@@ -1,0 +1,203 @@
+//! Computes the requested complexity of every operation document by walking it with
+//! apollo-compiler under Buildkite's counting rule, and checks `cost::requested_complexity`
+//! and the figures documented in docs/buildkite-api.md against it.
+//!
+//! Rule (Buildkite "GraphQL resource limits"): object, interface and union fields cost 1,
+//! scalars and enums 0; inside a connection with `first: N` (or `last: N`, else 500) the
+//! selections under `edges`/`nodes` count N times.
+
+use std::collections::HashMap;
+use std::fs;
+
+use apollo_compiler::ast::Value;
+use apollo_compiler::executable::{Selection, SelectionSet};
+use apollo_compiler::schema::ExtendedType;
+use apollo_compiler::validation::Valid;
+use apollo_compiler::{ExecutableDocument, Schema};
+use buildkite_api::cost::{Operation, requested_complexity};
+
+const ASSUMED_CONNECTION_SIZE: u32 = 500;
+
+struct Walker<'a> {
+    schema: &'a Valid<Schema>,
+    document: &'a Valid<ExecutableDocument>,
+    variables: &'a HashMap<&'a str, u32>,
+}
+
+impl Walker<'_> {
+    /// `pending` is the size of the connection whose selection set this is: it multiplies
+    /// what is under `edges`/`nodes`.
+    fn cost(&self, set: &SelectionSet, multiplier: u32, pending: Option<u32>) -> u32 {
+        let mut total = 0;
+        for selection in &set.selections {
+            match selection {
+                Selection::Field(field) => {
+                    let type_name = field.definition.ty.inner_named_type();
+                    let composite = matches!(
+                        self.schema.types.get(type_name),
+                        Some(
+                            ExtendedType::Object(_)
+                                | ExtendedType::Interface(_)
+                                | ExtendedType::Union(_)
+                        )
+                    );
+                    if composite {
+                        total += multiplier;
+                    }
+                    let inner_multiplier = match (pending, field.name.as_str()) {
+                        (Some(size), "edges" | "nodes") => multiplier * size,
+                        _ => multiplier,
+                    };
+                    let connection = type_name
+                        .as_str()
+                        .ends_with("Connection")
+                        .then(|| self.page_size(field));
+                    total += self.cost(&field.selection_set, inner_multiplier, connection);
+                }
+                Selection::InlineFragment(fragment) => {
+                    total += self.cost(&fragment.selection_set, multiplier, pending);
+                }
+                Selection::FragmentSpread(spread) => {
+                    let fragment = self
+                        .document
+                        .fragments
+                        .get(&spread.fragment_name)
+                        .expect("validated documents define their fragments");
+                    total += self.cost(&fragment.selection_set, multiplier, pending);
+                }
+            }
+        }
+        total
+    }
+
+    fn page_size(&self, field: &apollo_compiler::executable::Field) -> u32 {
+        let argument = field
+            .arguments
+            .iter()
+            .find(|arg| arg.name == "first")
+            .or_else(|| field.arguments.iter().find(|arg| arg.name == "last"));
+        match argument.map(|arg| arg.value.as_ref()) {
+            None => ASSUMED_CONNECTION_SIZE,
+            Some(Value::Int(n)) => n.try_to_i32().expect("page sizes are small") as u32,
+            Some(Value::Variable(name)) => *self
+                .variables
+                .get(name.as_str())
+                .unwrap_or_else(|| panic!("no value given for ${name}")),
+            Some(other) => panic!("unexpected page size {other:?}"),
+        }
+    }
+}
+
+fn walk(document_text: &str, name: &str, variables: &[(&str, u32)]) -> u32 {
+    let schema_text = include_str!("../graphql/schema.graphql");
+    let schema =
+        Schema::parse_and_validate(schema_text, "schema.graphql").expect("valid subset schema");
+    let document = ExecutableDocument::parse_and_validate(&schema, document_text, name)
+        .unwrap_or_else(|errors| panic!("{errors}"));
+    let variables: HashMap<&str, u32> = variables.iter().copied().collect();
+    let walker = Walker {
+        schema: &schema,
+        document: &document,
+        variables: &variables,
+    };
+    let operation = document.operations.iter().next().expect("one operation");
+    walker.cost(&operation.selection_set, 1, None)
+}
+
+fn document(file: &str) -> String {
+    fs::read_to_string(format!("{}/graphql/{file}", env!("CARGO_MANIFEST_DIR")))
+        .expect("document exists")
+}
+
+#[test]
+fn scheduled_jobs_costs_four_plus_two_per_job() {
+    let text = document("ScheduledJobs.graphql");
+    for page_size in [1_u16, 50, 100, 200] {
+        let walked = walk(&text, "ScheduledJobs", &[("first", u32::from(page_size))]);
+        assert_eq!(
+            walked,
+            requested_complexity(Operation::ScheduledJobs { page_size })
+        );
+    }
+    // The figure in docs/buildkite-api.md: one 100-job page, well under 500.
+    assert_eq!(walk(&text, "ScheduledJobs", &[("first", 100)]), 204);
+}
+
+#[test]
+fn pipeline_lookup_costs_one() {
+    assert_eq!(walk(&document("Pipeline.graphql"), "Pipeline", &[]), 1);
+    assert_eq!(requested_complexity(Operation::Pipeline), 1);
+}
+
+#[test]
+fn pipeline_builds_costs_four_plus_per_build_six_and_its_nodes() {
+    let text = document("PipelineBuilds.graphql");
+    for (builds, jobs, meta_data) in [(1_u16, 1_u16, 1_u16), (5, 50, 10), (10, 100, 20)] {
+        let walked = walk(
+            &text,
+            "PipelineBuilds",
+            &[
+                ("buildsFirst", u32::from(builds)),
+                ("jobsFirst", u32::from(jobs)),
+                ("metaDataFirst", u32::from(meta_data)),
+            ],
+        );
+        let expected = requested_complexity(Operation::PipelineBuilds {
+            builds,
+            jobs,
+            meta_data,
+        });
+        assert_eq!(
+            walked, expected,
+            "builds {builds}, jobs {jobs}, meta-data {meta_data}"
+        );
+    }
+    assert_eq!(
+        walk(
+            &text,
+            "PipelineBuilds",
+            &[("buildsFirst", 5), ("jobsFirst", 50), ("metaDataFirst", 10)]
+        ),
+        334
+    );
+}
+
+#[test]
+fn build_jobs_costs_four_plus_one_per_job() {
+    let text = document("BuildJobs.graphql");
+    assert_eq!(walk(&text, "BuildJobs", &[("first", 50)]), 54);
+    assert_eq!(requested_complexity(Operation::BuildJobs { jobs: 50 }), 54);
+}
+
+#[test]
+fn job_states_cost_one_per_job() {
+    assert_eq!(walk(&document("JobState.graphql"), "JobState", &[]), 1);
+    for jobs in [1_u16, 7, 100] {
+        let batch = buildkite_api::job_states_document(usize::from(jobs));
+        assert_eq!(walk(&batch, "JobStates", &[]), u32::from(jobs));
+        assert_eq!(
+            requested_complexity(Operation::JobStates { jobs }),
+            u32::from(jobs)
+        );
+    }
+}
+
+#[test]
+fn mutations_cost_two() {
+    for (file, operation) in [
+        ("CancelJob.graphql", Operation::CancelJob),
+        ("AnnotateJob.graphql", Operation::AnnotateJob),
+        ("AnnotateBuild.graphql", Operation::AnnotateBuild),
+    ] {
+        assert_eq!(walk(&document(file), file, &[]), 2, "{file}");
+        assert_eq!(requested_complexity(operation), 2, "{file}");
+    }
+}
+
+#[test]
+fn walker_counts_a_connection_without_first_as_500_nodes() {
+    // The example from Buildkite's docs: organization + pipelines + edges + 500 × node.
+    let schema_doc =
+        "query { organization(slug: \"acme\") { jobs { edges { node { __typename } } } } }";
+    assert_eq!(walk(schema_doc, "docs-example", &[]), 503);
+}

@@ -1,0 +1,669 @@
+//! The GraphQL operations against a wiremock Buildkite: what is sent, and how responses
+//! (including the seed's recorded one) map to domain values.
+
+mod support;
+
+use std::time::Duration;
+
+use buildkite_api::{
+    Annotation, AnnotationStyle, BuildState, JobLookup, JobState, PipelineBuildsRequest,
+    ScheduledJobsRequest,
+};
+use pretty_assertions::assert_eq;
+use serde_json::{Value, json};
+use support::{
+    GRAPHQL_TOKEN, body, fake, fixture, jobs_page, operation, operation_named, scheduled_job,
+};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+fn request(max_pages: u16) -> ScheduledJobsRequest {
+    ScheduledJobsRequest {
+        page_size: 2,
+        max_pages,
+        ..ScheduledJobsRequest::for_queue("acme", "kubernetes")
+    }
+}
+
+#[tokio::test]
+async fn scheduled_jobs_maps_every_field_of_a_command_job() {
+    let fake = fake().await;
+    Mock::given(method("POST"))
+        .and(path("/v1"))
+        .and(header(
+            "authorization",
+            format!("Bearer {GRAPHQL_TOKEN}").as_str(),
+        ))
+        .and(header("user-agent", "jobify/9.9.9"))
+        .and(operation(
+            "ScheduledJobs",
+            "agentQueryRules",
+            json!(["queue=kubernetes"]),
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(jobs_page(
+                    vec![scheduled_job("job-1").on_pipeline("web").with_priority(7)],
+                    1,
+                    None,
+                ))
+                .insert_header("RateLimit-Remaining", "19990")
+                .insert_header("RateLimit-Limit", "20000")
+                .insert_header("RateLimit-Reset", "240")
+                .insert_header("RateLimit-Complexity-Requested", "8")
+                .insert_header("RateLimit-Complexity-Actual", "6"),
+        )
+        .expect(1)
+        .mount(&fake.server)
+        .await;
+
+    let fetched = fake
+        .client
+        .scheduled_jobs(&request(3))
+        .await
+        .expect("page decodes");
+
+    let page = fetched.value;
+    assert_eq!(page.total, 1);
+    assert!(!page.truncated);
+    assert!(page.skipped.is_empty());
+    let job = &page.jobs[0];
+    assert_eq!(job.id, "JobTypeCommand---job-1");
+    assert_eq!(job.uuid, "job-1");
+    assert_eq!(job.label.as_deref(), Some(":rust: test"));
+    assert_eq!(job.state, JobState::Scheduled);
+    assert_eq!(job.agent_query_rules, vec!["queue=kubernetes".to_owned()]);
+    assert_eq!(job.command.as_deref(), Some("cargo test"));
+    assert_eq!(job.priority, 7);
+    assert_eq!(
+        job.scheduled_at,
+        Some("2026-11-27T10:00:00Z".parse().expect("timestamp"))
+    );
+    assert_eq!(
+        job.runnable_at,
+        Some("2026-11-27T09:59:58.123Z".parse().expect("timestamp"))
+    );
+    assert_eq!(job.url, "https://buildkite.com/acme/app/builds/42#job-1");
+    assert_eq!(job.pipeline_slug(), Some("web"));
+    assert_eq!(job.organization_slug(), Some("acme"));
+    assert_eq!(job.build_number(), Some(42));
+    assert_eq!(job.branch(), Some("main"));
+    assert_eq!(job.commit(), Some("abc123"));
+    assert_eq!(job.step_key(), Some("test"));
+    assert_eq!(job.plugins_json(), Some("[]"));
+
+    assert_eq!(fetched.requests, 1);
+    assert_eq!(fetched.complexity_actual, 6);
+    let limit = fetched.rate_limit.expect("rate limit headers were sent");
+    assert_eq!(limit.remaining, Some(19_990));
+    assert_eq!(limit.reset, Some(Duration::from_secs(240)));
+    assert_eq!(limit.complexity_requested, Some(8));
+    assert_eq!(fake.client.rate_limit(), Some(limit));
+}
+
+#[tokio::test]
+async fn scheduled_jobs_sends_the_filters_and_page_size_as_variables() {
+    let fake = fake().await;
+    Mock::given(operation_named("ScheduledJobs"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(jobs_page(vec![], 0, None)))
+        .mount(&fake.server)
+        .await;
+    let request = ScheduledJobsRequest {
+        cluster: Some("Q2x1c3Rlci0tLTE=".to_owned()),
+        page_size: 100,
+        ..ScheduledJobsRequest::for_queue("acme", "kubernetes")
+    };
+
+    let fetched = fake
+        .client
+        .scheduled_jobs(&request)
+        .await
+        .expect("empty page decodes");
+
+    assert!(fetched.value.jobs.is_empty());
+    let sent = fake
+        .server
+        .received_requests()
+        .await
+        .expect("recording is on");
+    let variables = &body(&sent[0])["variables"];
+    assert_eq!(
+        variables,
+        &json!({
+            "organization": "acme",
+            "agentQueryRules": ["queue=kubernetes"],
+            "cluster": "Q2x1c3Rlci0tLTE=",
+            "first": 100,
+            "after": null
+        })
+    );
+}
+
+#[tokio::test]
+async fn scheduled_jobs_follows_cursors_across_three_pages() {
+    let fake = fake().await;
+    for (after, uuids, next) in [
+        (Value::Null, ["a", "b"], Some("c1")),
+        (json!("c1"), ["c", "d"], Some("c2")),
+        (json!("c2"), ["e", "f"], None),
+    ] {
+        let jobs = uuids.iter().map(|uuid| scheduled_job(uuid)).collect();
+        Mock::given(operation("ScheduledJobs", "after", after))
+            .respond_with(ResponseTemplate::new(200).set_body_json(jobs_page(jobs, 6, next)))
+            .expect(1)
+            .mount(&fake.server)
+            .await;
+    }
+
+    let fetched = fake
+        .client
+        .scheduled_jobs(&request(5))
+        .await
+        .expect("pages decode");
+
+    let uuids: Vec<&str> = fetched
+        .value
+        .jobs
+        .iter()
+        .map(|job| job.uuid.as_str())
+        .collect();
+    assert_eq!(uuids, ["a", "b", "c", "d", "e", "f"]);
+    assert!(!fetched.value.truncated);
+    assert_eq!(fetched.requests, 3);
+}
+
+#[tokio::test]
+async fn scheduled_jobs_stops_at_max_pages_and_reports_truncation() {
+    let fake = fake().await;
+    for (after, uuids, next) in [
+        (Value::Null, ["a", "b"], Some("c1")),
+        (json!("c1"), ["c", "d"], Some("c2")),
+    ] {
+        let jobs = uuids.iter().map(|uuid| scheduled_job(uuid)).collect();
+        Mock::given(operation("ScheduledJobs", "after", after))
+            .respond_with(ResponseTemplate::new(200).set_body_json(jobs_page(jobs, 6, next)))
+            .expect(1)
+            .mount(&fake.server)
+            .await;
+    }
+
+    let fetched = fake
+        .client
+        .scheduled_jobs(&request(2))
+        .await
+        .expect("pages decode");
+
+    assert_eq!(fetched.value.jobs.len(), 4);
+    assert!(fetched.value.truncated);
+    assert_eq!(fetched.value.total, 6);
+    assert_eq!(fetched.requests, 2);
+}
+
+#[tokio::test]
+async fn unknown_job_states_are_kept_and_unmappable_jobs_are_reported_not_dropped() {
+    let fake = fake().await;
+    let page = jobs_page(
+        vec![
+            scheduled_job("new-state").in_state("HOVERING"),
+            scheduled_job("bad-time").set("scheduledAt", json!("yesterday-ish")),
+            scheduled_job("fine"),
+        ],
+        3,
+        None,
+    );
+    Mock::given(operation_named("ScheduledJobs"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page))
+        .mount(&fake.server)
+        .await;
+
+    let page = fake
+        .client
+        .scheduled_jobs(&request(1))
+        .await
+        .expect("page decodes")
+        .value;
+
+    let uuids: Vec<&str> = page.jobs.iter().map(|job| job.uuid.as_str()).collect();
+    assert_eq!(uuids, ["new-state", "fine"]);
+    assert_eq!(page.jobs[0].state, JobState::Unknown("HOVERING".to_owned()));
+    assert_eq!(page.skipped.len(), 1);
+    assert_eq!(page.skipped[0].uuid.as_deref(), Some("bad-time"));
+    assert!(
+        page.skipped[0].reason.contains("scheduledAt"),
+        "{}",
+        page.skipped[0].reason
+    );
+}
+
+#[tokio::test]
+async fn missing_organization_is_not_found() {
+    let fake = fake().await;
+    Mock::given(operation_named("ScheduledJobs"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({ "data": { "organization": null } })),
+        )
+        .mount(&fake.server)
+        .await;
+
+    let error = fake
+        .client
+        .scheduled_jobs(&request(1))
+        .await
+        .expect_err("no organization");
+
+    assert!(
+        matches!(&error, buildkite_api::Error::NotFound { what } if what.contains("acme")),
+        "{error:?}"
+    );
+}
+
+const SEED_PIPELINE: &str = "UGlwZWxpbmUtLS0wMTg0NjI3NC0wOWJjLTRjN2EtYmI5MC1jYjMxN2U1NjlmZTc=";
+
+#[tokio::test]
+async fn seed_recorded_response_decodes_into_builds_and_jobs() {
+    let fake = fake().await;
+    Mock::given(operation(
+        "PipelineBuilds",
+        "pipeline",
+        json!(SEED_PIPELINE),
+    ))
+    .respond_with(ResponseTemplate::new(200).set_body_raw(
+        fixture("graphql-get-builds-response.json"),
+        "application/json",
+    ))
+    .expect(1)
+    .mount(&fake.server)
+    .await;
+
+    let fetched = fake
+        .client
+        .pipeline_builds(&PipelineBuildsRequest::active(SEED_PIPELINE))
+        .await
+        .expect("the seed's response decodes");
+
+    let result = fetched.value;
+    assert_eq!(result.total, 1);
+    assert!(!result.truncated);
+    assert!(result.skipped.is_empty());
+    assert_eq!(result.builds.len(), 1);
+    let build = &result.builds[0];
+    assert_eq!(build.uuid, "018476d3-6f90-441a-8b80-7c525e1c2eb8");
+    assert_eq!(build.message.as_deref(), Some("Update README.md"));
+    assert_eq!(build.state, BuildState::Running);
+    assert_eq!(build.commit, "7b71ee28a15ef298fb511fb025bfbbdb5b671a27");
+    assert!(build.meta_data.is_empty());
+    assert!(!build.meta_data_truncated);
+    assert_eq!(build.jobs_total, 5);
+    // hasNextPage is true but the recorded query asked for no cursor: reported, not looped on.
+    assert!(build.jobs_truncated);
+    assert_eq!(build.jobs.len(), 1);
+    let job = &build.jobs[0];
+    assert_eq!(job.uuid, "018476d4-3ba2-4e47-adec-3cdf277190da");
+    assert_eq!(job.label.as_deref(), Some(":golang:"));
+    assert_eq!(job.state, JobState::Scheduled);
+    assert_eq!(job.agent_query_rules, vec!["queue=3462986656".to_owned()]);
+    assert_eq!(job.exit_status, None);
+    assert_eq!(job.command, None);
+    assert_eq!(job.env.len(), 40);
+    assert_eq!(
+        job.env_var("BUILDKITE_PIPELINE_SLUG"),
+        Some("buildkite-gh-actions")
+    );
+    assert_eq!(job.env_var("BUILDKITE_BUILD_NUMBER"), Some("33"));
+    assert_eq!(job.env_var("BUILDKITE_COMMAND"), Some("go test -v ."));
+    assert_eq!(fetched.requests, 1);
+}
+
+fn build_node(uuid: &str, jobs: &[&str], jobs_next: Option<&str>) -> Value {
+    json!({
+        "uuid": uuid,
+        "message": format!("build {uuid}"),
+        "state": "RUNNING",
+        "commit": "abc123",
+        "metaData": {
+            "count": 2,
+            "edges": [{ "node": { "key": "release", "value": "yes" } }]
+        },
+        "jobs": jobs_connection(jobs, 9, jobs_next),
+    })
+}
+
+fn jobs_connection(uuids: &[&str], total: usize, next: Option<&str>) -> Value {
+    let edges: Vec<Value> = uuids
+        .iter()
+        .map(|uuid| {
+            json!({ "node": {
+                "__typename": "JobTypeCommand",
+                "uuid": uuid,
+                "label": null,
+                "state": "SCHEDULED",
+                "agentQueryRules": ["queue=kubernetes"],
+                "command": "make",
+                "env": null,
+                "exitStatus": null,
+                "scheduledAt": null,
+                "runnableAt": null
+            }})
+        })
+        .collect();
+    json!({
+        "count": total,
+        "pageInfo": { "hasNextPage": next.is_some(), "endCursor": next },
+        "edges": edges
+    })
+}
+
+fn builds_page(builds: Vec<Value>, next: Option<&str>) -> Value {
+    let edges: Vec<Value> = builds
+        .into_iter()
+        .map(|node| json!({ "node": node }))
+        .collect();
+    json!({ "data": { "node": {
+        "__typename": "Pipeline",
+        "builds": {
+            "count": 3,
+            "pageInfo": { "hasNextPage": next.is_some(), "endCursor": next },
+            "edges": edges
+        }
+    }}})
+}
+
+async fn mount_three_by_three(fake: &support::Fake) {
+    for (after, build, next) in [
+        (
+            Value::Null,
+            build_node("b1", &["j1", "j2", "j3"], Some("j-c1")),
+            Some("b-c1"),
+        ),
+        (json!("b-c1"), build_node("b2", &["k1"], None), Some("b-c2")),
+        (json!("b-c2"), build_node("b3", &["l1"], None), None),
+    ] {
+        Mock::given(operation("PipelineBuilds", "buildsAfter", after))
+            .respond_with(ResponseTemplate::new(200).set_body_json(builds_page(vec![build], next)))
+            .mount(&fake.server)
+            .await;
+    }
+    for (after, jobs, next) in [
+        ("j-c1", ["j4", "j5", "j6"], Some("j-c2")),
+        ("j-c2", ["j7", "j8", "j9"], None),
+    ] {
+        Mock::given(operation("BuildJobs", "after", json!(after)))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({ "data": { "build": { "jobs": jobs_connection(&jobs, 9, next) } } }),
+            ))
+            .mount(&fake.server)
+            .await;
+    }
+}
+
+fn watch(max_pages: u16) -> PipelineBuildsRequest {
+    PipelineBuildsRequest {
+        builds_page_size: 1,
+        max_build_pages: max_pages,
+        jobs_page_size: 3,
+        max_job_pages: max_pages,
+        ..PipelineBuildsRequest::active("pipeline-id")
+    }
+}
+
+#[tokio::test]
+async fn pipeline_builds_follows_cursors_at_both_levels() {
+    let fake = fake().await;
+    mount_three_by_three(&fake).await;
+
+    let fetched = fake
+        .client
+        .pipeline_builds(&watch(3))
+        .await
+        .expect("all pages decode");
+
+    let builds = &fetched.value.builds;
+    let uuids: Vec<&str> = builds.iter().map(|b| b.uuid.as_str()).collect();
+    assert_eq!(uuids, ["b1", "b2", "b3"]);
+    let first_jobs: Vec<&str> = builds[0].jobs.iter().map(|j| j.uuid.as_str()).collect();
+    assert_eq!(
+        first_jobs,
+        ["j1", "j2", "j3", "j4", "j5", "j6", "j7", "j8", "j9"]
+    );
+    assert!(!builds[0].jobs_truncated);
+    assert_eq!(
+        builds[0].meta_data,
+        vec![("release".to_owned(), "yes".to_owned())]
+    );
+    assert!(
+        builds[0].meta_data_truncated,
+        "count says 2, one was fetched"
+    );
+    assert!(!fetched.value.truncated);
+    assert_eq!(fetched.requests, 5);
+
+    let sent = fake
+        .server
+        .received_requests()
+        .await
+        .expect("recording is on");
+    let first = body(&sent[0]);
+    assert_eq!(
+        first["variables"]["states"],
+        json!(["RUNNING", "FAILING", "SCHEDULED"])
+    );
+    assert_eq!(first["variables"]["jobsFirst"], json!(3));
+    let build_jobs = sent
+        .iter()
+        .map(body)
+        .find(|b| b["operationName"] == "BuildJobs")
+        .expect("sent");
+    assert_eq!(build_jobs["variables"]["build"], json!("b1"));
+}
+
+#[tokio::test]
+async fn pipeline_builds_depth_limits_bound_one_poll() {
+    let fake = fake().await;
+    mount_three_by_three(&fake).await;
+
+    let fetched = fake
+        .client
+        .pipeline_builds(&watch(2))
+        .await
+        .expect("pages decode");
+
+    let builds = &fetched.value.builds;
+    assert_eq!(builds.len(), 2);
+    assert!(fetched.value.truncated);
+    assert_eq!(builds[0].jobs.len(), 6);
+    assert!(builds[0].jobs_truncated);
+    // Two build pages plus one further job page of the first build.
+    assert_eq!(fetched.requests, 3);
+}
+
+#[tokio::test]
+async fn pipeline_lookup_uses_the_organization_slash_slug() {
+    let fake = fake().await;
+    Mock::given(operation("Pipeline", "slug", json!("acme/app")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({ "data": { "pipeline": {
+                "id": "UGlwZWxpbmUtLS0x", "uuid": "p-1", "slug": "app", "name": "App",
+                "url": "https://buildkite.com/acme/app"
+            }}})),
+        )
+        .mount(&fake.server)
+        .await;
+
+    let pipeline = fake
+        .client
+        .pipeline("acme", "app")
+        .await
+        .expect("found")
+        .value;
+
+    assert_eq!(pipeline.id, "UGlwZWxpbmUtLS0x");
+    assert_eq!(pipeline.uuid, "p-1");
+    assert_eq!(pipeline.name, "App");
+}
+
+#[tokio::test]
+async fn job_states_batches_lookups_under_aliases_in_one_request() {
+    let fake = fake().await;
+    Mock::given(operation_named("JobStates"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "data": {
+            "j0": { "__typename": "JobTypeCommand", "id": "J0", "uuid": "u0", "state": "CANCELED" },
+            "j1": null,
+            "j2": { "__typename": "JobTypeWait" },
+            "j3": { "__typename": "JobTypeCommand", "id": "J3", "uuid": "u3", "state": "BRAND_NEW" }
+        }})))
+        .expect(1)
+        .mount(&fake.server)
+        .await;
+    let uuids: Vec<String> = ["u0", "u1", "u2", "u3"].map(String::from).to_vec();
+
+    let fetched = fake
+        .client
+        .job_states(&uuids)
+        .await
+        .expect("lookups decode");
+
+    assert_eq!(
+        fetched.value,
+        vec![
+            JobLookup::Command {
+                id: "J0".into(),
+                uuid: "u0".into(),
+                state: JobState::Canceled
+            },
+            JobLookup::NotFound { uuid: "u1".into() },
+            JobLookup::NotCommand {
+                uuid: "u2".into(),
+                typename: "JobTypeWait".into()
+            },
+            JobLookup::Command {
+                id: "J3".into(),
+                uuid: "u3".into(),
+                state: JobState::Unknown("BRAND_NEW".into())
+            },
+        ]
+    );
+    let sent = fake
+        .server
+        .received_requests()
+        .await
+        .expect("recording is on");
+    let request = body(&sent[0]);
+    assert_eq!(
+        request["variables"],
+        json!({ "u0": "u0", "u1": "u1", "u2": "u2", "u3": "u3" })
+    );
+    assert_eq!(
+        request["query"],
+        json!(buildkite_api::job_states_document(4))
+    );
+}
+
+#[tokio::test]
+async fn job_states_splits_large_sets_into_batches_of_100() {
+    let fake = fake().await;
+    Mock::given(operation_named("JobStates"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "data": {} })))
+        .expect(2)
+        .mount(&fake.server)
+        .await;
+    let uuids: Vec<String> = (0..150).map(|i| format!("u{i}")).collect();
+
+    let fetched = fake
+        .client
+        .job_states(&uuids)
+        .await
+        .expect("lookups decode");
+
+    assert_eq!(fetched.requests, 2);
+    assert_eq!(fetched.value.len(), 150);
+    assert_eq!(
+        fetched.value[149],
+        JobLookup::NotFound {
+            uuid: "u149".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn cancel_job_returns_the_new_state() {
+    let fake = fake().await;
+    Mock::given(operation("CancelJob", "id", json!("JobTypeCommand---1")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({ "data": { "jobTypeCommandCancel": {
+                "jobTypeCommand": { "id": "JobTypeCommand---1", "uuid": "1", "state": "CANCELING" }
+            }}}),
+        ))
+        .expect(1)
+        .mount(&fake.server)
+        .await;
+
+    let state = fake
+        .client
+        .cancel_job("JobTypeCommand---1")
+        .await
+        .expect("cancelled")
+        .value;
+
+    assert_eq!(state, JobState::Canceling);
+}
+
+#[tokio::test]
+async fn annotations_send_body_style_context_and_append() {
+    let fake = fake().await;
+    for name in ["AnnotateJob", "AnnotateBuild"] {
+        Mock::given(operation_named(name))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "data": {
+                "jobAnnotate": { "annotation": { "uuid": "ann-1" } },
+                "buildAnnotate": { "annotation": { "uuid": "ann-2" } }
+            }})))
+            .expect(1)
+            .mount(&fake.server)
+            .await;
+    }
+    let note = Annotation {
+        append: true,
+        ..Annotation::error(
+            "jobify",
+            "Rejected: the pod spec asks for a privileged container.",
+        )
+    };
+
+    let job_annotation = fake
+        .client
+        .annotate_job("J1", &note)
+        .await
+        .expect("annotated")
+        .value;
+    let build_annotation = fake
+        .client
+        .annotate_build(
+            "B1",
+            &Annotation {
+                style: AnnotationStyle::Warning,
+                ..note.clone()
+            },
+        )
+        .await
+        .expect("annotated")
+        .value;
+
+    assert_eq!(job_annotation, "ann-1");
+    assert_eq!(build_annotation, "ann-2");
+    let sent = fake
+        .server
+        .received_requests()
+        .await
+        .expect("recording is on");
+    assert_eq!(
+        body(&sent[0])["variables"],
+        json!({
+            "job": "J1",
+            "body": "Rejected: the pod spec asks for a privileged container.",
+            "style": "ERROR",
+            "context": "jobify",
+            "append": true
+        })
+    );
+    assert_eq!(body(&sent[1])["variables"]["build"], json!("B1"));
+    assert_eq!(body(&sent[1])["variables"]["style"], json!("WARNING"));
+}
