@@ -23,3 +23,4 @@ pub mod kubernetes;
 
 pub use agent::{AcquireError, AgentApi, JobScript};
 pub use fault::{Fault, FaultConfig, Faults};
+pub use kubernetes::{KubeSim, KubeSimConfig};

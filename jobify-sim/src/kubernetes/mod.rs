@@ -1,1 +1,180 @@
-//! Kubernetes API simulator: jobs, pods, events and leases, with a simulated job controller and kubelet.
+//! Kubernetes API simulator: `batch/v1` Jobs, `v1` Pods and Events and
+//! `coordination.k8s.io/v1` Leases served over real HTTP, with a simulated job controller,
+//! scheduler and kubelet, so that jobify's real `kube::Client` and `kube_runtime` watchers
+//! run against it unchanged.
+//!
+//! Start with [`KubeSim::start`]; point a client at [`KubeSim::url`] (or a kubeconfig from
+//! [`KubeSim::write_kubeconfig`]); inspect the cluster with [`KubeSim::jobs`],
+//! [`KubeSim::pods`], [`KubeSim::events`], [`KubeSim::stats`].
+//!
+//! ```text
+//!  kube::Client ──HTTP──▶ server (routes, faults) ──▶ cluster (admission, validation,
+//!                              │ watch                    deletion, garbage collection)
+//!                              ▼                              │
+//!                        store (objects, resourceVersion, ◀───┤
+//!                               change window)                 ├── controller (one loop per Job)
+//!                                                             └── kubelet (one loop per Pod)
+//!                                                                   └─▶ AgentApi (Buildkite side)
+//! ```
+//!
+//! What a pod does is its [`Scenario`], chosen by a label or by its spec (see
+//! [`Scenarios`]). How long things take is [`Timings`]; defaults are milliseconds.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use jobify_sim::kubernetes::{KubeSim, KubeSimConfig};
+//! let sim = KubeSim::start(KubeSimConfig::default()).await?;
+//! let url = sim.url(); // "http://127.0.0.1:PORT"
+//! # let _ = url;
+//! let jobs = sim.jobs("default");
+//! # let _ = jobs;
+//! sim.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+
+mod admission;
+mod cluster;
+mod config;
+mod controller;
+mod discovery;
+mod kubeconfig;
+mod kubelet;
+mod meta;
+mod patch;
+mod resource;
+mod scenario;
+mod selector;
+mod server;
+mod stats;
+mod status;
+mod store;
+mod validate;
+mod watch;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use serde::de::DeserializeOwned;
+use tokio::task::JoinHandle;
+
+pub use config::{EndpointGroup, KubeSimConfig, Scenario, Scenarios, Timings};
+pub use resource::Resource;
+pub use stats::KubeStats;
+
+use cluster::Cluster;
+
+/// A running Kubernetes API simulator. Dropping it without [`KubeSim::shutdown`] leaves it
+/// serving until the runtime ends.
+pub struct KubeSim {
+    cluster: Arc<Cluster>,
+    addr: SocketAddr,
+    server: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for KubeSim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeSim")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeSim {
+    /// Binds `127.0.0.1:0` and serves the simulated API in a spawned task.
+    pub async fn start(config: KubeSimConfig) -> std::io::Result<KubeSim> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let cluster = Arc::new(Cluster::new(config));
+        let app = server::router(cluster.clone());
+        let token = cluster.shutdown.clone();
+        let server = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { token.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "kubernetes simulator stopped serving");
+            }
+        });
+        tracing::debug!(%addr, "kubernetes simulator listening");
+        Ok(KubeSim {
+            cluster,
+            addr,
+            server: Mutex::new(Some(server)),
+        })
+    }
+
+    /// The base URL, `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Writes a kubeconfig whose cluster server is [`KubeSim::url`] and whose current
+    /// context is `jobify-sim` (namespace `default`).
+    pub fn write_kubeconfig(&self, path: &Path) -> std::io::Result<()> {
+        std::fs::write(path, kubeconfig::render(&self.url()))
+    }
+
+    fn snapshot<T: DeserializeOwned>(&self, resource: Resource, namespace: &str) -> Vec<T> {
+        let (objects, _) = self.cluster.store.list(resource, Some(namespace), None);
+        objects
+            .iter()
+            .filter_map(|o| match serde_json::from_value((**o).clone()) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!(error = %e, "stored object does not decode as its k8s-openapi type");
+                    None
+                }
+            })
+            .collect()
+    }
+
+    /// The Jobs in `namespace` now.
+    pub fn jobs(&self, namespace: &str) -> Vec<Job> {
+        self.snapshot(Resource::Jobs, namespace)
+    }
+
+    /// The Pods in `namespace` now.
+    pub fn pods(&self, namespace: &str) -> Vec<Pod> {
+        self.snapshot(Resource::Pods, namespace)
+    }
+
+    /// The Events in `namespace` now.
+    pub fn events(&self, namespace: &str) -> Vec<Event> {
+        self.snapshot(Resource::Events, namespace)
+    }
+
+    /// The Lease `name` in `namespace`, if it exists.
+    pub fn lease(&self, namespace: &str, name: &str) -> Option<Lease> {
+        let lease = self.cluster.store.get(Resource::Leases, namespace, name)?;
+        serde_json::from_value((*lease).clone()).ok()
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> KubeStats {
+        self.cluster.stats.snapshot()
+    }
+
+    /// Ends every open watch with a `410 Expired` `ERROR` event, so clients relist.
+    pub fn expire_watches(&self) {
+        self.cluster
+            .expiry
+            .send_modify(|generation| *generation += 1);
+    }
+
+    /// Stops serving: open watches end, controller and kubelet loops stop, the listener
+    /// closes once in-flight requests are answered.
+    pub async fn shutdown(&self) {
+        self.cluster.shutdown.cancel();
+        let server = self.server.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(server) = server {
+            // A panicked server task has nothing left to stop.
+            let _ = server.await;
+        }
+        self.cluster.join_tasks().await;
+    }
+}

@@ -1,0 +1,825 @@
+//! The simulated scheduler and kubelet: one loop per pod that schedules it (or reports it
+//! unschedulable), pulls images, starts containers, runs the agent against the
+//! [`AgentApi`](crate::AgentApi), and writes pod status and events the way a real kubelet
+//! does, for the scenario the pod falls into (see [`Scenarios`](super::Scenarios)).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::cluster::Cluster;
+use super::config::Scenario;
+use super::meta;
+use super::resource::Resource;
+use super::scenario::{self, AgentContainer};
+use super::stats::bump;
+
+/// Where a pod's containers are.
+#[derive(Clone, Debug, PartialEq)]
+enum Stage {
+    /// Scheduled, containers being created.
+    Creating,
+    /// Some containers cannot start (`reason`); the rest are still being created.
+    Waiting {
+        affected: Vec<String>,
+        reason: String,
+        message: String,
+    },
+    /// All containers running since `started_at`.
+    Running { started_at: String },
+    /// The main container exited.
+    Terminated {
+        started_at: String,
+        finished_at: String,
+        main: String,
+        exit_code: i32,
+        reason: String,
+    },
+}
+
+/// How a pod's run ended.
+enum Ended {
+    /// Its main container exited.
+    Finished,
+    /// It was deleted (or the simulator stopped); `acquired` is the Buildkite job its agent
+    /// was running, if any.
+    Stopped {
+        acquired: Option<Uuid>,
+        running: bool,
+    },
+}
+
+struct Kubelet {
+    cluster: Arc<Cluster>,
+    namespace: String,
+    name: String,
+    uid: String,
+    stop: CancellationToken,
+    node: String,
+    pod_ip: String,
+}
+
+/// The loop of one pod, until it is deleted or the simulator stops.
+pub(crate) async fn run(cluster: Arc<Cluster>, pod: Arc<Value>) {
+    let uid = meta::uid(&pod).to_string();
+    let stop = cluster.stop_token(&uid);
+    let node = cluster.next_node();
+    let serial = rand::random::<u8>() % 250 + 2;
+    let kubelet = Kubelet {
+        namespace: meta::namespace(&pod).to_string(),
+        name: meta::name(&pod).to_string(),
+        uid: uid.clone(),
+        stop,
+        pod_ip: format!("10.244.{}.{serial}", node.trim_start_matches("sim-node-")),
+        node,
+        cluster,
+    };
+    let ended = kubelet.lifecycle(&pod).await;
+    if !kubelet.cluster.shutdown.is_cancelled() {
+        kubelet.terminate(ended).await;
+    }
+    kubelet.cluster.forget(&uid);
+}
+
+impl Kubelet {
+    fn timings(&self) -> &super::config::Timings {
+        &self.cluster.config.timings
+    }
+
+    async fn sleep(&self, d: Duration) -> bool {
+        Cluster::sleep(d, &self.stop).await
+    }
+
+    fn current(&self) -> Option<Arc<Value>> {
+        self.cluster
+            .store
+            .get(Resource::Pods, &self.namespace, &self.name)
+            .filter(|p| meta::uid(p) == self.uid)
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Value)) -> Option<Arc<Value>> {
+        self.current()?;
+        self.cluster
+            .write_status(Resource::Pods, &self.namespace, &self.name, change)
+    }
+
+    fn event(&self, event_type: &str, reason: &str, message: &str, container: Option<&str>) {
+        let Some(pod) = self.current() else {
+            return;
+        };
+        let field_path = container.map(|c| format!("spec.containers{{{c}}}"));
+        self.cluster.record_event(
+            &pod,
+            event_type,
+            reason,
+            message,
+            "kubelet",
+            Some(&self.node),
+            field_path.as_deref(),
+        );
+    }
+
+    fn set_stage(&self, stage: &Stage) {
+        let (node, ip) = (self.node.clone(), self.pod_ip.clone());
+        self.update(|p| {
+            let status = pod_status(p, stage, &node, &ip);
+            p["status"] = status;
+        });
+    }
+
+    async fn lifecycle(&self, pod: &Value) -> Ended {
+        let stopped = Ended::Stopped {
+            acquired: None,
+            running: false,
+        };
+        if !self.sleep(self.timings().schedule_delay).await {
+            return stopped;
+        }
+        let scenario = scenario::classify(pod, &self.cluster.config.scenarios);
+        if scenario == Scenario::Unschedulable {
+            self.unschedulable().await;
+            return stopped;
+        }
+        self.bind();
+        let containers: Vec<(String, String)> = pod["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let name = c["name"].as_str().unwrap_or_default().to_string();
+                let image = c["image"].as_str().unwrap_or_default().to_string();
+                (name, image)
+            })
+            .collect();
+        self.set_stage(&Stage::Creating);
+        match &scenario {
+            Scenario::InvalidImageName => {
+                self.invalid_image(&containers).await;
+                return stopped;
+            }
+            Scenario::ImagePullFailure => {
+                self.pull_failure(&containers).await;
+                return stopped;
+            }
+            _ => {}
+        }
+        for (c, image) in &containers {
+            self.event(
+                "Normal",
+                "Pulling",
+                &format!("Pulling image \"{image}\""),
+                Some(c),
+            );
+        }
+        if !self.sleep(self.timings().pull_delay).await {
+            return stopped;
+        }
+        let pulled_in = format_go_duration(self.timings().pull_delay);
+        for (c, image) in &containers {
+            let msg = format!(
+                "Successfully pulled image \"{image}\" in {pulled_in} ({pulled_in} including waiting). Image size: 4194304 bytes."
+            );
+            self.event("Normal", "Pulled", &msg, Some(c));
+        }
+        if let Scenario::CreateContainerConfigError(message) = &scenario {
+            self.config_error(pod, message).await;
+            return stopped;
+        }
+        let mut delay = self.timings().pod_start_delay;
+        if scenario == Scenario::SlowStart {
+            delay += self.timings().slow_start_delay;
+        }
+        if !self.sleep(delay).await {
+            return stopped;
+        }
+        for (c, _) in &containers {
+            self.event(
+                "Normal",
+                "Created",
+                &format!("Created container: {c}"),
+                Some(c),
+            );
+            self.event(
+                "Normal",
+                "Started",
+                &format!("Started container {c}"),
+                Some(c),
+            );
+        }
+        let started_at = meta::now();
+        self.set_stage(&Stage::Running {
+            started_at: started_at.clone(),
+        });
+        self.run_main(pod, &containers, &scenario, started_at).await
+    }
+
+    async fn run_main(
+        &self,
+        pod: &Value,
+        containers: &[(String, String)],
+        scenario: &Scenario,
+        started_at: String,
+    ) -> Ended {
+        let agent = scenario::agent_container(pod);
+        let main = agent
+            .as_ref()
+            .map(|a| a.container.clone())
+            .or_else(|| containers.first().map(|(c, _)| c.clone()))
+            .unwrap_or_default();
+        let (run_for, exit_code, acquired) = self.acquire(agent.as_ref());
+        let running = Ended::Stopped {
+            acquired,
+            running: true,
+        };
+        if !self.sleep(run_for).await {
+            return running;
+        }
+        let (exit_code, reason) = if *scenario == Scenario::OomKilled {
+            (137, "OOMKilled")
+        } else if exit_code == 0 {
+            (0, "Completed")
+        } else {
+            (exit_code, "Error")
+        };
+        if let (Some(agent_api), Some(job)) = (&self.cluster.config.agent, acquired) {
+            agent_api.finish(job, exit_code);
+        }
+        self.set_stage(&Stage::Terminated {
+            started_at,
+            finished_at: meta::now(),
+            main,
+            exit_code,
+            reason: reason.to_string(),
+        });
+        Ended::Finished
+    }
+
+    /// What the agent does: `(run_for, exit_code, acquired job)`.
+    fn acquire(&self, agent: Option<&AgentContainer>) -> (Duration, i32, Option<Uuid>) {
+        let default = (self.timings().default_run_for, 0, None);
+        let (
+            Some(api),
+            Some(AgentContainer {
+                job: Some(job),
+                tags,
+                ..
+            }),
+        ) = (&self.cluster.config.agent, agent)
+        else {
+            return default;
+        };
+        bump(&self.cluster.stats.agent_acquires);
+        match api.acquire(*job, tags) {
+            Ok(script) => (script.run_for, script.exit_status, Some(*job)),
+            Err(e) => {
+                tracing::debug!(pod = %self.name, job = %job, error = %e, "simulated agent could not acquire its job");
+                (self.timings().agent_failure_delay, 1, None)
+            }
+        }
+    }
+
+    /// Deleted or stopped: terminate the containers and remove the pod, like a kubelet
+    /// finishing a graceful deletion.
+    async fn terminate(&self, ended: Ended) {
+        if let Ended::Stopped { acquired, running } = ended {
+            if let (Some(api), Some(job)) = (&self.cluster.config.agent, acquired) {
+                // A stopped agent ends its job as lost (exit -1), as buildkite-agent does.
+                api.finish(job, -1);
+            }
+            if running && let Some(pod) = self.current() {
+                for c in pod["spec"]["containers"].as_array().into_iter().flatten() {
+                    let name = c["name"].as_str().unwrap_or_default();
+                    self.event(
+                        "Normal",
+                        "Killing",
+                        &format!("Stopping container {name}"),
+                        Some(name),
+                    );
+                }
+                let started_at = pod["status"]["startTime"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let main = pod["spec"]["containers"][0]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                self.set_stage(&Stage::Terminated {
+                    started_at,
+                    finished_at: meta::now(),
+                    main,
+                    exit_code: 143,
+                    reason: "Error".to_string(),
+                });
+            }
+        } else {
+            // Finished: the pod stays until someone deletes it.
+            self.stop.cancelled().await;
+            if self.cluster.shutdown.is_cancelled() {
+                return;
+            }
+        }
+        if self.current().is_some_and(|p| meta::is_deleting(&p)) {
+            tokio::time::sleep(self.timings().termination_delay).await;
+            if self.current().is_some() {
+                // NotFound: removed meanwhile.
+                let _ = self
+                    .cluster
+                    .store
+                    .remove(Resource::Pods, &self.namespace, &self.name);
+            }
+        }
+    }
+
+    fn bind(&self) {
+        let node = self.node.clone();
+        self.update(|p| {
+            p["spec"]["nodeName"] = json!(node);
+        });
+        let msg = format!(
+            "Successfully assigned {}/{} to {}",
+            self.namespace, self.name, self.node
+        );
+        if let Some(pod) = self.current() {
+            self.cluster.record_event(
+                &pod,
+                "Normal",
+                "Scheduled",
+                &msg,
+                "default-scheduler",
+                None,
+                None,
+            );
+        }
+    }
+
+    async fn unschedulable(&self) {
+        let nodes = self.cluster.config.scenarios.nodes.max(1);
+        let message = format!(
+            "0/{nodes} nodes are available: {nodes} node(s) didn't match Pod's node affinity/selector. preemption: 0/{nodes} nodes are available: {nodes} Preemption is not helpful for scheduling."
+        );
+        let now = meta::now();
+        let cond_msg = message.clone();
+        self.update(|p| {
+            p["status"] = json!({
+                "phase": "Pending",
+                "qosClass": p["status"]["qosClass"].as_str().unwrap_or("BestEffort"),
+                "conditions": [{
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "lastProbeTime": null,
+                    "lastTransitionTime": now,
+                    "reason": "Unschedulable",
+                    "message": cond_msg,
+                }],
+            });
+        });
+        loop {
+            if let Some(pod) = self.current() {
+                self.cluster.record_event(
+                    &pod,
+                    "Warning",
+                    "FailedScheduling",
+                    &message,
+                    "default-scheduler",
+                    None,
+                    None,
+                );
+            }
+            // The scheduler retries with backoff; each retry repeats the event.
+            if !self.sleep(self.timings().image_pull_backoff * 10).await {
+                return;
+            }
+        }
+    }
+
+    async fn invalid_image(&self, containers: &[(String, String)]) {
+        let bad: Vec<&(String, String)> = containers
+            .iter()
+            .filter(|(_, i)| !scenario::is_valid_reference(i))
+            .collect();
+        let bad = if bad.is_empty() {
+            containers.iter().take(1).collect()
+        } else {
+            bad
+        };
+        let Some((_, image)) = bad.first() else {
+            return;
+        };
+        let message = format!(
+            "Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": invalid reference format"
+        );
+        self.set_stage(&Stage::Waiting {
+            affected: bad.iter().map(|(c, _)| c.clone()).collect(),
+            reason: "InvalidImageName".to_string(),
+            message: message.clone(),
+        });
+        loop {
+            for (c, _) in &bad {
+                self.event("Warning", "InspectFailed", &message, Some(c));
+                self.event("Warning", "Failed", "Error: InvalidImageName", Some(c));
+            }
+            if !self.sleep(self.timings().image_pull_backoff).await {
+                return;
+            }
+        }
+    }
+
+    async fn pull_failure(&self, containers: &[(String, String)]) {
+        let marker = &self.cluster.config.scenarios.missing_image_marker;
+        let mut bad: Vec<&(String, String)> = containers
+            .iter()
+            .filter(|(_, i)| i.contains(marker.as_str()))
+            .collect();
+        if bad.is_empty() {
+            bad = containers.iter().take(1).collect();
+        }
+        let affected: Vec<String> = bad.iter().map(|(c, _)| c.clone()).collect();
+        loop {
+            for (c, image) in &bad {
+                self.event(
+                    "Normal",
+                    "Pulling",
+                    &format!("Pulling image \"{image}\""),
+                    Some(c),
+                );
+            }
+            if !self.sleep(self.timings().pull_delay).await {
+                return;
+            }
+            let Some((_, image)) = bad.first() else {
+                return;
+            };
+            let full = full_reference(image);
+            let error = format!(
+                "rpc error: code = NotFound desc = failed to pull and unpack image \"{full}\": failed to resolve reference \"{full}\": {full}: not found"
+            );
+            self.set_stage(&Stage::Waiting {
+                affected: affected.clone(),
+                reason: "ErrImagePull".to_string(),
+                message: error.clone(),
+            });
+            for (c, image) in &bad {
+                self.event(
+                    "Warning",
+                    "Failed",
+                    &format!("Failed to pull image \"{image}\": {error}"),
+                    Some(c),
+                );
+                self.event("Warning", "Failed", "Error: ErrImagePull", Some(c));
+            }
+            if !self.sleep(self.timings().image_pull_backoff).await {
+                return;
+            }
+            self.set_stage(&Stage::Waiting {
+                affected: affected.clone(),
+                reason: "ImagePullBackOff".to_string(),
+                message: format!("Back-off pulling image \"{image}\""),
+            });
+            for (c, image) in &bad {
+                self.event(
+                    "Normal",
+                    "BackOff",
+                    &format!("Back-off pulling image \"{image}\""),
+                    Some(c),
+                );
+                self.event("Warning", "Failed", "Error: ImagePullBackOff", Some(c));
+            }
+            if !self.sleep(self.timings().image_pull_backoff).await {
+                return;
+            }
+        }
+    }
+
+    async fn config_error(&self, pod: &Value, message: &str) {
+        let affected: Vec<String> = pod["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| {
+                let text = c.to_string();
+                self.cluster
+                    .config
+                    .scenarios
+                    .missing_secrets
+                    .iter()
+                    .chain(&self.cluster.config.scenarios.missing_config_maps)
+                    .any(|name| text.contains(&format!("\"{name}\"")))
+            })
+            .filter_map(|c| c["name"].as_str().map(str::to_string))
+            .collect();
+        let affected = if affected.is_empty() {
+            pod["spec"]["containers"][0]["name"]
+                .as_str()
+                .map(|c| vec![c.to_string()])
+                .unwrap_or_default()
+        } else {
+            affected
+        };
+        self.set_stage(&Stage::Waiting {
+            affected: affected.clone(),
+            reason: "CreateContainerConfigError".to_string(),
+            message: message.to_string(),
+        });
+        loop {
+            for c in &affected {
+                self.event("Warning", "Failed", &format!("Error: {message}"), Some(c));
+            }
+            if !self.sleep(self.timings().image_pull_backoff).await {
+                return;
+            }
+        }
+    }
+}
+
+/// `busybox` -> `docker.io/library/busybox:latest`, as containerd names it in errors.
+fn full_reference(image: &str) -> String {
+    let first = image.split('/').next().unwrap_or_default();
+    let has_domain =
+        image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let mut full = if has_domain {
+        image.to_string()
+    } else if image.contains('/') {
+        format!("docker.io/{image}")
+    } else {
+        format!("docker.io/library/{image}")
+    };
+    let last = full.rsplit('/').next().unwrap_or_default();
+    if !last.contains(':') && !full.contains('@') {
+        full.push_str(":latest");
+    }
+    full
+}
+
+/// Go's `time.Duration` formatting for sub-minute durations (`1.5s`, `20ms`).
+fn format_go_duration(d: Duration) -> String {
+    if d.as_secs() >= 1 {
+        format!("{}s", d.as_secs_f64())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+fn condition(
+    kind: &str,
+    ok: bool,
+    reason: Option<&str>,
+    message: Option<&str>,
+    at: &Value,
+) -> Value {
+    let mut c = json!({
+        "type": kind,
+        "status": if ok { "True" } else { "False" },
+        "lastProbeTime": null,
+        "lastTransitionTime": at,
+    });
+    if let Some(r) = reason {
+        c["reason"] = json!(r);
+    }
+    if let Some(m) = message {
+        c["message"] = json!(m);
+    }
+    c
+}
+
+fn container_id(pod_uid: &str, container: &str) -> String {
+    format!(
+        "containerd://{}",
+        meta::stable_hex(&format!("{pod_uid}/{container}"), 64)
+    )
+}
+
+/// The whole pod status for `stage`, keeping transition times of unchanged conditions.
+fn pod_status(pod: &Value, stage: &Stage, node: &str, pod_ip: &str) -> Value {
+    let now = json!(meta::now());
+    let old_conditions = pod["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let keep_time = |kind: &str, status: &str| -> Value {
+        old_conditions
+            .iter()
+            .find(|c| c["type"] == kind && c["status"] == status)
+            .map_or_else(|| now.clone(), |c| c["lastTransitionTime"].clone())
+    };
+    let containers: Vec<&Value> = pod["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .collect();
+    let names: Vec<&str> = containers
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    let unready = format!("containers with unready status: [{}]", names.join(" "));
+    let (phase, sandbox, ready, ready_reason) = match stage {
+        Stage::Creating | Stage::Waiting { .. } => {
+            ("Pending", true, false, Some("ContainersNotReady"))
+        }
+        Stage::Running { .. } => ("Running", true, true, None),
+        Stage::Terminated { exit_code: 0, .. } => ("Succeeded", false, false, Some("PodCompleted")),
+        Stage::Terminated { .. } => ("Failed", false, false, Some("ContainersNotReady")),
+    };
+    let ready_msg = (ready_reason == Some("ContainersNotReady")).then_some(unready.as_str());
+    let flag = |b: bool| if b { "True" } else { "False" };
+    let conditions = vec![
+        condition(
+            "PodReadyToStartContainers",
+            sandbox,
+            None,
+            None,
+            &keep_time("PodReadyToStartContainers", flag(sandbox)),
+        ),
+        condition(
+            "Initialized",
+            true,
+            None,
+            None,
+            &keep_time("Initialized", "True"),
+        ),
+        condition(
+            "Ready",
+            ready,
+            ready_reason,
+            ready_msg,
+            &keep_time("Ready", flag(ready)),
+        ),
+        condition(
+            "ContainersReady",
+            ready,
+            ready_reason,
+            ready_msg,
+            &keep_time("ContainersReady", flag(ready)),
+        ),
+        condition(
+            "PodScheduled",
+            true,
+            None,
+            None,
+            &keep_time("PodScheduled", "True"),
+        ),
+    ];
+    let statuses: Vec<Value> = containers
+        .iter()
+        .map(|c| {
+            let name = c["name"].as_str().unwrap_or_default();
+            let image = c["image"].as_str().unwrap_or_default();
+            let (state, started, ready, runs) = match stage {
+                Stage::Creating => (
+                    json!({"waiting": {"reason": "ContainerCreating"}}),
+                    false,
+                    false,
+                    false,
+                ),
+                Stage::Waiting {
+                    affected,
+                    reason,
+                    message,
+                } => {
+                    if affected.iter().any(|a| a == name) {
+                        (
+                            json!({"waiting": {"reason": reason, "message": message}}),
+                            false,
+                            false,
+                            false,
+                        )
+                    } else {
+                        (
+                            json!({"waiting": {"reason": "ContainerCreating"}}),
+                            false,
+                            false,
+                            false,
+                        )
+                    }
+                }
+                Stage::Running { started_at } => (
+                    json!({"running": {"startedAt": started_at}}),
+                    true,
+                    true,
+                    true,
+                ),
+                Stage::Terminated {
+                    started_at,
+                    finished_at,
+                    main,
+                    exit_code,
+                    reason,
+                } => {
+                    let (code, why) = if main == name {
+                        (*exit_code, reason.as_str())
+                    } else {
+                        (0, "Completed")
+                    };
+                    (
+                        json!({"terminated": {
+                            "exitCode": code,
+                            "reason": why,
+                            "startedAt": started_at,
+                            "finishedAt": finished_at,
+                            "containerID": container_id(meta::uid(pod), name),
+                        }}),
+                        false,
+                        false,
+                        true,
+                    )
+                }
+            };
+            let mut s = json!({
+                "name": name,
+                "image": image,
+                "imageID": "",
+                "lastState": {},
+                "ready": ready,
+                "restartCount": 0,
+                "started": started,
+                "state": state,
+            });
+            if runs {
+                s["containerID"] = json!(container_id(meta::uid(pod), name));
+                s["imageID"] = json!(format!(
+                    "{}@sha256:{}",
+                    full_reference(image),
+                    "0".repeat(64)
+                ));
+            }
+            s
+        })
+        .collect();
+    let mut status = json!({
+        "phase": phase,
+        "conditions": conditions,
+        "hostIP": "172.18.0.2",
+        "hostIPs": [{"ip": "172.18.0.2"}],
+        "podIP": pod_ip,
+        "podIPs": [{"ip": pod_ip}],
+        "startTime": pod["status"]["startTime"].as_str().map_or_else(|| now.clone(), |s| json!(s)),
+        "containerStatuses": statuses,
+        "qosClass": pod["status"]["qosClass"].as_str().unwrap_or("BestEffort"),
+    });
+    let _ = node;
+    if let Some(inits) = pod["spec"]["initContainers"].as_array() {
+        let done: Vec<Value> = inits
+            .iter()
+            .map(|c| {
+                let name = c["name"].as_str().unwrap_or_default();
+                json!({
+                    "name": name,
+                    "image": c["image"],
+                    "imageID": "",
+                    "lastState": {},
+                    "ready": true,
+                    "restartCount": 0,
+                    "started": false,
+                    "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}},
+                })
+            })
+            .collect();
+        status["initContainerStatuses"] = json!(done);
+    }
+    status
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_reference_names_images_like_containerd() {
+        assert_eq!(
+            full_reference("busybox"),
+            "docker.io/library/busybox:latest"
+        );
+        assert_eq!(full_reference("org/img:1"), "docker.io/org/img:1");
+        assert_eq!(full_reference("ghcr.io/o/i"), "ghcr.io/o/i:latest");
+    }
+
+    #[test]
+    fn terminated_main_container_sets_phase_and_reason() {
+        let pod = json!({"metadata": {"uid": "u"}, "spec": {"containers": [{"name": "agent", "image": "a"}, {"name": "side", "image": "b"}]}, "status": {}});
+        let s = pod_status(
+            &pod,
+            &Stage::Terminated {
+                started_at: "t".into(),
+                finished_at: "t".into(),
+                main: "agent".into(),
+                exit_code: 137,
+                reason: "OOMKilled".into(),
+            },
+            "n",
+            "10.0.0.1",
+        );
+        assert_eq!(s["phase"], "Failed");
+        assert_eq!(
+            s["containerStatuses"][0]["state"]["terminated"]["reason"],
+            "OOMKilled"
+        );
+        assert_eq!(
+            s["containerStatuses"][1]["state"]["terminated"]["exitCode"],
+            0
+        );
+    }
+}

@@ -1,0 +1,380 @@
+//! The object store: every object as JSON, one global `resourceVersion` counter, and per
+//! resource a bounded window of recent changes that watches replay from.
+//!
+//! A watch asking for a `resourceVersion` older than the window gets `410 Expired`, as a real
+//! API server's watch cache answers after compaction; clients then relist.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::meta;
+use super::resource::Resource;
+use super::status::ApiError;
+
+/// What happened to an object.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ChangeType {
+    /// Created.
+    Added,
+    /// Updated.
+    Modified,
+    /// Removed.
+    Deleted,
+}
+
+/// One change of one object, as a watch replays it.
+#[derive(Clone, Debug)]
+pub(crate) struct Change {
+    /// The `resourceVersion` of the change.
+    pub(crate) rv: u64,
+    /// What happened.
+    pub(crate) kind: ChangeType,
+    /// The object after the change (for deletions: the last state, at the deletion's rv).
+    pub(crate) object: Arc<Value>,
+    /// The object before the change, if any (lets filtered watches turn a change that
+    /// leaves the selection into `DELETED`).
+    pub(crate) previous: Option<Arc<Value>>,
+}
+
+/// Where a watch starts: the changes to replay, then the live feed.
+pub(crate) struct WatchStart {
+    /// Retained changes after the requested version, oldest first.
+    pub(crate) replay: Vec<Change>,
+    /// Changes from now on.
+    pub(crate) live: broadcast::Receiver<Change>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    resource: Resource,
+    namespace: String,
+    name: String,
+}
+
+struct Log {
+    changes: VecDeque<Change>,
+    /// History is complete for every change with `rv > compacted`.
+    compacted: u64,
+    tx: broadcast::Sender<Change>,
+}
+
+struct Inner {
+    rv: u64,
+    objects: BTreeMap<Key, Arc<Value>>,
+    logs: HashMap<Resource, Log>,
+    window: usize,
+}
+
+/// The shared object store.
+pub(crate) struct Store {
+    inner: Mutex<Inner>,
+}
+
+/// Capacity of each live change feed. A watch that falls this far behind ends with
+/// `410 Expired`, like a watcher the API server's cache drops.
+const LIVE_CAPACITY: usize = 4096;
+
+impl Store {
+    /// An empty store keeping `window` recent changes per resource for watches.
+    pub(crate) fn new(window: usize) -> Self {
+        let logs = Resource::ALL
+            .into_iter()
+            .map(|r| {
+                let (tx, _) = broadcast::channel(LIVE_CAPACITY);
+                let log = Log {
+                    changes: VecDeque::new(),
+                    compacted: 0,
+                    tx,
+                };
+                (r, log)
+            })
+            .collect();
+        Store {
+            inner: Mutex::new(Inner {
+                rv: 1,
+                objects: BTreeMap::new(),
+                logs,
+                window: window.max(1),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock means a handler panicked between two consistent states: every
+        // mutation below finishes before it can panic, so the data is still consistent.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current global `resourceVersion`.
+    pub(crate) fn resource_version(&self) -> u64 {
+        self.lock().rv
+    }
+
+    /// Inserts a new object (metadata already filled in but `resourceVersion`).
+    pub(crate) fn create(
+        &self,
+        resource: Resource,
+        mut object: Value,
+    ) -> Result<Arc<Value>, ApiError> {
+        let mut inner = self.lock();
+        let key = key_of(resource, &object);
+        if inner.objects.contains_key(&key) {
+            return Err(ApiError::AlreadyExists {
+                resource,
+                name: key.name,
+            });
+        }
+        inner.rv += 1;
+        let rv = inner.rv;
+        object["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let object = Arc::new(object);
+        inner.objects.insert(key, object.clone());
+        inner.record(resource, rv, ChangeType::Added, object.clone(), None);
+        Ok(object)
+    }
+
+    /// One object.
+    pub(crate) fn get(
+        &self,
+        resource: Resource,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<Value>> {
+        let key = Key {
+            resource,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        self.lock().objects.get(&key).cloned()
+    }
+
+    /// Objects of `resource` (in `namespace`, or all), in key order, starting after `after`
+    /// (`namespace`, `name`), with the store's current `resourceVersion`.
+    pub(crate) fn list(
+        &self,
+        resource: Resource,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+    ) -> (Vec<Arc<Value>>, u64) {
+        let inner = self.lock();
+        let items = inner
+            .objects
+            .iter()
+            .filter(|(k, _)| k.resource == resource)
+            .filter(|(k, _)| namespace.is_none_or(|ns| k.namespace == ns))
+            .filter(|(k, _)| {
+                after.is_none_or(|(ns, name)| (k.namespace.as_str(), k.name.as_str()) > (ns, name))
+            })
+            .map(|(_, v)| v.clone())
+            .collect();
+        (items, inner.rv)
+    }
+
+    /// Rewrites one object with `update`, which sees the current object and returns the new
+    /// one (or an error, which leaves the store unchanged). Returns `(old, new)`.
+    pub(crate) fn update(
+        &self,
+        resource: Resource,
+        namespace: &str,
+        name: &str,
+        update: impl FnOnce(&Value) -> Result<Value, ApiError>,
+    ) -> Result<(Arc<Value>, Arc<Value>), ApiError> {
+        let mut inner = self.lock();
+        let key = Key {
+            resource,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        let Some(old) = inner.objects.get(&key).cloned() else {
+            return Err(ApiError::NotFound {
+                resource,
+                name: name.to_string(),
+            });
+        };
+        let mut new = update(&old)?;
+        let mut unchanged = new.clone();
+        unchanged["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+        if unchanged == *old {
+            // A no-op write keeps the resourceVersion and emits no event, like a real server.
+            return Ok((old.clone(), old));
+        }
+        inner.rv += 1;
+        let rv = inner.rv;
+        new["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let new = Arc::new(new);
+        inner.objects.insert(key, new.clone());
+        inner.record(
+            resource,
+            rv,
+            ChangeType::Modified,
+            new.clone(),
+            Some(old.clone()),
+        );
+        Ok((old, new))
+    }
+
+    /// Removes one object; returns its last state (at the deletion's `resourceVersion`).
+    pub(crate) fn remove(
+        &self,
+        resource: Resource,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Arc<Value>, ApiError> {
+        let mut inner = self.lock();
+        let key = Key {
+            resource,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        };
+        let Some(old) = inner.objects.remove(&key) else {
+            return Err(ApiError::NotFound {
+                resource,
+                name: name.to_string(),
+            });
+        };
+        inner.rv += 1;
+        let rv = inner.rv;
+        let mut last = (*old).clone();
+        last["metadata"]["resourceVersion"] = json!(rv.to_string());
+        let last = Arc::new(last);
+        inner.record(resource, rv, ChangeType::Deleted, last.clone(), Some(old));
+        Ok(last)
+    }
+
+    /// Starts a watch of `resource` from `rv`: the retained changes after it, then the live
+    /// feed. `None` (or `0`) starts from now with synthetic `ADDED` events for every current
+    /// object, as a real server does for a watch without a resourceVersion.
+    pub(crate) fn watch(
+        &self,
+        resource: Resource,
+        rv: Option<u64>,
+    ) -> Result<WatchStart, ApiError> {
+        let inner = self.lock();
+        let log = inner.log(resource);
+        let live = log.tx.subscribe();
+        let replay = match rv.filter(|rv| *rv > 0) {
+            None => inner
+                .objects
+                .iter()
+                .filter(|(k, _)| k.resource == resource)
+                .map(|(_, v)| Change {
+                    rv: meta::resource_version(v),
+                    kind: ChangeType::Added,
+                    object: v.clone(),
+                    previous: None,
+                })
+                .collect(),
+            Some(rv) if rv < log.compacted => {
+                return Err(ApiError::Expired(format!(
+                    "too old resource version: {rv} ({})",
+                    log.compacted
+                )));
+            }
+            Some(rv) => log.changes.iter().filter(|c| c.rv > rv).cloned().collect(),
+        };
+        Ok(WatchStart { replay, live })
+    }
+
+    /// The oldest `resourceVersion` from which a watch of `resource` can still resume.
+    pub(crate) fn compacted(&self, resource: Resource) -> u64 {
+        self.lock().log(resource).compacted
+    }
+}
+
+impl Inner {
+    fn log(&self, resource: Resource) -> &Log {
+        // Every resource gets a log in `Store::new`.
+        &self.logs[&resource]
+    }
+
+    fn record(
+        &mut self,
+        resource: Resource,
+        rv: u64,
+        kind: ChangeType,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) {
+        let window = self.window;
+        let Some(log) = self.logs.get_mut(&resource) else {
+            return;
+        };
+        let change = Change {
+            rv,
+            kind,
+            object,
+            previous,
+        };
+        log.changes.push_back(change.clone());
+        while log.changes.len() > window {
+            if let Some(dropped) = log.changes.pop_front() {
+                log.compacted = dropped.rv;
+            }
+        }
+        // No receiver is not an error: nobody watches this resource right now.
+        let _ = log.tx.send(change);
+    }
+}
+
+fn key_of(resource: Resource, object: &Value) -> Key {
+    Key {
+        resource,
+        namespace: meta::namespace(object).to_string(),
+        name: meta::name(object).to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn lease(name: &str) -> Value {
+        json!({"metadata": {"name": name, "namespace": "ns"}})
+    }
+
+    #[test]
+    fn every_write_takes_the_next_global_resource_version() {
+        let store = Store::new(10);
+        let a = store.create(Resource::Leases, lease("a")).unwrap();
+        let b = store.create(Resource::Jobs, lease("b")).unwrap();
+        assert_eq!(meta::resource_version(&b), meta::resource_version(&a) + 1);
+        let (_, a2) = store
+            .update(Resource::Leases, "ns", "a", |o| {
+                let mut o = o.clone();
+                o["spec"] = json!({"holderIdentity": "me"});
+                Ok(o)
+            })
+            .unwrap();
+        assert_eq!(meta::resource_version(&a2), meta::resource_version(&b) + 1);
+    }
+
+    #[test]
+    fn watch_older_than_the_window_is_expired() {
+        let store = Store::new(2);
+        let first = store.create(Resource::Leases, lease("a")).unwrap();
+        let rv = meta::resource_version(&first);
+        store.create(Resource::Leases, lease("b")).unwrap();
+        let start = store.watch(Resource::Leases, Some(rv)).unwrap();
+        assert_eq!(start.replay.len(), 1);
+        store.create(Resource::Leases, lease("c")).unwrap();
+        store.create(Resource::Leases, lease("d")).unwrap();
+        assert!(matches!(
+            store.watch(Resource::Leases, Some(rv)),
+            Err(ApiError::Expired(_))
+        ));
+    }
+
+    #[test]
+    fn no_op_update_keeps_the_resource_version() {
+        let store = Store::new(10);
+        let a = store.create(Resource::Leases, lease("a")).unwrap();
+        let (_, same) = store
+            .update(Resource::Leases, "ns", "a", |o| Ok(o.clone()))
+            .unwrap();
+        assert_eq!(a, same);
+    }
+}

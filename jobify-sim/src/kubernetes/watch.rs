@@ -1,0 +1,179 @@
+//! Watch streams: newline-delimited JSON `{"type": ..., "object": ...}` events, replaying
+//! retained changes after the requested resourceVersion, then live ones, with periodic
+//! `BOOKMARK`s, ending at `timeoutSeconds`, on [`KubeSim::expire_watches`](super::KubeSim)
+//! (with a `410 Expired` `ERROR` event) or at shutdown.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use futures::SinkExt;
+use futures::channel::mpsc;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::cluster::Cluster;
+use super::resource::Resource;
+use super::selector::{FieldSelector, LabelSelector};
+use super::stats::bump;
+use super::status::ApiError;
+use super::store::{Change, ChangeType};
+
+/// A watch request.
+pub(crate) struct WatchRequest {
+    pub(crate) resource: Resource,
+    pub(crate) namespace: Option<String>,
+    pub(crate) resource_version: Option<u64>,
+    pub(crate) labels: LabelSelector,
+    pub(crate) fields: FieldSelector,
+    pub(crate) timeout: Duration,
+    pub(crate) bookmarks: bool,
+}
+
+impl WatchRequest {
+    fn selects(&self, object: &Value) -> bool {
+        let ns_ok = self
+            .namespace
+            .as_deref()
+            .is_none_or(|ns| super::meta::namespace(object) == ns);
+        ns_ok && self.labels.matches(object) && self.fields.matches(object)
+    }
+
+    /// The event a change shows this watch, if any: a change that moves an object into or
+    /// out of the selection shows as `ADDED` or `DELETED`, as a real server's filtered
+    /// watch does.
+    fn event(&self, change: &Change) -> Option<Value> {
+        let now = self.selects(&change.object);
+        let kind = match change.kind {
+            ChangeType::Added => now.then_some("ADDED"),
+            ChangeType::Deleted => now.then_some("DELETED"),
+            ChangeType::Modified => {
+                let before = change.previous.as_deref().is_some_and(|p| self.selects(p));
+                match (before, now) {
+                    (true, true) => Some("MODIFIED"),
+                    (false, true) => Some("ADDED"),
+                    (true, false) => Some("DELETED"),
+                    (false, false) => None,
+                }
+            }
+        }?;
+        Some(json!({"type": kind, "object": *change.object}))
+    }
+
+    fn bookmark(&self, rv: u64) -> Value {
+        json!({
+            "type": "BOOKMARK",
+            "object": {
+                "kind": self.resource.kind(),
+                "apiVersion": self.resource.api_version(),
+                "metadata": {"resourceVersion": rv.to_string()},
+            }
+        })
+    }
+}
+
+fn expired(message: String) -> Value {
+    json!({"type": "ERROR", "object": ApiError::Expired(message).status()})
+}
+
+fn line(event: &Value) -> Result<Bytes, Infallible> {
+    let mut bytes = serde_json::to_vec(event).unwrap_or_default();
+    bytes.push(b'\n');
+    Ok(Bytes::from(bytes))
+}
+
+/// Starts streaming `request`.
+pub(crate) fn serve(cluster: Arc<Cluster>, request: WatchRequest) -> Response {
+    let (mut tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    bump(&cluster.stats.watches_opened);
+    let task_cluster = cluster.clone();
+    cluster.spawn(async move {
+        let cluster = task_cluster;
+        let start = match cluster.store.watch(request.resource, request.resource_version) {
+            Ok(start) => start,
+            Err(ApiError::Expired(msg)) => {
+                bump(&cluster.stats.relists_forced);
+                // A closed receiver only means the client went away.
+                let _ = tx.send(line(&expired(msg))).await;
+                return;
+            }
+            Err(_) => return,
+        };
+        let mut live = start.live;
+        for change in &start.replay {
+            if let Some(event) = request.event(change)
+                && tx.send(line(&event)).await.is_err()
+            {
+                return;
+            }
+        }
+        let mut expiry = cluster.expiry.subscribe();
+        expiry.mark_unchanged();
+        let deadline = tokio::time::sleep(request.timeout);
+        tokio::pin!(deadline);
+        let mut bookmark = tokio::time::interval(cluster.config.timings.bookmark_interval);
+        bookmark.reset();
+        loop {
+            let event = tokio::select! {
+                () = cluster.shutdown.cancelled() => break,
+                () = &mut deadline => break,
+                changed = expiry.changed() => {
+                    if changed.is_ok() {
+                        bump(&cluster.stats.relists_forced);
+                        let rv = cluster.store.resource_version();
+                        let _ = tx.send(line(&expired(format!("too old resource version: {} ({rv})", request.resource_version.unwrap_or_default())))).await;
+                    }
+                    break;
+                }
+                _ = bookmark.tick(), if request.bookmarks => {
+                    // Everything up to `rv` is in the live feed already: drain it first so
+                    // the bookmark never runs ahead of an undelivered change.
+                    let rv = cluster.store.resource_version();
+                    let mut pending = Vec::new();
+                    loop {
+                        match live.try_recv() {
+                            Ok(change) => pending.extend(request.event(&change)),
+                            Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
+                            Err(_) => {
+                                pending.push(expired("watch fell behind".to_string()));
+                                break;
+                            }
+                        }
+                    }
+                    let mut failed = false;
+                    for e in &pending {
+                        if tx.send(line(e)).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed || pending.last().is_some_and(|e| e["type"] == "ERROR") {
+                        break;
+                    }
+                    Some(request.bookmark(rv))
+                }
+                received = live.recv() => match received {
+                    Ok(change) => request.event(&change),
+                    Err(RecvError::Lagged(_)) => {
+                        bump(&cluster.stats.relists_forced);
+                        let _ = tx.send(line(&expired("watch fell behind the event window".to_string()))).await;
+                        break;
+                    }
+                    Err(RecvError::Closed) => break,
+                },
+            };
+            if let Some(event) = event
+                && tx.send(line(&event)).await.is_err()
+            {
+                break;
+            }
+        }
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from_stream(rx))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}

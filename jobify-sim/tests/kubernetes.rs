@@ -1,0 +1,286 @@
+//! The Kubernetes simulator against a real `kube::Client`: CRUD, selectors, pagination,
+//! errors, deletion and the job lifecycle.
+#![allow(clippy::unwrap_used)]
+
+mod kubernetes_support;
+
+use jobify_sim::kubernetes::KubeSimConfig;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
+use kubernetes_support::{NS, eventually, job, start};
+
+fn condition(job: &Job, kind: &str) -> Option<String> {
+    job.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == kind && c.status == "True")
+        .and_then(|c| c.reason.clone())
+}
+
+#[tokio::test]
+async fn job_runs_to_complete_through_its_pod() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    let created = jobs
+        .create(&PostParams::default(), &job("build-1", "busybox"))
+        .await
+        .unwrap();
+    let meta = &created.metadata;
+    assert!(meta.uid.is_some());
+    assert!(meta.creation_timestamp.is_some());
+    assert_eq!(meta.generation, Some(1));
+    let labels = created
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .metadata
+        .as_ref()
+        .unwrap()
+        .labels
+        .as_ref()
+        .unwrap();
+    assert_eq!(labels["job-name"], "build-1");
+    assert_eq!(labels["batch.kubernetes.io/job-name"], "build-1");
+
+    let done = eventually("job to complete", || {
+        sim.jobs(NS)
+            .into_iter()
+            .find(|j| condition(j, "Complete").is_some())
+    })
+    .await;
+    let status = done.status.unwrap();
+    assert_eq!(status.succeeded, Some(1));
+    assert!(status.completion_time.is_some());
+
+    let pods: Api<Pod> = Api::namespaced(client, NS);
+    let listed = pods
+        .list(&ListParams::default().labels("job-name=build-1"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+    let pod = &listed.items[0];
+    assert!(pod.metadata.name.as_ref().unwrap().starts_with("build-1-"));
+    assert_eq!(
+        pod.metadata.owner_references.as_ref().unwrap()[0].kind,
+        "Job"
+    );
+    let pod_status = pod.status.as_ref().unwrap();
+    assert_eq!(pod_status.phase.as_deref(), Some("Succeeded"));
+    let terminated = pod_status.container_statuses.as_ref().unwrap()[0]
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .as_ref()
+        .unwrap();
+    assert_eq!(terminated.exit_code, 0);
+    assert_eq!(terminated.reason.as_deref(), Some("Completed"));
+    let reasons: Vec<String> = sim
+        .events(NS)
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    for expected in [
+        "SuccessfulCreate",
+        "Scheduled",
+        "Pulling",
+        "Pulled",
+        "Created",
+        "Started",
+        "Completed",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r == expected),
+            "{expected} in {reasons:?}"
+        );
+    }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn duplicate_create_is_409_already_exists() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client, NS);
+    jobs.create(&PostParams::default(), &job("dup", "busybox"))
+        .await
+        .unwrap();
+    let err = jobs
+        .create(&PostParams::default(), &job("dup", "busybox"))
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("expected an API error, got {err:?}");
+    };
+    assert_eq!(status.code, 409);
+    assert_eq!(status.reason, "AlreadyExists");
+    assert_eq!(status.message, "jobs.batch \"dup\" already exists");
+    assert_eq!(sim.stats().job_create_conflicts, 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn list_pages_with_limit_and_continue_and_filters_by_labels() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client, NS);
+    for i in 0..7 {
+        let mut j = job(&format!("page-{i}"), "busybox");
+        let tier = if i % 2 == 0 { "even" } else { "odd" };
+        j.metadata.labels = Some([("tier".to_string(), tier.to_string())].into());
+        jobs.create(&PostParams::default(), &j).await.unwrap();
+    }
+    let mut names = Vec::new();
+    let mut pages = 0;
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default().limit(3);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = jobs.list(&lp).await.unwrap();
+        pages += 1;
+        names.extend(page.items.iter().filter_map(|j| j.metadata.name.clone()));
+        token = page.metadata.continue_.filter(|c| !c.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(
+        names,
+        (0..7).map(|i| format!("page-{i}")).collect::<Vec<_>>()
+    );
+
+    let even = jobs
+        .list(&ListParams::default().labels("tier=even"))
+        .await
+        .unwrap();
+    assert_eq!(even.items.len(), 4);
+    let odd = jobs
+        .list(&ListParams::default().labels("tier notin (even),!app"))
+        .await
+        .unwrap();
+    assert_eq!(odd.items.len(), 3);
+    let named = jobs
+        .list(&ListParams::default().fields("metadata.name=page-3"))
+        .await
+        .unwrap();
+    assert_eq!(named.items.len(), 1);
+    sim.shutdown().await;
+}
+
+async fn invalid_message(job: Job) -> String {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client, NS);
+    let err = jobs.create(&PostParams::default(), &job).await.unwrap_err();
+    sim.shutdown().await;
+    let kube::Error::Api(status) = err else {
+        panic!("expected an API error, got {err:?}");
+    };
+    assert_eq!(status.code, 422);
+    assert_eq!(status.reason, "Invalid");
+    status.message
+}
+
+#[tokio::test]
+async fn invalid_jobs_are_422_with_the_api_servers_message() {
+    let msg = invalid_message(job("Bad_Name", "busybox")).await;
+    assert!(
+        msg.starts_with("Job.batch \"Bad_Name\" is invalid: metadata.name: Invalid value: \"Bad_Name\": a lowercase RFC 1123 subdomain"),
+        "{msg}"
+    );
+
+    let mut always = job("always", "busybox");
+    always
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .restart_policy = Some("Always".into());
+    assert_eq!(
+        invalid_message(always).await,
+        "Job.batch \"always\" is invalid: spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\""
+    );
+
+    let mut no_image = job("no-image", "busybox");
+    no_image
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .image = None;
+    assert_eq!(
+        invalid_message(no_image).await,
+        "Job.batch \"no-image\" is invalid: spec.template.spec.containers[0].image: Required value"
+    );
+
+    let long = "a".repeat(64);
+    let msg = invalid_message(job(&long, "busybox")).await;
+    assert!(msg.contains("spec.template.labels: Invalid value"), "{msg}");
+    assert!(msg.contains("must be no more than 63 characters"), "{msg}");
+}
+
+#[tokio::test]
+async fn background_delete_removes_the_job_now_and_its_pods_after() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    let mut long = job("del", "busybox");
+    long.metadata.labels = Some(
+        [(
+            "sim.jobify.dev/scenario".to_string(),
+            "slow-start".to_string(),
+        )]
+        .into(),
+    );
+    long.spec
+        .as_mut()
+        .unwrap()
+        .template
+        .metadata
+        .as_mut()
+        .unwrap()
+        .labels = Some(
+        [(
+            "sim.jobify.dev/scenario".to_string(),
+            "slow-start".to_string(),
+        )]
+        .into(),
+    );
+    jobs.create(&PostParams::default(), &long).await.unwrap();
+    eventually("a pod", || (!sim.pods(NS).is_empty()).then_some(())).await;
+
+    let dp = DeleteParams {
+        propagation_policy: Some(PropagationPolicy::Background),
+        ..DeleteParams::default()
+    };
+    let answer = jobs.delete("del", &dp).await.unwrap();
+    let status = answer
+        .right()
+        .expect("a background delete answers with a Status");
+    assert_eq!(
+        status.status,
+        Some(kube::core::response::StatusSummary::Success)
+    );
+    assert!(sim.jobs(NS).is_empty());
+    eventually("pods to be garbage-collected", || {
+        sim.pods(NS).is_empty().then_some(())
+    })
+    .await;
+
+    let err = jobs.get("del").await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(s) if s.code == 404 && s.message == "jobs.batch \"del\" not found")
+    );
+    sim.shutdown().await;
+}
