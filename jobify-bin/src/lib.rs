@@ -6,7 +6,9 @@
 //! [`health`], and [`shutdown`] turns signals into a cancellation token every loop watches.
 #![warn(missing_docs)]
 
+pub mod adapters;
 pub mod cli;
+pub mod clients;
 pub mod cmd;
 pub mod config;
 pub mod health;

@@ -1,0 +1,194 @@
+//! [`BuildkiteMonitor`]: what Buildkite has for us, by GraphQL.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use buildkite_api::{Client, CommandJob, JobLookup, ScheduledJobsRequest};
+use jobify_core::config::QueueConfig;
+use jobify_core::{JobId, JobState, Monitor, MonitorError, RawJob, ScheduledJob};
+use tokio::time::Instant;
+
+use super::{monitor_error, poll_error_kind};
+use crate::health::Readiness;
+use crate::metrics::Metrics;
+
+/// Requests after the first page of one queue, at most: more jobs than `page_size × this`
+/// wait for the next poll (Buildkite lists the most recently created first).
+const MAX_PAGES: u16 = 5;
+
+/// What to poll, from the config's `organization`, `[buildkite]` and `[[queues]]`.
+#[derive(Clone, Debug)]
+pub struct MonitorSettings {
+    /// Organization slug.
+    pub organization: String,
+    /// The queues served; one request per queue (`queue=<name>`). Empty: every scheduled
+    /// job of the organization, left to the policy.
+    pub queues: Vec<String>,
+    /// Pipeline slugs to keep; empty keeps all.
+    pub pipelines: BTreeSet<String>,
+    /// Cluster id filter.
+    pub cluster: Option<String>,
+    /// Jobs per page.
+    pub page_size: u16,
+}
+
+impl MonitorSettings {
+    /// Settings from the parsed config.
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        MonitorSettings {
+            organization: config.organization.clone(),
+            queues: config
+                .queues
+                .iter()
+                .map(|q: &QueueConfig| q.name.clone())
+                .collect(),
+            pipelines: config.buildkite.pipelines.iter().cloned().collect(),
+            cluster: config.buildkite.cluster.clone(),
+            page_size: u16::try_from(config.buildkite.page_size).unwrap_or(u16::MAX),
+        }
+    }
+
+    fn requests(&self) -> Vec<ScheduledJobsRequest> {
+        let request = |rules: Vec<String>| ScheduledJobsRequest {
+            organization: self.organization.clone(),
+            agent_query_rules: rules,
+            cluster: self.cluster.clone(),
+            page_size: self.page_size,
+            max_pages: MAX_PAGES,
+        };
+        if self.queues.is_empty() {
+            return vec![request(Vec::new())];
+        }
+        self.queues
+            .iter()
+            .map(|queue| request(vec![format!("queue={queue}")]))
+            .collect()
+    }
+}
+
+/// [`Monitor`] over the Buildkite GraphQL API. Every poll is reported to [`Metrics`] and, for
+/// scheduled-job polls, to [`Readiness`].
+pub struct BuildkiteMonitor {
+    client: Client,
+    settings: MonitorSettings,
+    requests: Vec<ScheduledJobsRequest>,
+    metrics: Metrics,
+    readiness: Arc<Readiness>,
+}
+
+impl BuildkiteMonitor {
+    /// A monitor polling with `client`.
+    pub fn new(
+        client: Client,
+        settings: MonitorSettings,
+        metrics: Metrics,
+        readiness: Arc<Readiness>,
+    ) -> Self {
+        BuildkiteMonitor {
+            requests: settings.requests(),
+            client,
+            settings,
+            metrics,
+            readiness,
+        }
+    }
+
+    fn failed(&self, error: buildkite_api::Error, readiness: bool) -> MonitorError {
+        let error = monitor_error(error);
+        self.metrics.poll_failed(poll_error_kind(&error));
+        if readiness {
+            self.readiness.poll_failed(error.to_string());
+        }
+        error
+    }
+
+    fn keeps_pipeline(&self, job: &CommandJob) -> bool {
+        self.settings.pipelines.is_empty()
+            || job
+                .pipeline_slug()
+                .is_some_and(|slug| self.settings.pipelines.contains(slug))
+    }
+}
+
+/// The job as `jobify-core` takes it in.
+fn raw_job(job: CommandJob) -> RawJob {
+    RawJob {
+        uuid: job.uuid,
+        graphql_id: job.id,
+        label: job.label,
+        command: job.command,
+        agent_query_rules: job.agent_query_rules,
+        env: job.env,
+        priority: job.priority,
+        scheduled_at: job.scheduled_at.or(job.runnable_at),
+        url: Some(job.url).filter(|url| !url.is_empty()),
+    }
+}
+
+#[async_trait]
+impl Monitor for BuildkiteMonitor {
+    async fn scheduled(&self) -> Result<Vec<ScheduledJob>, MonitorError> {
+        let mut jobs = Vec::new();
+        let mut seen = HashSet::new();
+        let mut remaining = None;
+        for request in &self.requests {
+            let fetched = self
+                .client
+                .scheduled_jobs(request)
+                .await
+                .map_err(|error| self.failed(error, true))?;
+            remaining = fetched
+                .rate_limit
+                .as_ref()
+                .and_then(|limit| limit.remaining)
+                .or(remaining);
+            if fetched.value.truncated {
+                tracing::info!(
+                    rules = ?request.agent_query_rules,
+                    total = fetched.value.total,
+                    fetched = fetched.value.jobs.len(),
+                    "more scheduled jobs than one poll fetches; the rest wait for the next poll"
+                );
+            }
+            for job in fetched.value.jobs {
+                if !self.keeps_pipeline(&job) || !seen.insert(job.uuid.clone()) {
+                    continue;
+                }
+                let uuid = job.uuid.clone();
+                match ScheduledJob::from_raw(raw_job(job)) {
+                    Ok(job) => jobs.push(job),
+                    // One job Buildkite describes oddly must not stop the others.
+                    Err(error) => tracing::warn!(job = %uuid, %error, "ignoring a scheduled job"),
+                }
+            }
+        }
+        self.metrics.poll_succeeded(remaining.map(u64::from));
+        self.readiness.poll_succeeded(Instant::now());
+        Ok(jobs)
+    }
+
+    async fn states(&self, jobs: &[JobId]) -> Result<Vec<(JobId, JobState)>, MonitorError> {
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let uuids: Vec<String> = jobs.iter().map(ToString::to_string).collect();
+        let fetched = self
+            .client
+            .job_states(&uuids)
+            .await
+            .map_err(|error| self.failed(error, false))?;
+        let states = fetched
+            .value
+            .into_iter()
+            .filter_map(|lookup| match lookup {
+                JobLookup::Command { uuid, state, .. } => {
+                    let id = uuid.parse::<JobId>().ok()?;
+                    Some((id, JobState::from_graphql(state.as_str())))
+                }
+                JobLookup::NotCommand { .. } | JobLookup::NotFound { .. } => None,
+            })
+            .collect();
+        Ok(states)
+    }
+}

@@ -1,0 +1,233 @@
+//! The adapters between `buildkite-api` and `jobify-core`, against the Buildkite simulator
+//! over real HTTP.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use buildkite_api::Client;
+use jobify::adapters::{ANNOTATION_CONTEXT, BuildkiteFeedback, BuildkiteMonitor, MonitorSettings};
+use jobify::health::{Leadership, Readiness};
+use jobify::metrics::Metrics;
+use jobify_core::{Feedback, JobRef, JobState, Monitor, MonitorError, Reason, ReasonCode};
+use jobify_sim::buildkite::{BuildkiteSim, BuildkiteSimConfig, JobSpec};
+use prometheus_client::registry::Registry;
+use secrecy::SecretString;
+
+const TOKEN: &str = "bkua_test_token";
+
+async fn sim() -> BuildkiteSim {
+    BuildkiteSim::start(BuildkiteSimConfig::new("acme", TOKEN, "agent-token"))
+        .await
+        .expect("simulator starts")
+}
+
+fn client(sim: &BuildkiteSim, token: &str) -> Client {
+    jobify::tls::install_crypto_provider();
+    Client::builder()
+        .graphql_token(SecretString::from(token.to_owned()))
+        .agent_token(SecretString::from("agent-token".to_owned()))
+        .graphql_url(sim.graphql_url().parse().expect("url"))
+        .agent_url(sim.agent_url().parse().expect("url"))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+}
+
+struct Fixture {
+    monitor: BuildkiteMonitor,
+    registry: Registry,
+    readiness: Arc<Readiness>,
+}
+
+fn monitor(sim: &BuildkiteSim, token: &str, queues: &[&str], pipelines: &[&str]) -> Fixture {
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let readiness = Arc::new(Readiness::new(Duration::from_secs(5)));
+    readiness.set_leadership(Leadership::Leader);
+    let settings = MonitorSettings {
+        organization: "acme".into(),
+        queues: queues.iter().map(|q| (*q).to_owned()).collect(),
+        pipelines: pipelines
+            .iter()
+            .map(|p| (*p).to_owned())
+            .collect::<BTreeSet<_>>(),
+        cluster: None,
+        page_size: 2,
+    };
+    Fixture {
+        monitor: BuildkiteMonitor::new(client(sim, token), settings, metrics, readiness.clone()),
+        registry,
+        readiness,
+    }
+}
+
+#[tokio::test]
+async fn monitor_lists_jobs_of_served_queues_and_watched_pipelines_across_pages() {
+    let sim = sim().await;
+    let mut expected = BTreeSet::new();
+    for _ in 0..3 {
+        expected.insert(
+            sim.schedule_job(JobSpec::command("make").on_queue("k8s").on_pipeline("app"))
+                .uuid,
+        );
+    }
+    expected.insert(
+        sim.schedule_job(
+            JobSpec::command("nvidia-smi")
+                .on_queue("gpu")
+                .on_pipeline("app"),
+        )
+        .uuid,
+    );
+    sim.schedule_job(
+        JobSpec::command("other queue")
+            .on_queue("mac")
+            .on_pipeline("app"),
+    );
+    sim.schedule_job(
+        JobSpec::command("other pipeline")
+            .on_queue("k8s")
+            .on_pipeline("web"),
+    );
+
+    let fixture = monitor(&sim, TOKEN, &["k8s", "gpu"], &["app"]);
+    let jobs = fixture.monitor.scheduled().await.expect("poll");
+    let found: BTreeSet<_> = jobs.iter().map(|job| *job.id.as_uuid()).collect();
+    assert_eq!(found, expected);
+    let job = jobs
+        .iter()
+        .find(|job| job.queue() == Some("gpu"))
+        .expect("gpu job");
+    assert_eq!(job.organization, "acme");
+    assert_eq!(job.pipeline, "app");
+    assert_eq!(job.command.as_deref(), Some("nvidia-smi"));
+    assert!(!job.graphql_id.is_empty());
+
+    assert_eq!(fixture.readiness.check(tokio::time::Instant::now()), Ok(()));
+    let text = jobify::metrics::encode(&fixture.registry);
+    assert!(text.contains("jobify_monitor_polls_total 1"), "{text}");
+    assert!(
+        text.contains("jobify_monitor_rate_limit_remaining "),
+        "{text}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn monitor_reports_a_refused_token_as_unauthorized() {
+    let sim = sim().await;
+    let fixture = monitor(&sim, "bkua_wrong", &["k8s"], &[]);
+    let error = fixture.monitor.scheduled().await.expect_err("refused");
+    assert!(matches!(error, MonitorError::Unauthorized(_)), "{error:?}");
+    assert!(
+        !error.to_string().contains("bkua_wrong"),
+        "token leaked: {error}"
+    );
+    let text = jobify::metrics::encode(&fixture.registry);
+    assert!(
+        text.contains("jobify_monitor_poll_errors_total{kind=\"unauthorized\"} 1"),
+        "{text}"
+    );
+    let not_ready = fixture
+        .readiness
+        .check(tokio::time::Instant::now())
+        .expect_err("not ready");
+    assert!(
+        not_ready.to_string().contains("no successful poll"),
+        "{not_ready}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn monitor_reads_back_states_and_leaves_out_unknown_jobs() {
+    let sim = sim().await;
+    let kept = sim.schedule_job(JobSpec::command("make").on_queue("k8s"));
+    let cancelled = sim.schedule_job(JobSpec::command("make").on_queue("k8s"));
+    assert!(sim.cancel_job(cancelled.uuid));
+    let unknown = uuid::Uuid::new_v4();
+
+    let fixture = monitor(&sim, TOKEN, &["k8s"], &[]);
+    let states = fixture
+        .monitor
+        .states(&[kept.uuid.into(), cancelled.uuid.into(), unknown.into()])
+        .await
+        .expect("states");
+    assert_eq!(
+        states,
+        vec![
+            (kept.uuid.into(), JobState::Scheduled),
+            (cancelled.uuid.into(), JobState::Canceled),
+        ]
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn feedback_annotates_then_cancels_the_job() {
+    let sim = sim().await;
+    let job = sim.schedule_job(JobSpec::command("make").on_queue("k8s"));
+    let feedback = BuildkiteFeedback::new(client(&sim, TOKEN));
+    let reason = Reason::new(
+        ReasonCode("guard_privileged"),
+        "privileged containers are refused",
+    );
+
+    // Without the GraphQL id, as after a restart: the adapter looks it up.
+    let reference = JobRef {
+        id: job.uuid.into(),
+        graphql_id: None,
+    };
+    feedback
+        .fail_job(&reference, &reason)
+        .await
+        .expect("feedback");
+
+    let snapshot = sim.job(job.uuid).expect("job");
+    assert!(snapshot.canceled_by_api, "{snapshot:?}");
+    assert!(
+        matches!(snapshot.state.as_str(), "CANCELED" | "CANCELING"),
+        "{snapshot:?}"
+    );
+    let [annotation] = snapshot.annotations.as_slice() else {
+        panic!("one annotation expected: {snapshot:?}")
+    };
+    assert!(
+        annotation.contains("privileged containers are refused"),
+        "{annotation}"
+    );
+    assert!(annotation.contains("guard_privileged"), "{annotation}");
+    assert!(format!("{:?}", snapshot.annotation_details).contains(ANNOTATION_CONTEXT));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn feedback_for_an_unknown_job_is_an_error_naming_it() {
+    let sim = sim().await;
+    let feedback = BuildkiteFeedback::new(client(&sim, TOKEN));
+    let id = uuid::Uuid::new_v4();
+    let error = feedback
+        .fail_job(
+            &JobRef {
+                id: id.into(),
+                graphql_id: None,
+            },
+            &Reason::new(ReasonCode("rejected"), "no"),
+        )
+        .await
+        .expect_err("unknown job");
+    assert!(error.to_string().contains(&id.to_string()), "{error}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn queue_figures_come_from_agent_metrics() {
+    let sim = sim().await;
+    sim.schedule_job(JobSpec::command("make").on_queue("k8s"));
+    sim.schedule_job(JobSpec::command("make").on_queue("k8s"));
+    let reading = client(&sim, TOKEN).agent_metrics().await.expect("metrics");
+    let figures = jobify::adapters::queue_figures::figures(&reading);
+    assert_eq!(figures["k8s"].scheduled_jobs, 2, "{figures:?}");
+    sim.shutdown().await;
+}
