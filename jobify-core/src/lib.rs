@@ -11,6 +11,7 @@
 //! [`Feedback`] are the seams a backend implements.
 #![warn(missing_docs)]
 
+pub mod book;
 pub mod config;
 pub mod decision;
 pub mod feedback;
@@ -18,7 +19,10 @@ pub mod guard;
 pub mod intake;
 pub mod job;
 pub mod jobifier;
+pub mod limits;
 pub mod monitor;
+pub mod order;
+pub mod plan;
 pub mod plugin;
 pub mod policy;
 pub mod rules;
@@ -26,13 +30,16 @@ pub mod rules;
 pub mod testing;
 pub mod workload;
 
+pub use book::{Book, BookEvent, JobStatus, Settled};
 pub use decision::{Decision, Reason, ReasonCode, Template};
 pub use feedback::{Feedback, FeedbackError, JobRef};
 pub use guard::{Guard, GuardReport, Violation};
 pub use intake::{JobError, RawJob};
 pub use job::{BuildInfo, Env, JobId, JobState, ScheduledJob};
 pub use jobifier::{CancelError, Jobifier, LaunchError, Launched};
+pub use limits::Limits;
 pub use monitor::{Monitor, MonitorError};
+pub use plan::{Plan, plan_round};
 pub use plugin::{KubernetesPlugin, PluginConfig, PluginError, PodMetadata};
 pub use policy::{Decider, Explanation, Policy, RulePolicy};
 pub use rules::{AgentQueryRule, AgentQueryRules};
