@@ -6,9 +6,10 @@ mod kubernetes_support;
 
 use jobify_sim::kubernetes::KubeSimConfig;
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::api::{DeleteParams, ListParams, PostParams, PropagationPolicy};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use kubernetes_support::{NS, eventually, job, start};
 
 fn condition(job: &Job, kind: &str) -> Option<String> {
@@ -283,4 +284,262 @@ async fn background_delete_removes_the_job_now_and_its_pods_after() {
         matches!(err, kube::Error::Api(s) if s.code == 404 && s.message == "jobs.batch \"del\" not found")
     );
     sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn lease_replace_with_a_stale_resource_version_is_409_conflict() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let leases: Api<Lease> = Api::namespaced(client, NS);
+    let lease: Lease = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "leader"},
+        "spec": {"holderIdentity": "pod-a", "leaseDurationSeconds": 15}
+    }))
+    .unwrap();
+    let created = leases.create(&PostParams::default(), &lease).await.unwrap();
+    let mut renewed = created.clone();
+    renewed.spec.as_mut().unwrap().holder_identity = Some("pod-b".into());
+    let replaced = leases
+        .replace("leader", &PostParams::default(), &renewed)
+        .await
+        .unwrap();
+    assert_ne!(
+        replaced.metadata.resource_version,
+        created.metadata.resource_version
+    );
+
+    let mut stale = created;
+    stale.spec.as_mut().unwrap().holder_identity = Some("pod-c".into());
+    let err = leases
+        .replace("leader", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("expected an API error, got {err:?}");
+    };
+    assert_eq!(status.code, 409);
+    assert_eq!(status.reason, "Conflict");
+    assert_eq!(
+        status.message,
+        "Operation cannot be fulfilled on leases.coordination.k8s.io \"leader\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+    let held = sim.lease(NS, "leader").unwrap();
+    assert_eq!(held.spec.unwrap().holder_identity.as_deref(), Some("pod-b"));
+    assert_eq!(sim.stats().update_conflicts, 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn merge_and_json_patches_update_labels() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client, NS);
+    jobs.create(&PostParams::default(), &job("patched", "busybox"))
+        .await
+        .unwrap();
+    let merge = serde_json::json!({"metadata": {"labels": {"state": "seen"}}});
+    let j = jobs
+        .patch("patched", &PatchParams::default(), &Patch::Merge(&merge))
+        .await
+        .unwrap();
+    assert_eq!(j.metadata.labels.as_ref().unwrap()["state"], "seen");
+    let ops = serde_json::json!([
+        {"op": "replace", "path": "/metadata/labels/state", "value": "done"}
+    ]);
+    let url = format!("{}/apis/batch/v1/namespaces/{NS}/jobs/patched", sim.url());
+    let answer = reqwest::Client::new()
+        .patch(url)
+        .header("content-type", "application/json-patch+json")
+        .body(ops.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let j: Job = answer.json().await.unwrap();
+    assert_eq!(j.metadata.labels.as_ref().unwrap()["state"], "done");
+    let template_change = serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "agent", "image": "other"}]}}}});
+    let err = jobs
+        .patch(
+            "patched",
+            &PatchParams::default(),
+            &Patch::Merge(&template_change),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(s) if s.code == 422 && s.message.contains("spec.template: Invalid value") && s.message.contains("field is immutable"))
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn foreground_delete_keeps_the_job_until_its_pods_are_gone() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client, NS);
+    let mut j = job("fg", "busybox");
+    j.spec
+        .as_mut()
+        .unwrap()
+        .template
+        .metadata
+        .as_mut()
+        .unwrap()
+        .labels = Some(
+        [(
+            "sim.jobify.dev/scenario".to_string(),
+            "slow-start".to_string(),
+        )]
+        .into(),
+    );
+    jobs.create(&PostParams::default(), &j).await.unwrap();
+    eventually("a bound pod", || {
+        sim.pods(NS)
+            .into_iter()
+            .find(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
+    })
+    .await;
+    let answer = jobs
+        .delete("fg", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let pending = answer
+        .left()
+        .expect("a foreground delete answers with the object");
+    assert!(pending.metadata.deletion_timestamp.is_some());
+    assert_eq!(
+        pending.metadata.finalizers,
+        Some(vec!["foregroundDeletion".to_string()])
+    );
+    eventually("the job to go after its pods", || {
+        (sim.pods(NS).is_empty() && sim.jobs(NS).is_empty()).then_some(())
+    })
+    .await;
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn job_delete_without_policy_orphans_pods_and_warns_like_the_api_server() {
+    let (sim, _client) = start(KubeSimConfig::default()).await;
+    let http = reqwest::Client::new();
+    let base = format!("{}/apis/batch/v1/namespaces/{NS}/jobs", sim.url());
+    let created = http
+        .post(&base)
+        .json(&job("orphan", "busybox"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    eventually("a pod", || (!sim.pods(NS).is_empty()).then_some(())).await;
+    let answer = http.delete(format!("{base}/orphan")).send().await.unwrap();
+    assert_eq!(answer.status(), 200);
+    let warning = answer.headers()["warning"].to_str().unwrap().to_string();
+    assert!(
+        warning.contains("child pods are preserved by default when jobs are deleted"),
+        "{warning}"
+    );
+    eventually("the job to go", || sim.jobs(NS).is_empty().then_some(())).await;
+    let pods = sim.pods(NS);
+    assert_eq!(pods.len(), 1);
+    assert!(pods[0].metadata.owner_references.is_none());
+
+    let list: serde_json::Value = http
+        .get(format!("{}/api/v1/namespaces/{NS}/pods", sim.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["kind"], "PodList");
+    assert_eq!(list["apiVersion"], "v1");
+    assert!(
+        list["items"][0].get("kind").is_none(),
+        "list items carry no kind, as from a real server"
+    );
+    let missing: serde_json::Value = http
+        .get(format!("{base}/nope"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        missing,
+        serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "jobs.batch \"nope\" not found", "reason": "NotFound",
+            "details": {"name": "nope", "group": "batch", "kind": "jobs"}, "code": 404
+        })
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn kubeconfig_points_a_client_at_the_simulator() {
+    let (sim, _) = start(KubeSimConfig::default()).await;
+    let dir = std::env::temp_dir().join(format!("jobify-sim-kubeconfig-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("config");
+    sim.write_kubeconfig(&path).unwrap();
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
+    assert_eq!(kubeconfig.current_context.as_deref(), Some("jobify-sim"));
+    let config = kube::Config::from_custom_kubeconfig(
+        kubeconfig,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await
+    .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let version = client.apiserver_version().await.unwrap();
+    assert_eq!(version.git_version, "v1.33.0");
+    let jobs: Api<Job> = Api::default_namespaced(client);
+    jobs.create(&PostParams::default(), &job("via-kubeconfig", "busybox"))
+        .await
+        .unwrap();
+    assert_eq!(sim.jobs("default").len(), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn injected_faults_are_deterministic_by_seed() {
+    async fn outcomes(seed: u64) -> Vec<Option<u16>> {
+        let config = KubeSimConfig {
+            faults: jobify_sim::FaultConfig {
+                seed,
+                server_error: 0.3,
+                malformed: 0.2,
+                ..jobify_sim::FaultConfig::none()
+            },
+            fault_groups: vec![jobify_sim::kubernetes::EndpointGroup::Leases],
+            ..KubeSimConfig::default()
+        };
+        let (sim, client) = start(config).await;
+        let leases: Api<Lease> = Api::namespaced(client.clone(), NS);
+        let jobs: Api<Job> = Api::namespaced(client, NS);
+        let mut seen = Vec::new();
+        for _ in 0..30 {
+            // Jobs draw no faults: only the lease group is configured.
+            jobs.list(&ListParams::default()).await.unwrap();
+            seen.push(match leases.list(&ListParams::default()).await {
+                Ok(_) => None,
+                Err(kube::Error::Api(s)) => Some(s.code),
+                Err(_) => Some(0),
+            });
+        }
+        assert_eq!(
+            sim.stats().faults_injected,
+            seen.iter().filter(|s| s.is_some()).count() as u64
+        );
+        sim.shutdown().await;
+        seen
+    }
+    let a = outcomes(11).await;
+    assert_eq!(a, outcomes(11).await);
+    assert!(a.contains(&Some(500)), "{a:?}");
+    assert!(
+        a.contains(&Some(0)),
+        "malformed bodies fail to decode: {a:?}"
+    );
+    assert!(a.contains(&None));
+    assert_ne!(a, outcomes(12).await);
 }

@@ -1,0 +1,390 @@
+//! Pod scenarios of the Kubernetes simulator (image pull failures, unschedulable pods, OOM,
+//! agents acquiring jobs) and the job controller's limits, observed through a real
+//! `kube::Client` and the simulator's snapshots.
+#![allow(clippy::unwrap_used)]
+
+mod kubernetes_support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use jobify_sim::kubernetes::KubeSimConfig;
+use jobify_sim::{AcquireError, AgentApi, JobScript};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ContainerStateWaiting, Pod};
+use kube::Api;
+use kube::api::{ListParams, PostParams};
+use kubernetes_support::{NS, eventually, job, start};
+use serde_json::json;
+use uuid::Uuid;
+
+fn waiting(pod: &Pod) -> Option<ContainerStateWaiting> {
+    pod.status.as_ref()?.container_statuses.as_ref()?[0]
+        .state
+        .as_ref()?
+        .waiting
+        .clone()
+}
+
+fn job_condition(job: &Job, kind: &str) -> Option<String> {
+    job.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == kind && c.status == "True")
+        .and_then(|c| c.reason.clone())
+}
+
+async fn event_messages(client: &kube::Client, pod: &str) -> Vec<(String, String)> {
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), NS);
+    let lp = ListParams::default().fields(&format!(
+        "involvedObject.name={pod},involvedObject.kind=Pod"
+    ));
+    events
+        .list(&lp)
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.message.unwrap_or_default()))
+        .collect()
+}
+
+#[tokio::test]
+async fn missing_image_goes_err_image_pull_then_back_off_with_events() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    jobs.create(&PostParams::default(), &job("pull", "org/does-not-exist:1"))
+        .await
+        .unwrap();
+    let pod = eventually("ImagePullBackOff", || {
+        sim.pods(NS)
+            .into_iter()
+            .find(|p| waiting(p).and_then(|w| w.reason).as_deref() == Some("ImagePullBackOff"))
+    })
+    .await;
+    assert_eq!(
+        pod.status.as_ref().unwrap().phase.as_deref(),
+        Some("Pending")
+    );
+    assert_eq!(
+        waiting(&pod).unwrap().message.as_deref(),
+        Some("Back-off pulling image \"org/does-not-exist:1\"")
+    );
+    let name = pod.metadata.name.unwrap();
+    let events = event_messages(&client, &name).await;
+    assert!(events.contains(&(
+        "Failed".to_string(),
+        "Failed to pull image \"org/does-not-exist:1\": rpc error: code = NotFound desc = failed to pull and unpack image \"docker.io/org/does-not-exist:1\": failed to resolve reference \"docker.io/org/does-not-exist:1\": docker.io/org/does-not-exist:1: not found".to_string()
+    )), "{events:?}");
+    assert!(events.contains(&("Failed".to_string(), "Error: ErrImagePull".to_string())));
+    assert!(events.contains(&(
+        "BackOff".to_string(),
+        "Back-off pulling image \"org/does-not-exist:1\"".to_string()
+    )));
+    // The Job keeps waiting, as a real one does: nothing fails it.
+    assert!(job_condition(&sim.jobs(NS)[0], "Failed").is_none());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_image_name_and_missing_secret_wait_with_their_reasons() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    jobs.create(&PostParams::default(), &job("upper", "Busybox"))
+        .await
+        .unwrap();
+    let mut secret = job("secret", "busybox");
+    secret
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .env = Some(vec![
+        serde_json::from_value(json!({
+            "name": "TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": "missing-secret", "key": "token"}}
+        }))
+        .unwrap(),
+    ]);
+    jobs.create(&PostParams::default(), &secret).await.unwrap();
+    let reason_of = |job: &str| {
+        sim.pods(NS)
+            .into_iter()
+            .find(|p| {
+                p.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with(&format!("{job}-")))
+            })
+            .and_then(|p| waiting(&p))
+    };
+    let invalid = eventually("InvalidImageName", || {
+        reason_of("upper").filter(|w| w.reason.as_deref() == Some("InvalidImageName"))
+    })
+    .await;
+    assert_eq!(
+        invalid.message.as_deref(),
+        Some(
+            "Failed to apply default image tag \"Busybox\": couldn't parse image name \"Busybox\": invalid reference format"
+        )
+    );
+    let config = eventually("CreateContainerConfigError", || {
+        reason_of("secret").filter(|w| w.reason.as_deref() == Some("CreateContainerConfigError"))
+    })
+    .await;
+    assert_eq!(
+        config.message.as_deref(),
+        Some("secret \"missing-secret\" not found")
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn unsatisfiable_node_selector_is_unschedulable_with_failed_scheduling_event() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NS);
+    let mut j = job("gpu", "busybox");
+    j.spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .node_selector = Some([("gpu".to_string(), "true".to_string())].into());
+    jobs.create(&PostParams::default(), &j).await.unwrap();
+    let pod = eventually("PodScheduled=False", || {
+        sim.pods(NS).into_iter().find(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "PodScheduled" && c.status == "False")
+                })
+        })
+    })
+    .await;
+    let status = pod.status.unwrap();
+    let cond = &status.conditions.unwrap()[0];
+    assert_eq!(cond.reason.as_deref(), Some("Unschedulable"));
+    assert!(pod.spec.unwrap().node_name.is_none());
+    let events = event_messages(&client, pod.metadata.name.as_deref().unwrap()).await;
+    assert!(
+        events.iter().any(|(r, m)| r == "FailedScheduling"
+            && m.starts_with(
+                "0/3 nodes are available: 3 node(s) didn't match Pod's node affinity/selector."
+            )),
+        "{events:?}"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn oom_killed_pod_fails_the_job_with_backoff_limit_exceeded() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client, NS);
+    jobs.create(&PostParams::default(), &job("oom", "app:oom"))
+        .await
+        .unwrap();
+    let failed = eventually("job to fail", || {
+        sim.jobs(NS)
+            .into_iter()
+            .find(|j| job_condition(j, "Failed").is_some())
+    })
+    .await;
+    assert_eq!(
+        job_condition(&failed, "Failed").as_deref(),
+        Some("BackoffLimitExceeded")
+    );
+    assert_eq!(failed.status.as_ref().unwrap().failed, Some(1));
+    let pod = &sim.pods(NS)[0];
+    let terminated = pod
+        .status
+        .as_ref()
+        .unwrap()
+        .container_statuses
+        .as_ref()
+        .unwrap()[0]
+        .state
+        .as_ref()
+        .unwrap()
+        .terminated
+        .clone()
+        .unwrap();
+    assert_eq!(terminated.exit_code, 137);
+    assert_eq!(terminated.reason.as_deref(), Some("OOMKilled"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn active_deadline_fails_the_job_and_ttl_deletes_finished_jobs() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client, NS);
+    let mut slow = job("deadline", "busybox");
+    let spec = slow.spec.as_mut().unwrap();
+    spec.active_deadline_seconds = Some(1);
+    spec.template.spec.as_mut().unwrap().node_selector =
+        Some([("none".to_string(), "x".to_string())].into());
+    jobs.create(&PostParams::default(), &slow).await.unwrap();
+    let mut quick = job("ttl", "busybox");
+    quick.spec.as_mut().unwrap().ttl_seconds_after_finished = Some(0);
+    jobs.create(&PostParams::default(), &quick).await.unwrap();
+
+    eventually("the ttl job to be deleted after completing", || {
+        let events = sim.events(NS);
+        let completed = events.iter().any(|e| {
+            e.reason.as_deref() == Some("Completed")
+                && e.involved_object.name.as_deref() == Some("ttl")
+        });
+        (completed
+            && !sim
+                .jobs(NS)
+                .iter()
+                .any(|j| j.metadata.name.as_deref() == Some("ttl")))
+        .then_some(())
+    })
+    .await;
+    let failed = eventually("the deadline to pass", || {
+        sim.jobs(NS)
+            .into_iter()
+            .find(|j| job_condition(j, "Failed").is_some())
+    })
+    .await;
+    assert_eq!(
+        job_condition(&failed, "Failed").as_deref(),
+        Some("DeadlineExceeded")
+    );
+    eventually("the deadline job's pod to be deleted", || {
+        sim.pods(NS)
+            .iter()
+            .all(|p| {
+                !p.metadata
+                    .name
+                    .as_deref()
+                    .unwrap_or_default()
+                    .starts_with("deadline-")
+            })
+            .then_some(())
+    })
+    .await;
+    sim.shutdown().await;
+}
+
+#[derive(Default)]
+struct FakeAgent {
+    acquired: Mutex<Vec<(Uuid, Vec<String>)>>,
+    finished: Mutex<Vec<(Uuid, i32)>>,
+    refuse: bool,
+}
+
+impl AgentApi for FakeAgent {
+    fn acquire(&self, job: Uuid, tags: &[String]) -> Result<JobScript, AcquireError> {
+        self.acquired.lock().unwrap().push((job, tags.to_vec()));
+        if self.refuse {
+            return Err(AcquireError::NotFound(job));
+        }
+        Ok(JobScript {
+            run_for: Duration::from_millis(20),
+            exit_status: 3,
+        })
+    }
+
+    fn finish(&self, job: Uuid, exit_status: i32) {
+        self.finished.lock().unwrap().push((job, exit_status));
+    }
+}
+
+fn agent_job(name: &str, uuid: Uuid) -> Job {
+    let mut j = job(name, "buildkite/agent:3");
+    let c = &mut j
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0];
+    c.args = Some(vec![
+        "start".into(),
+        "--acquire-job".into(),
+        uuid.to_string(),
+    ]);
+    c.env = Some(vec![
+        serde_json::from_value(
+            json!({"name": "BUILDKITE_AGENT_TAGS", "value": "queue=k8s,os=linux"}),
+        )
+        .unwrap(),
+    ]);
+    j
+}
+
+fn exit_code(pod: &Pod) -> Option<i32> {
+    pod.status.as_ref()?.container_statuses.as_ref()?[0]
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()
+        .map(|t| t.exit_code)
+}
+
+#[tokio::test]
+async fn agent_pod_acquires_its_job_and_exits_with_the_jobs_status() {
+    let agent = Arc::new(FakeAgent::default());
+    let config = KubeSimConfig {
+        agent: Some(agent.clone()),
+        ..KubeSimConfig::default()
+    };
+    let (sim, client) = start(config).await;
+    let uuid = Uuid::new_v4();
+    Api::<Job>::namespaced(client, NS)
+        .create(&PostParams::default(), &agent_job("agent", uuid))
+        .await
+        .unwrap();
+    let pod = eventually("the agent to exit", || {
+        sim.pods(NS).into_iter().find(|p| exit_code(p).is_some())
+    })
+    .await;
+    assert_eq!(exit_code(&pod), Some(3));
+    assert_eq!(
+        *agent.acquired.lock().unwrap(),
+        vec![(uuid, vec!["queue=k8s".to_string(), "os=linux".to_string()])]
+    );
+    assert_eq!(*agent.finished.lock().unwrap(), vec![(uuid, 3)]);
+    assert_eq!(sim.stats().agent_acquires, 1);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn agent_that_cannot_acquire_exits_1() {
+    let agent = Arc::new(FakeAgent {
+        refuse: true,
+        ..FakeAgent::default()
+    });
+    let config = KubeSimConfig {
+        agent: Some(agent.clone()),
+        ..KubeSimConfig::default()
+    };
+    let (sim, client) = start(config).await;
+    Api::<Job>::namespaced(client, NS)
+        .create(
+            &PostParams::default(),
+            &agent_job("refused", Uuid::new_v4()),
+        )
+        .await
+        .unwrap();
+    let pod = eventually("the agent to exit", || {
+        sim.pods(NS).into_iter().find(|p| exit_code(p).is_some())
+    })
+    .await;
+    assert_eq!(exit_code(&pod), Some(1));
+    assert!(agent.finished.lock().unwrap().is_empty());
+    sim.shutdown().await;
+}
