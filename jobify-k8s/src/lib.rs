@@ -1,10 +1,33 @@
 //! The Kubernetes backend of jobify: renders a decided Buildkite job as a `batch/v1` Job,
 //! creates it, watches it, and reports what happens to it as `WorkloadEvent`s.
 //!
-//! Start with [`config::KubernetesConfig`] (the `[kubernetes]` section of `jobify.toml`).
+//! ```text
+//!  Scheduler ──launch/cancel──▶ KubeJobifier ──render──▶ Job ──create/delete──▶ API server
+//!      ▲                              │                                          │
+//!      └────── WorkloadEvent ◀── watch (Jobs, pods) + fail-fast ◀─── watchers ───┘
+//!                       LeaderElector (Lease) ──is leader──▶ only the leader launches/deletes
+//! ```
+//!
+//! Where to start:
+//! - [`config::KubernetesConfig`]: the `[kubernetes]` section of `jobify.toml`.
+//! - [`render::render_job`]: the pure function from a job to its Job manifest.
+//! - [`KubeJobifier`]: the `jobify_core::Jobifier` implementation; spawn
+//!   [`KubeJobifier::run`] with the shutdown signal.
+//! - [`leader::LeaderElector`]: leader election for several replicas.
+//! - [`watch::fail_fast`]: when a pod is declared unable to start.
+//!
+//! docs/kubernetes.md describes the rendered layout, the supported plugin keys, the fail-fast
+//! rules and the RBAC jobify needs.
 #![warn(missing_docs)]
 
 pub mod config;
+mod jobifier;
 pub mod labels;
+mod launch;
+pub mod leader;
 pub mod render;
 pub mod watch;
+
+pub use jobifier::{KubeJobifier, RunError};
+pub use leader::LeaderElector;
+pub use render::{RenderError, render_job};

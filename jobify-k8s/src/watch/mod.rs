@@ -2,5 +2,6 @@
 //! `WorkloadEvent`s, giving up on pods that can never start.
 
 pub mod fail_fast;
+pub(crate) mod run;
 pub mod summary;
 pub mod tracker;

@@ -1,0 +1,335 @@
+//! Creating and deleting Jobs: the API errors sorted by what the scheduler should do, bounded
+//! retries with backoff for passing failures, and the pace of creates.
+//!
+//! Creates pass a semaphore (at most `max_concurrent_creates` in flight) and, when
+//! `creates_per_second` is set, a token bucket. Deletes pass neither: cancelling a job never
+//! waits behind a burst of launches.
+
+use std::time::Duration;
+
+use jobify_core::{CancelError, JobId, LaunchError, Launched};
+use k8s_openapi::api::batch::v1::Job;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use tokio::sync::{Mutex, Semaphore};
+use tokio::time::Instant;
+
+use crate::config::ClientConfig;
+
+/// How one API call ended, sorted by what to do next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Attempt<T, E> {
+    /// Done: this is the answer.
+    Done(Result<T, E>),
+    /// A passing failure: try again after a pause.
+    Retry(String),
+}
+
+/// Sorts the answer to a Job create.
+pub(crate) fn classify_create(
+    result: Result<(), kube::Error>,
+    namespace: &str,
+) -> Attempt<Launched, LaunchError> {
+    let err = match result {
+        Ok(()) => return Attempt::Done(Ok(Launched::Created)),
+        Err(err) => err,
+    };
+    let kube::Error::Api(status) = &err else {
+        return Attempt::Retry(format!("could not reach the Kubernetes API: {err}"));
+    };
+    let message = status.message.clone();
+    Attempt::Done(Err(match status.code {
+        409 => return Attempt::Done(Ok(Launched::AlreadyExists)),
+        422 | 400 => LaunchError::Invalid { message },
+        403 => LaunchError::Forbidden {
+            message: format!(
+                "jobify may not create Jobs in namespace `{namespace}`: grant verb `create` on \
+                 resource `jobs` (API group `batch`) to its service account (see the RBAC \
+                 section of docs/kubernetes.md); the API server said: {message}"
+            ),
+        },
+        401 => LaunchError::Forbidden {
+            message: format!("the Kubernetes API rejected jobify's credentials: {message}"),
+        },
+        404 => LaunchError::Transient {
+            message: format!(
+                "namespace `{namespace}` does not exist: create it or fix kubernetes.namespace \
+                 ({message})"
+            ),
+        },
+        429 | 500.. => return Attempt::Retry(format!("HTTP {}: {message}", status.code)),
+        code => LaunchError::Invalid {
+            message: format!("HTTP {code}: {message}"),
+        },
+    }))
+}
+
+/// Sorts the answer to a Job delete. Deleting a Job that does not exist succeeds.
+pub(crate) fn classify_delete(
+    result: Result<(), kube::Error>,
+    job: JobId,
+    namespace: &str,
+) -> Attempt<(), CancelError> {
+    let err = match result {
+        Ok(()) => return Attempt::Done(Ok(())),
+        Err(err) => err,
+    };
+    let kube::Error::Api(status) = &err else {
+        return Attempt::Retry(format!("could not reach the Kubernetes API: {err}"));
+    };
+    let message = match status.code {
+        404 => return Attempt::Done(Ok(())),
+        429 | 500.. => return Attempt::Retry(format!("HTTP {}: {}", status.code, status.message)),
+        403 => format!(
+            "jobify may not delete Jobs in namespace `{namespace}`: grant verb `delete` on \
+             resource `jobs` (API group `batch`); the API server said: {}",
+            status.message
+        ),
+        code => format!("HTTP {code}: {}", status.message),
+    };
+    Attempt::Done(Err(CancelError { job, message }))
+}
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved up. Callers reserve a token
+/// and wait the time it says, so concurrent callers queue in order.
+#[derive(Clone, Debug)]
+pub(crate) struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    /// A full bucket.
+    pub(crate) fn new(rate: u32, burst: u32, now: Instant) -> Self {
+        TokenBucket {
+            rate: f64::from(rate.max(1)),
+            burst: f64::from(burst.max(1)),
+            tokens: f64::from(burst.max(1)),
+            last: now,
+        }
+    }
+
+    /// Takes a token; how long to wait before using it.
+    pub(crate) fn reserve(&mut self, now: Instant) -> Duration {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst) - 1.0;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.rate)
+        }
+    }
+}
+
+/// Creates and deletes Jobs in one namespace.
+pub(crate) struct Launcher {
+    jobs: Api<Job>,
+    namespace: String,
+    client: ClientConfig,
+    creates: Semaphore,
+    bucket: Option<Mutex<TokenBucket>>,
+}
+
+impl Launcher {
+    pub(crate) fn new(jobs: Api<Job>, namespace: String, client: ClientConfig) -> Self {
+        let bucket = (client.creates_per_second > 0).then(|| {
+            Mutex::new(TokenBucket::new(
+                client.creates_per_second,
+                client.burst,
+                Instant::now(),
+            ))
+        });
+        Launcher {
+            jobs,
+            namespace,
+            creates: Semaphore::new(client.max_concurrent_creates.max(1)),
+            bucket,
+            client,
+        }
+    }
+
+    /// Creates `job`, retrying passing failures with backoff.
+    pub(crate) async fn create(&self, job: &Job) -> Result<Launched, LaunchError> {
+        // The semaphore is never closed, so acquiring only fails if that invariant breaks.
+        let _permit = self
+            .creates
+            .acquire()
+            .await
+            .map_err(|_| LaunchError::Transient {
+                message: "the launcher is shutting down".to_owned(),
+            })?;
+        let result = retry(&self.client, || async {
+            self.pace().await;
+            let created = tokio::time::timeout(
+                self.client.request_timeout,
+                self.jobs.create(&PostParams::default(), job),
+            )
+            .await;
+            match created {
+                Ok(result) => classify_create(result.map(drop), &self.namespace),
+                Err(_) => Attempt::Retry(format!(
+                    "no answer within {}",
+                    humantime::format_duration(self.client.request_timeout)
+                )),
+            }
+        })
+        .await;
+        result.unwrap_or_else(|message| {
+            Err(LaunchError::Transient {
+                message: format!(
+                    "creating the Job failed {} times, last: {message}",
+                    self.client.create_attempts
+                ),
+            })
+        })
+    }
+
+    /// Deletes the Job `name` (pods go with it, in the background).
+    pub(crate) async fn delete(&self, job: JobId, name: &str) -> Result<(), CancelError> {
+        let result = retry(&self.client, || async {
+            let deleted = tokio::time::timeout(
+                self.client.request_timeout,
+                self.jobs.delete(name, &DeleteParams::background()),
+            )
+            .await;
+            match deleted {
+                Ok(result) => classify_delete(result.map(drop), job, &self.namespace),
+                Err(_) => Attempt::Retry("no answer in time".to_owned()),
+            }
+        })
+        .await;
+        result.unwrap_or_else(|message| Err(CancelError { job, message }))
+    }
+
+    async fn pace(&self) {
+        if let Some(bucket) = &self.bucket {
+            let wait = bucket.lock().await.reserve(Instant::now());
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Runs `call` until it is done or `create_attempts` are used up; the last retry message
+/// when they are.
+async fn retry<T, E, F, Fut>(client: &ClientConfig, mut call: F) -> Result<Result<T, E>, String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Attempt<T, E>>,
+{
+    let mut backoff = client.retry_backoff;
+    let mut attempt = 1;
+    loop {
+        match call().await {
+            Attempt::Done(result) => return Ok(result),
+            Attempt::Retry(message) if attempt >= client.create_attempts => return Err(message),
+            Attempt::Retry(message) => {
+                tracing::debug!(attempt, %message, "Kubernetes API call failed, retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = backoff.saturating_mul(2);
+                attempt += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    fn api_error(code: u16, reason: &str) -> kube::Error {
+        kube::Error::Api(Box::new(Status {
+            code,
+            reason: reason.to_owned(),
+            message: format!("said {code}"),
+            ..Status::default()
+        }))
+    }
+
+    #[test]
+    fn create_answers_are_sorted_by_what_to_do() {
+        let ns = "ci";
+        assert_eq!(
+            classify_create(Ok(()), ns),
+            Attempt::Done(Ok(Launched::Created))
+        );
+        assert_eq!(
+            classify_create(Err(api_error(409, "AlreadyExists")), ns),
+            Attempt::Done(Ok(Launched::AlreadyExists))
+        );
+        assert_eq!(
+            classify_create(Err(api_error(422, "Invalid")), ns),
+            Attempt::Done(Err(LaunchError::Invalid {
+                message: "said 422".to_owned()
+            }))
+        );
+        let Attempt::Done(Err(LaunchError::Forbidden { message })) =
+            classify_create(Err(api_error(403, "Forbidden")), ns)
+        else {
+            panic!("403 is forbidden")
+        };
+        assert!(
+            message.contains("verb `create` on resource `jobs`"),
+            "{message}"
+        );
+        assert!(message.contains("said 403"), "{message}");
+        for code in [429, 500, 503] {
+            assert!(matches!(
+                classify_create(Err(api_error(code, "")), ns),
+                Attempt::Retry(_)
+            ));
+        }
+    }
+
+    #[test]
+    fn deleting_a_missing_job_succeeds() {
+        let job = JobId(uuid::Uuid::nil());
+        assert_eq!(
+            classify_delete(Err(api_error(404, "NotFound")), job, "ci"),
+            Attempt::Done(Ok(()))
+        );
+        assert!(matches!(
+            classify_delete(Err(api_error(403, "Forbidden")), job, "ci"),
+            Attempt::Done(Err(CancelError { message, .. })) if message.contains("`delete`")
+        ));
+    }
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_paces() {
+        let t0 = Instant::now();
+        let mut bucket = TokenBucket::new(10, 3, t0);
+        for _ in 0..3 {
+            assert_eq!(bucket.reserve(t0), Duration::ZERO);
+        }
+        assert_eq!(bucket.reserve(t0), Duration::from_millis(100));
+        assert_eq!(bucket.reserve(t0), Duration::from_millis(200));
+        // A second later the debt is paid and 8 tokens have accrued (burst caps at 3).
+        assert_eq!(bucket.reserve(t0 + Duration::from_secs(1)), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_are_bounded_and_back_off() {
+        let client = ClientConfig {
+            create_attempts: 3,
+            retry_backoff: Duration::from_millis(100),
+            ..ClientConfig::default()
+        };
+        let start = Instant::now();
+        let mut calls = 0;
+        let result: Result<Result<(), ()>, String> = retry(&client, || {
+            calls += 1;
+            let n = calls;
+            async move { Attempt::Retry(format!("try {n}")) }
+        })
+        .await;
+        assert_eq!(result, Err("try 3".to_owned()));
+        assert_eq!(calls, 3);
+        assert_eq!(start.elapsed(), Duration::from_millis(300));
+    }
+}

@@ -1,0 +1,381 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease, so that of several replicas exactly
+//! one launches and deletes Jobs.
+//!
+//! The elector acquires the Lease when it is absent, released (no holder) or expired, renews
+//! it every `renew_interval` with optimistic concurrency (a replace carrying the
+//! `resourceVersion` it read: a 409 means another replica won), counts `leaseTransitions`, and
+//! releases it on shutdown by clearing `holderIdentity`, so a standby takes over at once
+//! instead of after `lease_duration`.
+//!
+//! Expiry is judged as client-go judges it, on this replica's monotonic clock rather than on
+//! the `renewTime` another machine wrote: a lease held by someone else is expired when its
+//! record has not changed for `leaseDurationSeconds` since this replica first saw it. Clock
+//! skew between machines then cannot make two leaders. A leader that cannot renew steps down
+//! when its own lease would have expired.
+//!
+//! ```no_run
+//! # async fn demo(client: kube::Client) {
+//! use jobify_k8s::config::LeaderElectionConfig;
+//! use jobify_k8s::leader::LeaderElector;
+//!
+//! let elector = LeaderElector::new(client, "buildkite", &LeaderElectionConfig::default(), "pod-a");
+//! let mut is_leader = elector.subscribe();
+//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+//! let task = tokio::spawn(elector.run(async move { let _ = stopped.await; }));
+//! is_leader.wait_for(|leading| *leading).await.ok();
+//! // ... lead ...
+//! let _ = stop.send(());
+//! task.await.ok();
+//! # }
+//! ```
+
+use std::future::Future;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{ObjectMeta, PostParams};
+use kube::{Api, Client};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::config::LeaderElectionConfig;
+
+/// What the elector should do after reading the Lease.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// No Lease exists: create it, holding it.
+    Create,
+    /// The Lease is free or expired: take it over (one more transition).
+    Acquire {
+        /// `leaseTransitions` to write.
+        transitions: i32,
+    },
+    /// This replica holds it: renew.
+    Renew,
+    /// Someone else holds a live lease: stand by.
+    Standby {
+        /// The holder.
+        holder: String,
+    },
+}
+
+/// The part of a Lease that identifies one write of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Record {
+    holder: Option<String>,
+    resource_version: Option<String>,
+    renew_time: Option<Timestamp>,
+}
+
+/// Watches the Lease's record change over time: the pure heart of the elector.
+#[derive(Clone, Debug, Default)]
+pub struct Observer {
+    seen: Option<(Record, Instant)>,
+}
+
+impl Observer {
+    /// A fresh observer (has seen nothing yet).
+    pub fn new() -> Self {
+        Observer::default()
+    }
+
+    /// Decides, from the Lease as read at `now`, what `identity` should do.
+    /// `default_duration` applies when the Lease does not say its duration.
+    pub fn decide(
+        &mut self,
+        lease: Option<&Lease>,
+        identity: &str,
+        default_duration: Duration,
+        now: Instant,
+    ) -> Step {
+        let Some(lease) = lease else {
+            self.seen = None;
+            return Step::Create;
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        let record = Record {
+            holder: spec.holder_identity.clone().filter(|h| !h.is_empty()),
+            resource_version: lease.metadata.resource_version.clone(),
+            renew_time: spec.renew_time.as_ref().map(|t| t.0),
+        };
+        let first_seen = match &self.seen {
+            Some((seen, at)) if *seen == record => *at,
+            _ => {
+                self.seen = Some((record.clone(), now));
+                now
+            }
+        };
+        let transitions = spec.lease_transitions.unwrap_or(0);
+        let Some(holder) = record.holder else {
+            return Step::Acquire {
+                transitions: transitions.saturating_add(1),
+            };
+        };
+        if holder == identity {
+            return Step::Renew;
+        }
+        let duration = spec
+            .lease_duration_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .map_or(default_duration, Duration::from_secs);
+        if now.duration_since(first_seen) >= duration {
+            Step::Acquire {
+                transitions: transitions.saturating_add(1),
+            }
+        } else {
+            Step::Standby { holder }
+        }
+    }
+}
+
+/// Elects one leader among the replicas sharing a Lease.
+pub struct LeaderElector {
+    leases: Api<Lease>,
+    name: String,
+    identity: String,
+    lease_duration: Duration,
+    renew_interval: Duration,
+    leading: watch::Sender<bool>,
+}
+
+impl LeaderElector {
+    /// An elector for the Lease `config.lease_name` in `namespace`, as `identity`.
+    pub fn new(
+        client: Client,
+        namespace: &str,
+        config: &LeaderElectionConfig,
+        identity: &str,
+    ) -> Self {
+        let (leading, _) = watch::channel(false);
+        LeaderElector {
+            leases: Api::namespaced(client, namespace),
+            name: config.lease_name.clone(),
+            identity: identity.to_owned(),
+            lease_duration: config.lease_duration,
+            renew_interval: config.renew_interval,
+            leading,
+        }
+    }
+
+    /// Whether this replica leads, now and as it changes.
+    pub fn subscribe(&self) -> watch::Receiver<bool> {
+        self.leading.subscribe()
+    }
+
+    /// Runs the election until `shutdown` completes, then steps down and releases the Lease.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut observer = Observer::new();
+        let mut renewed_at: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            match self.round(&mut observer, now).await {
+                Ok(true) => renewed_at = Some(now),
+                Ok(false) => renewed_at = None,
+                Err(err) => {
+                    tracing::warn!(lease = %self.name, error = %err, "leader election round failed");
+                    // Keep leading only while the lease written last is surely still ours.
+                    if renewed_at.is_some_and(|at| now.duration_since(at) >= self.lease_duration) {
+                        renewed_at = None;
+                    }
+                }
+            }
+            self.set_leading(renewed_at.is_some());
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = tokio::time::sleep(self.renew_interval) => {}
+            }
+        }
+        let was_leading = *self.leading.borrow();
+        self.set_leading(false);
+        if was_leading && let Err(err) = self.release().await {
+            tracing::warn!(lease = %self.name, error = %err, "could not release the leader lease");
+        }
+    }
+
+    /// One read-decide-write round; whether this replica holds the lease afterwards.
+    async fn round(&self, observer: &mut Observer, now: Instant) -> Result<bool, kube::Error> {
+        let lease = self.leases.get_opt(&self.name).await?;
+        let step = observer.decide(lease.as_ref(), &self.identity, self.lease_duration, now);
+        let written = match (step, lease) {
+            (Step::Create, _) => {
+                let lease = self.lease(None, 0, true);
+                self.leases.create(&PostParams::default(), &lease).await
+            }
+            (Step::Acquire { transitions }, Some(current)) => {
+                let lease = self.lease(Some(&current), transitions, true);
+                self.leases
+                    .replace(&self.name, &PostParams::default(), &lease)
+                    .await
+            }
+            (Step::Renew, Some(current)) => {
+                let transitions = current
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.lease_transitions)
+                    .unwrap_or(0);
+                let lease = self.lease(Some(&current), transitions, false);
+                self.leases
+                    .replace(&self.name, &PostParams::default(), &lease)
+                    .await
+            }
+            (Step::Standby { holder }, _) => {
+                tracing::trace!(lease = %self.name, %holder, "standing by");
+                return Ok(false);
+            }
+            // Acquire and Renew are only decided for an existing Lease.
+            (Step::Acquire { .. } | Step::Renew, None) => return Ok(false),
+        };
+        match written {
+            Ok(_) => Ok(true),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                tracing::debug!(lease = %self.name, "lost the race for the leader lease");
+                Ok(false)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The Lease held by this replica, based on `current` (keeping its resourceVersion for
+    /// optimistic concurrency). `acquired` sets a new `acquireTime`.
+    fn lease(&self, current: Option<&Lease>, transitions: i32, acquired: bool) -> Lease {
+        let now = MicroTime(Timestamp::now());
+        let previous = current.and_then(|l| l.spec.clone()).unwrap_or_default();
+        Lease {
+            metadata: ObjectMeta {
+                name: Some(self.name.clone()),
+                resource_version: current.and_then(|l| l.metadata.resource_version.clone()),
+                ..current.map(|l| l.metadata.clone()).unwrap_or_default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(self.identity.clone()),
+                lease_duration_seconds: Some(
+                    i32::try_from(self.lease_duration.as_secs()).unwrap_or(i32::MAX),
+                ),
+                acquire_time: if acquired {
+                    Some(now.clone())
+                } else {
+                    previous.acquire_time
+                },
+                renew_time: Some(now),
+                lease_transitions: Some(transitions),
+                ..previous
+            }),
+        }
+    }
+
+    /// Clears the holder so a standby can take over at once.
+    async fn release(&self) -> Result<(), kube::Error> {
+        let Some(mut lease) = self.leases.get_opt(&self.name).await? else {
+            return Ok(());
+        };
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
+        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+            return Ok(());
+        }
+        spec.holder_identity = None;
+        spec.renew_time = None;
+        spec.acquire_time = None;
+        self.leases
+            .replace(&self.name, &PostParams::default(), &lease)
+            .await
+            .map(drop)
+    }
+
+    fn set_leading(&self, leading: bool) {
+        self.leading.send_if_modified(|current| {
+            let changed = *current != leading;
+            if changed {
+                tracing::info!(identity = %self.identity, leading, "leadership changed");
+            }
+            *current = leading;
+            changed
+        });
+    }
+}
+
+/// A leadership signal that is always on: for a single replica, with election disabled.
+pub fn always_leading() -> watch::Receiver<bool> {
+    let (sender, receiver) = watch::channel(true);
+    // Dropping the sender keeps the last value readable forever.
+    drop(sender);
+    receiver
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const DURATION: Duration = Duration::from_secs(15);
+
+    fn lease(holder: Option<&str>, version: &str, transitions: i32) -> Lease {
+        serde_json::from_value(json!({
+            "metadata": {"name": "jobify", "resourceVersion": version},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 10,
+                     "leaseTransitions": transitions}
+        }))
+        .expect("lease")
+    }
+
+    #[test]
+    fn an_absent_lease_is_created() {
+        let mut observer = Observer::new();
+        assert_eq!(
+            observer.decide(None, "a", DURATION, Instant::now()),
+            Step::Create
+        );
+    }
+
+    #[test]
+    fn a_released_lease_is_acquired_at_once_with_one_more_transition() {
+        let mut observer = Observer::new();
+        let step = observer.decide(Some(&lease(None, "5", 2)), "a", DURATION, Instant::now());
+        assert_eq!(step, Step::Acquire { transitions: 3 });
+    }
+
+    #[test]
+    fn its_own_lease_is_renewed() {
+        let mut observer = Observer::new();
+        let step = observer.decide(
+            Some(&lease(Some("a"), "5", 0)),
+            "a",
+            DURATION,
+            Instant::now(),
+        );
+        assert_eq!(step, Step::Renew);
+    }
+
+    #[test]
+    fn a_live_lease_of_another_is_respected_until_it_stops_changing_for_its_duration() {
+        let t0 = Instant::now();
+        let mut observer = Observer::new();
+        let held = lease(Some("b"), "5", 1);
+        let standby = Step::Standby {
+            holder: "b".to_owned(),
+        };
+        assert_eq!(observer.decide(Some(&held), "a", DURATION, t0), standby);
+        // Renewed by b (new resourceVersion): the clock restarts.
+        let renewed = lease(Some("b"), "6", 1);
+        let t1 = t0 + Duration::from_secs(8);
+        assert_eq!(observer.decide(Some(&renewed), "a", DURATION, t1), standby);
+        assert_eq!(
+            observer.decide(Some(&renewed), "a", DURATION, t1 + Duration::from_secs(9)),
+            standby
+        );
+        // Unchanged for the lease's own 10 s: expired.
+        assert_eq!(
+            observer.decide(Some(&renewed), "a", DURATION, t1 + Duration::from_secs(10)),
+            Step::Acquire { transitions: 2 }
+        );
+    }
+
+    #[test]
+    fn always_leading_stays_on() {
+        let receiver = always_leading();
+        assert!(*receiver.borrow());
+    }
+}

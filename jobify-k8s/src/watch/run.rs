@@ -1,0 +1,237 @@
+//! The watch loop: kube-runtime watchers on the controller's Jobs and pods feed the
+//! [`Tracker`]; its actions become `WorkloadEvent`s, or give-ups (gather the pod's events,
+//! delete the Job, report `FailedToStart`).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use jobify_core::{JobId, Reason, WorkloadEvent};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::ListParams;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::config::FailFastConfig;
+use crate::launch::Launcher;
+use crate::watch::fail_fast::Cause;
+use crate::watch::summary::{JobSummary, PodSummary};
+use crate::watch::tracker::{Action, Tracker};
+
+/// How many of a pod's Kubernetes events a `FailedToStart` message carries.
+const EVENTS_IN_REASON: usize = 5;
+
+/// What the watch loop needs.
+pub(crate) struct WatchContext {
+    pub(crate) client: Client,
+    pub(crate) namespace: String,
+    pub(crate) selector: String,
+    pub(crate) fail_fast: FailFastConfig,
+    pub(crate) launcher: Arc<Launcher>,
+    pub(crate) leading: watch::Receiver<bool>,
+}
+
+/// Watches until `shutdown`, sending events to `events`.
+pub(crate) async fn run(
+    context: WatchContext,
+    events: mpsc::Sender<WorkloadEvent>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let config = watcher::Config::default().labels(&context.selector);
+    let jobs = watcher(
+        Api::<Job>::namespaced(context.client.clone(), &context.namespace),
+        config.clone(),
+    )
+    .default_backoff();
+    let pods = watcher(
+        Api::<Pod>::namespaced(context.client.clone(), &context.namespace),
+        config,
+    )
+    .default_backoff();
+    tokio::pin!(jobs, pods);
+    let mut tick = tokio::time::interval(context.fail_fast.check_interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut tracker = Tracker::new();
+    let mut give_ups: JoinSet<(JobId, String, Reason)> = JoinSet::new();
+    let mut deletes: JoinSet<()> = JoinSet::new();
+
+    loop {
+        let actions = tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            Some(event) = jobs.next() => match event {
+                Ok(event) => on_job(&mut tracker, event),
+                Err(err) => {
+                    tracing::warn!(error = %err, "watching Jobs failed; retrying with backoff");
+                    Vec::new()
+                }
+            },
+            Some(event) = pods.next() => match event {
+                Ok(event) => on_pod(&mut tracker, event),
+                Err(err) => {
+                    tracing::warn!(error = %err, "watching pods failed; retrying with backoff");
+                    Vec::new()
+                }
+            },
+            Some(done) = give_ups.join_next() => match done {
+                Ok((job, name, reason)) => {
+                    // Reported before the deletion, so the core hears why before `Gone`.
+                    deletes.spawn(delete(Arc::clone(&context.launcher), job, name));
+                    vec![Action::Emit(WorkloadEvent::FailedToStart { job, reason })]
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "a fail-fast task ended abnormally");
+                    Vec::new()
+                }
+            },
+            Some(_) = deletes.join_next() => Vec::new(),
+            _ = tick.tick() => {
+                // Only the leader deletes; a standby's timers keep running and it acts on
+                // them once it leads.
+                if *context.leading.borrow() {
+                    tracker.tick(&context.fail_fast, Instant::now())
+                } else {
+                    Vec::new()
+                }
+            }
+        };
+        for action in actions {
+            match action {
+                Action::Emit(event) => {
+                    tokio::select! {
+                        () = &mut shutdown => return,
+                        sent = events.send(event) => if sent.is_err() {
+                            tracing::debug!("nobody listens to workload events");
+                        },
+                    }
+                }
+                Action::GiveUp {
+                    job,
+                    name,
+                    pod,
+                    cause,
+                } => {
+                    let task = give_up(&context, job, name, pod, cause);
+                    give_ups.spawn(task);
+                }
+            }
+        }
+    }
+    give_ups.shutdown().await;
+    deletes.shutdown().await;
+}
+
+fn on_job(tracker: &mut Tracker, event: watcher::Event<Job>) -> Vec<Action> {
+    let now = Instant::now();
+    match event {
+        watcher::Event::Init => {
+            tracker.jobs_listing();
+            Vec::new()
+        }
+        watcher::Event::InitApply(job) => {
+            if let Some(summary) = JobSummary::from_job(&job) {
+                tracker.job_listed(summary);
+            }
+            Vec::new()
+        }
+        watcher::Event::InitDone => tracker.jobs_listed(now),
+        watcher::Event::Apply(job) => match JobSummary::from_job(&job) {
+            Some(summary) => tracker.job_applied(summary, now),
+            None => Vec::new(),
+        },
+        watcher::Event::Delete(job) => match JobSummary::from_job(&job) {
+            Some(summary) => tracker.job_deleted(summary.job),
+            None => Vec::new(),
+        },
+    }
+}
+
+fn on_pod(tracker: &mut Tracker, event: watcher::Event<Pod>) -> Vec<Action> {
+    let now = Instant::now();
+    match event {
+        watcher::Event::Init => {
+            tracker.pods_listing();
+            Vec::new()
+        }
+        watcher::Event::InitDone => {
+            tracker.pods_listed();
+            Vec::new()
+        }
+        watcher::Event::InitApply(pod) | watcher::Event::Apply(pod) => {
+            match PodSummary::from_pod(&pod) {
+                Some(summary) => tracker.pod_applied(summary, now),
+                None => Vec::new(),
+            }
+        }
+        watcher::Event::Delete(pod) => {
+            if let Some(summary) = PodSummary::from_pod(&pod) {
+                tracker.pod_deleted(summary.job);
+            }
+            Vec::new()
+        }
+    }
+}
+
+/// Gathers the events that explain `cause` and answers the reason.
+fn give_up(
+    context: &WatchContext,
+    job: JobId,
+    name: String,
+    pod: Option<String>,
+    cause: Cause,
+) -> impl Future<Output = (JobId, String, Reason)> + Send + 'static {
+    let events_api: Api<Event> = Api::namespaced(context.client.clone(), &context.namespace);
+    let fail_fast = context.fail_fast.clone();
+    async move {
+        let object = pod.as_deref().unwrap_or(&name);
+        let events = events_about(&events_api, object).await;
+        let reason = cause.into_reason(&fail_fast, &events);
+        tracing::info!(%job, job_name = %name, code = %reason.code, message = %reason.message,
+            "pod cannot start; deleting its Job");
+        (job, name, reason)
+    }
+}
+
+/// Deletes the Job of a pod that cannot start.
+async fn delete(launcher: Arc<Launcher>, job: JobId, name: String) {
+    if let Err(err) = launcher.delete(job, &name).await {
+        tracing::warn!(%job, error = %err, "could not delete the Job of a pod that cannot start");
+    }
+}
+
+/// The latest Kubernetes events about `object`, formatted `Type Reason: message`.
+async fn events_about(api: &Api<Event>, object: &str) -> Vec<String> {
+    let params = ListParams::default().fields(&format!("involvedObject.name={object}"));
+    match api.list(&params).await {
+        Ok(list) => {
+            let mut events: Vec<&Event> = list
+                .items
+                .iter()
+                .filter(|e| e.involved_object.name.as_deref() == Some(object))
+                .collect();
+            events.sort_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0));
+            let skip = events.len().saturating_sub(EVENTS_IN_REASON);
+            events
+                .into_iter()
+                .skip(skip)
+                .map(|e| {
+                    format!(
+                        "{} {}: {}",
+                        e.type_.as_deref().unwrap_or("Normal"),
+                        e.reason.as_deref().unwrap_or(""),
+                        e.message.as_deref().unwrap_or("")
+                    )
+                })
+                .collect()
+        }
+        Err(err) => {
+            tracing::debug!(object, error = %err, "could not list events");
+            Vec::new()
+        }
+    }
+}
