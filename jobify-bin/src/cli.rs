@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::telemetry::LogFormat;
 
@@ -32,6 +32,28 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Polls Buildkite once and prints what the policy would do with each scheduled job,
+    /// without touching the cluster.
+    Plan(PlanArgs),
     /// Validates the config file: exits 0, or 2 and prints every problem with its line.
     Check,
+}
+
+/// `jobify plan` options.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// What to print: a table of decisions, or the Job manifests that would be created.
+    #[arg(short, long, value_enum, default_value_t = PlanOutput::Table)]
+    pub output: PlanOutput,
+}
+
+/// `jobify plan -o`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanOutput {
+    /// One row per scheduled job: decision and reason.
+    Table,
+    /// The Job manifests, as a YAML stream.
+    Yaml,
+    /// The Job manifests, as a JSON `v1/List`.
+    Json,
 }

@@ -1,10 +1,13 @@
 //! The subcommands, one module each.
 
 pub mod check;
+pub mod plan;
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
+use crate::config::{self, Config};
 
 /// Exit code for a config that does not validate (`jobify check`, and every command that
 /// loads the config).
@@ -14,5 +17,18 @@ pub const EXIT_CONFIG: u8 = 2;
 pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check => Ok(check::execute(&cli.config)),
+        Command::Plan(args) => match load(&cli.config) {
+            Ok(config) => plan::execute(&config, args.output).await,
+            Err(code) => Ok(code),
+        },
     }
+}
+
+/// Loads the config for a command that needs it; on problems, prints them and returns the
+/// exit code to end with.
+fn load(path: &Path) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|err| {
+        eprintln!("{err}");
+        ExitCode::from(EXIT_CONFIG)
+    })
 }

@@ -31,6 +31,10 @@ pub use validate::{Problem, Problems};
 pub struct Config {
     /// The Buildkite organization slug, e.g. `acme`.
     pub organization: String,
+    /// Marks the Jobs this controller owns (label `jobify.dev/controller`); defaults to the
+    /// organization slug. Give two controllers sharing a namespace different ids.
+    #[serde(default)]
+    pub controller_id: Option<String>,
     /// `[buildkite]`: API access, what to watch, polling.
     #[serde(default)]
     pub buildkite: BuildkiteConfig,
@@ -58,6 +62,13 @@ pub struct Config {
 }
 
 impl Config {
+    /// The controller id: `controller_id`, or the organization slug.
+    pub fn controller_id(&self) -> String {
+        self.controller_id
+            .clone()
+            .unwrap_or_else(|| self.organization.clone())
+    }
+
     /// Checks what deserialisation cannot, returning every problem found.
     pub fn validate(&self) -> Problems {
         let mut problems = Problems::default();
@@ -74,6 +85,17 @@ impl Config {
                     "must be the organization's slug as in its Buildkite URL \
                      (lowercase letters, digits, `-`), not `{}`",
                     self.organization
+                ),
+            );
+        }
+        if let Some(id) = &self.controller_id
+            && (id.is_empty() || !jobify_k8s::labels::is_label_value(id))
+        {
+            problems.push(
+                root.key("controller_id"),
+                format!(
+                    "`{id}` is not a valid label value: use at most 63 letters, digits, `-`, `_` \
+                     or `.`, starting and ending with a letter or digit"
                 ),
             );
         }
