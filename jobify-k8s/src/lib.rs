@@ -25,6 +25,7 @@ mod jobifier;
 pub mod labels;
 mod launch;
 pub mod leader;
+pub mod rbac;
 pub mod render;
 pub mod watch;
 
