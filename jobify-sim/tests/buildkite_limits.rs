@@ -26,13 +26,32 @@ fn config() -> BuildkiteSimConfig {
 }
 
 async fn pipeline_query(bk: &BuildkiteSim) -> reqwest::Response {
-    client()
+    pipeline_query_as(bk, TOKEN).await
+}
+
+async fn pipeline_query_as(bk: &BuildkiteSim, token: &str) -> reqwest::Response {
+    pipeline_query_with(&client(), bk, token).await
+}
+
+async fn pipeline_query_with(
+    client: &reqwest::Client,
+    bk: &BuildkiteSim,
+    token: &str,
+) -> reqwest::Response {
+    try_pipeline_query(client, bk, token).await.unwrap()
+}
+
+async fn try_pipeline_query(
+    client: &reqwest::Client,
+    bk: &BuildkiteSim,
+    token: &str,
+) -> reqwest::Result<reqwest::Response> {
+    client
         .post(bk.graphql_url())
-        .bearer_auth(TOKEN)
+        .bearer_auth(token)
         .json(&json!({"query": PIPELINE, "variables": {"slug": "acme/app"}}))
         .send()
         .await
-        .unwrap()
 }
 
 fn header<'r>(response: &'r reqwest::Response, name: &str) -> &'r str {
@@ -72,6 +91,34 @@ async fn spent_budget_answers_429_with_retry_after() {
             .contains("rate limit")
     );
     assert_eq!(bk.stats().rate_limited, 1);
+    bk.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_user_past_their_budget_is_refused_while_other_users_go_on() {
+    let bk = start(BuildkiteSimConfig {
+        api_tokens: vec![TOKEN.into(), "second-user".into()],
+        user_budget: Budget {
+            points: 1,
+            window: Duration::from_secs(300),
+        },
+        ..config()
+    })
+    .await;
+    bk.schedule_job(JobSpec::command("a").on_pipeline("app"));
+    let first = pipeline_query(&bk).await;
+    assert_eq!(header(&first, "RateLimit-User-Remaining"), "0");
+    assert_eq!(header(&first, "RateLimit-Remaining"), "19999");
+    let refused = pipeline_query(&bk).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(header(&refused, "RateLimit-User-Limit"), "1");
+    assert_eq!(
+        header(&refused, "Retry-After"),
+        header(&refused, "RateLimit-User-Reset")
+    );
+    let other = pipeline_query_as(&bk, "second-user").await;
+    assert_eq!(other.status(), 200);
+    assert_eq!(header(&other, "RateLimit-Remaining"), "19998");
     bk.shutdown().await;
 }
 
@@ -126,9 +173,10 @@ async fn metrics_follow_the_jobs_and_suggest_a_poll_interval() {
 /// What a client sees for each of `n` Pipeline queries: the status, and whether the body
 /// parsed as JSON with errors.
 async fn outcomes(bk: &BuildkiteSim, n: usize) -> Vec<(u16, &'static str)> {
+    let client = client();
     let mut seen = Vec::new();
     for _ in 0..n {
-        let response = pipeline_query(bk).await;
+        let response = pipeline_query_with(&client, bk, TOKEN).await;
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
         let kind = match serde_json::from_str::<Value>(&text) {
@@ -173,4 +221,31 @@ async fn faults_are_deterministic_for_a_seed() {
     assert_eq!(a.stats().faults_injected, b.stats().faults_injected);
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_timeout_fault_holds_the_request_past_the_clients_deadline() {
+    let bk = start(BuildkiteSimConfig {
+        faults: FaultConfig {
+            seed: 1,
+            timeout: 1.0,
+            timeout_delay: Duration::from_millis(300),
+            ..FaultConfig::none()
+        },
+        ..config()
+    })
+    .await;
+    let patient = client();
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let error = try_pipeline_query(&impatient, &bk, TOKEN)
+        .await
+        .unwrap_err();
+    assert!(error.is_timeout(), "{error}");
+    // A patient client gets the real answer once the delay is over.
+    let answer = pipeline_query_with(&patient, &bk, TOKEN).await;
+    assert_eq!(answer.status(), 200);
+    bk.shutdown().await;
 }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::ids::{NodeKind, node_id};
 use super::job::{Annotation, JobSpec};
-use super::rate_limit::{Budget, RateLimiter};
+use super::rate_limit::{Budget, Limits};
 use super::schema;
 use super::server::{lock, router};
 use super::state::State;
@@ -48,6 +48,9 @@ pub struct BuildkiteSimConfig {
     pub metrics_faults: FaultConfig,
     /// The organization's complexity budget.
     pub budget: Budget,
+    /// Each user's (API token's) complexity budget. Buildkite set it equal to the
+    /// organization's for existing organizations.
+    pub user_budget: Budget,
     /// What `Buildkite-Agent-Metrics-Poll-Duration` suggests.
     pub metrics_poll_duration: Duration,
 }
@@ -63,6 +66,7 @@ impl BuildkiteSimConfig {
             faults: FaultConfig::none(),
             metrics_faults: FaultConfig::none(),
             budget: Budget::default(),
+            user_budget: Budget::default(),
             metrics_poll_duration: Duration::from_secs(15),
         }
     }
@@ -134,13 +138,12 @@ pub(crate) struct Counters {
 pub(crate) struct Shared {
     pub(crate) schema: Arc<Valid<Schema>>,
     pub(crate) state: Mutex<State>,
-    pub(crate) limiter: Mutex<RateLimiter>,
+    pub(crate) limits: Mutex<Limits>,
     pub(crate) graphql_faults: Faults,
     pub(crate) metrics_faults: Faults,
     pub(crate) api_tokens: Vec<SecretString>,
     pub(crate) agent_token: SecretString,
     pub(crate) metrics_poll_duration: Duration,
-    pub(crate) budget_window_secs: u64,
     pub(crate) stats: Counters,
 }
 
@@ -180,13 +183,16 @@ impl BuildkiteSim {
         let shared = Arc::new(Shared {
             schema,
             state: Mutex::new(State::new(&config.organization)),
-            limiter: Mutex::new(RateLimiter::new(config.budget)),
+            limits: Mutex::new(Limits::new(
+                config.budget,
+                config.user_budget,
+                config.api_tokens.len(),
+            )),
             graphql_faults: Faults::new(config.faults),
             metrics_faults: Faults::new(config.metrics_faults),
             api_tokens: config.api_tokens,
             agent_token: config.agent_token,
             metrics_poll_duration: config.metrics_poll_duration,
-            budget_window_secs: config.budget.window.as_secs(),
             stats: Counters::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

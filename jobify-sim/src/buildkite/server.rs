@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::graphql::{self, Request};
 use super::handle::Shared;
 use super::metrics;
-use super::rate_limit::Standing;
+use super::rate_limit::Standings;
 use crate::fault::Fault;
 
 /// Locks `mutex`, riding over poisoning: a handler that panicked mid-request leaves the
@@ -77,12 +77,16 @@ async fn injected(fault: Option<Fault>, graphql: bool) -> Option<Response> {
     }
 }
 
-fn rate_limit_headers(response: &mut Response, standing: Standing) {
+fn rate_limit_headers(response: &mut Response, standings: Standings) {
     let headers = response.headers_mut();
+    let (org, user) = (standings.organization, standings.user);
     for (name, value) in [
-        ("RateLimit-Remaining", standing.remaining),
-        ("RateLimit-Limit", standing.limit),
-        ("RateLimit-Reset", standing.reset_secs),
+        ("RateLimit-Remaining", org.remaining),
+        ("RateLimit-Limit", org.limit),
+        ("RateLimit-Reset", org.reset_secs),
+        ("RateLimit-User-Remaining", user.remaining),
+        ("RateLimit-User-Limit", user.limit),
+        ("RateLimit-User-Reset", user.reset_secs),
     ] {
         headers.insert(name, HeaderValue::from(value));
     }
@@ -95,13 +99,17 @@ async fn graphql_endpoint(
 ) -> Response {
     let stats = &shared.stats;
     stats.graphql_requests.fetch_add(1, Ordering::Relaxed);
-    let authorized = credential(&headers, "Bearer")
-        .is_some_and(|token| shared.api_tokens.iter().any(|t| t.expose_secret() == token));
-    if !authorized {
+    let user = credential(&headers, "Bearer").and_then(|token| {
+        shared
+            .api_tokens
+            .iter()
+            .position(|t| t.expose_secret() == token)
+    });
+    let Some(user) = user else {
         stats.unauthorized.fetch_add(1, Ordering::Relaxed);
         let body = json!({"errors": [{"message": "Authentication required. Please supply a valid API Access Token: https://buildkite.com/docs/apis/graphql-api#authentication"}]});
         return json_response(StatusCode::UNAUTHORIZED, &body);
-    }
+    };
     let fault = shared.graphql_faults.next(true);
     if fault.is_some() {
         stats.faults_injected.fetch_add(1, Ordering::Relaxed);
@@ -109,23 +117,26 @@ async fn graphql_endpoint(
     if let Some(response) = injected(fault, true).await {
         return response;
     }
-    let admitted = lock(&shared.limiter).admit(Instant::now());
-    let standing = match admitted {
-        Ok(standing) => standing,
-        Err(standing) => {
+    let admitted = lock(&shared.limits).admit(user, Instant::now());
+    let standings = match admitted {
+        Ok(standings) => standings,
+        Err(standings) => {
             stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            let retry_after = standings.retry_after();
+            let whose = if standings.organization.remaining == 0 {
+                "your organization's"
+            } else {
+                "your user's"
+            };
             let message = format!(
-                "You have exceeded your organization's GraphQL API rate limit of {} complexity points per {} seconds. Try again in {} seconds.",
-                standing.limit, shared.budget_window_secs, standing.reset_secs
+                "You have exceeded {whose} GraphQL API rate limit. Try again in {retry_after} seconds."
             );
-            let mut response = json_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                &json!({"errors": [{"message": message}]}),
-            );
-            rate_limit_headers(&mut response, standing);
+            let body = json!({"errors": [{"message": message}]});
+            let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, &body);
+            rate_limit_headers(&mut response, standings);
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(standing.reset_secs));
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             return response;
         }
     };
@@ -134,7 +145,7 @@ async fn graphql_endpoint(
         Err(e) => {
             let body = json!({"errors": [{"message": format!("Unexpected request body: {e}")}]});
             let mut response = json_response(StatusCode::BAD_REQUEST, &body);
-            rate_limit_headers(&mut response, standing);
+            rate_limit_headers(&mut response, standings);
             return response;
         }
     };
@@ -148,7 +159,8 @@ async fn graphql_endpoint(
     stats
         .actual_complexity
         .fetch_add(answer.actual, Ordering::Relaxed);
-    let standing = lock(&shared.limiter).charge(answer.actual, Instant::now());
+    let standings = lock(&shared.limits).charge(user, answer.actual, Instant::now());
+    let standing = standings.organization;
     let wants_stats = headers
         .get("Buildkite-Include-Query-Stats")
         .and_then(|v| v.to_str().ok())
@@ -164,7 +176,7 @@ async fn graphql_endpoint(
         );
     }
     let mut response = json_response(StatusCode::OK, &answer.body);
-    rate_limit_headers(&mut response, standing);
+    rate_limit_headers(&mut response, standings);
     let headers = response.headers_mut();
     headers.insert(
         "RateLimit-Complexity-Requested",
