@@ -178,6 +178,50 @@ async fn many_concurrent_launches_all_succeed() {
     sim.shutdown().await;
 }
 
+#[tokio::test]
+async fn cancelling_never_waits_behind_paced_creates() {
+    let sim = sim(KubeSimConfig::default()).await;
+    let config = KubernetesConfig {
+        client: ClientConfig {
+            creates_per_second: 1,
+            burst: 1,
+            ..ClientConfig::default()
+        },
+        ..fast_config()
+    };
+    let jobifier = KubeJobifier::new(client(&sim), config, CONTROLLER);
+    let first = scheduled("queue=kubernetes");
+    assert_eq!(
+        jobifier.launch(&first, &default_template()).await,
+        Ok(Launched::Created)
+    );
+    // Five more creates queue behind the bucket (one a second)...
+    let queued: Vec<_> = (0..5)
+        .map(|_| {
+            let jobifier = jobifier.clone();
+            tokio::spawn(async move {
+                jobifier
+                    .launch(
+                        &scheduled("queue=kubernetes"),
+                        &Template::Default { name: None },
+                    )
+                    .await
+            })
+        })
+        .collect();
+    // ...while the cancel goes straight through.
+    jobifier.cancel(first.id).await.expect("cancelled");
+    assert!(sim.stats().job_deletes >= 1);
+    assert!(
+        sim.stats().job_creates < 6,
+        "the cancel did not wait for the queued creates"
+    );
+    for launch in queued {
+        launch.abort();
+    }
+    sim.shutdown().await;
+}
+
 async fn fails_to_start(
     job: jobify_core::ScheduledJob,
     config: KubernetesConfig,

@@ -341,6 +341,19 @@ fn a_patch_cannot_make_the_pod_restart() {
 }
 
 #[test]
+fn a_podspec_asking_for_restarts_is_refused_not_overridden() {
+    let job = scheduled("queue=kubernetes").with_plugin(json!({
+        "podSpec": {"restartPolicy": "OnFailure", "containers": [{"image": "alpine"}]}
+    }));
+    let err = render(&job).expect_err("restart policy");
+    assert!(
+        err.to_string()
+            .starts_with("podSpec.restartPolicy is not valid"),
+        "{err}"
+    );
+}
+
+#[test]
 fn sidecars_extra_mounts_and_git_env_from_are_added() {
     let job = scheduled("queue=kubernetes").with_plugin(json!({
         "podSpec": {

@@ -73,6 +73,14 @@ pub(crate) fn exec_pod(inputs: &Inputs<'_>) -> Result<PodSpec, RenderError> {
             ..PodSpec::default()
         },
     };
+    if let Some(policy) = spec.restart_policy.as_deref()
+        && policy != "Never"
+    {
+        return Err(RenderError::InvalidField {
+            path: "podSpec.restartPolicy".to_owned(),
+            message: format!("is `{policy}`, but a Buildkite job runs once: use Never"),
+        });
+    }
     if spec.containers.is_empty() {
         return Err(RenderError::InvalidField {
             path: "podSpec.containers".to_owned(),
