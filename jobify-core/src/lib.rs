@@ -26,6 +26,7 @@ pub mod plan;
 pub mod plugin;
 pub mod policy;
 pub mod rules;
+pub mod scheduler;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod workload;
@@ -43,4 +44,5 @@ pub use plan::{Plan, plan_round};
 pub use plugin::{KubernetesPlugin, PluginConfig, PluginError, PodMetadata};
 pub use policy::{Decider, Explanation, Policy, RulePolicy};
 pub use rules::{AgentQueryRule, AgentQueryRules};
+pub use scheduler::{Dispatcher, Scheduler, SchedulerConfig, SchedulerError, SchedulerObserver};
 pub use workload::{Workload, WorkloadEvent};

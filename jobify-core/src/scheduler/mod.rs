@@ -1,0 +1,78 @@
+//! The scheduler: the loop that joins the [`Monitor`](crate::Monitor), the policy, the
+//! [`Book`](crate::Book), the [`Jobifier`](crate::Jobifier) and the
+//! [`Feedback`](crate::Feedback) port.
+//!
+//! ```text
+//!   every poll_interval (leader only)            Jobifier::events()
+//!   Monitor::scheduled ──▶ plan_round ──launch──▶ Jobifier::launch      │
+//!                            │  (policy, limits,    │ Invalid            ▼
+//!                            │   order, book)       ▼               Book::apply ──FailedToStart──▶ Feedback
+//!                            └──reject──────────▶ Feedback::fail_job
+//!   every cancel_check_interval: Monitor::states(not started) ──cancelled──▶ Jobifier::cancel
+//! ```
+//!
+//! [`Dispatcher`] is the implementation; [`Scheduler`] is the trait a binary starts it by.
+//! Time comes from tokio (tests pause it) and shutdown is an input future.
+
+mod dispatcher;
+mod observer;
+
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use dispatcher::Dispatcher;
+pub use observer::SchedulerObserver;
+
+/// Runs until `shutdown` completes.
+#[async_trait]
+pub trait Scheduler: Send {
+    /// Runs the loop; returns when `shutdown` completes (after giving operations in progress
+    /// up to [`SchedulerConfig::shutdown_grace`] to finish), or with an error when it cannot
+    /// go on.
+    async fn run<S>(self, shutdown: S) -> Result<(), SchedulerError>
+    where
+        S: Future<Output = ()> + Send;
+}
+
+/// Why the scheduler stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// The backend's workload event stream ended, so the book can no longer know what is in
+    /// flight. The backend has shut down; restart the process.
+    #[error("the workload event stream ended; the backend has stopped")]
+    EventsEnded,
+}
+
+/// How the scheduler paces itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// How often to ask Buildkite for scheduled jobs. Default 2 s.
+    pub poll_interval: Duration,
+    /// How often to check whether jobs with a workload that has not started were cancelled.
+    /// Default 15 s.
+    pub cancel_check_interval: Duration,
+    /// How many launches may be in progress at once. Default 10.
+    pub launch_concurrency: usize,
+    /// How long a failing poll waits at most before the next one (polls back off
+    /// exponentially from `poll_interval` on errors). Default 60 s.
+    pub max_poll_backoff: Duration,
+    /// How long shutdown waits for operations in progress. Default 10 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            poll_interval: Duration::from_secs(2),
+            cancel_check_interval: Duration::from_secs(15),
+            launch_concurrency: 10,
+            max_poll_backoff: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}

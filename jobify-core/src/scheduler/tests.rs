@@ -1,0 +1,514 @@
+//! The scheduler loop against mocked ports, in paused tokio time.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::stream::{self, BoxStream, StreamExt};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::sleep;
+
+use super::*;
+use crate::decision::{Decision, Reason, ReasonCode, Template};
+use crate::job::{JobId, JobState, ScheduledJob};
+use crate::jobifier::{LaunchError, Launched};
+use crate::limits::Limits;
+use crate::monitor::MonitorError;
+use crate::policy::{Policy, from_fn};
+use crate::testing::{MockFeedback, MockJobifier, MockMonitor};
+use crate::workload::WorkloadEvent;
+
+const POLL: Duration = Duration::from_secs(10);
+
+fn config() -> SchedulerConfig {
+    SchedulerConfig {
+        poll_interval: POLL,
+        cancel_check_interval: Duration::from_secs(15),
+        launch_concurrency: 4,
+        max_poll_backoff: Duration::from_secs(60),
+        shutdown_grace: Duration::from_secs(1),
+    }
+}
+
+fn run_all() -> impl Policy + 'static {
+    from_fn(|job: &ScheduledJob| {
+        if job.pipeline == "refused" {
+            Decision::Reject {
+                reason: Reason::new(
+                    ReasonCode::RULE_MATCHED,
+                    "pipeline refused is not allowed here",
+                ),
+            }
+        } else {
+            Decision::Run {
+                template: Template::Default { name: None },
+                reason: Reason::new(ReasonCode::RULE_MATCHED, "run"),
+            }
+        }
+    })
+}
+
+/// Workload events the test sends; the stream starts with an empty `Restored`.
+fn events() -> (
+    mpsc::UnboundedSender<WorkloadEvent>,
+    BoxStream<'static, WorkloadEvent>,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let rest = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
+    let stream = stream::iter([WorkloadEvent::Restored(vec![])])
+        .chain(rest)
+        .boxed();
+    (tx, stream)
+}
+
+type Listed = Arc<Mutex<Vec<ScheduledJob>>>;
+
+/// What feedback was given: job, GraphQL id, reason.
+type Told = (JobId, Option<String>, Reason);
+
+/// A monitor that lists `listed` on every poll and counts polls; states say "scheduled".
+fn monitor(listed: &Listed, polls: &Arc<AtomicUsize>) -> MockMonitor {
+    let mut monitor = MockMonitor::new();
+    let (listed, polls) = (listed.clone(), polls.clone());
+    monitor.expect_scheduled().returning(move || {
+        polls.fetch_add(1, Ordering::SeqCst);
+        Ok(listed.lock().expect("lock").clone())
+    });
+    monitor
+        .expect_states()
+        .returning(|jobs| Ok(jobs.iter().map(|j| (*j, JobState::Scheduled)).collect()));
+    monitor
+}
+
+/// A jobifier that creates every workload and records the launches.
+fn jobifier(
+    stream: BoxStream<'static, WorkloadEvent>,
+    launched: &Arc<Mutex<Vec<JobId>>>,
+) -> MockJobifier {
+    let mut jobifier = MockJobifier::new();
+    let launched = launched.clone();
+    jobifier.expect_launch().returning(move |job, _| {
+        launched.lock().expect("lock").push(job.id);
+        Ok(Launched::Created)
+    });
+    jobifier.expect_events().return_once(move || stream);
+    jobifier
+}
+
+fn no_feedback() -> MockFeedback {
+    let mut feedback = MockFeedback::new();
+    feedback.expect_fail_job().never();
+    feedback
+}
+
+fn start<S: Scheduler + 'static>(
+    scheduler: S,
+) -> (oneshot::Sender<()>, JoinHandle<Result<(), SchedulerError>>) {
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(scheduler.run(async move {
+        let _ = stopped.await;
+    }));
+    (stop, handle)
+}
+
+async fn stop(stop: oneshot::Sender<()>, handle: JoinHandle<Result<(), SchedulerError>>) {
+    let _ = stop.send(());
+    handle
+        .await
+        .expect("scheduler task")
+        .expect("scheduler stops cleanly");
+}
+
+fn launched_ids(launched: &Arc<Mutex<Vec<JobId>>>) -> Vec<JobId> {
+    launched.lock().expect("lock").clone()
+}
+
+#[tokio::test(start_paused = true)]
+async fn polls_at_the_interval_and_stops_cleanly_on_shutdown() {
+    let listed = Listed::default();
+    let polls = Arc::new(AtomicUsize::new(0));
+    let launched = Arc::default();
+    let (_events, stream) = events();
+    let dispatcher = Dispatcher::new(
+        monitor(&listed, &polls),
+        jobifier(stream, &launched),
+        no_feedback(),
+        run_all(),
+        Limits::global(5),
+        config(),
+    );
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(35)).await;
+    assert_eq!(
+        polls.load(Ordering::SeqCst),
+        4,
+        "polls at 0, 10, 20 and 30 s"
+    );
+    stop(stop_tx, handle).await;
+}
+
+#[derive(Default)]
+struct Recorder {
+    decisions: Mutex<Vec<(JobId, ReasonCode)>>,
+    in_flight: Mutex<Vec<u32>>,
+}
+
+impl SchedulerObserver for Recorder {
+    fn on_decision(&self, job: &ScheduledJob, decision: &Decision) {
+        self.decisions
+            .lock()
+            .expect("lock")
+            .push((job.id, decision.reason().code));
+    }
+    fn on_in_flight(&self, in_flight: u32) {
+        self.in_flight.lock().expect("lock").push(in_flight);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn defers_at_the_limit_and_launches_when_a_slot_frees() {
+    let first = ScheduledJob::fixture().scheduled_at_second(1).build();
+    let second = ScheduledJob::fixture().scheduled_at_second(2).build();
+    let listed: Listed = Arc::new(Mutex::new(vec![second.clone(), first.clone()]));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let launched = Arc::default();
+    let (events_tx, stream) = events();
+    let recorder = Arc::new(Recorder::default());
+    let dispatcher = Dispatcher::new(
+        monitor(&listed, &polls),
+        jobifier(stream, &launched),
+        no_feedback(),
+        run_all(),
+        Limits::global(1),
+        config(),
+    )
+    .with_observer(recorder.clone());
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(launched_ids(&launched), vec![first.id]);
+    assert!(
+        recorder
+            .decisions
+            .lock()
+            .expect("lock")
+            .contains(&(second.id, ReasonCode::LIMIT_GLOBAL))
+    );
+    sleep(POLL).await;
+    assert_eq!(
+        launched_ids(&launched),
+        vec![first.id],
+        "still full, and the first is not launched again"
+    );
+    listed.lock().expect("lock").retain(|j| j.id != first.id);
+    events_tx
+        .send(WorkloadEvent::Succeeded(first.id))
+        .expect("send");
+    sleep(POLL).await;
+    assert_eq!(launched_ids(&launched), vec![first.id, second.id]);
+    assert_eq!(*recorder.in_flight.lock().expect("lock"), vec![1, 0, 1]);
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn rejects_refused_and_invalid_jobs_through_feedback_once() {
+    let refused = ScheduledJob::fixture().on_pipeline("refused").build();
+    let invalid = ScheduledJob::fixture().on_pipeline("app").build();
+    let listed: Listed = Arc::new(Mutex::new(vec![refused.clone(), invalid.clone()]));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let (_events, stream) = events();
+    let mut jobifier = MockJobifier::new();
+    jobifier.expect_launch().times(1).returning(|_, _| {
+        Err(LaunchError::Invalid {
+            message: "spec.containers[0].image: Required value".into(),
+        })
+    });
+    jobifier.expect_events().return_once(move || stream);
+    let told: Arc<Mutex<Vec<Told>>> = Arc::default();
+    let mut feedback = MockFeedback::new();
+    let record = told.clone();
+    feedback
+        .expect_fail_job()
+        .times(2)
+        .returning(move |job, reason| {
+            record
+                .lock()
+                .expect("lock")
+                .push((job.id, job.graphql_id.clone(), reason.clone()));
+            Ok(())
+        });
+    let dispatcher = Dispatcher::new(
+        monitor(&listed, &polls),
+        jobifier,
+        feedback,
+        run_all(),
+        Limits::global(5),
+        config(),
+    );
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(POLL * 3).await;
+    let told = told.lock().expect("lock").clone();
+    assert_eq!(
+        told[0],
+        (
+            refused.id,
+            Some(refused.graphql_id.clone()),
+            Reason::new(
+                ReasonCode::RULE_MATCHED,
+                "pipeline refused is not allowed here"
+            )
+        )
+    );
+    assert_eq!(told[1].0, invalid.id);
+    assert_eq!(told[1].2.code, ReasonCode::LAUNCH_INVALID);
+    assert_eq!(
+        told[1].2.message,
+        "jobify could not create a pod for this step: spec.containers[0].image: Required value. \
+         Fix the step's kubernetes plugin configuration and retry the job"
+    );
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_launch_failure_is_retried_on_the_next_poll() {
+    let job = ScheduledJob::fixture().build();
+    let listed: Listed = Arc::new(Mutex::new(vec![job.clone()]));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let (_events, stream) = events();
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let mut jobifier = MockJobifier::new();
+    let counter = attempts.clone();
+    jobifier.expect_launch().returning(move |_, _| {
+        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            Err(LaunchError::Transient {
+                message: "etcd timeout".into(),
+            })
+        } else {
+            Ok(Launched::Created)
+        }
+    });
+    jobifier.expect_events().return_once(move || stream);
+    let dispatcher = Dispatcher::new(
+        monitor(&listed, &polls),
+        jobifier,
+        no_feedback(),
+        run_all(),
+        Limits::global(5),
+        config(),
+    );
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    sleep(POLL * 3).await;
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        2,
+        "retried once, then launched for good"
+    );
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_workload_that_cannot_start_is_reported_with_its_reason() {
+    let job = ScheduledJob::fixture().build();
+    let listed: Listed = Arc::new(Mutex::new(vec![job.clone()]));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let launched = Arc::default();
+    let (events_tx, stream) = events();
+    let reason = Reason::new(
+        ReasonCode("image_pull_failed"),
+        "image rust:nope could not be pulled",
+    );
+    let mut feedback = MockFeedback::new();
+    let (expected_id, expected_graphql, expected_reason) =
+        (job.id, job.graphql_id.clone(), reason.clone());
+    feedback
+        .expect_fail_job()
+        .withf(move |target, r| {
+            target.id == expected_id
+                && target.graphql_id.as_deref() == Some(expected_graphql.as_str())
+                && *r == expected_reason
+        })
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let dispatcher = Dispatcher::new(
+        monitor(&listed, &polls),
+        jobifier(stream, &launched),
+        feedback,
+        run_all(),
+        Limits::global(5),
+        config(),
+    );
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(1)).await;
+    events_tx
+        .send(WorkloadEvent::FailedToStart {
+            job: job.id,
+            reason,
+        })
+        .expect("send");
+    sleep(Duration::from_secs(1)).await;
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_workload_of_a_cancelled_job_is_removed_before_it_starts() {
+    let job = ScheduledJob::fixture().build();
+    let launched = Arc::default();
+    let (_events, stream) = events();
+    let mut monitor = MockMonitor::new();
+    let listed = vec![job.clone()];
+    monitor
+        .expect_scheduled()
+        .returning(move || Ok(listed.clone()));
+    let id = job.id;
+    monitor
+        .expect_states()
+        .withf(move |jobs| jobs == [id])
+        .returning(|jobs| Ok(jobs.iter().map(|j| (*j, JobState::Canceled)).collect()));
+    let mut jobifier = jobifier(stream, &launched);
+    jobifier
+        .expect_cancel()
+        .withf(move |j| *j == id)
+        .times(1)
+        .returning(|_| Ok(()));
+    let dispatcher = Dispatcher::new(
+        monitor,
+        jobifier,
+        no_feedback(),
+        run_all(),
+        Limits::global(5),
+        config(),
+    );
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(40)).await;
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_standby_observes_but_never_polls_or_launches_until_it_leads() {
+    let job = ScheduledJob::fixture().build();
+    let listed: Listed = Arc::new(Mutex::new(vec![job.clone()]));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let launched = Arc::default();
+    let (events_tx, stream) = events();
+    let (lead, leadership) = watch::channel(false);
+    let dispatcher = Dispatcher::new(
+        monitor(&listed, &polls),
+        jobifier(stream, &launched),
+        no_feedback(),
+        run_all(),
+        Limits::global(1),
+        config(),
+    )
+    .with_leadership(leadership);
+    let (stop_tx, handle) = start(dispatcher);
+    let other = ScheduledJob::fixture().on_pipeline("web").workload();
+    events_tx
+        .send(WorkloadEvent::Observed(other.clone()))
+        .expect("send");
+    sleep(POLL * 3).await;
+    assert_eq!(polls.load(Ordering::SeqCst), 0);
+    assert!(launched_ids(&launched).is_empty());
+    lead.send(true).expect("send");
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(polls.load(Ordering::SeqCst), 1);
+    assert!(
+        launched_ids(&launched).is_empty(),
+        "the standby's book counts the other replica's workload"
+    );
+    events_tx
+        .send(WorkloadEvent::Gone(other.job))
+        .expect("send");
+    sleep(POLL).await;
+    assert_eq!(launched_ids(&launched), vec![job.id]);
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn polling_backs_off_when_rate_limited() {
+    let polls = Arc::new(AtomicUsize::new(0));
+    let mut monitor = MockMonitor::new();
+    let counter = polls.clone();
+    monitor.expect_scheduled().returning(move || {
+        if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+            Err(MonitorError::RateLimited {
+                retry_after: Duration::from_secs(45),
+            })
+        } else {
+            Ok(vec![])
+        }
+    });
+    let launched = Arc::default();
+    let (_events, stream) = events();
+    let dispatcher = Dispatcher::new(
+        monitor,
+        jobifier(stream, &launched),
+        no_feedback(),
+        run_all(),
+        Limits::global(5),
+        config(),
+    );
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(44)).await;
+    assert_eq!(
+        polls.load(Ordering::SeqCst),
+        1,
+        "no poll before retry_after"
+    );
+    sleep(Duration::from_secs(2)).await;
+    assert_eq!(polls.load(Ordering::SeqCst), 2);
+    sleep(POLL).await;
+    assert_eq!(
+        polls.load(Ordering::SeqCst),
+        3,
+        "back to the interval after a success"
+    );
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_is_launched_before_the_workloads_are_restored() {
+    let polls = Arc::new(AtomicUsize::new(0));
+    let listed: Listed = Arc::new(Mutex::new(vec![ScheduledJob::fixture().build()]));
+    let mut jobifier = MockJobifier::new();
+    jobifier.expect_launch().never();
+    jobifier
+        .expect_events()
+        .return_once(|| stream::pending().boxed());
+    let dispatcher = Dispatcher::new(
+        monitor(&listed, &polls),
+        jobifier,
+        no_feedback(),
+        run_all(),
+        Limits::global(5),
+        config(),
+    );
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(POLL * 3).await;
+    assert_eq!(polls.load(Ordering::SeqCst), 0);
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_scheduler_stops_with_an_error_when_workload_events_end() {
+    let polls = Arc::new(AtomicUsize::new(0));
+    let mut jobifier = MockJobifier::new();
+    jobifier
+        .expect_events()
+        .return_once(|| stream::iter([WorkloadEvent::Restored(vec![])]).boxed());
+    jobifier.expect_launch().never();
+    let dispatcher = Dispatcher::new(
+        monitor(&Listed::default(), &polls),
+        jobifier,
+        no_feedback(),
+        run_all(),
+        Limits::global(5),
+        config(),
+    );
+    let result = dispatcher.run(std::future::pending()).await;
+    assert!(
+        matches!(result, Err(SchedulerError::EventsEnded)),
+        "{result:?}"
+    );
+}
