@@ -37,6 +37,9 @@ pub enum Command {
     Plan(PlanArgs),
     /// Validates the config file: exits 0, or 2 and prints every problem with its line.
     Check,
+    /// Starts the Buildkite and Kubernetes simulators, writes a kubeconfig and a jobify.toml
+    /// pointing at them, prints how to `jobify run` against them, and serves until Ctrl-C.
+    Sim(crate::cmd::sim::SimArgs),
 }
 
 /// `jobify plan` options.

@@ -15,5 +15,6 @@ pub mod health;
 pub mod metrics;
 pub mod server;
 pub mod shutdown;
+pub mod simenv;
 pub mod telemetry;
 pub mod tls;

@@ -3,7 +3,7 @@
 //! | component   | families (prefix `jobify_`)                                               |
 //! |-------------|---------------------------------------------------------------------------|
 //! | `monitor`   | `polls_total`, `poll_errors_total{kind}`, `rate_limit_remaining`           |
-//! | `scheduler` | `jobs_seen_total`, `decisions_total{decision,reason}`, `launches_total{outcome}`, `launch_errors_total{reason}`, `in_flight{queue}`, `scheduled_to_created_seconds`, `leader` |
+//! | `scheduler` | `jobs_seen_total`, `decisions_total{decision,reason}`, `launches_total{outcome}`, `launch_errors_total{reason}`, `in_flight`, `scheduled_to_created_seconds`, `leader` |
 //! | `workloads` | `failed_to_start_total{cause}`, `cancellations_total`                     |
 //! | `buildkite` | `queue_jobs{queue,state}`, `queue_agents{queue,state}` (from `/v3/metrics`) |
 //!
@@ -50,12 +50,6 @@ struct CodeLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CauseLabels {
     cause: &'static str,
-}
-
-/// Labels of per-queue gauges.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
-struct QueueLabels {
-    queue: String,
 }
 
 /// Labels of the Buildkite queue gauges.
@@ -111,7 +105,7 @@ pub struct Metrics {
     decisions: Family<DecisionLabels, Counter>,
     launches: Family<OutcomeLabels, Counter>,
     launch_errors: Family<CodeLabels, Counter>,
-    in_flight: Family<QueueLabels, Gauge>,
+    in_flight: Gauge,
     scheduled_to_created: Histogram,
     leader: Gauge,
     failed_to_start: Family<CauseLabels, Counter>,
@@ -132,7 +126,7 @@ impl Metrics {
             decisions: Family::default(),
             launches: Family::default(),
             launch_errors: Family::default(),
-            in_flight: Family::default(),
+            in_flight: Gauge::default(),
             // 50 ms .. ~7 min: from a warm cluster to a cold node pool.
             scheduled_to_created: Histogram::new(exponential_buckets(0.05, 2.0, 14)),
             leader: Gauge::default(),
@@ -184,7 +178,7 @@ impl Metrics {
         );
         scheduler.register(
             "in_flight",
-            "Workloads launched and not yet finished, by queue",
+            "Workloads launched and not yet finished",
             metrics.in_flight.clone(),
         );
         scheduler.register(
@@ -283,13 +277,9 @@ impl Metrics {
             .inc();
     }
 
-    /// The number of workloads in flight for `queue`.
-    pub fn set_in_flight(&self, queue: &str, count: usize) {
-        self.in_flight
-            .get_or_create(&QueueLabels {
-                queue: queue.to_owned(),
-            })
-            .set(saturating_i64(count as u64));
+    /// The number of workloads in flight.
+    pub fn set_in_flight(&self, count: u32) {
+        self.in_flight.set(i64::from(count));
     }
 
     /// Whether this replica leads.

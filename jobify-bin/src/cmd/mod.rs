@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod plan;
+pub mod sim;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -21,6 +22,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(config) => plan::execute(&config, args.output).await,
             Err(code) => Ok(code),
         },
+        Command::Sim(args) => sim::execute(args).await,
     }
 }
 

@@ -1,0 +1,77 @@
+//! Batches of ordinary jobs to schedule in the Buildkite simulator.
+
+use std::time::Duration;
+
+use jobify_sim::buildkite::{BuildkiteSim, JobHandle, JobSpec};
+
+/// What a batch of jobs looks like: spread round robin over pipelines and queues, each
+/// running for `run_for` and passing.
+#[derive(Clone, Debug)]
+pub struct Workload {
+    /// Pipeline slugs.
+    pub pipelines: Vec<String>,
+    /// Queue names (`queue=<name>` agent query rule).
+    pub queues: Vec<String>,
+    /// How long each job's command runs once its agent acquires it.
+    pub run_for: Duration,
+}
+
+impl Workload {
+    /// Jobs on queue `queue` of pipelines `app`, `api` and `web`, each running `run_for`.
+    pub fn on_queue(queue: &str, run_for: Duration) -> Self {
+        Workload {
+            pipelines: ["app", "api", "web"].map(str::to_owned).to_vec(),
+            queues: vec![queue.to_owned()],
+            run_for,
+        }
+    }
+}
+
+/// A job scheduled from a [`Workload`].
+#[derive(Clone, Debug)]
+pub struct ScheduledSimJob {
+    /// The job in the simulator.
+    pub handle: JobHandle,
+    /// Its queue.
+    pub queue: String,
+    /// Its pipeline.
+    pub pipeline: String,
+}
+
+/// Schedules `count` jobs of `workload`, numbering their labels from `first`.
+pub fn schedule(
+    buildkite: &BuildkiteSim,
+    workload: &Workload,
+    first: usize,
+    count: usize,
+) -> Vec<ScheduledSimJob> {
+    (first..first + count)
+        .map(|n| {
+            let pipeline = pick(&workload.pipelines, n, "pipeline");
+            let queue = pick(
+                &workload.queues,
+                n / workload.pipelines.len().max(1),
+                "default",
+            );
+            let handle = buildkite.schedule_job(
+                JobSpec::command(format!("make test-{n}"))
+                    .on_pipeline(&pipeline)
+                    .on_queue(&queue)
+                    .running(workload.run_for, 0),
+            );
+            ScheduledSimJob {
+                handle,
+                queue,
+                pipeline,
+            }
+        })
+        .collect()
+}
+
+fn pick(items: &[String], n: usize, fallback: &str) -> String {
+    if items.is_empty() {
+        fallback.to_owned()
+    } else {
+        items[n % items.len()].clone()
+    }
+}
