@@ -190,7 +190,7 @@ async fn unsatisfiable_node_selector_is_unschedulable_with_failed_scheduling_eve
 async fn oom_killed_pod_fails_the_job_with_backoff_limit_exceeded() {
     let (sim, client) = start(KubeSimConfig::default()).await;
     let jobs: Api<Job> = Api::namespaced(client, NS);
-    jobs.create(&PostParams::default(), &job("oom", "app:oom"))
+    jobs.create(&PostParams::default(), &job("oom", "app:oomkill"))
         .await
         .unwrap();
     let failed = eventually("job to fail", || {
@@ -386,5 +386,106 @@ async fn agent_that_cannot_acquire_exits_1() {
     .await;
     assert_eq!(exit_code(&pod), Some(1));
     assert!(agent.finished.lock().unwrap().is_empty());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn on_failure_restarts_in_place_until_the_backoff_limit() {
+    let agent = Arc::new(FakeAgent::default());
+    let config = KubeSimConfig {
+        agent: Some(agent.clone()),
+        ..KubeSimConfig::default()
+    };
+    let (sim, client) = start(config).await;
+    let mut j = agent_job("restarts", Uuid::new_v4());
+    let spec = j.spec.as_mut().unwrap();
+    spec.backoff_limit = Some(1);
+    spec.template.spec.as_mut().unwrap().restart_policy = Some("OnFailure".into());
+    Api::<Job>::namespaced(client, NS)
+        .create(&PostParams::default(), &j)
+        .await
+        .unwrap();
+    let failed = eventually("the job to fail", || {
+        sim.jobs(NS)
+            .into_iter()
+            .find(|j| job_condition(j, "Failed").is_some())
+    })
+    .await;
+    assert_eq!(
+        job_condition(&failed, "Failed").as_deref(),
+        Some("BackoffLimitExceeded")
+    );
+    let restarted = sim.events(NS).into_iter().any(|e| {
+        e.reason.as_deref() == Some("BackOff")
+            && e.message.as_deref().is_some_and(|m| {
+                m.starts_with("Back-off restarting failed container agent in pod restarts-")
+            })
+    });
+    assert!(restarted);
+    // The container restarted in place: its agent ran (and exited 3) at least twice.
+    assert!(agent.acquired.lock().unwrap().len() >= 2);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn suspended_job_runs_no_pod_until_resumed() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client, NS);
+    let mut j = job("later", "busybox");
+    j.spec.as_mut().unwrap().suspend = Some(true);
+    jobs.create(&PostParams::default(), &j).await.unwrap();
+    eventually("the Suspended condition", || {
+        sim.jobs(NS)
+            .into_iter()
+            .find(|j| job_condition(j, "Suspended").is_some())
+    })
+    .await;
+    assert!(sim.pods(NS).is_empty());
+    let resume = json!({"spec": {"suspend": false}});
+    jobs.patch(
+        "later",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&resume),
+    )
+    .await
+    .unwrap();
+    let done = eventually("the job to complete", || {
+        sim.jobs(NS)
+            .into_iter()
+            .find(|j| job_condition(j, "Complete").is_some())
+    })
+    .await;
+    let suspended = done
+        .status
+        .unwrap()
+        .conditions
+        .unwrap()
+        .into_iter()
+        .find(|c| c.type_ == "Suspended")
+        .unwrap();
+    assert_eq!(suspended.status, "False");
+    assert_eq!(suspended.reason.as_deref(), Some("JobResumed"));
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn parallelism_runs_that_many_pods_at_once() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let mut j = job("wide", "app:slow-start");
+    let spec = j.spec.as_mut().unwrap();
+    spec.parallelism = Some(3);
+    spec.completions = Some(3);
+    Api::<Job>::namespaced(client, NS)
+        .create(&PostParams::default(), &j)
+        .await
+        .unwrap();
+    let active = eventually("three active pods", || {
+        sim.jobs(NS)
+            .into_iter()
+            .find_map(|j| j.status?.active.filter(|a| *a == 3))
+    })
+    .await;
+    assert_eq!(active, 3);
+    assert_eq!(sim.pods(NS).len(), 3);
     sim.shutdown().await;
 }

@@ -228,3 +228,36 @@ async fn label_filtered_watch_sees_objects_leave_the_selection_as_deleted() {
     assert_eq!(gone.metadata.labels.unwrap()["team"], "b");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn streaming_list_watcher_gets_initial_events_then_changes() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let leases: Api<Lease> = Api::namespaced(client, NS);
+    leases
+        .create(&PostParams::default(), &lease("one"))
+        .await
+        .unwrap();
+    let config = watcher::Config::default().streaming_lists();
+    let mut events = watcher(leases.clone(), config).boxed();
+    let mut initial = Vec::new();
+    loop {
+        match next(&mut events).await.unwrap() {
+            watcher::Event::InitApply(l) => initial.push(l.metadata.name.unwrap()),
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(initial, vec!["one".to_string()]);
+    leases
+        .create(&PostParams::default(), &lease("two"))
+        .await
+        .unwrap();
+    loop {
+        if let watcher::Event::Apply(l) = next(&mut events).await.unwrap() {
+            assert_eq!(l.metadata.name.as_deref(), Some("two"));
+            break;
+        }
+    }
+    assert_eq!(sim.stats().lists, 0, "a streaming list never lists");
+    sim.shutdown().await;
+}

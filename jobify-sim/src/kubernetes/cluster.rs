@@ -251,13 +251,17 @@ impl Cluster {
             Resource::Jobs => {
                 let cluster = self.clone();
                 let job = stored.clone();
-                self.spawn(super::controller::run(cluster, job));
+                // The token exists before the loop runs, so a delete that races the spawn
+                // still stops it.
+                let stop = self.stop_token(meta::uid(&job));
+                self.spawn(super::controller::run(cluster, job, stop));
             }
             Resource::Pods => {
                 bump(&self.stats.pod_creates);
                 let cluster = self.clone();
                 let pod = stored.clone();
-                self.spawn(super::kubelet::run(cluster, pod));
+                let stop = self.stop_token(meta::uid(&pod));
+                self.spawn(super::kubelet::run(cluster, pod, stop));
             }
             Resource::Events | Resource::Leases => {}
         }

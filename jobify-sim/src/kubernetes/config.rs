@@ -120,9 +120,9 @@ pub struct Scenarios {
     pub label: String,
     /// Default `does-not-exist`.
     pub missing_image_marker: String,
-    /// Default `oom`.
+    /// Default `oomkill` (e.g. `app:oomkill`).
     pub oom_image_marker: String,
-    /// Default `slow`.
+    /// Default `slow-start` (e.g. `app:slow-start`).
     pub slow_image_marker: String,
     /// Secrets that do not exist. Default `["missing-secret"]`.
     pub missing_secrets: Vec<String>,
@@ -140,8 +140,8 @@ impl Default for Scenarios {
         Scenarios {
             label: "sim.jobify.dev/scenario".to_string(),
             missing_image_marker: "does-not-exist".to_string(),
-            oom_image_marker: "oom".to_string(),
-            slow_image_marker: "slow".to_string(),
+            oom_image_marker: "oomkill".to_string(),
+            slow_image_marker: "slow-start".to_string(),
             missing_secrets: vec!["missing-secret".to_string()],
             missing_config_maps: vec!["missing-config".to_string()],
             node_labels: [

@@ -12,11 +12,13 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::cluster::{Cluster, DeleteOptions, Propagation};
 use super::meta;
 use super::resource::Resource;
-use super::store::ChangeType;
+use super::store::Change;
+use tokio::sync::broadcast;
 
 /// What the loop remembers between reconciles.
 #[derive(Debug, Default)]
@@ -42,7 +44,8 @@ pub(crate) enum Finish {
 #[must_use]
 pub(crate) struct Plan {
     pub(crate) status: Value,
-    pub(crate) create_pod: bool,
+    pub(crate) create_pods: usize,
+    pub(crate) events: Vec<(&'static str, &'static str, &'static str)>,
     pub(crate) delete_pods: Vec<String>,
     pub(crate) finished: Option<Finish>,
     pub(crate) wake_at: Option<Instant>,
@@ -127,51 +130,89 @@ pub(crate) fn reconcile(
         0
     };
 
-    let start = status["startTime"].as_str().and_then(|s| s.parse().ok());
-    let start: jiff::Timestamp = start.unwrap_or(now);
-    status["startTime"] = json!(meta::format_time(start));
-    let backoff_limit = job["spec"]["backoffLimit"].as_i64().unwrap_or(6);
-    let deadline = job["spec"]["activeDeadlineSeconds"]
-        .as_i64()
-        .map(|s| start + jiff::SignedDuration::from_secs(s));
-
     let mut plan = Plan::default();
-    let finish = if succeeded >= job["spec"]["completions"].as_i64().unwrap_or(1) {
-        Some(Finish::Complete)
-    } else if failed + restarts > backoff_limit {
-        Some(Finish::BackoffLimitExceeded)
-    } else if deadline.is_some_and(|d| now >= d) {
-        Some(Finish::DeadlineExceeded)
-    } else {
-        None
-    };
+    let t = meta::format_time(now);
     let mut active_count = i64::try_from(active.len()).unwrap_or(i64::MAX);
-    if let Some(finish) = finish {
-        if finish != Finish::Complete {
-            plan.delete_pods = active.iter().map(|p| meta::name(p).to_string()).collect();
-            failed += active_count;
-            for p in &active {
-                memory.counted.insert(meta::uid(p).to_string());
-            }
-            active_count = 0;
+    if job["spec"]["suspend"].as_bool().unwrap_or(false) {
+        // A suspended Job runs no pods (their deletion counts as neither success nor
+        // failure) and its deadline clock stops: startTime restarts on resume.
+        plan.delete_pods = active.iter().map(|p| meta::name(p).to_string()).collect();
+        for p in &active {
+            memory.counted.insert(meta::uid(p).to_string());
         }
-        finish_status(&mut status, finish, now);
-        plan.finished = Some(finish);
-    } else if active.is_empty() {
-        match memory.backoff_until {
-            Some(until) if until > instant => plan.wake_at = Some(until),
-            _ => {
-                plan.create_pod = true;
-                active_count = 1;
+        if set_condition(
+            &mut status,
+            "Suspended",
+            true,
+            "JobSuspended",
+            "Job suspended",
+            &t,
+        ) {
+            plan.events.push(("Normal", "Suspended", "Job suspended"));
+        }
+        if let Some(m) = status.as_object_mut() {
+            m.remove("startTime");
+        }
+        active_count = 0;
+    } else {
+        if has_condition(&status, "Suspended", "True") {
+            set_condition(
+                &mut status,
+                "Suspended",
+                false,
+                "JobResumed",
+                "Job resumed",
+                &t,
+            );
+            plan.events.push(("Normal", "Resumed", "Job resumed"));
+        }
+        let start = status["startTime"].as_str().and_then(|s| s.parse().ok());
+        let start: jiff::Timestamp = start.unwrap_or(now);
+        status["startTime"] = json!(meta::format_time(start));
+        let backoff_limit = job["spec"]["backoffLimit"].as_i64().unwrap_or(6);
+        let deadline = job["spec"]["activeDeadlineSeconds"]
+            .as_i64()
+            .map(|s| start + jiff::SignedDuration::from_secs(s));
+        let completions = job["spec"]["completions"].as_i64().unwrap_or(1);
+        let parallelism = job["spec"]["parallelism"].as_i64().unwrap_or(1);
+        let finish = if succeeded >= completions {
+            Some(Finish::Complete)
+        } else if failed + restarts > backoff_limit {
+            Some(Finish::BackoffLimitExceeded)
+        } else if deadline.is_some_and(|d| now >= d) {
+            Some(Finish::DeadlineExceeded)
+        } else {
+            None
+        };
+        if let Some(finish) = finish {
+            if finish != Finish::Complete {
+                plan.delete_pods = active.iter().map(|p| meta::name(p).to_string()).collect();
+                failed += active_count;
+                for p in &active {
+                    memory.counted.insert(meta::uid(p).to_string());
+                }
+                active_count = 0;
+            }
+            finish_status(&mut status, finish, &t);
+            plan.events.push(finish_event(finish));
+            plan.finished = Some(finish);
+        } else {
+            let wanted = parallelism.min(completions - succeeded).max(0);
+            let missing = wanted - active_count;
+            if missing > 0 {
+                match memory.backoff_until {
+                    Some(until) if until > instant => plan.wake_at = Some(until),
+                    _ => {
+                        plan.create_pods = usize::try_from(missing).unwrap_or_default();
+                        active_count += missing;
+                    }
+                }
+            }
+            if let Some(d) = deadline {
+                let wake = instant + d.duration_since(now).unsigned_abs();
+                plan.wake_at = Some(plan.wake_at.map_or(wake, |w| w.min(wake)));
             }
         }
-    }
-    if let Some(d) = deadline
-        && plan.finished.is_none()
-    {
-        let left = d.duration_since(now).unsigned_abs();
-        let wake = instant + left;
-        plan.wake_at = Some(plan.wake_at.map_or(wake, |w| w.min(wake)));
     }
     set_count(&mut status, "active", active_count);
     set_count(&mut status, "succeeded", succeeded);
@@ -183,6 +224,68 @@ pub(crate) fn reconcile(
     plan
 }
 
+fn finish_event(finish: Finish) -> (&'static str, &'static str, &'static str) {
+    match finish {
+        Finish::Complete => ("Normal", "Completed", "Job completed"),
+        Finish::BackoffLimitExceeded => (
+            "Warning",
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+        ),
+        Finish::DeadlineExceeded => (
+            "Warning",
+            "DeadlineExceeded",
+            "Job was active longer than specified deadline",
+        ),
+    }
+}
+
+fn has_condition(status: &Value, kind: &str, value: &str) -> bool {
+    status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == kind && c["status"] == value)
+}
+
+/// Sets condition `kind`, keeping its transition time if its status did not change;
+/// returns whether it changed.
+fn set_condition(
+    status: &mut Value,
+    kind: &str,
+    on: bool,
+    reason: &str,
+    message: &str,
+    now: &str,
+) -> bool {
+    let value = if on { "True" } else { "False" };
+    if !status["conditions"].is_array() {
+        status["conditions"] = json!([]);
+    }
+    let Some(conditions) = status["conditions"].as_array_mut() else {
+        return false;
+    };
+    let new = json!({
+        "type": kind,
+        "status": value,
+        "lastProbeTime": now,
+        "lastTransitionTime": now,
+        "reason": reason,
+        "message": message,
+    });
+    match conditions.iter_mut().find(|c| c["type"] == kind) {
+        Some(c) if c["status"] == value => false,
+        Some(c) => {
+            *c = new;
+            true
+        }
+        None => {
+            conditions.push(new);
+            true
+        }
+    }
+}
+
 /// Counts are `omitempty` in the real API: zero is absent.
 fn set_count(status: &mut Value, key: &str, n: i64) {
     if n > 0 {
@@ -192,44 +295,32 @@ fn set_count(status: &mut Value, key: &str, n: i64) {
     }
 }
 
-fn condition(kind: &str, reason: &str, message: &str, now: &str) -> Value {
-    json!({
-        "type": kind,
-        "status": "True",
-        "lastProbeTime": now,
-        "lastTransitionTime": now,
-        "reason": reason,
-        "message": message,
-    })
-}
-
-fn finish_status(status: &mut Value, finish: Finish, now: jiff::Timestamp) {
-    let t = meta::format_time(now);
-    let conditions = match finish {
+fn finish_status(status: &mut Value, finish: Finish, t: &str) {
+    let (target, kind, reason, msg) = match finish {
         Finish::Complete => {
             status["completionTime"] = json!(t);
-            let msg = "Reached expected number of succeeded pods";
-            vec![
-                condition("SuccessCriteriaMet", "CompletionsReached", msg, &t),
-                condition("Complete", "CompletionsReached", msg, &t),
-            ]
+            (
+                "SuccessCriteriaMet",
+                "Complete",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+            )
         }
-        Finish::BackoffLimitExceeded => {
-            let msg = "Job has reached the specified backoff limit";
-            vec![
-                condition("FailureTarget", "BackoffLimitExceeded", msg, &t),
-                condition("Failed", "BackoffLimitExceeded", msg, &t),
-            ]
-        }
-        Finish::DeadlineExceeded => {
-            let msg = "Job was active longer than specified deadline";
-            vec![
-                condition("FailureTarget", "DeadlineExceeded", msg, &t),
-                condition("Failed", "DeadlineExceeded", msg, &t),
-            ]
-        }
+        Finish::BackoffLimitExceeded => (
+            "FailureTarget",
+            "Failed",
+            "BackoffLimitExceeded",
+            "Job has reached the specified backoff limit",
+        ),
+        Finish::DeadlineExceeded => (
+            "FailureTarget",
+            "Failed",
+            "DeadlineExceeded",
+            "Job was active longer than specified deadline",
+        ),
     };
-    status["conditions"] = json!(conditions);
+    set_condition(status, target, true, reason, msg, t);
+    set_condition(status, kind, true, reason, msg, t);
 }
 
 /// Whether the Job has a `Complete` or `Failed` condition.
@@ -279,13 +370,13 @@ fn pod_for(job: &Value) -> Value {
 
 /// The loop of one Job, until it is deleted, finishes (and its TTL passes), or the
 /// simulator stops.
-pub(crate) async fn run(cluster: Arc<Cluster>, job: Arc<Value>) {
+pub(crate) async fn run(cluster: Arc<Cluster>, job: Arc<Value>, stop: CancellationToken) {
     let namespace = meta::namespace(&job).to_string();
     let name = meta::name(&job).to_string();
     let uid = meta::uid(&job).to_string();
-    let stop = cluster.stop_token(&uid);
     let mut memory = Memory::default();
-    let mut pods_feed = cluster.store.watch(Resource::Pods, None).map(|w| w.live);
+    let mut pods_feed = cluster.store.subscribe(Resource::Pods);
+    let mut jobs_feed = cluster.store.subscribe(Resource::Jobs);
     while let Some(job) = cluster.store.get(Resource::Jobs, &namespace, &name) {
         if meta::uid(&job) != uid || stop.is_cancelled() {
             break;
@@ -325,24 +416,13 @@ pub(crate) async fn run(cluster: Arc<Cluster>, job: Arc<Value>) {
                 );
             }
         }
-        if plan.create_pod {
+        for _ in 0..plan.create_pods {
             create_pod(&cluster, &updated, &mut memory);
         }
-        if let Some(finish) = plan.finished {
-            let (kind, reason, msg) = match finish {
-                Finish::Complete => ("Normal", "Completed", "Job completed"),
-                Finish::BackoffLimitExceeded => (
-                    "Warning",
-                    "BackoffLimitExceeded",
-                    "Job has reached the specified backoff limit",
-                ),
-                Finish::DeadlineExceeded => (
-                    "Warning",
-                    "DeadlineExceeded",
-                    "Job was active longer than specified deadline",
-                ),
-            };
+        for (kind, reason, msg) in &plan.events {
             cluster.record_event(&updated, kind, reason, msg, "job-controller", None, None);
+        }
+        if plan.finished.is_some() {
             expire_after_ttl(&cluster, &updated, &stop).await;
             break;
         }
@@ -353,38 +433,35 @@ pub(crate) async fn run(cluster: Arc<Cluster>, job: Arc<Value>) {
                 None => std::future::pending().await,
             }
         };
-        let pod_changed = async {
-            let Ok(feed) = pods_feed.as_mut() else {
-                return std::future::pending().await;
-            };
-            loop {
-                match feed.recv().await {
-                    Ok(change) => {
-                        let ours = meta::is_owned_by(&change.object, &uid)
-                            || change.kind == ChangeType::Deleted
-                                && change
-                                    .previous
-                                    .as_ref()
-                                    .is_some_and(|p| meta::is_owned_by(p, &uid));
-                        if ours {
-                            return;
-                        }
-                    }
-                    // Fell behind: reconcile from the store, which is level-based anyway.
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                        return std::future::pending().await;
-                    }
-                }
-            }
-        };
+        let pod_changed = next_change(&mut pods_feed, |c| {
+            meta::is_owned_by(&c.object, &uid)
+                || c.previous
+                    .as_ref()
+                    .is_some_and(|p| meta::is_owned_by(p, &uid))
+        });
+        // The Job itself changed (suspend, parallelism, a user's edit).
+        let job_changed = next_change(&mut jobs_feed, |c| meta::uid(&c.object) == uid);
         tokio::select! {
             () = stop.cancelled() => break,
             () = sleep => {}
             () = pod_changed => {}
+            () = job_changed => {}
         }
     }
     cluster.forget(&uid);
+}
+
+/// Resolves at the next change on `feed` that is `relevant`, or when the feed fell behind
+/// (the caller reconciles from the store, which is level-based anyway).
+async fn next_change(feed: &mut broadcast::Receiver<Change>, relevant: impl Fn(&Change) -> bool) {
+    loop {
+        match feed.recv().await {
+            Ok(change) if relevant(&change) => return,
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => return,
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
+        }
+    }
 }
 
 fn create_pod(cluster: &Arc<Cluster>, job: &Value, memory: &mut Memory) {
@@ -427,11 +504,7 @@ fn create_pod(cluster: &Arc<Cluster>, job: &Value, memory: &mut Memory) {
 
 /// The TTL-after-finished controller: deletes a finished Job (and, in the background, its
 /// pods) once `ttlSecondsAfterFinished` passed.
-async fn expire_after_ttl(
-    cluster: &Arc<Cluster>,
-    job: &Value,
-    stop: &tokio_util::sync::CancellationToken,
-) {
+async fn expire_after_ttl(cluster: &Arc<Cluster>, job: &Value, stop: &CancellationToken) {
     let Some(ttl) = job["spec"]["ttlSecondsAfterFinished"].as_u64() else {
         return;
     };
@@ -476,7 +549,7 @@ mod tests {
             Instant::now(),
             Duration::ZERO,
         );
-        assert!(p.create_pod);
+        assert_eq!(p.create_pods, 1);
         assert_eq!(p.status["active"], 1);
         assert!(p.status["startTime"].is_string());
     }
@@ -512,7 +585,7 @@ mod tests {
         );
         assert_eq!(p.finished, Some(Finish::BackoffLimitExceeded));
         assert_eq!(p.status["conditions"][1]["reason"], "BackoffLimitExceeded");
-        assert!(!p.create_pod);
+        assert_eq!(p.create_pods, 0);
     }
 
     #[test]
@@ -528,7 +601,7 @@ mod tests {
             t0,
             Duration::from_secs(10),
         );
-        assert!(!p.create_pod);
+        assert_eq!(p.create_pods, 0);
         assert_eq!(p.wake_at, Some(t0 + Duration::from_secs(10)));
         let mut j2 = j.clone();
         j2["status"] = p.status;
@@ -540,7 +613,7 @@ mod tests {
             t0 + Duration::from_secs(10),
             Duration::from_secs(10),
         );
-        assert!(p.create_pod);
+        assert_eq!(p.create_pods, 1);
         assert_eq!(p.status["failed"], 1);
     }
 

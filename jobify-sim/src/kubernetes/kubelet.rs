@@ -30,6 +30,9 @@ enum Stage {
     },
     /// All containers running since `started_at`.
     Running { started_at: String },
+    /// The main container failed and waits to restart (`restartPolicy: OnFailure`); the
+    /// pod stays `Running`.
+    CrashLoopBackOff { main: String, message: String },
     /// The main container exited.
     Terminated {
         started_at: String,
@@ -52,8 +55,18 @@ enum Ended {
     },
 }
 
+/// Restarts of the main container (`restartPolicy: OnFailure`).
+#[derive(Clone, Debug, Default)]
+struct Restarts {
+    container: String,
+    count: i64,
+    /// `lastState` of the restarted container.
+    last: Value,
+}
+
 struct Kubelet {
     cluster: Arc<Cluster>,
+    restarts: std::sync::Mutex<Restarts>,
     namespace: String,
     name: String,
     uid: String,
@@ -63,12 +76,12 @@ struct Kubelet {
 }
 
 /// The loop of one pod, until it is deleted or the simulator stops.
-pub(crate) async fn run(cluster: Arc<Cluster>, pod: Arc<Value>) {
+pub(crate) async fn run(cluster: Arc<Cluster>, pod: Arc<Value>, stop: CancellationToken) {
     let uid = meta::uid(&pod).to_string();
-    let stop = cluster.stop_token(&uid);
     let node = cluster.next_node();
     let serial = rand::random::<u8>() % 250 + 2;
     let kubelet = Kubelet {
+        restarts: std::sync::Mutex::default(),
         namespace: meta::namespace(&pod).to_string(),
         name: meta::name(&pod).to_string(),
         uid: uid.clone(),
@@ -89,8 +102,9 @@ impl Kubelet {
         &self.cluster.config.timings
     }
 
+    /// Sleeps `d`; false if the pod was deleted meanwhile (or the simulator stops).
     async fn sleep(&self, d: Duration) -> bool {
-        Cluster::sleep(d, &self.stop).await
+        Cluster::sleep(d, &self.stop).await && self.current().is_some()
     }
 
     fn current(&self) -> Option<Arc<Value>> {
@@ -123,9 +137,14 @@ impl Kubelet {
     }
 
     fn set_stage(&self, stage: &Stage) {
-        let (node, ip) = (self.node.clone(), self.pod_ip.clone());
+        let ip = self.pod_ip.clone();
+        let restarts = self
+            .restarts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         self.update(|p| {
-            let status = pod_status(p, stage, &node, &ip);
+            let status = pod_status(p, stage, &ip, &restarts);
             p["status"] = status;
         });
     }
@@ -229,32 +248,90 @@ impl Kubelet {
             .map(|a| a.container.clone())
             .or_else(|| containers.first().map(|(c, _)| c.clone()))
             .unwrap_or_default();
-        let (run_for, exit_code, acquired) = self.acquire(agent.as_ref());
-        let running = Ended::Stopped {
-            acquired,
-            running: true,
-        };
-        if !self.sleep(run_for).await {
-            return running;
+        let restart_on_failure = pod["spec"]["restartPolicy"] == "OnFailure";
+        let mut started_at = started_at;
+        loop {
+            let (run_for, exit_code, acquired) = self.acquire(agent.as_ref());
+            let running = Ended::Stopped {
+                acquired,
+                running: true,
+            };
+            if !self.sleep(run_for).await {
+                return running;
+            }
+            let (exit_code, reason) = if *scenario == Scenario::OomKilled {
+                (137, "OOMKilled")
+            } else if exit_code == 0 {
+                (0, "Completed")
+            } else {
+                (exit_code, "Error")
+            };
+            if let (Some(agent_api), Some(job)) = (&self.cluster.config.agent, acquired) {
+                agent_api.finish(job, exit_code);
+            }
+            let finished_at = meta::now();
+            if exit_code == 0 || !restart_on_failure {
+                self.set_stage(&Stage::Terminated {
+                    started_at,
+                    finished_at,
+                    main,
+                    exit_code,
+                    reason: reason.to_string(),
+                });
+                return Ended::Finished;
+            }
+            // OnFailure: the kubelet restarts the container in place, with back-off.
+            {
+                let mut r = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
+                r.container.clone_from(&main);
+                r.count += 1;
+                r.last = json!({"terminated": {
+                    "exitCode": exit_code,
+                    "reason": reason,
+                    "startedAt": started_at,
+                    "finishedAt": finished_at,
+                    "containerID": container_id(&self.uid, &main),
+                }});
+            }
+            let backoff = format!(
+                "back-off {} restarting failed container={main} pod={}_{}({})",
+                format_go_duration(self.timings().job_backoff),
+                self.name,
+                self.namespace,
+                self.uid
+            );
+            self.set_stage(&Stage::CrashLoopBackOff {
+                main: main.clone(),
+                message: backoff,
+            });
+            let msg = format!(
+                "Back-off restarting failed container {main} in pod {}_{}({})",
+                self.name, self.namespace, self.uid
+            );
+            self.event("Warning", "BackOff", &msg, Some(&main));
+            if !self.sleep(self.timings().job_backoff).await {
+                return Ended::Stopped {
+                    acquired: None,
+                    running: true,
+                };
+            }
+            self.event(
+                "Normal",
+                "Created",
+                &format!("Created container: {main}"),
+                Some(&main),
+            );
+            self.event(
+                "Normal",
+                "Started",
+                &format!("Started container {main}"),
+                Some(&main),
+            );
+            started_at = meta::now();
+            self.set_stage(&Stage::Running {
+                started_at: started_at.clone(),
+            });
         }
-        let (exit_code, reason) = if *scenario == Scenario::OomKilled {
-            (137, "OOMKilled")
-        } else if exit_code == 0 {
-            (0, "Completed")
-        } else {
-            (exit_code, "Error")
-        };
-        if let (Some(agent_api), Some(job)) = (&self.cluster.config.agent, acquired) {
-            agent_api.finish(job, exit_code);
-        }
-        self.set_stage(&Stage::Terminated {
-            started_at,
-            finished_at: meta::now(),
-            main,
-            exit_code,
-            reason: reason.to_string(),
-        });
-        Ended::Finished
     }
 
     /// What the agent does: `(run_for, exit_code, acquired job)`.
@@ -593,7 +670,7 @@ fn container_id(pod_uid: &str, container: &str) -> String {
 }
 
 /// The whole pod status for `stage`, keeping transition times of unchanged conditions.
-fn pod_status(pod: &Value, stage: &Stage, node: &str, pod_ip: &str) -> Value {
+fn pod_status(pod: &Value, stage: &Stage, pod_ip: &str, restarts: &Restarts) -> Value {
     let now = json!(meta::now());
     let old_conditions = pod["status"]["conditions"]
         .as_array()
@@ -620,6 +697,7 @@ fn pod_status(pod: &Value, stage: &Stage, node: &str, pod_ip: &str) -> Value {
             ("Pending", true, false, Some("ContainersNotReady"))
         }
         Stage::Running { .. } => ("Running", true, true, None),
+        Stage::CrashLoopBackOff { .. } => ("Running", true, false, Some("ContainersNotReady")),
         Stage::Terminated { exit_code: 0, .. } => ("Succeeded", false, false, Some("PodCompleted")),
         Stage::Terminated { .. } => ("Failed", false, false, Some("ContainersNotReady")),
     };
@@ -695,6 +773,18 @@ fn pod_status(pod: &Value, stage: &Stage, node: &str, pod_ip: &str) -> Value {
                         )
                     }
                 }
+                Stage::CrashLoopBackOff { main, message } if main == name => (
+                    json!({"waiting": {"reason": "CrashLoopBackOff", "message": message}}),
+                    false,
+                    false,
+                    true,
+                ),
+                Stage::CrashLoopBackOff { .. } => (
+                    json!({"running": {"startedAt": pod["status"]["startTime"]}}),
+                    true,
+                    true,
+                    true,
+                ),
                 Stage::Running { started_at } => (
                     json!({"running": {"startedAt": started_at}}),
                     true,
@@ -737,6 +827,10 @@ fn pod_status(pod: &Value, stage: &Stage, node: &str, pod_ip: &str) -> Value {
                 "started": started,
                 "state": state,
             });
+            if restarts.count > 0 && restarts.container == name {
+                s["restartCount"] = json!(restarts.count);
+                s["lastState"] = restarts.last.clone();
+            }
             if runs {
                 s["containerID"] = json!(container_id(meta::uid(pod), name));
                 s["imageID"] = json!(format!(
@@ -759,7 +853,6 @@ fn pod_status(pod: &Value, stage: &Stage, node: &str, pod_ip: &str) -> Value {
         "containerStatuses": statuses,
         "qosClass": pod["status"]["qosClass"].as_str().unwrap_or("BestEffort"),
     });
-    let _ = node;
     if let Some(inits) = pod["spec"]["initContainers"].as_array() {
         let done: Vec<Value> = inits
             .iter()
@@ -809,8 +902,8 @@ mod tests {
                 exit_code: 137,
                 reason: "OOMKilled".into(),
             },
-            "n",
             "10.0.0.1",
+            &Restarts::default(),
         );
         assert_eq!(s["phase"], "Failed");
         assert_eq!(

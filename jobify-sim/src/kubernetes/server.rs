@@ -363,6 +363,9 @@ fn watch_request(
     let bookmarks = params
         .get("allowWatchBookmarks")
         .is_some_and(|b| b == "true" || b == "1");
+    let send_initial_events = params
+        .get("sendInitialEvents")
+        .is_some_and(|b| b == "true" || b == "1");
     Ok(WatchRequest {
         resource,
         namespace,
@@ -371,6 +374,7 @@ fn watch_request(
         fields,
         timeout,
         bookmarks,
+        send_initial_events,
     })
 }
 

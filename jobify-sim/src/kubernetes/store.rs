@@ -45,6 +45,8 @@ pub(crate) struct WatchStart {
     pub(crate) replay: Vec<Change>,
     /// Changes from now on.
     pub(crate) live: broadcast::Receiver<Change>,
+    /// The store's resourceVersion when the watch started.
+    pub(crate) rv: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -275,7 +277,16 @@ impl Store {
             }
             Some(rv) => log.changes.iter().filter(|c| c.rv > rv).cloned().collect(),
         };
-        Ok(WatchStart { replay, live })
+        Ok(WatchStart {
+            replay,
+            live,
+            rv: inner.rv,
+        })
+    }
+
+    /// The live feed of changes to `resource`, from now on.
+    pub(crate) fn subscribe(&self, resource: Resource) -> broadcast::Receiver<Change> {
+        self.lock().log(resource).tx.subscribe()
     }
 
     /// The oldest `resourceVersion` from which a watch of `resource` can still resume.

@@ -31,6 +31,9 @@ pub(crate) struct WatchRequest {
     pub(crate) fields: FieldSelector,
     pub(crate) timeout: Duration,
     pub(crate) bookmarks: bool,
+    /// `sendInitialEvents=true` (streaming lists): `ADDED` for every current object, then a
+    /// `BOOKMARK` annotated `k8s.io/initial-events-end`.
+    pub(crate) send_initial_events: bool,
 }
 
 impl WatchRequest {
@@ -73,6 +76,12 @@ impl WatchRequest {
             }
         })
     }
+
+    fn initial_events_end(&self, rv: u64) -> Value {
+        let mut b = self.bookmark(rv);
+        b["object"]["metadata"]["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        b
+    }
 }
 
 fn expired(message: String) -> Value {
@@ -92,7 +101,12 @@ pub(crate) fn serve(cluster: Arc<Cluster>, request: WatchRequest) -> Response {
     let task_cluster = cluster.clone();
     cluster.spawn(async move {
         let cluster = task_cluster;
-        let start = match cluster.store.watch(request.resource, request.resource_version) {
+        let from = if request.send_initial_events {
+            None
+        } else {
+            request.resource_version
+        };
+        let start = match cluster.store.watch(request.resource, from) {
             Ok(start) => start,
             Err(ApiError::Expired(msg)) => {
                 bump(&cluster.stats.relists_forced);
@@ -109,6 +123,14 @@ pub(crate) fn serve(cluster: Arc<Cluster>, request: WatchRequest) -> Response {
             {
                 return;
             }
+        }
+        if request.send_initial_events
+            && tx
+                .send(line(&request.initial_events_end(start.rv)))
+                .await
+                .is_err()
+        {
+            return;
         }
         let mut expiry = cluster.expiry.subscribe();
         expiry.mark_unchanged();
