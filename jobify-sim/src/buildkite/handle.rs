@@ -239,6 +239,14 @@ impl BuildkiteSim {
         lock(&self.shared.state).org.slug.clone()
     }
 
+    /// Creates pipeline `slug` with `uuid` (random if `None`) unless it exists; returns its
+    /// GraphQL id. Jobs scheduled on `slug` land in it. Lets a test replay a recorded query
+    /// that names a real pipeline id.
+    pub fn create_pipeline(&self, slug: &str, uuid: Option<Uuid>) -> String {
+        let uuid = lock(&self.shared.state).create_pipeline(slug, uuid);
+        node_id(NodeKind::Pipeline, uuid)
+    }
+
     /// Creates a `SCHEDULED` command job (its pipeline and build as needed).
     pub fn schedule_job(&self, spec: JobSpec) -> JobHandle {
         let mut state = lock(&self.shared.state);

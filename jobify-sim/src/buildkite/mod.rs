@@ -20,6 +20,8 @@
 
 mod connection;
 mod cost;
+mod env;
+mod filter;
 mod graphql;
 mod handle;
 mod ids;

@@ -6,9 +6,10 @@ use apollo_compiler::resolvers::{FieldError, ResolvedValue};
 use apollo_compiler::response::JsonMap;
 use uuid::Uuid;
 
+use super::filter::str_arg;
 use super::ids::{NodeKind, parse_node_id};
 use super::job::Annotation;
-use super::resolve::{Kind, Obj, not_served, str_arg};
+use super::resolve::{Kind, Obj, not_served};
 
 type Resolved<'a> = Result<ResolvedValue<'a>, FieldError>;
 
