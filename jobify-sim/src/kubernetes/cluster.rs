@@ -534,13 +534,22 @@ impl Cluster {
             field_path.unwrap_or_default()
         );
         let now = meta::now();
+        // The scheduler records through events.k8s.io/v1: its events have an eventTime, an
+        // action and a series instead of first/last timestamps and a count.
+        let scheduler = component == "default-scheduler";
         let existing = lock(&self.events).by_key.get(&key).cloned();
         if let Some((ns, name)) = existing
             && self
                 .write_status(Resource::Events, &ns, &name, |e| {
-                    let count = e["count"].as_i64().unwrap_or(1);
-                    e["count"] = json!(count + 1);
-                    e["lastTimestamp"] = json!(now);
+                    if scheduler {
+                        let count = e["series"]["count"].as_i64().unwrap_or(1);
+                        e["series"] =
+                            json!({"count": count + 1, "lastObservedTime": meta::now_micro()});
+                    } else {
+                        let count = e["count"].as_i64().unwrap_or(1);
+                        e["count"] = json!(count + 1);
+                        e["lastTimestamp"] = json!(now);
+                    }
                 })
                 .is_some()
         {
@@ -584,6 +593,21 @@ impl Cluster {
             "reportingComponent": component,
             "reportingInstance": host.unwrap_or_default(),
         });
+        if scheduler {
+            event["source"] = json!({});
+            event["firstTimestamp"] = Value::Null;
+            event["lastTimestamp"] = Value::Null;
+            event["eventTime"] = json!(meta::now_micro());
+            event["action"] = json!(if reason == "Scheduled" {
+                "Binding"
+            } else {
+                "Scheduling"
+            });
+            event["reportingInstance"] = json!("default-scheduler-sim-control-plane");
+            if let Some(m) = event.as_object_mut() {
+                m.remove("count");
+            }
+        }
         meta::stamp_create(&mut event, &namespace, false);
         admission::default_on_create(Resource::Events, &mut event);
         if self.store.create(Resource::Events, event).is_err() {

@@ -487,7 +487,8 @@ impl Kubelet {
             return;
         };
         let message = format!(
-            "Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": invalid reference format"
+            "Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": {}",
+            scenario::reference_error(image)
         );
         self.set_stage(&Stage::Waiting {
             affected: bad.iter().map(|(c, _)| c.clone()).collect(),
@@ -554,7 +555,8 @@ impl Kubelet {
             self.set_stage(&Stage::Waiting {
                 affected: affected.clone(),
                 reason: "ImagePullBackOff".to_string(),
-                message: format!("Back-off pulling image \"{image}\""),
+                // Since Kubernetes 1.32 the back-off message carries the last pull error.
+                message: format!("Back-off pulling image \"{image}\": ErrImagePull: {error}"),
             });
             for (c, image) in &bad {
                 self.event(

@@ -62,6 +62,13 @@ pub(crate) fn now() -> String {
     format_time(jiff::Timestamp::now())
 }
 
+/// Now, as the API's `MicroTime`.
+pub(crate) fn now_micro() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
+        .to_string()
+}
+
 /// A timestamp as the API's `Time`.
 pub(crate) fn format_time(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()

@@ -156,6 +156,29 @@ pub(crate) fn is_valid_reference(image: &str) -> bool {
     !parts.is_empty() && parts.iter().all(|p| is_path_component(p))
 }
 
+/// Why `image` does not parse, worded like `github.com/distribution/reference`.
+pub(crate) fn reference_error(image: &str) -> String {
+    let lower = image.to_lowercase();
+    if lower != image && is_valid_reference(&lower) {
+        let name = image.split(['@']).next().unwrap_or_default();
+        let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+        let name = match name[last_slash..].rfind(':') {
+            Some(i) => &name[..last_slash + i],
+            None => name,
+        };
+        let first = name.split('/').next().unwrap_or_default();
+        let remote = if !name.contains('/') {
+            format!("library/{name}")
+        } else if first.contains('.') || first.contains(':') || first == "localhost" {
+            name[first.len() + 1..].to_string()
+        } else {
+            name.to_string()
+        };
+        return format!("invalid reference format: repository name ({remote}) must be lowercase");
+    }
+    "invalid reference format".to_string()
+}
+
 /// `[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*`
 fn is_path_component(p: &str) -> bool {
     let b = p.as_bytes();
@@ -276,6 +299,15 @@ mod tests {
         ] {
             assert!(is_valid_reference(ok), "{ok}");
         }
+        assert_eq!(
+            reference_error("Busybox"),
+            "invalid reference format: repository name (library/Busybox) must be lowercase"
+        );
+        assert_eq!(
+            reference_error("ghcr.io/Org/img:1"),
+            "invalid reference format: repository name (Org/img) must be lowercase"
+        );
+        assert_eq!(reference_error("bad image"), "invalid reference format");
         for bad in ["Busybox", "bad image", "img:", "img:-x", "a//b", "-a", ""] {
             assert!(!is_valid_reference(bad), "{bad}");
         }
