@@ -6,7 +6,6 @@ use std::cell::RefCell;
 
 use apollo_compiler::Schema;
 use apollo_compiler::executable::OperationType;
-use apollo_compiler::request::coerce_variable_values;
 use apollo_compiler::resolvers::Execution;
 use apollo_compiler::response::JsonMap;
 use apollo_compiler::validation::Valid;
@@ -17,6 +16,7 @@ use super::cost::{Cost, MAX_REQUESTED};
 use super::resolve::{Cx, Kind, Obj};
 use super::schema;
 use super::state::State;
+use super::variables;
 
 /// The JSON body of `POST /v1`.
 #[derive(Clone, Debug, Deserialize)]
@@ -71,12 +71,9 @@ pub(crate) fn run(schema: &Valid<Schema>, state: &mut State, request: &Request) 
             ]);
         }
     };
-    let variables = match coerce_variable_values(schema, operation, &raw) {
+    let variables = match variables::coerce(schema, &document, operation, &raw) {
         Ok(variables) => variables,
-        Err(e) => {
-            let error = e.to_graphql_error(&document.sources);
-            return errors_only(vec![serde_json::to_value(error).unwrap_or(Value::Null)]);
-        }
+        Err(errors) => return errors_only(errors),
     };
     let cost = Cost {
         schema,
@@ -116,11 +113,104 @@ pub(crate) fn run(schema: &Valid<Schema>, state: &mut State, request: &Request) 
         }
     };
     // The response types serialize infallibly (strings, numbers, maps).
-    let body = serde_json::to_value(&response).unwrap_or(Value::Null);
+    let mut body = serde_json::to_value(&response).unwrap_or(Value::Null);
+    strip_resolver_prefix(&mut body);
     let actual = cost.actual(&operation.selection_set, &body["data"]);
     Answer {
         body,
         requested,
         actual,
+    }
+}
+
+/// apollo-compiler prefixes field errors with "resolver error: "; Buildkite's messages are
+/// the resolvers' own.
+fn strip_resolver_prefix(body: &mut Value) {
+    let Some(errors) = body.get_mut("errors").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for error in errors {
+        let stripped = error["message"]
+            .as_str()
+            .and_then(|m| m.strip_prefix("resolver error: "))
+            .map(str::to_owned);
+        if let Some(message) = stripped {
+            error["message"] = Value::String(message);
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "a failed unwrap fails the test")]
+mod tests {
+    use super::*;
+    use crate::buildkite::JobSpec;
+
+    fn request(query: &str, variables: Value) -> Request {
+        Request {
+            query: query.to_owned(),
+            variables: variables.as_object().cloned(),
+            operation_name: None,
+        }
+    }
+
+    #[test]
+    fn a_missing_variable_is_reported_like_graphql_ruby() {
+        let schema = schema::load().unwrap();
+        let mut state = State::new("acme");
+        let query = "query J($uuid: ID!) { job(uuid: $uuid) { __typename } }";
+        let answer = run(&schema, &mut state, &request(query, json!({})));
+        assert_eq!(
+            answer.body,
+            json!({"errors": [{
+                "message": "Variable $uuid of type ID! was provided invalid value",
+                "locations": [{"line": 1, "column": 9}],
+                "extensions": {
+                    "value": null,
+                    "problems": [{"path": [], "explanation": "Expected value to not be null"}],
+                },
+            }]})
+        );
+    }
+
+    #[test]
+    fn a_schema_field_the_simulator_does_not_serve_is_an_error_naming_it() {
+        let sdl = format!(
+            "{}\nextend type Organization {{ repositoryProviders: [String] }}",
+            schema::SCHEMA_SDL
+        );
+        let schema = Schema::parse_and_validate(sdl, "schema.graphql").unwrap();
+        let mut state = State::new("acme");
+        let query = "{ organization(slug: \"acme\") { slug repositoryProviders } }";
+        let answer = run(&schema, &mut state, &request(query, json!({})));
+        assert_eq!(
+            answer.body["data"],
+            json!({"organization": {"slug": "acme", "repositoryProviders": null}})
+        );
+        let error = &answer.body["errors"][0];
+        assert_eq!(
+            error["message"],
+            "Field 'repositoryProviders' on type 'Organization' is not implemented by the Buildkite simulator"
+        );
+        assert_eq!(
+            error["path"],
+            json!(["organization", "repositoryProviders"])
+        );
+    }
+
+    #[test]
+    fn fragments_aliases_and_typename_resolve() {
+        let schema = schema::load().unwrap();
+        let mut state = State::new("acme");
+        let (job, _) = state.schedule(JobSpec::command("make"));
+        let query = "query Q($u: ID!) { a: job(uuid: $u) { __typename ...F } }
+            fragment F on JobTypeCommand { s: state label }";
+        let answer = run(&schema, &mut state, &request(query, json!({"u": job})));
+        assert_eq!(
+            answer.body,
+            json!({"data": {"a": {"__typename": "JobTypeCommand", "s": "SCHEDULED", "label": "make"}}})
+        );
+        // `job` 1 requested; one job returned.
+        assert_eq!((answer.requested, answer.actual), (1, 1));
     }
 }

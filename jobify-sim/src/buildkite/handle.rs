@@ -297,6 +297,18 @@ impl BuildkiteSim {
         }
     }
 
+    /// Moves a `WAITING` job to `SCHEDULED`, as Buildkite does when its dependency passes;
+    /// `false` if it was not waiting.
+    pub fn release_job(&self, uuid: Uuid) -> bool {
+        lock(&self.shared.state).release(uuid)
+    }
+
+    /// Expires a `SCHEDULED` job, as Buildkite does when no agent takes it in time; `false`
+    /// if it was not scheduled.
+    pub fn expire_job(&self, uuid: Uuid) -> bool {
+        lock(&self.shared.state).expire(uuid)
+    }
+
     /// Cancels the job as a user pressing Cancel in the UI would; `false` if it was already
     /// finished, cancelled or unknown.
     pub fn cancel_job(&self, uuid: Uuid) -> bool {

@@ -45,6 +45,9 @@ pub struct JobSpec {
     pub priority: i64,
     /// The cluster (by uuid) the job's queue belongs to; `None` for unclustered agents.
     pub cluster: Option<Uuid>,
+    /// Create the job `WAITING` (on a dependency) instead of `SCHEDULED`; release it with
+    /// [`super::BuildkiteSim::release_job`].
+    pub waiting: bool,
     /// How the job runs once an agent acquires it.
     pub script: JobScript,
 }
@@ -65,6 +68,7 @@ impl Default for JobSpec {
             plugins: None,
             priority: 0,
             cluster: None,
+            waiting: false,
             script: JobScript {
                 run_for: Duration::from_secs(1),
                 exit_status: 0,
@@ -120,6 +124,8 @@ impl JobSpec {
 /// The states the simulator moves jobs through (a subset of the schema's `JobStates`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum JobState {
+    /// Waiting for a dependency (a `wait` step, `depends_on`) before it can be scheduled.
+    Waiting,
     /// Waiting for an agent.
     Scheduled,
     /// An agent has it but has not started it.
@@ -132,18 +138,22 @@ pub enum JobState {
     Canceled,
     /// Ran to completion (passed or failed: see the exit status).
     Finished,
+    /// No agent took it before it expired.
+    Expired,
 }
 
 impl JobState {
     /// The `JobStates` enum value.
     pub fn as_str(self) -> &'static str {
         match self {
+            JobState::Waiting => "WAITING",
             JobState::Scheduled => "SCHEDULED",
             JobState::Assigned => "ASSIGNED",
             JobState::Running => "RUNNING",
             JobState::Canceling => "CANCELING",
             JobState::Canceled => "CANCELED",
             JobState::Finished => "FINISHED",
+            JobState::Expired => "EXPIRED",
         }
     }
 
@@ -157,7 +167,10 @@ impl JobState {
 
     /// No further transitions.
     pub(crate) fn is_terminal(self) -> bool {
-        matches!(self, JobState::Canceled | JobState::Finished)
+        matches!(
+            self,
+            JobState::Canceled | JobState::Finished | JobState::Expired
+        )
     }
 }
 

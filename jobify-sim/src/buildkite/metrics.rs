@@ -24,6 +24,7 @@ pub(crate) fn body(state: &State) -> Value {
         let queue = job.queue();
         match job.state {
             JobState::Scheduled => jobs.entry(queue).or_default().scheduled += 1,
+            JobState::Waiting => jobs.entry(queue).or_default().waiting += 1,
             s if s.is_active() => {
                 jobs.entry(queue).or_default().running += 1;
                 *agents.entry(queue).or_default() += 1;
@@ -73,6 +74,10 @@ mod tests {
         let (a, _) = state.schedule(JobSpec::command("a").on_queue("k8s"));
         state.schedule(JobSpec::command("b").on_queue("k8s"));
         state.schedule(JobSpec::command("c").on_queue("other"));
+        state.schedule(JobSpec {
+            waiting: true,
+            ..JobSpec::command("d").on_queue("other")
+        });
         state.acquire(a, &["queue=k8s".to_owned()]).unwrap();
         let body = body(&state);
         assert_eq!(body["agents"]["busy"], 1);
@@ -84,8 +89,13 @@ mod tests {
             body["jobs"]["queues"]["k8s"],
             json!({"running": 1, "scheduled": 1, "total": 2, "waiting": 0})
         );
+        assert_eq!(
+            body["jobs"]["queues"]["other"],
+            json!({"running": 0, "scheduled": 1, "total": 2, "waiting": 1})
+        );
         assert_eq!(body["jobs"]["scheduled"], 2);
-        assert_eq!(body["jobs"]["total"], 3);
+        assert_eq!(body["jobs"]["waiting"], 1);
+        assert_eq!(body["jobs"]["total"], 4);
         assert_eq!(body["organization"]["slug"], "acme");
     }
 }

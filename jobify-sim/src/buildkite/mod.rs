@@ -33,6 +33,7 @@ mod resolve;
 mod schema;
 mod server;
 mod state;
+mod variables;
 
 pub use handle::{BuildkiteSim, BuildkiteSimConfig, BuildkiteStats, Error, JobHandle, JobSnapshot};
 pub use job::{Annotation, JobSpec, JobState};

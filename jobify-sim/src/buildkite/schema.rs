@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 /// The schema file shared with the `buildkite-api` crate: what jobify may ask, and so what
 /// the simulator accepts.
-const SCHEMA_SDL: &str = include_str!("../../../buildkite-api/graphql/schema.graphql");
+pub(crate) const SCHEMA_SDL: &str = include_str!("../../../buildkite-api/graphql/schema.graphql");
 
 /// Parses and validates the subset schema.
 pub(crate) fn load() -> Result<Arc<Valid<Schema>>, String> {

@@ -142,7 +142,11 @@ impl State {
             priority: spec.priority,
             cluster: spec.cluster,
             script: spec.script,
-            state: JobState::Scheduled,
+            state: if spec.waiting {
+                JobState::Waiting
+            } else {
+                JobState::Scheduled
+            },
             exit_status: None,
             agent: None,
             created_at: Timestamp::now(),
@@ -270,19 +274,43 @@ impl State {
         let job = self.jobs.get_mut(&uuid).ok_or(CancelError::NotFound)?;
         let now = Timestamp::now();
         match job.state {
-            JobState::Scheduled | JobState::Assigned => {
+            JobState::Waiting | JobState::Scheduled | JobState::Assigned => {
                 job.state = JobState::Canceled;
                 job.canceled_at = Some(now);
                 job.finished_at = Some(now);
             }
             JobState::Running => job.state = JobState::Canceling,
             JobState::Canceling => {}
-            done @ (JobState::Canceled | JobState::Finished) => {
+            done @ (JobState::Canceled | JobState::Finished | JobState::Expired) => {
                 return Err(CancelError::AlreadyDone(done.as_str()));
             }
         }
         job.canceled_by_api |= by_api;
         Ok(job.state)
+    }
+
+    /// `WAITING` -> `SCHEDULED` (its dependency finished); `false` if it was not waiting.
+    pub(crate) fn release(&mut self, uuid: Uuid) -> bool {
+        self.transition(uuid, JobState::Waiting, JobState::Scheduled)
+    }
+
+    /// `SCHEDULED` -> `EXPIRED` (no agent took it in time); `false` if it was not scheduled.
+    pub(crate) fn expire(&mut self, uuid: Uuid) -> bool {
+        let expired = self.transition(uuid, JobState::Scheduled, JobState::Expired);
+        if let Some(job) = self.jobs.get_mut(&uuid).filter(|_| expired) {
+            job.finished_at = Some(Timestamp::now());
+        }
+        expired
+    }
+
+    fn transition(&mut self, uuid: Uuid, from: JobState, to: JobState) -> bool {
+        match self.jobs.get_mut(&uuid) {
+            Some(job) if job.state == from => {
+                job.state = to;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The build's `BuildStates` value, derived from its jobs.
@@ -301,7 +329,10 @@ impl State {
                 "PASSED"
             };
         }
-        if jobs.iter().all(|j| j.state == JobState::Scheduled) {
+        if jobs
+            .iter()
+            .all(|j| matches!(j.state, JobState::Scheduled | JobState::Waiting))
+        {
             return "SCHEDULED";
         }
         if jobs.iter().any(|j| j.state == JobState::Canceling) {
@@ -410,6 +441,29 @@ mod tests {
         assert_eq!(
             state.cancel(job, true),
             Err(CancelError::AlreadyDone("CANCELED"))
+        );
+    }
+
+    #[test]
+    fn waiting_jobs_are_released_and_scheduled_jobs_expire() {
+        let mut state = State::new("acme");
+        let (job, _) = state.schedule(JobSpec {
+            waiting: true,
+            ..JobSpec::command("deploy")
+        });
+        let tags = ["queue=default".to_owned()];
+        assert!(
+            state.acquire(job, &tags).is_err(),
+            "waiting jobs are not runnable"
+        );
+        assert!(!state.expire(job));
+        assert!(state.release(job));
+        assert_eq!(state.jobs[&job].state, JobState::Scheduled);
+        assert!(state.expire(job));
+        assert_eq!(state.jobs[&job].state, JobState::Expired);
+        assert_eq!(
+            state.cancel(job, true),
+            Err(CancelError::AlreadyDone("EXPIRED"))
         );
     }
 
