@@ -337,7 +337,12 @@ impl Book {
                 let known = self.entries.get(&workload.job);
                 let seen = known.map_or(self.generation, |e| e.seen);
                 // What the launch recorded wins over what the workload's labels say.
-                let queue = known.and_then(|e| e.queue.clone()).or(workload.queue);
+                // A workload without a queue belongs to a job that named none: Buildkite's
+                // `default` queue, which is what launches count it against.
+                let queue = known
+                    .and_then(|e| e.queue.clone())
+                    .or(workload.queue)
+                    .or_else(|| Some(crate::policy::DEFAULT_QUEUE.to_owned()));
                 let pipeline = known.and_then(|e| e.pipeline.clone()).or(workload.pipeline);
                 self.forget(workload.job);
                 self.insert(workload.job, status, queue, pipeline, seen);

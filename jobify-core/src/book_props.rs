@@ -81,12 +81,7 @@ fn workloads_where(world: &World, finished: bool) -> Vec<JobId> {
     jobs
 }
 
-fn check_invariants(
-    book: &Book,
-    world: &World,
-    limits: &Limits,
-    max: (u32, u32, u32),
-) -> Result<(), TestCaseError> {
+fn check_invariants(book: &Book, world: &World, max: (u32, u32, u32)) -> Result<(), TestCaseError> {
     prop_assert_eq!(book.counts(), book.recount(), "maintained counts drifted");
     let running = world
         .cluster
@@ -109,7 +104,6 @@ fn check_invariants(
     for pipeline in ["p0", "p1", "p2"] {
         prop_assert!(book.in_flight_in_pipeline(pipeline) <= per_pipeline);
     }
-    let _ = limits;
     Ok(())
 }
 
@@ -236,7 +230,7 @@ proptest! {
                     book.apply(BookEvent::Workload(WorkloadEvent::Restored(listed)));
                 }
             }
-            check_invariants(&book, &world, &limits, (global, per_queue, per_pipeline))?;
+            check_invariants(&book, &world, (global, per_queue, per_pipeline))?;
         }
     }
 }

@@ -35,3 +35,10 @@ pub trait Feedback: Send + Sync {
     /// pipeline's authors will see it.
     async fn fail_job(&self, job: &JobRef, reason: &Reason) -> Result<(), FeedbackError>;
 }
+
+#[async_trait]
+impl<T: Feedback + ?Sized> Feedback for std::sync::Arc<T> {
+    async fn fail_job(&self, job: &JobRef, reason: &Reason) -> Result<(), FeedbackError> {
+        (**self).fail_job(job, reason).await
+    }
+}

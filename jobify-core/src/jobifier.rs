@@ -69,3 +69,22 @@ pub trait Jobifier: Send + Sync {
     /// the backend shuts down.
     fn events(&self) -> BoxStream<'static, WorkloadEvent>;
 }
+
+#[async_trait]
+impl<T: Jobifier + ?Sized> Jobifier for std::sync::Arc<T> {
+    async fn launch(
+        &self,
+        job: &ScheduledJob,
+        template: &Template,
+    ) -> Result<Launched, LaunchError> {
+        (**self).launch(job, template).await
+    }
+
+    async fn cancel(&self, job: JobId) -> Result<(), CancelError> {
+        (**self).cancel(job).await
+    }
+
+    fn events(&self) -> BoxStream<'static, WorkloadEvent> {
+        (**self).events()
+    }
+}

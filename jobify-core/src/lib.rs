@@ -1,14 +1,79 @@
 //! The heart of jobify: domain types, the ports to Buildkite and to the workload backend, the
-//! decision policy, limits and book-keeping. No transport lives here: no kube, no reqwest.
+//! decision policy, limits and book-keeping. No transport lives here: no kube, no reqwest, no
+//! HTTP. Other tools can use it with their own [`Monitor`] and [`Jobifier`].
 //!
 //! ```text
-//!  Buildkite ──▶ Monitor ──ScheduledJob──▶ Scheduler ──Decision──▶ Jobifier ──▶ Kubernetes
-//!                                            │  ▲                      │
-//!                          Feedback ◀────────┘  └──── WorkloadEvent ───┘
+//!  Buildkite ──▶ Monitor ──ScheduledJob──▶ Scheduler (Dispatcher) ──launch──▶ Jobifier ──▶ Kubernetes
+//!                                           │   plan_round:                      │
+//!                                           │   Decider (queues ▸ Policy ▸ Guard) │
+//!                                           │   ▸ Limits ▸ order ▸ Book           │
+//!                        Feedback ◀─reject──┘   ▲                                 │
+//!                                               └────────── WorkloadEvent ────────┘
 //! ```
 //!
-//! Start with [`ScheduledJob`] and [`Decision`]; the traits [`Monitor`], [`Jobifier`] and
-//! [`Feedback`] are the seams a backend implements.
+//! Where to start:
+//! - the domain: [`ScheduledJob`] (built from Buildkite's parts by [`ScheduledJob::from_raw`]),
+//!   [`Decision`] and its [`Reason`] codes;
+//! - the seams a backend implements: [`Monitor`], [`Jobifier`], [`Feedback`];
+//! - deciding: the [`Policy`] trait, the declarative [`RulePolicy`] read from
+//!   [`config::PolicyConfig`], the admission [`Guard`], and [`Decider`] which joins them with
+//!   the served queues; [`Policy::explain`] says how a decision was reached;
+//! - running: [`Book`] (book-keeping, a synchronous `apply(event)`), [`Limits`],
+//!   [`plan_round`] (one poll's decisions), and the [`Dispatcher`], the default
+//!   [`Scheduler`];
+//! - testing (feature `testing`): [`testing`] has fixtures and mocks of the ports.
+//!
+//! A policy of your own, tested with the fixtures (feature `testing`):
+//!
+//! ```
+//! use jobify_core::policy::custom_reason;
+//! use jobify_core::{Decision, Policy, ScheduledJob, Template};
+//!
+//! /// Release branches run in the large pod; everything else is left to other agents.
+//! struct Releases;
+//!
+//! impl Policy for Releases {
+//!     fn decide(&self, job: &ScheduledJob) -> Decision {
+//!         if job.build.branch.starts_with("release/") {
+//!             let template = Template::Default { name: Some("large".into()) };
+//!             Decision::Run { template, reason: custom_reason("release builds run large") }
+//!         } else {
+//!             Decision::Skip { reason: custom_reason("only release builds run here") }
+//!         }
+//!     }
+//! }
+//!
+//! let release = ScheduledJob::fixture().on_pipeline("app").branch("release/1.4").build();
+//! assert!(matches!(Releases.decide(&release), Decision::Run { .. }));
+//! let feature = ScheduledJob::fixture().on_pipeline("app").branch("feature/x").build();
+//! assert_eq!(Releases.decide(&feature).reason().message, "only release builds run here");
+//! ```
+//!
+//! Wiring a scheduler (here with the mocks; a binary passes its real ports):
+//!
+//! ```no_run
+//! use jobify_core::config::{GuardConfig, LimitsConfig, PolicyConfig};
+//! use jobify_core::testing::{MockFeedback, MockJobifier, MockMonitor};
+//! use jobify_core::{Decider, Dispatcher, Limits, Scheduler, SchedulerConfig};
+//!
+//! # async fn run() -> Result<(), jobify_core::SchedulerError> {
+//! let (policy, guard, limits) = (PolicyConfig::default(), GuardConfig::default(), LimitsConfig::default());
+//! let queues = [jobify_core::config::QueueConfig::named("kubernetes")];
+//! let (_lead, leadership) = tokio::sync::watch::channel(true);
+//! Dispatcher::new(
+//!     MockMonitor::new(),
+//!     MockJobifier::new(),
+//!     MockFeedback::new(),
+//!     Decider::from_config(&policy, &guard, &queues),
+//!     Limits::new(&limits, &queues),
+//!     SchedulerConfig::default(),
+//! )
+//! .with_leadership(leadership)
+//! .run(tokio::signal::ctrl_c().map(|_| ()))
+//! .await
+//! # }
+//! # use futures::FutureExt;
+//! ```
 #![warn(missing_docs)]
 
 pub mod book;

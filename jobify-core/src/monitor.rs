@@ -34,3 +34,14 @@ pub trait Monitor: Send + Sync {
     /// remove workloads whose job was cancelled. Jobs Buildkite no longer knows are left out.
     async fn states(&self, jobs: &[JobId]) -> Result<Vec<(JobId, JobState)>, MonitorError>;
 }
+
+#[async_trait]
+impl<T: Monitor + ?Sized> Monitor for std::sync::Arc<T> {
+    async fn scheduled(&self) -> Result<Vec<ScheduledJob>, MonitorError> {
+        (**self).scheduled().await
+    }
+
+    async fn states(&self, jobs: &[JobId]) -> Result<Vec<(JobId, JobState)>, MonitorError> {
+        (**self).states(jobs).await
+    }
+}

@@ -19,7 +19,7 @@ mod rules;
 pub use decider::Decider;
 pub use explain::{Explanation, QueueTrace, RuleTrace};
 pub use rules::RulePolicy;
-pub(crate) use rules::queue_of;
+pub(crate) use rules::{DEFAULT_QUEUE, queue_of};
 
 use crate::decision::{Decision, Reason, ReasonCode};
 use crate::job::ScheduledJob;

@@ -25,6 +25,8 @@ struct CompiledRule {
     config: RuleConfig,
     /// "rule `gpu`" or "rule 3": how reasons name the rule.
     label: String,
+    /// "rule `gpu` matched": how reasons start.
+    matched: String,
 }
 
 /// Which matcher of a rule a job failed.
@@ -49,12 +51,16 @@ impl RulePolicy {
             .rules
             .iter()
             .enumerate()
-            .map(|(index, rule)| CompiledRule {
-                label: match &rule.name {
+            .map(|(index, rule)| {
+                let label = match &rule.name {
                     Some(name) => format!("rule `{name}`"),
                     None => format!("rule {}", index + 1),
-                },
-                config: rule.clone(),
+                };
+                CompiledRule {
+                    matched: format!("{label} matched"),
+                    label,
+                    config: rule.clone(),
+                }
             })
             .collect();
         RulePolicy {
@@ -76,13 +82,19 @@ impl RulePolicy {
                 job,
                 &rule.config.action,
                 ReasonCode::RULE_MATCHED,
-                &rule.label,
+                Source {
+                    matched: &rule.matched,
+                    name: &rule.label,
+                },
             ),
             None => act(
                 job,
                 &self.default,
                 ReasonCode::DEFAULT_RULE,
-                "no rule matched, so the default",
+                Source {
+                    matched: "no rule matched, the default applies",
+                    name: "default",
+                },
             ),
         }
     }
@@ -226,8 +238,15 @@ fn describe_miss(m: &MatchConfig, miss: Miss, job: &ScheduledJob) -> String {
     }
 }
 
+/// How reasons name what decided: "rule `gpu` matched" / "rule `gpu`".
+#[derive(Clone, Copy)]
+struct Source<'a> {
+    matched: &'a str,
+    name: &'a str,
+}
+
 /// Carries out `action` for `job`; `by` names the rule in the reason.
-fn act(job: &ScheduledJob, action: &ActionConfig, code: ReasonCode, by: &str) -> Decision {
+fn act(job: &ScheduledJob, action: &ActionConfig, code: ReasonCode, by: Source<'_>) -> Decision {
     if let PluginConfig::Invalid(err) = &job.plugin
         && !matches!(action, ActionConfig::Skip | ActionConfig::Reject { .. })
     {
@@ -249,7 +268,7 @@ fn act(job: &ScheduledJob, action: &ActionConfig, code: ReasonCode, by: &str) ->
                     template: Template::PodSpec,
                     reason: Reason::new(
                         code,
-                        format!("{by} matched: run in the job's own pod spec"),
+                        format!("{}: run in the job's own pod spec", by.matched),
                     ),
                 };
             }
@@ -264,10 +283,11 @@ fn act(job: &ScheduledJob, action: &ActionConfig, code: ReasonCode, by: &str) ->
                     reason: Reason::new(
                         ReasonCode::NO_PLUGIN_CONFIG,
                         match message {
-                            Some(message) => format!("{message} ({by} of jobify's policy)"),
+                            Some(message) => format!("{message} (jobify policy: {})", by.name),
                             None => format!(
                                 "this step must bring its own pod: add the kubernetes plugin \
-                                 with a `podSpec` to it ({by} of jobify's policy)"
+                                 with a `podSpec` to it (jobify policy: {})",
+                                by.name
                             ),
                         },
                     ),
@@ -275,21 +295,21 @@ fn act(job: &ScheduledJob, action: &ActionConfig, code: ReasonCode, by: &str) ->
             }
         }
         ActionConfig::Skip => Decision::Skip {
-            reason: Reason::new(code, format!("{by} matched: left for other agents")),
+            reason: Reason::new(code, format!("{}: left for other agents", by.matched)),
         },
         ActionConfig::Reject { message } => Decision::Reject {
             reason: Reason::new(
                 code,
                 match message {
-                    Some(message) => format!("{message} ({by} of jobify's policy)"),
-                    None => format!("jobify's policy refuses this job ({by})"),
+                    Some(message) => format!("{message} (jobify policy: {})", by.name),
+                    None => format!("jobify's policy refuses this job ({})", by.name),
                 },
             ),
         },
     }
 }
 
-fn run_default(code: ReasonCode, by: &str, template: Option<&str>, why: &str) -> Decision {
+fn run_default(code: ReasonCode, by: Source<'_>, template: Option<&str>, why: &str) -> Decision {
     let pod: Cow<'_, str> = match template {
         Some(name) => format!("pod template `{name}`").into(),
         None => "the default pod".into(),
@@ -298,6 +318,6 @@ fn run_default(code: ReasonCode, by: &str, template: Option<&str>, why: &str) ->
         template: Template::Default {
             name: template.map(str::to_owned),
         },
-        reason: Reason::new(code, format!("{by} matched: run in {pod}{why}")),
+        reason: Reason::new(code, format!("{}: run in {pod}{why}", by.matched)),
     }
 }

@@ -172,21 +172,21 @@ fn actions_and_fallbacks_give_their_decisions_and_reasons() {
             &plain,
             "run",
             ReasonCode::DEFAULT_RULE,
-            "no rule matched, so the default matched: run in the default pod",
+            "no rule matched, the default applies: run in the default pod",
         ),
         (
             "action = \"podspec\"",
             &with_spec,
             "run",
             ReasonCode::DEFAULT_RULE,
-            "no rule matched, so the default matched: run in the job's own pod spec",
+            "no rule matched, the default applies: run in the job's own pod spec",
         ),
         (
             "action = \"podspec\"\ntemplate = \"small\"",
             &plain,
             "run",
             ReasonCode::NO_PLUGIN_CONFIG,
-            "no rule matched, so the default matched: run in pod template `small` (the job \
+            "no rule matched, the default applies: run in pod template `small` (the job \
              carries no pod spec)",
         ),
         (
@@ -194,7 +194,7 @@ fn actions_and_fallbacks_give_their_decisions_and_reasons() {
             &patch_only,
             "run",
             ReasonCode::NO_PLUGIN_CONFIG,
-            "no rule matched, so the default matched: run in the default pod (the job carries \
+            "no rule matched, the default applies: run in the default pod (the job carries \
              no pod spec)",
         ),
         (
@@ -203,28 +203,28 @@ fn actions_and_fallbacks_give_their_decisions_and_reasons() {
             "reject",
             ReasonCode::NO_PLUGIN_CONFIG,
             "this step must bring its own pod: add the kubernetes plugin with a `podSpec` to it \
-             (no rule matched, so the default of jobify's policy)",
+             (jobify policy: default)",
         ),
         (
             "action = \"podspec\"\nfallback = \"reject\"\nmessage = \"use a pod spec\"",
             &plain,
             "reject",
             ReasonCode::NO_PLUGIN_CONFIG,
-            "use a pod spec (no rule matched, so the default of jobify's policy)",
+            "use a pod spec (jobify policy: default)",
         ),
         (
             "action = \"skip\"",
             &plain,
             "skip",
             ReasonCode::DEFAULT_RULE,
-            "no rule matched, so the default matched: left for other agents",
+            "no rule matched, the default applies: left for other agents",
         ),
         (
             "action = \"reject\"\nmessage = \"not here\"",
             &plain,
             "reject",
             ReasonCode::DEFAULT_RULE,
-            "not here (no rule matched, so the default of jobify's policy)",
+            "not here (jobify policy: default)",
         ),
     ];
     for (default, job, kind, code, message) in cases {

@@ -253,7 +253,13 @@ where
             }
             WorkloadEvent::Observed(_) | WorkloadEvent::Started(_) => {}
         }
+        let restored = matches!(event, WorkloadEvent::Restored(_));
         self.apply(BookEvent::Workload(event));
+        if restored {
+            let book = &self.book;
+            self.graphql_ids
+                .retain(|job, _| book.status(*job).is_some_and(JobStatus::occupies_a_slot));
+        }
     }
 
     fn on_done(&mut self, done: Done) {
