@@ -283,6 +283,8 @@ struct FakeAgent {
     acquired: Mutex<Vec<(Uuid, Vec<String>)>>,
     finished: Mutex<Vec<(Uuid, i32)>>,
     refuse: bool,
+    /// How long acquired jobs run (20ms if unset).
+    run_for: Option<Duration>,
 }
 
 impl AgentApi for FakeAgent {
@@ -292,7 +294,7 @@ impl AgentApi for FakeAgent {
             return Err(AcquireError::NotFound(job));
         }
         Ok(JobScript {
-            run_for: Duration::from_millis(20),
+            run_for: self.run_for.unwrap_or(Duration::from_millis(20)),
             exit_status: 3,
         })
     }
@@ -488,5 +490,62 @@ async fn parallelism_runs_that_many_pods_at_once() {
     .await;
     assert_eq!(active, 3);
     assert_eq!(sim.pods(NS).len(), 3);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleting_a_running_agent_pod_terminates_it_and_fails_the_job() {
+    let agent = Arc::new(FakeAgent {
+        run_for: Some(Duration::from_secs(600)),
+        ..FakeAgent::default()
+    });
+    let config = KubeSimConfig {
+        agent: Some(agent.clone()),
+        ..KubeSimConfig::default()
+    };
+    let (sim, client) = start(config).await;
+    let uuid = Uuid::new_v4();
+    Api::<Job>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &agent_job("cancelled", uuid))
+        .await
+        .unwrap();
+    let running = eventually("the agent to run", || {
+        sim.pods(NS)
+            .into_iter()
+            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+    })
+    .await;
+    let name = running.metadata.name.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client, NS);
+    let answer = pods
+        .delete(&name, &kube::api::DeleteParams::default())
+        .await
+        .unwrap();
+    let terminating = answer.left().expect("a pod delete answers with the pod");
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    assert_eq!(terminating.metadata.deletion_grace_period_seconds, Some(30));
+    eventually("the pod to go", || {
+        (!sim
+            .pods(NS)
+            .iter()
+            .any(|p| p.metadata.name.as_deref() == Some(&name)))
+        .then_some(())
+    })
+    .await;
+    // A stopped agent loses its job (exit -1).
+    assert_eq!(agent.finished.lock().unwrap().first(), Some(&(uuid, -1)));
+    let failed = eventually("the job to fail", || {
+        sim.jobs(NS)
+            .into_iter()
+            .find(|j| job_condition(j, "Failed").is_some())
+    })
+    .await;
+    assert_eq!(
+        job_condition(&failed, "Failed").as_deref(),
+        Some("BackoffLimitExceeded")
+    );
+    // The terminating pod may already have a replacement (podReplacementPolicy
+    // TerminatingOrFailed), which the failed Job then deletes and counts too.
+    assert!(failed.status.unwrap().failed.unwrap() >= 1);
     sim.shutdown().await;
 }
