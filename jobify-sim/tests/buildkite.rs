@@ -176,6 +176,7 @@ async fn unknown_field_is_a_graphql_error_in_a_200() {
         json!(["query Q", "job", "... on JobTypeCommand", "bogus"])
     );
     assert_eq!(error["locations"], json!([{"line": 1, "column": 65}]));
+    assert_eq!(bk.stats().graphql_errors, 1);
     bk.shutdown().await;
 }
 

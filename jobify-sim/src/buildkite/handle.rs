@@ -115,6 +115,8 @@ pub struct BuildkiteStats {
     pub actual_complexity: u64,
     /// `GET /v3/metrics` requests.
     pub metrics_requests: u64,
+    /// GraphQL answers (HTTP 200) that carried an `errors` array, injected faults aside.
+    pub graphql_errors: u64,
     /// Requests answered 429.
     pub rate_limited: u64,
     /// Requests answered 401.
@@ -129,6 +131,7 @@ pub(crate) struct Counters {
     pub(crate) requested_complexity: AtomicU64,
     pub(crate) actual_complexity: AtomicU64,
     pub(crate) metrics_requests: AtomicU64,
+    pub(crate) graphql_errors: AtomicU64,
     pub(crate) rate_limited: AtomicU64,
     pub(crate) unauthorized: AtomicU64,
     pub(crate) faults_injected: AtomicU64,
@@ -323,6 +326,7 @@ impl BuildkiteSim {
             requested_complexity: c.requested_complexity.load(Ordering::Relaxed),
             actual_complexity: c.actual_complexity.load(Ordering::Relaxed),
             metrics_requests: c.metrics_requests.load(Ordering::Relaxed),
+            graphql_errors: c.graphql_errors.load(Ordering::Relaxed),
             rate_limited: c.rate_limited.load(Ordering::Relaxed),
             unauthorized: c.unauthorized.load(Ordering::Relaxed),
             faults_injected: c.faults_injected.load(Ordering::Relaxed),

@@ -14,7 +14,7 @@ use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use super::graphql::{self, Request};
+use super::graphql::{self, Answer, Request};
 use super::handle::Shared;
 use super::metrics;
 use super::rate_limit::Standings;
@@ -92,86 +92,54 @@ fn rate_limit_headers(response: &mut Response, standings: Standings) {
     }
 }
 
-async fn graphql_endpoint(
-    AxumState(shared): AxumState<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let stats = &shared.stats;
-    stats.graphql_requests.fetch_add(1, Ordering::Relaxed);
-    let user = credential(&headers, "Bearer").and_then(|token| {
-        shared
-            .api_tokens
-            .iter()
-            .position(|t| t.expose_secret() == token)
-    });
-    let Some(user) = user else {
-        stats.unauthorized.fetch_add(1, Ordering::Relaxed);
-        let body = json!({"errors": [{"message": "Authentication required. Please supply a valid API Access Token: https://buildkite.com/docs/apis/graphql-api#authentication"}]});
-        return json_response(StatusCode::UNAUTHORIZED, &body);
+/// Buildkite's answer to a GraphQL request without a valid API token.
+const UNAUTHORIZED: &str = "Authentication required. Please supply a valid API Access Token: \
+                            https://buildkite.com/docs/apis/graphql-api#authentication";
+
+/// Counts an injected fault and turns it into the response to send, if it replaces one.
+async fn fault_response(shared: &Shared, graphql: bool) -> Option<Response> {
+    let faults = if graphql {
+        &shared.graphql_faults
+    } else {
+        &shared.metrics_faults
     };
-    let fault = shared.graphql_faults.next(true);
+    let fault = faults.next(graphql);
     if fault.is_some() {
-        stats.faults_injected.fetch_add(1, Ordering::Relaxed);
+        shared.stats.faults_injected.fetch_add(1, Ordering::Relaxed);
     }
-    if let Some(response) = injected(fault, true).await {
-        return response;
-    }
-    let admitted = lock(&shared.limits).admit(user, Instant::now());
-    let standings = match admitted {
-        Ok(standings) => standings,
-        Err(standings) => {
-            stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-            let retry_after = standings.retry_after();
-            let whose = if standings.organization.remaining == 0 {
-                "your organization's"
-            } else {
-                "your user's"
-            };
-            let message = format!(
-                "You have exceeded {whose} GraphQL API rate limit. Try again in {retry_after} seconds."
-            );
-            let body = json!({"errors": [{"message": message}]});
-            let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, &body);
-            rate_limit_headers(&mut response, standings);
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-            return response;
-        }
+    injected(fault, graphql).await
+}
+
+/// The 429 for a request past a spent budget.
+fn throttled(standings: Standings) -> Response {
+    let retry_after = standings.retry_after();
+    let whose = if standings.organization.remaining == 0 {
+        "your organization's"
+    } else {
+        "your user's"
     };
-    let request: Request = match serde_json::from_slice(&body) {
-        Ok(request) => request,
-        Err(e) => {
-            let body = json!({"errors": [{"message": format!("Unexpected request body: {e}")}]});
-            let mut response = json_response(StatusCode::BAD_REQUEST, &body);
-            rate_limit_headers(&mut response, standings);
-            return response;
-        }
-    };
-    let mut answer = {
-        let mut state = lock(&shared.state);
-        graphql::run(&shared.schema, &mut state, &request)
-    };
-    stats
-        .requested_complexity
-        .fetch_add(answer.requested, Ordering::Relaxed);
-    stats
-        .actual_complexity
-        .fetch_add(answer.actual, Ordering::Relaxed);
-    let standings = lock(&shared.limits).charge(user, answer.actual, Instant::now());
-    let standing = standings.organization;
-    let wants_stats = headers
-        .get("Buildkite-Include-Query-Stats")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
-    if wants_stats && let Some(body) = answer.body.as_object_mut() {
+    let message = format!(
+        "You have exceeded {whose} GraphQL API rate limit. Try again in {retry_after} seconds."
+    );
+    let body = json!({"errors": [{"message": message}]});
+    let mut response = json_response(StatusCode::TOO_MANY_REQUESTS, &body);
+    rate_limit_headers(&mut response, standings);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    response
+}
+
+/// The 200 for an executed request, with its complexity headers and, on request, stats.
+fn answered(mut answer: Answer, standings: Standings, with_stats: bool) -> Response {
+    if with_stats && let Some(body) = answer.body.as_object_mut() {
+        let org = standings.organization;
         body.insert(
             "stats".to_owned(),
             json!({
                 "requestedComplexity": answer.requested,
                 "actualComplexity": answer.actual,
-                "rateLimit": {"limit": standing.limit, "remaining": standing.remaining, "reset": standing.reset_secs},
+                "rateLimit": {"limit": org.limit, "remaining": org.remaining, "reset": org.reset_secs},
             }),
         );
     }
@@ -189,6 +157,60 @@ async fn graphql_endpoint(
     response
 }
 
+/// `POST /v1`: authenticate, maybe inject a fault, admit by budget, execute, charge.
+async fn graphql_endpoint(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let stats = &shared.stats;
+    stats.graphql_requests.fetch_add(1, Ordering::Relaxed);
+    let user = credential(&headers, "Bearer").and_then(|token| {
+        let mut tokens = shared.api_tokens.iter();
+        tokens.position(|t| t.expose_secret() == token)
+    });
+    let Some(user) = user else {
+        stats.unauthorized.fetch_add(1, Ordering::Relaxed);
+        let body = json!({"errors": [{"message": UNAUTHORIZED}]});
+        return json_response(StatusCode::UNAUTHORIZED, &body);
+    };
+    if let Some(response) = fault_response(&shared, true).await {
+        return response;
+    }
+    let admitted = lock(&shared.limits).admit(user, Instant::now());
+    let standings = match admitted {
+        Ok(standings) => standings,
+        Err(standings) => {
+            stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return throttled(standings);
+        }
+    };
+    let request: Request = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            let body = json!({"errors": [{"message": format!("Unexpected request body: {e}")}]});
+            let mut response = json_response(StatusCode::BAD_REQUEST, &body);
+            rate_limit_headers(&mut response, standings);
+            return response;
+        }
+    };
+    let answer = graphql::run(&shared.schema, &mut lock(&shared.state), &request);
+    if answer.body.get("errors").is_some() {
+        stats.graphql_errors.fetch_add(1, Ordering::Relaxed);
+    }
+    let requested = &stats.requested_complexity;
+    requested.fetch_add(answer.requested, Ordering::Relaxed);
+    let actual = &stats.actual_complexity;
+    actual.fetch_add(answer.actual, Ordering::Relaxed);
+    let standings = lock(&shared.limits).charge(user, answer.actual, Instant::now());
+    let with_stats = headers
+        .get("Buildkite-Include-Query-Stats")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    answered(answer, standings, with_stats)
+}
+
+/// `GET /v3/metrics`: authenticate with the agent token, maybe inject a fault, count.
 async fn metrics_endpoint(
     AxumState(shared): AxumState<Arc<Shared>>,
     headers: HeaderMap,
@@ -206,11 +228,7 @@ async fn metrics_endpoint(
             &json!({"message": "Unauthorized"}),
         );
     }
-    let fault = shared.metrics_faults.next(false);
-    if fault.is_some() {
-        shared.stats.faults_injected.fetch_add(1, Ordering::Relaxed);
-    }
-    if let Some(response) = injected(fault, false).await {
+    if let Some(response) = fault_response(&shared, false).await {
         return response;
     }
     let body = metrics::body(&lock(&shared.state));
