@@ -32,6 +32,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Runs the controller: polls Buildkite, launches Kubernetes Jobs, serves metrics and
+    /// health, until SIGTERM or SIGINT.
+    Run,
     /// Polls Buildkite once and prints what the policy would do with each scheduled job,
     /// without touching the cluster.
     Plan(PlanArgs),

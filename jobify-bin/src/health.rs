@@ -134,6 +134,38 @@ impl Readiness {
     }
 }
 
+/// Feeds leader election's signal into `readiness` until `shutdown`. The signal starts as
+/// "not leading" before the elector's first round, so leadership counts as known only once
+/// the signal changes or `first_round` (one renew interval) has passed.
+pub async fn follow_leadership(
+    mut leading: tokio::sync::watch::Receiver<bool>,
+    readiness: std::sync::Arc<Readiness>,
+    first_round: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    tokio::select! {
+        () = shutdown.cancelled() => return,
+        _ = leading.changed() => {}
+        () = tokio::time::sleep(first_round) => {}
+    }
+    loop {
+        let role = if *leading.borrow_and_update() {
+            Leadership::Leader
+        } else {
+            Leadership::Follower
+        };
+        readiness.set_leadership(role);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = leading.changed() => if changed.is_err() {
+                // The elector is gone (it stops on shutdown): this replica no longer leads.
+                readiness.set_leadership(Leadership::Follower);
+                return;
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +209,29 @@ mod tests {
         assert!(err.to_string().contains("last error: HTTP 502"), "{err}");
         readiness.poll_succeeded(late);
         assert_eq!(readiness.check(late), Ok(()));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leadership_is_known_after_the_first_change_or_one_round() {
+        let readiness = std::sync::Arc::new(Readiness::new(INTERVAL));
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(follow_leadership(
+            rx,
+            readiness.clone(),
+            INTERVAL,
+            shutdown.clone(),
+        ));
+        tokio::task::yield_now().await;
+        assert_eq!(readiness.leadership(), Leadership::Unknown);
+        tokio::time::sleep(INTERVAL + Duration::from_millis(1)).await;
+        assert_eq!(readiness.leadership(), Leadership::Follower);
+        tx.send_replace(true);
+        tokio::task::yield_now().await;
+        assert_eq!(readiness.leadership(), Leadership::Leader);
+        drop(tx);
+        task.await.expect("join");
+        assert_eq!(readiness.leadership(), Leadership::Follower);
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod cmd;
 pub mod config;
 pub mod health;
 pub mod metrics;
+pub mod observer;
 pub mod server;
 pub mod shutdown;
 pub mod simenv;

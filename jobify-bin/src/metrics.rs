@@ -2,8 +2,8 @@
 //!
 //! | component   | families (prefix `jobify_`)                                               |
 //! |-------------|---------------------------------------------------------------------------|
-//! | `monitor`   | `polls_total`, `poll_errors_total{kind}`, `rate_limit_remaining`           |
-//! | `scheduler` | `jobs_seen_total`, `decisions_total{decision,reason}`, `launches_total{outcome}`, `launch_errors_total{reason}`, `in_flight`, `scheduled_to_created_seconds`, `leader` |
+//! | `monitor`   | `polls_total`, `poll_errors_total{kind}`, `scheduled_jobs`, `rate_limit_remaining` |
+//! | `scheduler` | `decisions_total{decision,reason}`, `launches_total{outcome}`, `launch_errors_total{reason}`, `in_flight`, `scheduled_to_created_seconds`, `leader` |
 //! | `workloads` | `failed_to_start_total{cause}`, `cancellations_total`                     |
 //! | `buildkite` | `queue_jobs{queue,state}`, `queue_agents{queue,state}` (from `/v3/metrics`) |
 //!
@@ -101,7 +101,7 @@ pub struct Metrics {
     polls: Counter,
     poll_errors: Family<PollErrorLabels, Counter>,
     rate_limit_remaining: Gauge,
-    jobs_seen: Counter,
+    scheduled_jobs: Gauge,
     decisions: Family<DecisionLabels, Counter>,
     launches: Family<OutcomeLabels, Counter>,
     launch_errors: Family<CodeLabels, Counter>,
@@ -122,7 +122,7 @@ impl Metrics {
             polls: Counter::default(),
             poll_errors: Family::default(),
             rate_limit_remaining: Gauge::default(),
-            jobs_seen: Counter::default(),
+            scheduled_jobs: Gauge::default(),
             decisions: Family::default(),
             launches: Family::default(),
             launch_errors: Family::default(),
@@ -150,17 +150,17 @@ impl Metrics {
             metrics.poll_errors.clone(),
         );
         monitor.register(
+            "scheduled_jobs",
+            "Scheduled jobs Buildkite listed for the served queues in the last successful poll",
+            metrics.scheduled_jobs.clone(),
+        );
+        monitor.register(
             "rate_limit_remaining",
             "GraphQL rate-limit points left in the current window, as Buildkite last reported",
             metrics.rate_limit_remaining.clone(),
         );
 
         let scheduler = jobify.sub_registry_with_prefix("scheduler");
-        scheduler.register(
-            "jobs_seen",
-            "Scheduled jobs seen for the first time",
-            metrics.jobs_seen.clone(),
-        );
         scheduler.register(
             "decisions",
             "Policy decisions, by decision and reason code",
@@ -218,12 +218,16 @@ impl Metrics {
         metrics
     }
 
-    /// A poll of Buildkite succeeded; `rate_limit_remaining` as the response reported it.
-    pub fn poll_succeeded(&self, rate_limit_remaining: Option<u64>) {
+    /// A poll of Buildkite succeeded and listed `scheduled` jobs.
+    pub fn poll_succeeded(&self, scheduled: usize) {
         self.polls.inc();
-        if let Some(remaining) = rate_limit_remaining {
-            self.rate_limit_remaining.set(saturating_i64(remaining));
-        }
+        self.scheduled_jobs
+            .set(saturating_i64(u64::try_from(scheduled).unwrap_or(u64::MAX)));
+    }
+
+    /// The GraphQL rate-limit points left, as a response reported them.
+    pub fn set_rate_limit_remaining(&self, remaining: u32) {
+        self.rate_limit_remaining.set(i64::from(remaining));
     }
 
     /// A poll of Buildkite failed.
@@ -233,11 +237,6 @@ impl Metrics {
                 kind: kind.as_str(),
             })
             .inc();
-    }
-
-    /// A scheduled job was seen for the first time.
-    pub fn job_seen(&self) {
-        self.jobs_seen.inc();
     }
 
     /// The policy decided on a job.

@@ -2,12 +2,10 @@
 //! over real HTTP.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::Duration;
 
 use buildkite_api::Client;
 use jobify::adapters::{ANNOTATION_CONTEXT, BuildkiteFeedback, BuildkiteMonitor, MonitorSettings};
-use jobify::health::{Leadership, Readiness};
 use jobify::metrics::Metrics;
 use jobify_core::{Feedback, JobRef, JobState, Monitor, MonitorError, Reason, ReasonCode};
 use jobify_sim::buildkite::{BuildkiteSim, BuildkiteSimConfig, JobSpec};
@@ -37,14 +35,11 @@ fn client(sim: &BuildkiteSim, token: &str) -> Client {
 struct Fixture {
     monitor: BuildkiteMonitor,
     registry: Registry,
-    readiness: Arc<Readiness>,
 }
 
 fn monitor(sim: &BuildkiteSim, token: &str, queues: &[&str], pipelines: &[&str]) -> Fixture {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
-    let readiness = Arc::new(Readiness::new(Duration::from_secs(5)));
-    readiness.set_leadership(Leadership::Leader);
     let settings = MonitorSettings {
         organization: "acme".into(),
         queues: queues.iter().map(|q| (*q).to_owned()).collect(),
@@ -54,11 +49,11 @@ fn monitor(sim: &BuildkiteSim, token: &str, queues: &[&str], pipelines: &[&str])
             .collect::<BTreeSet<_>>(),
         cluster: None,
         page_size: 2,
+        budget_share: 0.5,
     };
     Fixture {
-        monitor: BuildkiteMonitor::new(client(sim, token), settings, metrics, readiness.clone()),
+        monitor: BuildkiteMonitor::new(client(sim, token), settings, metrics),
         registry,
-        readiness,
     }
 }
 
@@ -104,13 +99,12 @@ async fn monitor_lists_jobs_of_served_queues_and_watched_pipelines_across_pages(
     assert_eq!(job.command.as_deref(), Some("nvidia-smi"));
     assert!(!job.graphql_id.is_empty());
 
-    assert_eq!(fixture.readiness.check(tokio::time::Instant::now()), Ok(()));
     let text = jobify::metrics::encode(&fixture.registry);
-    assert!(text.contains("jobify_monitor_polls_total 1"), "{text}");
-    assert!(
-        text.contains("jobify_monitor_rate_limit_remaining "),
-        "{text}"
-    );
+    let remaining = text
+        .lines()
+        .find_map(|line| line.strip_prefix("jobify_monitor_rate_limit_remaining "))
+        .expect("rate limit gauge");
+    assert!(remaining.parse::<u32>().expect("number") > 0, "{text}");
     sim.shutdown().await;
 }
 
@@ -123,19 +117,6 @@ async fn monitor_reports_a_refused_token_as_unauthorized() {
     assert!(
         !error.to_string().contains("bkua_wrong"),
         "token leaked: {error}"
-    );
-    let text = jobify::metrics::encode(&fixture.registry);
-    assert!(
-        text.contains("jobify_monitor_poll_errors_total{kind=\"unauthorized\"} 1"),
-        "{text}"
-    );
-    let not_ready = fixture
-        .readiness
-        .check(tokio::time::Instant::now())
-        .expect_err("not ready");
-    assert!(
-        not_ready.to_string().contains("no successful poll"),
-        "{not_ready}"
     );
     sim.shutdown().await;
 }

@@ -150,9 +150,9 @@ impl Running {
 async fn metrics_page_parses_and_has_every_family_after_updates() {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
-    metrics.poll_succeeded(Some(19_500));
+    metrics.poll_succeeded(12);
+    metrics.set_rate_limit_remaining(19_500);
     metrics.poll_failed(PollErrorKind::RateLimited);
-    metrics.job_seen();
     metrics.decided(&Decision::Run {
         template: Template::Default { name: None },
         reason: Reason::new(ReasonCode("rule_matched"), "rule 1 matched"),
@@ -198,7 +198,7 @@ async fn metrics_page_parses_and_has_every_family_after_updates() {
         "jobify_monitor_polls",
         "jobify_monitor_poll_errors",
         "jobify_monitor_rate_limit_remaining",
-        "jobify_scheduler_jobs_seen",
+        "jobify_monitor_scheduled_jobs",
         "jobify_scheduler_decisions",
         "jobify_scheduler_launches",
         "jobify_scheduler_launch_errors",
@@ -219,6 +219,7 @@ async fn metrics_page_parses_and_has_every_family_after_updates() {
         value(&samples, "jobify_monitor_rate_limit_remaining", &[]),
         19_500.0
     );
+    assert_eq!(value(&samples, "jobify_monitor_scheduled_jobs", &[]), 12.0);
     assert_eq!(
         value(
             &samples,

@@ -2,7 +2,7 @@
 //! ports. The libraries know nothing of each other; only the binary joins them.
 //!
 //! - [`BuildkiteMonitor`]: [`jobify_core::Monitor`] over [`buildkite_api::Client`]
-//!   (scheduled jobs per served queue, job states), reporting polls to metrics and readiness.
+//!   (scheduled jobs per served queue, job states), paced to the configured budget share.
 //! - [`BuildkiteFeedback`]: [`jobify_core::Feedback`] by annotating and cancelling the job.
 //! - [`QueueFigures`](queue_figures): Buildkite's `/v3/metrics` into the queue gauges.
 
@@ -31,7 +31,7 @@ pub(crate) fn monitor_error(error: ApiError) -> MonitorError {
 }
 
 /// The metrics label of a monitor error.
-pub(crate) fn poll_error_kind(error: &MonitorError) -> PollErrorKind {
+pub fn poll_error_kind(error: &MonitorError) -> PollErrorKind {
     match error {
         MonitorError::RateLimited { .. } => PollErrorKind::RateLimited,
         MonitorError::Unauthorized(_) => PollErrorKind::Unauthorized,

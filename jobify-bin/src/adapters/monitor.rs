@@ -1,16 +1,15 @@
 //! [`BuildkiteMonitor`]: what Buildkite has for us, by GraphQL.
 
 use std::collections::{BTreeSet, HashSet};
-use std::sync::Arc;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
-use buildkite_api::{Client, CommandJob, JobLookup, ScheduledJobsRequest};
+use buildkite_api::{Client, CommandJob, JobLookup, Pacer, RateLimit, ScheduledJobsRequest};
 use jobify_core::config::QueueConfig;
 use jobify_core::{JobId, JobState, Monitor, MonitorError, RawJob, ScheduledJob};
 use tokio::time::Instant;
 
-use super::{monitor_error, poll_error_kind};
-use crate::health::Readiness;
+use super::monitor_error;
 use crate::metrics::Metrics;
 
 /// Requests after the first page of one queue, at most: more jobs than `page_size × this`
@@ -31,6 +30,8 @@ pub struct MonitorSettings {
     pub cluster: Option<String>,
     /// Jobs per page.
     pub page_size: u16,
+    /// Share of the organization's rate-limit budget polls may spend.
+    pub budget_share: f64,
 }
 
 impl MonitorSettings {
@@ -46,6 +47,7 @@ impl MonitorSettings {
             pipelines: config.buildkite.pipelines.iter().cloned().collect(),
             cluster: config.buildkite.cluster.clone(),
             page_size: u16::try_from(config.buildkite.page_size).unwrap_or(u16::MAX),
+            budget_share: config.buildkite.budget_share,
         }
     }
 
@@ -67,40 +69,54 @@ impl MonitorSettings {
     }
 }
 
-/// [`Monitor`] over the Buildkite GraphQL API. Every poll is reported to [`Metrics`] and, for
-/// scheduled-job polls, to [`Readiness`].
+/// [`Monitor`] over the Buildkite GraphQL API.
+///
+/// Polls are paced to `budget_share` of the organization's GraphQL budget: after each poll
+/// the [`Pacer`] says how long the next must wait given what this one cost and what Buildkite
+/// reported left; a poll asked for sooner waits inside [`Monitor::scheduled`]. The rate-limit
+/// figure goes to [`Metrics`]; counting polls is the scheduler observer's job.
 pub struct BuildkiteMonitor {
     client: Client,
     settings: MonitorSettings,
     requests: Vec<ScheduledJobsRequest>,
     metrics: Metrics,
-    readiness: Arc<Readiness>,
+    pacer: Pacer,
+    pace: Mutex<Pace>,
+}
+
+/// What the pacer needs between calls.
+#[derive(Debug, Default)]
+struct Pace {
+    /// No poll before this.
+    next_poll: Option<Instant>,
+    /// Points spent by `states` since the last poll, charged to the next.
+    unbilled: u32,
 }
 
 impl BuildkiteMonitor {
     /// A monitor polling with `client`.
-    pub fn new(
-        client: Client,
-        settings: MonitorSettings,
-        metrics: Metrics,
-        readiness: Arc<Readiness>,
-    ) -> Self {
+    pub fn new(client: Client, settings: MonitorSettings, metrics: Metrics) -> Self {
         BuildkiteMonitor {
             requests: settings.requests(),
+            pacer: Pacer::new(settings.budget_share),
             client,
             settings,
             metrics,
-            readiness,
+            pace: Mutex::default(),
         }
     }
 
-    fn failed(&self, error: buildkite_api::Error, readiness: bool) -> MonitorError {
-        let error = monitor_error(error);
-        self.metrics.poll_failed(poll_error_kind(&error));
-        if readiness {
-            self.readiness.poll_failed(error.to_string());
+    fn pace(&self) -> std::sync::MutexGuard<'_, Pace> {
+        // Plain numbers: still meaningful after a panic elsewhere.
+        self.pace
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn observe(&self, rate_limit: Option<&RateLimit>) {
+        if let Some(remaining) = rate_limit.and_then(|limit| limit.remaining) {
+            self.metrics.set_rate_limit_remaining(remaining);
         }
-        error
     }
 
     fn keeps_pipeline(&self, job: &CommandJob) -> bool {
@@ -129,20 +145,28 @@ fn raw_job(job: CommandJob) -> RawJob {
 #[async_trait]
 impl Monitor for BuildkiteMonitor {
     async fn scheduled(&self) -> Result<Vec<ScheduledJob>, MonitorError> {
+        let wait_until = self.pace().next_poll;
+        if let Some(at) = wait_until {
+            tokio::time::sleep_until(at).await;
+        }
         let mut jobs = Vec::new();
         let mut seen = HashSet::new();
-        let mut remaining = None;
+        let mut cost = 0u32;
+        let mut last_limit = None;
         for request in &self.requests {
-            let fetched = self
-                .client
-                .scheduled_jobs(request)
-                .await
-                .map_err(|error| self.failed(error, true))?;
-            remaining = fetched
-                .rate_limit
-                .as_ref()
-                .and_then(|limit| limit.remaining)
-                .or(remaining);
+            let fetched = match self.client.scheduled_jobs(request).await {
+                Ok(fetched) => fetched,
+                Err(error) => {
+                    if let buildkite_api::Error::RateLimited { retry_after, .. } = &error {
+                        let delay = self.pacer.delay_after_rate_limited(*retry_after);
+                        self.pace().next_poll = Some(Instant::now() + delay);
+                    }
+                    return Err(monitor_error(error));
+                }
+            };
+            cost = cost.saturating_add(fetched.complexity_actual);
+            self.observe(fetched.rate_limit.as_ref());
+            last_limit = fetched.rate_limit.or(last_limit);
             if fetched.value.truncated {
                 tracing::info!(
                     rules = ?request.agent_query_rules,
@@ -163,8 +187,9 @@ impl Monitor for BuildkiteMonitor {
                 }
             }
         }
-        self.metrics.poll_succeeded(remaining.map(u64::from));
-        self.readiness.poll_succeeded(Instant::now());
+        let mut pace = self.pace();
+        let cost = cost.saturating_add(std::mem::take(&mut pace.unbilled));
+        pace.next_poll = Some(Instant::now() + self.pacer.delay_after(cost, last_limit.as_ref()));
         Ok(jobs)
     }
 
@@ -177,7 +202,11 @@ impl Monitor for BuildkiteMonitor {
             .client
             .job_states(&uuids)
             .await
-            .map_err(|error| self.failed(error, false))?;
+            .map_err(monitor_error)?;
+        self.observe(fetched.rate_limit.as_ref());
+        let mut pace = self.pace();
+        pace.unbilled = pace.unbilled.saturating_add(fetched.complexity_actual);
+        drop(pace);
         let states = fetched
             .value
             .into_iter()

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod plan;
+pub mod run;
 pub mod sim;
 
 use std::path::Path;
@@ -18,6 +19,14 @@ pub const EXIT_CONFIG: u8 = 2;
 pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Check => Ok(check::execute(&cli.config)),
+        Command::Run => match load(&cli.config) {
+            Ok(config) => {
+                let shutdown = crate::shutdown::on_signal()
+                    .map_err(|err| anyhow::anyhow!("cannot listen for SIGTERM: {err}"))?;
+                run::execute(&config, shutdown).await
+            }
+            Err(code) => Ok(code),
+        },
         Command::Plan(args) => match load(&cli.config) {
             Ok(config) => plan::execute(&config, args.output).await,
             Err(code) => Ok(code),

@@ -7,7 +7,6 @@
 
 use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use jobify_core::policy::Explanation;
@@ -19,7 +18,6 @@ use prometheus_client::registry::Registry;
 use crate::adapters::{BuildkiteMonitor, MonitorSettings};
 use crate::cli::PlanOutput;
 use crate::config::Config;
-use crate::health::Readiness;
 use crate::metrics::Metrics;
 
 /// What the controller would do with one scheduled job.
@@ -67,15 +65,9 @@ pub fn plan_jobs(config: &Config, mut jobs: Vec<ScheduledJob>) -> Vec<PlannedJob
 /// One poll, then the plan printed to stdout as `output` asks.
 pub async fn execute(config: &Config, output: PlanOutput) -> anyhow::Result<ExitCode> {
     let (client, _) = crate::clients::buildkite(config)?;
-    // The monitor reports to metrics and readiness; plan serves neither, so they are local.
+    // The monitor reports the rate limit to metrics; plan serves none, so they are local.
     let metrics = Metrics::register(&mut Registry::default());
-    let readiness = Arc::new(Readiness::new(config.buildkite.poll_interval));
-    let monitor = BuildkiteMonitor::new(
-        client,
-        MonitorSettings::from_config(config),
-        metrics,
-        readiness,
-    );
+    let monitor = BuildkiteMonitor::new(client, MonitorSettings::from_config(config), metrics);
     let jobs = monitor
         .scheduled()
         .await

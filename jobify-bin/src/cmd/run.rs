@@ -1,0 +1,221 @@
+//! `jobify run`: the controller. Builds the clients, then runs side by side until shutdown:
+//! the HTTP listener, leader election, the Kubernetes watchers, the queue-metrics reader, and
+//! the scheduler that joins them.
+//!
+//! Shutdown happens in two steps. The signal stops the scheduler first, which stops polling
+//! and gives launches in progress a grace period; only then are the watchers, the elector
+//! (which releases the Lease) and the listener stopped.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use jobify_core::{Decider, Dispatcher, Limits, Scheduler, SchedulerConfig};
+use jobify_k8s::{KubeJobifier, LeaderElector};
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::adapters::{BuildkiteFeedback, BuildkiteMonitor, MonitorSettings, queue_figures};
+use crate::config::Config;
+use crate::health::{Leadership, Readiness, follow_leadership};
+use crate::metrics::Metrics;
+use crate::observer::Observer;
+use crate::server::{AppState, serve};
+
+/// The clients `run` talks through; built by [`execute`] from the config, or by a test or
+/// the demo against simulators.
+pub struct Clients {
+    /// Buildkite (GraphQL, and `/v3/metrics` when it has an agent token).
+    pub buildkite: buildkite_api::Client,
+    /// Whether `buildkite` has an agent token, so the queue gauges can be read.
+    pub has_agent_token: bool,
+    /// Kubernetes.
+    pub kube: kube::Client,
+}
+
+/// Builds the clients from the config and the environment, then runs until `shutdown`.
+pub async fn execute(config: &Config, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
+    let (buildkite, has_agent_token) = crate::clients::buildkite(config)?;
+    let kube = crate::clients::kubernetes().await?;
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
+    let clients = Clients {
+        buildkite,
+        has_agent_token,
+        kube,
+    };
+    run(config, clients, listener, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the controller with `clients`, serving metrics and health on `listener`, until
+/// `shutdown` is cancelled; then stops everything in order and returns `Ok`. Returns an error
+/// when the scheduler or a task it depends on stops on its own.
+pub async fn run(
+    config: &Config,
+    clients: Clients,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    let readiness = Arc::new(Readiness::new(config.buildkite.poll_interval));
+    tracing::info!(
+        listen = %listener.local_addr().context("the listener has no address")?,
+        organization = %config.organization,
+        namespace = %config.kubernetes.namespace,
+        controller = %config.controller_id(),
+        "jobify starting"
+    );
+
+    // Everything but the scheduler stops on `rest`, once the scheduler has returned.
+    let rest = CancellationToken::new();
+    let mut tasks: JoinSet<anyhow::Result<()>> = JoinSet::new();
+
+    let state = AppState {
+        registry: Arc::new(registry),
+        readiness: readiness.clone(),
+    };
+    let stop = rest.clone();
+    tasks.spawn(async move {
+        serve(listener, state, stop.cancelled_owned())
+            .await
+            .context("the HTTP listener failed")
+    });
+
+    let mut jobifier = KubeJobifier::new(
+        clients.kube.clone(),
+        config.kubernetes.clone(),
+        config.controller_id(),
+    );
+    let leading = if config.leader_election.enabled {
+        let identity = identity(config);
+        tracing::info!(%identity, lease = %config.leader_election.lease_name, "leader election on");
+        let elector = LeaderElector::new(
+            clients.kube.clone(),
+            &config.kubernetes.namespace,
+            &config.leader_election,
+            &identity,
+        );
+        let leading = elector.subscribe();
+        jobifier = jobifier.with_leadership(leading.clone());
+        let stop = rest.clone();
+        tasks.spawn(async move {
+            elector.run(stop.cancelled_owned()).await;
+            Ok(())
+        });
+        tasks.spawn(
+            follow_leadership(
+                leading.clone(),
+                readiness.clone(),
+                config.leader_election.renew_interval,
+                rest.clone(),
+            )
+            .then_ok(),
+        );
+        Some(leading)
+    } else {
+        readiness.set_leadership(Leadership::Leader);
+        None
+    };
+
+    let watchers = jobifier.clone();
+    let stop = rest.clone();
+    tasks.spawn(async move {
+        watchers
+            .run(stop.cancelled_owned())
+            .await
+            .context("the Kubernetes watchers could not start")
+    });
+
+    if clients.has_agent_token {
+        let client = clients.buildkite.clone();
+        let metrics = metrics.clone();
+        tasks.spawn(queue_figures::run(client, metrics, rest.clone()).then_ok());
+    } else {
+        tracing::info!("no agent token: the jobify_buildkite_queue_* gauges stay empty");
+    }
+
+    let monitor = BuildkiteMonitor::new(
+        clients.buildkite.clone(),
+        MonitorSettings::from_config(config),
+        metrics.clone(),
+    );
+    let feedback = BuildkiteFeedback::new(clients.buildkite);
+    let policy = Decider::from_config(&config.policy, &config.guard, &config.queues);
+    let limits = Limits::new(&config.limits, &config.queues);
+    let scheduler_config = SchedulerConfig {
+        poll_interval: config.buildkite.poll_interval,
+        ..SchedulerConfig::default()
+    };
+    let mut dispatcher = Dispatcher::new(
+        monitor,
+        jobifier,
+        feedback,
+        policy,
+        limits,
+        scheduler_config,
+    )
+    .with_observer(Observer::new(metrics, readiness));
+    if let Some(leading) = leading {
+        dispatcher = dispatcher.with_leadership(leading);
+    }
+
+    let outcome = dispatcher.run(shutdown.clone().cancelled_owned()).await;
+    if outcome.is_ok() {
+        tracing::info!("scheduler stopped; stopping the watchers, the elector and the listener");
+    }
+    rest.cancel();
+    let mut first_error = outcome.context("the scheduler stopped").err();
+    while let Some(joined) = tasks.join_next().await {
+        let result = joined.context("a task panicked").and_then(|result| result);
+        if let Err(error) = result {
+            tracing::error!("{error:#}");
+            first_error.get_or_insert(error);
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => {
+            tracing::info!("jobify stopped");
+            Ok(())
+        }
+    }
+}
+
+/// This replica's identity in the Lease: the configured one, else the pod name, else the
+/// host name, else a random one.
+fn identity(config: &Config) -> String {
+    config
+        .leader_election
+        .identity
+        .clone()
+        .or_else(|| non_empty_env("POD_NAME"))
+        .or_else(|| non_empty_env("HOSTNAME"))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|name| name.trim().to_owned())
+                .filter(|name| !name.is_empty())
+        })
+        .unwrap_or_else(|| format!("jobify-{}", uuid::Uuid::new_v4()))
+}
+
+fn non_empty_env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|value| !value.is_empty())
+}
+
+/// Lets a task that cannot fail join a `JoinSet` of results.
+trait ThenOk: std::future::Future<Output = ()> + Sized {
+    fn then_ok(self) -> impl std::future::Future<Output = anyhow::Result<()>> {
+        async move {
+            self.await;
+            Ok(())
+        }
+    }
+}
+
+impl<F: std::future::Future<Output = ()>> ThenOk for F {}
