@@ -43,6 +43,9 @@ pub enum Command {
     /// Starts the Buildkite and Kubernetes simulators, writes a kubeconfig and a jobify.toml
     /// pointing at them, prints how to `jobify run` against them, and serves until Ctrl-C.
     Sim(crate::cmd::sim::SimArgs),
+    /// Runs jobify against its embedded simulators with a scenario of about fifty jobs,
+    /// shows progress and a summary, and exits 0 when every expected outcome happened.
+    Demo(crate::cmd::demo::DemoArgs),
 }
 
 /// `jobify plan` options.

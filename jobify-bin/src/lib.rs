@@ -11,6 +11,7 @@ pub mod cli;
 pub mod clients;
 pub mod cmd;
 pub mod config;
+pub mod demo;
 pub mod health;
 pub mod metrics;
 pub mod observer;

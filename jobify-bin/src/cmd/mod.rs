@@ -1,6 +1,7 @@
 //! The subcommands, one module each.
 
 pub mod check;
+pub mod demo;
 pub mod plan;
 pub mod run;
 pub mod sim;
@@ -32,6 +33,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Err(code) => Ok(code),
         },
         Command::Sim(args) => sim::execute(args).await,
+        Command::Demo(args) => demo::execute(args).await,
     }
 }
 
