@@ -62,11 +62,13 @@ pub(crate) fn paginate<T>(all: Vec<T>, args: &JsonMap) -> Result<Page<T>, FieldE
         .take(to - from)
         .map(|(offset, item)| (cursor(offset), item))
         .collect();
+    // As graphql-ruby's connections: there is a next (previous) page whenever items exist
+    // after (before) this one, whichever way the client is paging.
     Ok(Page {
         items,
         count,
-        has_next: to < end,
-        has_previous: from > start,
+        has_next: to < count,
+        has_previous: from > 0,
     })
 }
 
@@ -92,6 +94,7 @@ mod tests {
             .unwrap();
         assert_eq!(page.items.iter().map(|i| i.1).collect::<Vec<_>>(), [0, 1]);
         assert!(page.has_next);
+        assert!(!page.has_previous);
         assert_eq!(page.count, 5);
         let after = page.items[1].0.clone();
         let page = paginate(
@@ -107,7 +110,7 @@ mod tests {
             .unwrap();
         assert_eq!(page.items.iter().map(|i| i.1).collect::<Vec<_>>(), [4]);
         assert!(!page.has_next);
-        assert!(!page.has_previous);
+        assert!(page.has_previous);
     }
 
     #[test]

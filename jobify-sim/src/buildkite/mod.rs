@@ -17,6 +17,17 @@
 //! Documents are validated against the subset schema jobify uses
 //! (`buildkite-api/graphql/schema.graphql`), so a field jobify may not rely on is rejected
 //! as Buildkite would reject an unknown field.
+//!
+//! # Where the simulator is knowingly simpler than Buildkite
+//!
+//! - Only command jobs exist; a job is `WAITING` (if asked), `SCHEDULED`, `RUNNING`
+//!   (`ASSIGNED` is passed through on acquire), `CANCELING`, `CANCELED`, `FINISHED` or
+//!   `EXPIRED`. Agents exist only while they run a job (none idle), and a job cancelled while
+//!   running stays `CANCELING` until its agent reports the exit.
+//! - The texts of errors Buildkite does not document (401, 429, mutation refusals) and the
+//!   body added by `Buildkite-Include-Query-Stats` are plausible, not recorded.
+//! - A connection without `first`/`last` serves at most 500 items; `Build.jobs` lists jobs in
+//!   step order; clusters exist only as ids on jobs (`JobSpec::cluster`).
 
 mod connection;
 mod cost;
