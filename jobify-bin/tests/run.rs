@@ -83,7 +83,7 @@ listen = "{listen}"
 fn start(env: &Env) -> Child {
     let binary: PathBuf = assert_cmd::cargo::cargo_bin!("jobify").to_path_buf();
     Command::new(binary)
-        .args(["run", "--config"])
+        .args(["run", "--log-format", "json", "--config"])
         .arg(env.dir.path().join("jobify.toml"))
         .env("KUBECONFIG", env.dir.path().join("kubeconfig"))
         .env("BUILDKITE_API_TOKEN", API_TOKEN)
@@ -204,7 +204,21 @@ async fn run_launches_a_job_then_exits_0_on_sigterm_and_releases_the_lease() {
     terminate(&child);
     let (code, stderr) = wait_for_exit(child).await;
     assert_eq!(code, Some(0), "stderr:\n{stderr}");
-    assert!(stderr.contains("jobify stopped"), "stderr:\n{stderr}");
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|line| line["message"].as_str())
+        .collect();
+    assert!(messages.contains(&"jobify stopped"), "stderr:\n{stderr}");
+    let decided = lines
+        .iter()
+        .find(|line| line["message"] == "decided")
+        .expect("a decision was logged");
+    assert_eq!(decided["decision"], "run", "{decided}");
+    assert_eq!(decided["span"]["job"], job.uuid.to_string(), "{decided}");
     assert_eq!(holder(&env.kube), None, "the Lease is released on shutdown");
     assert!(
         !stderr.contains(API_TOKEN) && !stderr.contains(AGENT_TOKEN),

@@ -59,6 +59,7 @@ fn body(reason: &Reason) -> String {
 
 #[async_trait]
 impl Feedback for BuildkiteFeedback {
+    #[tracing::instrument(name = "feedback", skip_all, fields(job = %job.id, code = %reason.code))]
     async fn fail_job(&self, job: &JobRef, reason: &Reason) -> Result<(), FeedbackError> {
         let id = self.graphql_id(job).await?;
         let failed = |error: buildkite_api::Error| FeedbackError {
