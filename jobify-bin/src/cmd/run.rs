@@ -164,15 +164,37 @@ pub async fn run(
         dispatcher = dispatcher.with_leadership(leading);
     }
 
-    let outcome = dispatcher.run(shutdown.clone().cancelled_owned()).await;
-    if outcome.is_ok() {
-        tracing::info!("scheduler stopped; stopping the watchers, the elector and the listener");
+    // A task that fails while the scheduler runs (the listener cannot serve, the watchers
+    // cannot start) stops the scheduler too: better a restart than a half-working controller.
+    let stop_scheduler = shutdown.child_token();
+    let scheduler = dispatcher.run(stop_scheduler.clone().cancelled_owned());
+    tokio::pin!(scheduler);
+    let mut first_error = None;
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut scheduler => break outcome,
+            Some(joined) = tasks.join_next() => {
+                if let Err(error) = flatten(joined) {
+                    tracing::error!("{error:#}; stopping");
+                    first_error.get_or_insert(error);
+                    stop_scheduler.cancel();
+                }
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => {
+            tracing::info!("scheduler stopped; stopping the watchers, the elector and the listener")
+        }
+        Err(error) => {
+            let error = anyhow::Error::new(error).context("the scheduler stopped");
+            tracing::error!("{error:#}");
+            first_error.get_or_insert(error);
+        }
     }
     rest.cancel();
-    let mut first_error = outcome.context("the scheduler stopped").err();
     while let Some(joined) = tasks.join_next().await {
-        let result = joined.context("a task panicked").and_then(|result| result);
-        if let Err(error) = result {
+        if let Err(error) = flatten(joined) {
             tracing::error!("{error:#}");
             first_error.get_or_insert(error);
         }
@@ -184,6 +206,10 @@ pub async fn run(
             Ok(())
         }
     }
+}
+
+fn flatten(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow::Result<()> {
+    joined.context("a task panicked").and_then(|result| result)
 }
 
 /// This replica's identity in the Lease: the configured one, else the pod name, else the
