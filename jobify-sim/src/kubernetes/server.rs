@@ -2,25 +2,23 @@
 //! (`/api/v1/namespaces/{ns}/pods/{name}`, `/apis/batch/v1/namespaces/{ns}/jobs`, ...),
 //! injects faults, and turns [`ApiError`]s into `Status` answers.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use serde_json::{Value, json};
 
-use super::cluster::{Cluster, DeleteOptions, Deleted, JOB_ORPHAN_WARNING, Propagation};
+use super::cluster::Cluster;
 use super::config::EndpointGroup;
+use super::deletion::{DeleteOptions, Deleted, JOB_ORPHAN_WARNING, Propagation};
 use super::discovery;
+use super::list::{self, Params};
 use super::meta;
 use super::patch::{self, PatchKind};
 use super::resource::Resource;
-use super::selector::{FieldSelector, LabelSelector};
 use super::stats::bump;
 use super::status::{self, ApiError};
 use super::watch::{self, WatchRequest};
@@ -107,8 +105,6 @@ fn parse_path(path: &str) -> Option<Target> {
     }
 }
 
-type Params = HashMap<String, String>;
-
 async fn dispatch(
     State(cluster): State<Arc<Cluster>>,
     method: Method,
@@ -179,11 +175,11 @@ fn handle(
             Method::GET,
         ) => {
             if params.get("watch").is_some_and(|w| w == "true" || w == "1") {
-                let request = watch_request(resource, namespace, params)?;
+                let request = WatchRequest::from_params(resource, namespace, params)?;
                 Ok(watch::serve(cluster.clone(), request))
             } else {
                 bump(&cluster.stats.lists);
-                list(cluster, resource, namespace.as_deref(), params).map(ok)
+                list::list(cluster, resource, namespace.as_deref(), params).map(ok)
             }
         }
         (
@@ -326,150 +322,9 @@ fn patch_object(
         }
         // A patch that names a resourceVersion is a precondition; one that does not keeps
         // the current one and is unconditional.
-        super::cluster::prepare_update(resource, old, patched, status_only)
+        super::update::prepare_update(resource, old, patched, status_only)
     })?;
     Ok(ok((*updated).clone()))
-}
-
-fn selectors(
-    resource: Resource,
-    params: &Params,
-) -> Result<(LabelSelector, FieldSelector), ApiError> {
-    let labels = LabelSelector::parse(params.get("labelSelector").map_or("", String::as_str))?;
-    let fields = FieldSelector::parse(
-        resource,
-        params.get("fieldSelector").map_or("", String::as_str),
-    )?;
-    Ok((labels, fields))
-}
-
-fn watch_request(
-    resource: Resource,
-    namespace: Option<String>,
-    params: &Params,
-) -> Result<WatchRequest, ApiError> {
-    let (labels, fields) = selectors(resource, params)?;
-    let resource_version = match params.get("resourceVersion").map(String::as_str) {
-        None | Some("") => None,
-        Some(rv) => Some(
-            rv.parse::<u64>()
-                .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {rv}")))?,
-        ),
-    };
-    let timeout = params
-        .get("timeoutSeconds")
-        .and_then(|t| t.parse::<u64>().ok())
-        .map_or(Duration::from_secs(1800), Duration::from_secs);
-    let bookmarks = params
-        .get("allowWatchBookmarks")
-        .is_some_and(|b| b == "true" || b == "1");
-    let send_initial_events = params
-        .get("sendInitialEvents")
-        .is_some_and(|b| b == "true" || b == "1");
-    Ok(WatchRequest {
-        resource,
-        namespace,
-        resource_version,
-        labels,
-        fields,
-        timeout,
-        bookmarks,
-        send_initial_events,
-    })
-}
-
-/// A continue token: the list's resourceVersion and the last key served, encoded like
-/// apiserver's (base64 of `{"v":"meta.k8s.io/v1","rv":N,"start":"ns/name\u0000"}`).
-fn encode_continue(rv: u64, namespace: &str, name: &str) -> String {
-    let token =
-        json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{namespace}/{name}\u{0}")});
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token.to_string())
-}
-
-fn decode_continue(token: &str) -> Result<(u64, String, String), ApiError> {
-    let bad = || {
-        ApiError::BadRequest("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)".to_string())
-    };
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(token.trim_end_matches('='))
-        .map_err(|_| bad())?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-    let rv = v["rv"].as_u64().ok_or_else(bad)?;
-    let start = v["start"]
-        .as_str()
-        .ok_or_else(bad)?
-        .trim_end_matches('\u{0}');
-    let (ns, name) = start.split_once('/').ok_or_else(bad)?;
-    Ok((rv, ns.to_string(), name.to_string()))
-}
-
-const CONTINUE_EXPIRED: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
-
-fn list(
-    cluster: &Arc<Cluster>,
-    resource: Resource,
-    namespace: Option<&str>,
-    params: &Params,
-) -> Result<Value, ApiError> {
-    let (labels, fields) = selectors(resource, params)?;
-    let limit = params
-        .get("limit")
-        .and_then(|l| l.parse::<usize>().ok())
-        .filter(|l| *l > 0);
-    let continued = match params.get("continue").filter(|c| !c.is_empty()) {
-        Some(token) => {
-            let (rv, ns, name) = decode_continue(token)?;
-            if rv < cluster.store.compacted(resource) {
-                bump(&cluster.stats.relists_forced);
-                return Err(ApiError::Expired(CONTINUE_EXPIRED.to_string()));
-            }
-            Some((rv, ns, name))
-        }
-        None => None,
-    };
-    let after = continued
-        .as_ref()
-        .map(|(_, ns, n)| (ns.as_str(), n.as_str()));
-    let (all, current_rv) = cluster.store.list(resource, namespace, after);
-    let list_rv = continued.as_ref().map_or(current_rv, |(rv, _, _)| *rv);
-    let mut matching = all
-        .iter()
-        .filter(|o| labels.matches(o) && fields.matches(o));
-    let mut items = Vec::new();
-    let mut last = None;
-    for o in matching.by_ref() {
-        if limit.is_some_and(|l| items.len() >= l) {
-            break;
-        }
-        let mut item = (**o).clone();
-        if let Some(m) = item.as_object_mut() {
-            m.remove("kind");
-            m.remove("apiVersion");
-        }
-        last = Some((meta::namespace(o).to_string(), meta::name(o).to_string()));
-        items.push(item);
-    }
-    let served = items.len();
-    let remaining = all
-        .iter()
-        .filter(|o| labels.matches(o) && fields.matches(o))
-        .count()
-        - served;
-    let mut metadata = json!({"resourceVersion": list_rv.to_string()});
-    if remaining > 0
-        && let Some((ns, name)) = last
-    {
-        metadata["continue"] = json!(encode_continue(list_rv, &ns, &name));
-        if labels.is_empty() && fields.is_empty() {
-            metadata["remainingItemCount"] = json!(remaining);
-        }
-    }
-    Ok(json!({
-        "kind": format!("{}List", resource.kind()),
-        "apiVersion": resource.api_version(),
-        "metadata": metadata,
-        "items": items,
-    }))
 }
 
 fn delete_options(params: &Params, body: &Bytes) -> Result<DeleteOptions, ApiError> {
@@ -553,15 +408,5 @@ mod tests {
         );
         assert_eq!(parse_path("/apis/batch/v1/namespaces/ci/pods"), None);
         assert_eq!(parse_path("/apis/apps/v1/namespaces/ci/deployments"), None);
-    }
-
-    #[test]
-    fn continue_tokens_round_trip() {
-        let t = encode_continue(42, "ns", "job-1");
-        assert_eq!(
-            decode_continue(&t).unwrap(),
-            (42, "ns".into(), "job-1".into())
-        );
-        assert!(decode_continue("garbage!").is_err());
     }
 }

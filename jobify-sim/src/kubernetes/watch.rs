@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::cluster::Cluster;
+use super::list::{Params, selectors};
 use super::resource::Resource;
 use super::selector::{FieldSelector, LabelSelector};
 use super::stats::bump;
@@ -37,6 +38,43 @@ pub(crate) struct WatchRequest {
 }
 
 impl WatchRequest {
+    /// The watch `params` ask for (`resourceVersion`, `timeoutSeconds`,
+    /// `allowWatchBookmarks`, `sendInitialEvents`, selectors).
+    pub(crate) fn from_params(
+        resource: Resource,
+        namespace: Option<String>,
+        params: &Params,
+    ) -> Result<WatchRequest, ApiError> {
+        let (labels, fields) = selectors(resource, params)?;
+        let resource_version = match params.get("resourceVersion").map(String::as_str) {
+            None | Some("") => None,
+            Some(rv) => Some(
+                rv.parse::<u64>()
+                    .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {rv}")))?,
+            ),
+        };
+        let timeout = params
+            .get("timeoutSeconds")
+            .and_then(|t| t.parse::<u64>().ok())
+            .map_or(Duration::from_secs(1800), Duration::from_secs);
+        let bookmarks = params
+            .get("allowWatchBookmarks")
+            .is_some_and(|b| b == "true" || b == "1");
+        let send_initial_events = params
+            .get("sendInitialEvents")
+            .is_some_and(|b| b == "true" || b == "1");
+        Ok(WatchRequest {
+            resource,
+            namespace,
+            resource_version,
+            labels,
+            fields,
+            timeout,
+            bookmarks,
+            send_initial_events,
+        })
+    }
+
     fn selects(&self, object: &Value) -> bool {
         let ns_ok = self
             .namespace
