@@ -213,4 +213,78 @@ mod tests {
         // `job` 1 requested; one job returned.
         assert_eq!((answer.requested, answer.actual), (1, 1));
     }
+
+    /// Fields the brief expects that `buildkite-api` does not select yet, declared as in
+    /// Buildkite's published schema.
+    const BEYOND_SUBSET: &str = "
+        extend type JobTypeCommand {
+          agent: Agent build: Build pipeline: Pipeline step: StepCommand passed: Boolean!
+          startedAt: DateTime finishedAt: DateTime
+        }
+        type Agent implements Node { id: ID! name: String! uuid: String! }
+        type StepCommand { key: String uuid: String! }
+        extend type Build { number: Int! branch: String! url: String! pipeline: Pipeline! }
+        extend type Organization {
+          name: String! uuid: String! pipelines(first: Int, after: String): PipelineConnection
+        }
+        type PipelineConnection { count: Int! edges: [PipelineEdge] pageInfo: PageInfo }
+        type PipelineEdge { cursor: String! node: Pipeline }
+        extend type JobEdge { cursor: String! }
+        extend type PageInfo { hasPreviousPage: Boolean! startCursor: String }
+    ";
+
+    #[test]
+    fn fields_beyond_the_subset_resolve_from_the_state() {
+        let sdl = format!("{}\n{BEYOND_SUBSET}", schema::SCHEMA_SDL);
+        let schema = Schema::parse_and_validate(sdl, "schema.graphql").unwrap();
+        let mut state = State::new("acme");
+        let spec = JobSpec {
+            step_key: Some("unit".to_owned()),
+            branch: "feature".to_owned(),
+            ..JobSpec::command("make").on_pipeline("app")
+        };
+        let (job, number) = state.schedule(spec);
+        state.acquire(job, &["queue=default".to_owned()]).unwrap();
+        state.finish(job, 0);
+        let query = "query Q($u: ID!) {
+            job(uuid: $u) { ... on JobTypeCommand {
+                agent { name } step { key } passed pipeline { slug }
+                build { number branch url pipeline { name } }
+            } }
+            organization(slug: \"acme\") {
+                name
+                pipelines(first: 1) {
+                    count edges { cursor node { slug } }
+                    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+                }
+                jobs(first: 1, state: [FINISHED]) { edges { cursor } }
+            }
+        }";
+        let answer = run(&schema, &mut state, &request(query, json!({"u": job})));
+        assert_eq!(answer.body.get("errors"), None, "{}", answer.body);
+        let data = &answer.body["data"];
+        assert_eq!(
+            data["job"],
+            json!({
+                "agent": {"name": "sim-agent-1"},
+                "step": {"key": "unit"},
+                "passed": true,
+                "pipeline": {"slug": "app"},
+                "build": {
+                    "number": number,
+                    "branch": "feature",
+                    "url": format!("https://buildkite.com/acme/app/builds/{number}"),
+                    "pipeline": {"name": "app"},
+                },
+            })
+        );
+        let pipelines = &data["organization"]["pipelines"];
+        let cursor = pipelines["edges"][0]["cursor"].clone();
+        assert_eq!(pipelines["count"], 1);
+        assert_eq!(
+            pipelines["pageInfo"],
+            json!({"hasNextPage": false, "hasPreviousPage": false, "startCursor": cursor, "endCursor": cursor})
+        );
+        assert!(data["organization"]["jobs"]["edges"][0]["cursor"].is_string());
+    }
 }
