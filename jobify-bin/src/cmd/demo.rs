@@ -4,14 +4,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-use crate::cmd::run::{Clients, run};
-use crate::config::Config;
 use crate::demo::{self, DemoOptions};
+use crate::simenv::run_jobify;
 
 /// `jobify demo` options.
 #[derive(Debug, Args)]
@@ -27,30 +23,11 @@ pub async fn execute(args: DemoArgs) -> anyhow::Result<ExitCode> {
         deadline: args.deadline,
     };
     let mut out = std::io::stdout();
-    let report = demo::run(&options, &mut out, start_jobify).await?;
+    let report = demo::run(&options, &mut out, run_jobify).await?;
     demo::write_summary(&mut out, &report)?;
     Ok(if report.passed() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
-}
-
-/// jobify's `run` code path, with the Kubernetes client the demo hands in and the Buildkite
-/// client built from the config, as `jobify run` builds it.
-pub async fn start_jobify(
-    config: Config,
-    kube: kube::Client,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let (buildkite, has_agent_token) = crate::clients::buildkite(&config)?;
-    let listener = TcpListener::bind(config.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-    let clients = Clients {
-        buildkite,
-        has_agent_token,
-        kube,
-    };
-    run(&config, clients, listener, shutdown).await
 }

@@ -13,6 +13,9 @@
 //!      └─ write_files(dir) ─▶ kubeconfig, buildkite-api-token, buildkite-agent-token, jobify.toml
 //! ```
 //!
+//! [`run_jobify`] then runs jobify itself in this process, through the same `run` code path
+//! as `jobify run`, with a `kube::Client` for the simulator ([`SimEnv::kube_client`]).
+//!
 //! `jobify sim`, `jobify demo`, the end-to-end tests and the benchmark all start here.
 
 mod files;
@@ -151,4 +154,31 @@ impl SimEnv {
         self.kubernetes.shutdown().await;
         self.buildkite.shutdown().await;
     }
+}
+
+/// Runs jobify in this process with `config` until `shutdown` is cancelled: the Buildkite
+/// client built from the config as `jobify run` builds it, `kube` for Kubernetes (the
+/// process's environment is not consulted), the listener bound to `[server] listen`, then
+/// [`crate::cmd::run::run`].
+///
+/// # Errors
+/// A token reference that cannot be resolved, a listen address that cannot be bound, or
+/// whatever makes `run` stop on its own.
+pub async fn run_jobify(
+    config: crate::config::Config,
+    kube: kube::Client,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+
+    let (buildkite, has_agent_token) = crate::clients::buildkite(&config)?;
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
+    let clients = crate::cmd::run::Clients {
+        buildkite,
+        has_agent_token,
+        kube,
+    };
+    crate::cmd::run::run(&config, clients, listener, shutdown).await
 }
