@@ -249,3 +249,31 @@ async fn a_timeout_fault_holds_the_request_past_the_clients_deadline() {
     assert_eq!(answer.status(), 200);
     bk.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_held_request() {
+    let bk = start(BuildkiteSimConfig {
+        faults: FaultConfig {
+            seed: 1,
+            timeout: 1.0,
+            timeout_delay: Duration::from_secs(3600),
+            ..FaultConfig::none()
+        },
+        ..config()
+    })
+    .await;
+    let client = client();
+    let url = bk.graphql_url();
+    let held = tokio::spawn(async move {
+        let body = json!({"query": PIPELINE, "variables": {"slug": "acme/app"}});
+        client.post(url).bearer_auth(TOKEN).json(&body).send().await
+    });
+    while bk.stats().graphql_requests == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(10), bk.shutdown())
+        .await
+        .expect("shutdown waited for the held request");
+    let answer = held.await.unwrap();
+    assert!(answer.is_err() || answer.unwrap().status() == 503);
+}

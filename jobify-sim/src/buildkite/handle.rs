@@ -148,6 +148,8 @@ pub(crate) struct Shared {
     pub(crate) agent_token: SecretString,
     pub(crate) metrics_poll_duration: Duration,
     pub(crate) stats: Counters,
+    /// Cancelled when the simulator shuts down.
+    pub(crate) stop: CancellationToken,
 }
 
 impl AgentApi for Shared {
@@ -183,6 +185,7 @@ impl BuildkiteSim {
     /// Starts serving on a free loopback port.
     pub async fn start(config: BuildkiteSimConfig) -> Result<Self, Error> {
         let schema = schema::load().map_err(Error::Schema)?;
+        let stop = CancellationToken::new();
         let shared = Arc::new(Shared {
             schema,
             state: Mutex::new(State::new(&config.organization)),
@@ -197,12 +200,12 @@ impl BuildkiteSim {
             agent_token: config.agent_token,
             metrics_poll_duration: config.metrics_poll_duration,
             stats: Counters::default(),
+            stop: stop.clone(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(Error::Bind)?;
         let addr = listener.local_addr().map_err(Error::Bind)?;
-        let stop = CancellationToken::new();
         let app = router(shared.clone());
         let until = stop.clone().cancelled_owned();
         let server = tokio::spawn(async move {

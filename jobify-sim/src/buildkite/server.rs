@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use secrecy::ExposeSecret as _;
 use serde_json::{Value, json};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::graphql::{self, Answer, Request};
 use super::handle::Shared;
@@ -49,7 +50,11 @@ fn credential<'h>(headers: &'h HeaderMap, scheme: &str) -> Option<&'h str> {
 }
 
 /// Applies an injected fault; `Some` is the response to send instead of the real one.
-async fn injected(fault: Option<Fault>, graphql: bool) -> Option<Response> {
+async fn injected(
+    fault: Option<Fault>,
+    graphql: bool,
+    stop: &CancellationToken,
+) -> Option<Response> {
     match fault? {
         Fault::ServerError => Some(
             (
@@ -59,8 +64,11 @@ async fn injected(fault: Option<Fault>, graphql: bool) -> Option<Response> {
                 .into_response(),
         ),
         Fault::Timeout(delay) => {
-            tokio::time::sleep(delay).await;
-            None
+            // A held request must not hold up the simulator's shutdown.
+            tokio::select! {
+                () = tokio::time::sleep(delay) => None,
+                () = stop.cancelled() => Some(StatusCode::SERVICE_UNAVAILABLE.into_response()),
+            }
         }
         Fault::GraphqlError if graphql => Some(json_response(
             StatusCode::OK,
@@ -107,7 +115,7 @@ async fn fault_response(shared: &Shared, graphql: bool) -> Option<Response> {
     if fault.is_some() {
         shared.stats.faults_injected.fetch_add(1, Ordering::Relaxed);
     }
-    injected(fault, graphql).await
+    injected(fault, graphql, &shared.stop).await
 }
 
 /// The 429 for a request past a spent budget.
