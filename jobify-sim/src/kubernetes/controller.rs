@@ -71,7 +71,7 @@ pub(crate) async fn run(cluster: Arc<Cluster>, job: Arc<Value>, stop: Cancellati
             &job,
             &pods,
             &mut memory,
-            jiff::Timestamp::now(),
+            meta::sim_now(),
             Instant::now(),
             cluster.config.timings.job_backoff,
         );

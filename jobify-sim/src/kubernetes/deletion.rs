@@ -231,9 +231,9 @@ impl Cluster {
 
 fn mark_deleting(object: &mut Value, grace: i64) {
     object["metadata"]["deletionTimestamp"] = json!(meta::format_time(
-        jiff::Timestamp::now()
+        meta::sim_now()
             .checked_add(jiff::SignedDuration::from_secs(grace))
-            .unwrap_or_else(|_| jiff::Timestamp::now())
+            .unwrap_or_else(|_| meta::sim_now())
     ));
     object["metadata"]["deletionGracePeriodSeconds"] = json!(grace);
 }

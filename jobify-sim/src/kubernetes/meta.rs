@@ -1,6 +1,7 @@
 //! Reading and stamping `metadata` on JSON objects.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use rand::Rng;
 use serde_json::{Value, json};
@@ -57,16 +58,27 @@ pub(crate) fn is_owned_by(object: &Value, owner_uid: &str) -> bool {
         .is_some_and(|refs| refs.iter().any(|r| r["uid"] == owner_uid))
 }
 
+/// The simulator's wall clock: real time plus however far a paused tokio clock was
+/// advanced, so that timestamps (startTime, deadlines) agree with tokio timers in
+/// paused-clock tests. Outside a paused runtime it is the real time.
+pub(crate) fn sim_now() -> jiff::Timestamp {
+    static BASE: OnceLock<(tokio::time::Instant, jiff::Timestamp)> = OnceLock::new();
+    let (at, base) = *BASE.get_or_init(|| (tokio::time::Instant::now(), jiff::Timestamp::now()));
+    let elapsed = tokio::time::Instant::now().saturating_duration_since(at);
+    jiff::SignedDuration::try_from(elapsed)
+        .ok()
+        .and_then(|d| base.checked_add(d).ok())
+        .unwrap_or(base)
+}
+
 /// Now, as the API's `Time` (RFC 3339, whole seconds, UTC).
 pub(crate) fn now() -> String {
-    format_time(jiff::Timestamp::now())
+    format_time(sim_now())
 }
 
 /// Now, as the API's `MicroTime`.
 pub(crate) fn now_micro() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%S.%6fZ")
-        .to_string()
+    sim_now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
 }
 
 /// A timestamp as the API's `Time`.
