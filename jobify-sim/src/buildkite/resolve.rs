@@ -149,64 +149,7 @@ impl<'c> Obj<'c> {
     where
         'c: 'a,
     {
-        let state = self.cx.state.borrow();
-        let found =
-            match field {
-                "organization" => {
-                    let org = &state.org;
-                    let by_slug = str_arg(args, "slug").is_some_and(|s| s == org.slug);
-                    let by_uuid = str_arg(args, "uuid").is_some_and(|u| u == org.uuid.to_string());
-                    (by_slug || by_uuid).then_some(Kind::Organization)
-                }
-                "node" => str_arg(args, "id")
-                    .and_then(parse_node_id)
-                    .and_then(|(kind, uuid)| match kind {
-                        NodeKind::Organization => {
-                            (uuid == state.org.uuid).then_some(Kind::Organization)
-                        }
-                        NodeKind::Pipeline => state.pipeline(uuid).map(|_| Kind::Pipeline(uuid)),
-                        NodeKind::Build => state.builds.get(&uuid).map(|_| Kind::Build(uuid)),
-                        NodeKind::CommandJob => state.jobs.get(&uuid).map(|_| Kind::Job(uuid)),
-                        NodeKind::Agent | NodeKind::Cluster | NodeKind::Annotation => None,
-                    }),
-                "job" => str_arg(args, "uuid")
-                    .and_then(|u| Uuid::parse_str(u).ok())
-                    .filter(|u| state.jobs.contains_key(u))
-                    .map(Kind::Job),
-                "pipeline" => {
-                    let by_slug = str_arg(args, "slug").and_then(|s| {
-                        let (org, slug) = s.split_once('/')?;
-                        (org == state.org.slug).then(|| state.pipeline_by_slug(slug))?
-                    });
-                    let by_uuid = || {
-                        let uuid = Uuid::parse_str(str_arg(args, "uuid")?).ok()?;
-                        state.pipeline(uuid)
-                    };
-                    by_slug.or_else(by_uuid).map(|p| Kind::Pipeline(p.uuid))
-                }
-                "build" => {
-                    let by_slug = str_arg(args, "slug").and_then(|s| {
-                        let mut parts = s.splitn(3, '/');
-                        let (org, slug, number) = (parts.next()?, parts.next()?, parts.next()?);
-                        let number: u64 = number.parse().ok()?;
-                        let pipeline =
-                            (org == state.org.slug).then(|| state.pipeline_by_slug(slug))??;
-                        pipeline
-                            .builds
-                            .iter()
-                            .copied()
-                            .find(|b| state.builds[b].number == number)
-                    });
-                    let by_uuid = || {
-                        Uuid::parse_str(str_arg(args, "uuid")?)
-                            .ok()
-                            .filter(|u| state.builds.contains_key(u))
-                    };
-                    by_slug.or_else(by_uuid).map(Kind::Build)
-                }
-                _ => return Err(not_served("Query", field)),
-            };
-        drop(state);
+        let found = root_lookup(&self.cx.state.borrow(), field, args)?;
         Ok(self.maybe(found))
     }
 
@@ -473,6 +416,62 @@ impl ObjectValue for Obj<'_> {
             _ => self.plain(field),
         }
     }
+}
+
+/// What a `Query` field finds: `organization`, `node`, `job`, `pipeline`, `build`.
+fn root_lookup(state: &State, field: &str, args: &JsonMap) -> Result<Option<Kind>, FieldError> {
+    Ok(match field {
+        "organization" => {
+            let org = &state.org;
+            let by_slug = str_arg(args, "slug").is_some_and(|s| s == org.slug);
+            let by_uuid = str_arg(args, "uuid").is_some_and(|u| u == org.uuid.to_string());
+            (by_slug || by_uuid).then_some(Kind::Organization)
+        }
+        "node" => str_arg(args, "id")
+            .and_then(parse_node_id)
+            .and_then(|(kind, uuid)| match kind {
+                NodeKind::Organization => (uuid == state.org.uuid).then_some(Kind::Organization),
+                NodeKind::Pipeline => state.pipeline(uuid).map(|_| Kind::Pipeline(uuid)),
+                NodeKind::Build => state.builds.get(&uuid).map(|_| Kind::Build(uuid)),
+                NodeKind::CommandJob => state.jobs.get(&uuid).map(|_| Kind::Job(uuid)),
+                NodeKind::Agent | NodeKind::Cluster | NodeKind::Annotation => None,
+            }),
+        "job" => str_arg(args, "uuid")
+            .and_then(|u| Uuid::parse_str(u).ok())
+            .filter(|u| state.jobs.contains_key(u))
+            .map(Kind::Job),
+        "pipeline" => {
+            let by_slug = str_arg(args, "slug").and_then(|s| {
+                let (org, slug) = s.split_once('/')?;
+                (org == state.org.slug).then(|| state.pipeline_by_slug(slug))?
+            });
+            let by_uuid = || {
+                let uuid = Uuid::parse_str(str_arg(args, "uuid")?).ok()?;
+                state.pipeline(uuid)
+            };
+            by_slug.or_else(by_uuid).map(|p| Kind::Pipeline(p.uuid))
+        }
+        "build" => {
+            let by_slug = str_arg(args, "slug").and_then(|s| {
+                let mut parts = s.splitn(3, '/');
+                let (org, slug, number) = (parts.next()?, parts.next()?, parts.next()?);
+                let number: u64 = number.parse().ok()?;
+                let pipeline = (org == state.org.slug).then(|| state.pipeline_by_slug(slug))??;
+                pipeline
+                    .builds
+                    .iter()
+                    .copied()
+                    .find(|b| state.builds.get(b).is_some_and(|b| b.number == number))
+            });
+            let by_uuid = || {
+                Uuid::parse_str(str_arg(args, "uuid")?)
+                    .ok()
+                    .filter(|u| state.builds.contains_key(u))
+            };
+            by_slug.or_else(by_uuid).map(Kind::Build)
+        }
+        _ => return Err(not_served("Query", field)),
+    })
 }
 
 /// The error for a schema field the simulator does not serve.
