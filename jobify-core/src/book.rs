@@ -333,7 +333,15 @@ impl Book {
             JobStatus::InFlight
         };
         match self.status(workload.job) {
-            Some(JobStatus::Launching) | Some(JobStatus::Deferred) | None => {
+            // Ours in progress, or a job this replica did not launch: a workload exists, so
+            // it takes a slot whoever created it.
+            Some(
+                JobStatus::Launching
+                | JobStatus::Deferred
+                | JobStatus::Skipped
+                | JobStatus::Rejected,
+            )
+            | None => {
                 let known = self.entries.get(&workload.job);
                 let seen = known.map_or(self.generation, |e| e.seen);
                 // What the launch recorded wins over what the workload's labels say.

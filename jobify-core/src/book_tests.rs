@@ -107,6 +107,33 @@ fn workloads_of_other_replicas_count_against_the_limits() {
 }
 
 #[test]
+fn a_workload_for_a_job_this_replica_skipped_still_takes_a_slot() {
+    let mut book = Book::new();
+    let job = ScheduledJob::fixture().build();
+    book.apply(BookEvent::Decided {
+        job: job.id,
+        pipeline: job.pipeline.clone(),
+        settled: Settled::Skipped,
+    });
+    book.apply(BookEvent::Workload(WorkloadEvent::Observed(
+        ScheduledJob::fixture().id(job.id).workload(),
+    )));
+    assert_eq!(book.status(job.id), Some(JobStatus::InFlight));
+    assert_eq!(book.in_flight_in_queue("kubernetes"), 1);
+}
+
+#[test]
+fn a_workload_without_a_queue_counts_against_the_default_queue() {
+    let mut book = Book::new();
+    let workload = Workload {
+        queue: None,
+        ..ScheduledJob::fixture().workload()
+    };
+    restored(&mut book, vec![workload]);
+    assert_eq!(book.in_flight_in_queue("default"), 1);
+}
+
+#[test]
 fn failed_launches_retry_or_reject() {
     let mut book = Book::new();
     let transient = ScheduledJob::fixture().build();

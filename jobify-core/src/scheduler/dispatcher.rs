@@ -178,6 +178,14 @@ where
         ));
     }
 
+    /// A standby does not poll Buildkite, so nothing tells it when jobs stop being scheduled.
+    /// It forgets ended jobs whose workload is gone at the poll interval instead, as if
+    /// Buildkite listed nothing, so its memory stays bounded.
+    fn standby_tick(&mut self) {
+        self.next_poll = Instant::now() + self.config.poll_interval;
+        self.apply(BookEvent::Polled(Vec::new()));
+    }
+
     fn start_check(&mut self) {
         self.next_check = Instant::now() + self.config.cancel_check_interval;
         let jobs = self.book.not_started();
@@ -489,6 +497,7 @@ where
                     }
                 },
                 () = sleep_until(run.next_poll), if may_poll => run.start_poll(),
+                () = sleep_until(run.next_poll), if !run.leader => run.standby_tick(),
                 () = sleep_until(run.next_check), if may_check => run.start_check(),
             }
         };
