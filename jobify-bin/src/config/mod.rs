@@ -238,7 +238,9 @@ pub fn parse(source: &Source) -> Result<Config, ConfigError> {
 }
 
 fn syntax_diagnostic(source: &Source, err: &toml::de::Error) -> Diagnostic {
-    let span = err.span();
+    // toml reports a key missing from the document itself at the empty span `0..0`: it is
+    // about the whole file, not its first line.
+    let span = err.span().filter(|span| *span != (0..0));
     let path = span
         .as_ref()
         .map_or_else(KeyPath::root, |span| source.path_at(span));
@@ -331,6 +333,17 @@ mod tests {
                 ("buildkite.page_size".to_owned(), Some(3)),
                 ("buildkite.budget_share".to_owned(), Some(4)),
             ]
+        );
+    }
+
+    #[test]
+    fn missing_top_level_key_is_about_the_whole_file() {
+        let found = problems_in("[buildkite]\npage_size = 5\n");
+        assert_eq!(found[0].path, KeyPath::root());
+        assert_eq!(found[0].position, None);
+        assert_eq!(
+            found[0].rendered,
+            "jobify.toml: missing field `organization`"
         );
     }
 

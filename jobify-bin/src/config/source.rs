@@ -174,8 +174,10 @@ impl Source {
         // rather than descending only into tables that contain the span.
         let mut entries = Vec::new();
         collect_table(document.get_ref(), &KeyPath::root(), &mut entries);
+        // On a tie (an array and its only table share a span) the deeper path wins.
         entries
             .into_iter()
+            .rev()
             .filter(|(_, candidate)| contains(candidate, span))
             .min_by_key(|(_, candidate)| candidate.end - candidate.start)
             .map_or_else(KeyPath::root, |(path, _)| path)
