@@ -183,8 +183,8 @@ fn create_pod(cluster: &Arc<Cluster>, job: &Value, memory: &mut Memory) {
     }
 }
 
-/// The TTL-after-finished controller: deletes a finished Job (and, in the background, its
-/// pods) once `ttlSecondsAfterFinished` passed.
+/// The TTL-after-finished controller: deletes a finished Job (its pods first, like the
+/// real one, which deletes in the foreground) once `ttlSecondsAfterFinished` passed.
 async fn expire_after_ttl(cluster: &Arc<Cluster>, job: &Value, stop: &CancellationToken) {
     let Some(ttl) = job["spec"]["ttlSecondsAfterFinished"].as_u64() else {
         return;
@@ -193,7 +193,9 @@ async fn expire_after_ttl(cluster: &Arc<Cluster>, job: &Value, stop: &Cancellati
         return;
     }
     let options = DeleteOptions {
-        propagation: Some(Propagation::Background),
+        // The TTL-after-finished controller deletes in the foreground: the Job shows a
+        // deletionTimestamp until its pods are gone.
+        propagation: Some(Propagation::Foreground),
         precondition_uid: Some(meta::uid(job).to_string()),
         ..DeleteOptions::default()
     };

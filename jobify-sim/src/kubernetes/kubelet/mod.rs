@@ -10,12 +10,12 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+mod failures;
+
 use super::cluster::Cluster;
 use super::config::Scenario;
 use super::meta;
-use super::pod_status::{
-    Restarts, Stage, container_id, format_go_duration, full_reference, pod_status,
-};
+use super::pod_status::{Restarts, Stage, container_id, format_go_duration, pod_status};
 use super::resource::Resource;
 use super::scenario::{self, AgentContainer};
 use super::stats::bump;
@@ -216,7 +216,10 @@ impl Kubelet {
             .map(|a| a.container.clone())
             .or_else(|| containers.first().map(|(c, _)| c.clone()))
             .unwrap_or_default();
-        let restart_on_failure = pod["spec"]["restartPolicy"] == "OnFailure";
+        let policy = pod["spec"]["restartPolicy"]
+            .as_str()
+            .unwrap_or("Always")
+            .to_string();
         let mut started_at = started_at;
         loop {
             let (run_for, exit_code, acquired) = self.acquire(agent.as_ref());
@@ -238,7 +241,12 @@ impl Kubelet {
                 agent_api.finish(job, exit_code);
             }
             let finished_at = meta::now();
-            if exit_code == 0 || !restart_on_failure {
+            let restarts = match policy.as_str() {
+                "Always" => true,
+                "OnFailure" => exit_code != 0,
+                _ => false,
+            };
+            if !restarts {
                 self.set_stage(&Stage::Terminated {
                     started_at,
                     finished_at,
@@ -248,7 +256,7 @@ impl Kubelet {
                 });
                 return Ended::Finished;
             }
-            // OnFailure: the kubelet restarts the container in place, with back-off.
+            // Always / OnFailure: the kubelet restarts the container in place, with back-off.
             {
                 let mut r = self.restarts.lock().unwrap_or_else(|e| e.into_inner());
                 r.container.clone_from(&main);
@@ -398,186 +406,6 @@ impl Kubelet {
                 None,
                 None,
             );
-        }
-    }
-
-    async fn unschedulable(&self) {
-        let nodes = self.cluster.config.scenarios.nodes.max(1);
-        let message = format!(
-            "0/{nodes} nodes are available: {nodes} node(s) didn't match Pod's node affinity/selector. preemption: 0/{nodes} nodes are available: {nodes} Preemption is not helpful for scheduling."
-        );
-        let now = meta::now();
-        let cond_msg = message.clone();
-        self.update(|p| {
-            p["status"] = json!({
-                "phase": "Pending",
-                "qosClass": p["status"]["qosClass"].as_str().unwrap_or("BestEffort"),
-                "conditions": [{
-                    "type": "PodScheduled",
-                    "status": "False",
-                    "lastProbeTime": null,
-                    "lastTransitionTime": now,
-                    "reason": "Unschedulable",
-                    "message": cond_msg,
-                }],
-            });
-        });
-        loop {
-            if let Some(pod) = self.current() {
-                self.cluster.record_event(
-                    &pod,
-                    "Warning",
-                    "FailedScheduling",
-                    &message,
-                    "default-scheduler",
-                    None,
-                    None,
-                );
-            }
-            // The scheduler retries with backoff; each retry repeats the event.
-            if !self.sleep(self.timings().image_pull_backoff * 10).await {
-                return;
-            }
-        }
-    }
-
-    async fn invalid_image(&self, containers: &[(String, String)]) {
-        let bad: Vec<&(String, String)> = containers
-            .iter()
-            .filter(|(_, i)| !scenario::is_valid_reference(i))
-            .collect();
-        let bad = if bad.is_empty() {
-            containers.iter().take(1).collect()
-        } else {
-            bad
-        };
-        let Some((_, image)) = bad.first() else {
-            return;
-        };
-        let message = format!(
-            "Failed to apply default image tag \"{image}\": couldn't parse image name \"{image}\": {}",
-            scenario::reference_error(image)
-        );
-        self.set_stage(&Stage::Waiting {
-            affected: bad.iter().map(|(c, _)| c.clone()).collect(),
-            reason: "InvalidImageName".to_string(),
-            message: message.clone(),
-        });
-        loop {
-            for (c, _) in &bad {
-                self.event("Warning", "InspectFailed", &message, Some(c));
-                self.event("Warning", "Failed", "Error: InvalidImageName", Some(c));
-            }
-            if !self.sleep(self.timings().image_pull_backoff).await {
-                return;
-            }
-        }
-    }
-
-    async fn pull_failure(&self, containers: &[(String, String)]) {
-        let marker = &self.cluster.config.scenarios.missing_image_marker;
-        let mut bad: Vec<&(String, String)> = containers
-            .iter()
-            .filter(|(_, i)| i.contains(marker.as_str()))
-            .collect();
-        if bad.is_empty() {
-            bad = containers.iter().take(1).collect();
-        }
-        let affected: Vec<String> = bad.iter().map(|(c, _)| c.clone()).collect();
-        loop {
-            for (c, image) in &bad {
-                self.event(
-                    "Normal",
-                    "Pulling",
-                    &format!("Pulling image \"{image}\""),
-                    Some(c),
-                );
-            }
-            if !self.sleep(self.timings().pull_delay).await {
-                return;
-            }
-            let Some((_, image)) = bad.first() else {
-                return;
-            };
-            let full = full_reference(image);
-            let error = format!(
-                "rpc error: code = NotFound desc = failed to pull and unpack image \"{full}\": failed to resolve reference \"{full}\": {full}: not found"
-            );
-            self.set_stage(&Stage::Waiting {
-                affected: affected.clone(),
-                reason: "ErrImagePull".to_string(),
-                message: error.clone(),
-            });
-            for (c, image) in &bad {
-                self.event(
-                    "Warning",
-                    "Failed",
-                    &format!("Failed to pull image \"{image}\": {error}"),
-                    Some(c),
-                );
-                self.event("Warning", "Failed", "Error: ErrImagePull", Some(c));
-            }
-            if !self.sleep(self.timings().image_pull_backoff).await {
-                return;
-            }
-            self.set_stage(&Stage::Waiting {
-                affected: affected.clone(),
-                reason: "ImagePullBackOff".to_string(),
-                // Since Kubernetes 1.32 the back-off message carries the last pull error.
-                message: format!("Back-off pulling image \"{image}\": ErrImagePull: {error}"),
-            });
-            for (c, image) in &bad {
-                self.event(
-                    "Normal",
-                    "BackOff",
-                    &format!("Back-off pulling image \"{image}\""),
-                    Some(c),
-                );
-                self.event("Warning", "Failed", "Error: ImagePullBackOff", Some(c));
-            }
-            if !self.sleep(self.timings().image_pull_backoff).await {
-                return;
-            }
-        }
-    }
-
-    async fn config_error(&self, pod: &Value, message: &str) {
-        let affected: Vec<String> = pod["spec"]["containers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|c| {
-                let text = c.to_string();
-                self.cluster
-                    .config
-                    .scenarios
-                    .missing_secrets
-                    .iter()
-                    .chain(&self.cluster.config.scenarios.missing_config_maps)
-                    .any(|name| text.contains(&format!("\"{name}\"")))
-            })
-            .filter_map(|c| c["name"].as_str().map(str::to_string))
-            .collect();
-        let affected = if affected.is_empty() {
-            pod["spec"]["containers"][0]["name"]
-                .as_str()
-                .map(|c| vec![c.to_string()])
-                .unwrap_or_default()
-        } else {
-            affected
-        };
-        self.set_stage(&Stage::Waiting {
-            affected: affected.clone(),
-            reason: "CreateContainerConfigError".to_string(),
-            message: message.to_string(),
-        });
-        loop {
-            for c in &affected {
-                self.event("Warning", "Failed", &format!("Error: {message}"), Some(c));
-            }
-            if !self.sleep(self.timings().image_pull_backoff).await {
-                return;
-            }
         }
     }
 }
