@@ -512,3 +512,86 @@ async fn the_scheduler_stops_with_an_error_when_workload_events_end() {
         "{result:?}"
     );
 }
+
+/// A jobifier whose launches take five seconds; launches of pipeline `broken` fail at once.
+struct SlowJobifier {
+    events: Mutex<Option<BoxStream<'static, WorkloadEvent>>>,
+    in_progress: AtomicUsize,
+    most_at_once: AtomicUsize,
+    created: Mutex<Vec<JobId>>,
+}
+
+#[async_trait::async_trait]
+impl crate::jobifier::Jobifier for SlowJobifier {
+    async fn launch(&self, job: &ScheduledJob, _: &Template) -> Result<Launched, LaunchError> {
+        if job.pipeline == "broken" {
+            return Err(LaunchError::Transient {
+                message: "connection reset".into(),
+            });
+        }
+        let now = self.in_progress.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_at_once.fetch_max(now, Ordering::SeqCst);
+        sleep(Duration::from_secs(5)).await;
+        self.in_progress.fetch_sub(1, Ordering::SeqCst);
+        self.created.lock().expect("lock").push(job.id);
+        Ok(Launched::Created)
+    }
+
+    async fn cancel(&self, _: JobId) -> Result<(), crate::jobifier::CancelError> {
+        Ok(())
+    }
+
+    fn events(&self) -> BoxStream<'static, WorkloadEvent> {
+        self.events
+            .lock()
+            .expect("lock")
+            .take()
+            .unwrap_or_else(|| stream::pending().boxed())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn launches_run_concurrently_up_to_the_bound_and_a_failing_one_blocks_none() {
+    let broken = ScheduledJob::fixture()
+        .on_pipeline("broken")
+        .scheduled_at_second(0)
+        .build();
+    let mut jobs = vec![broken];
+    jobs.extend((1..=5).map(|i| {
+        ScheduledJob::fixture()
+            .on_pipeline(&format!("p{i}"))
+            .scheduled_at_second(i)
+            .build()
+    }));
+    let listed: Listed = Arc::new(Mutex::new(jobs));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let (_events, stream) = events();
+    let jobifier = Arc::new(SlowJobifier {
+        events: Mutex::new(Some(stream)),
+        in_progress: AtomicUsize::new(0),
+        most_at_once: AtomicUsize::new(0),
+        created: Mutex::default(),
+    });
+    let dispatcher = Dispatcher::new(
+        monitor(&listed, &polls),
+        jobifier.clone(),
+        no_feedback(),
+        run_all(),
+        Limits::global(10),
+        SchedulerConfig {
+            launch_concurrency: 2,
+            ..config()
+        },
+    );
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        jobifier.created.lock().expect("lock").len(),
+        2,
+        "two at once"
+    );
+    sleep(Duration::from_secs(10)).await;
+    assert_eq!(jobifier.created.lock().expect("lock").len(), 5);
+    assert_eq!(jobifier.most_at_once.load(Ordering::SeqCst), 2);
+    stop(stop_tx, handle).await;
+}
