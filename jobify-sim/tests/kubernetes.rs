@@ -543,3 +543,51 @@ async fn injected_faults_are_deterministic_by_seed() {
     assert!(a.contains(&None));
     assert_ne!(a, outcomes(12).await);
 }
+
+#[tokio::test]
+async fn delete_collection_deletes_what_the_selector_matches() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let leases: Api<Lease> = Api::namespaced(client, NS);
+    for (name, team) in [("a", "x"), ("b", "x"), ("c", "y")] {
+        let lease: Lease = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"team": team}},
+            "spec": {}
+        }))
+        .unwrap();
+        leases.create(&PostParams::default(), &lease).await.unwrap();
+    }
+    let deleted = leases
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("team=x"),
+        )
+        .await
+        .unwrap()
+        .left()
+        .expect("a list of what was deleted");
+    let names: Vec<String> = deleted
+        .items
+        .into_iter()
+        .filter_map(|l| l.metadata.name)
+        .collect();
+    assert_eq!(names, vec!["a".to_string(), "b".to_string()]);
+    assert!(sim.lease(NS, "a").is_none());
+    assert!(sim.lease(NS, "c").is_some());
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn pods_of_a_63_character_job_get_a_63_character_name() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let name = "j".repeat(63);
+    Api::<Job>::namespaced(client, NS)
+        .create(&PostParams::default(), &job(&name, "busybox"))
+        .await
+        .unwrap();
+    let pod = eventually("a pod", || sim.pods(NS).into_iter().next()).await;
+    let pod_name = pod.metadata.name.unwrap();
+    assert_eq!(pod_name.len(), 63);
+    assert!(pod_name.starts_with(&"j".repeat(58)));
+    assert_eq!(pod.metadata.labels.unwrap()["job-name"], name);
+    sim.shutdown().await;
+}

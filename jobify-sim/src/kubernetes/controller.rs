@@ -25,9 +25,12 @@ use super::store::Change;
 fn pod_for(job: &Value) -> Value {
     let name = meta::name(job);
     let template = &job["spec"]["template"];
+    // As `generateName` does: the base is cut to 58 characters so the name fits 63.
+    let mut base = format!("{name}-");
+    base.truncate(58);
     let mut metadata = json!({
-        "name": format!("{name}-{}", meta::random_suffix()),
-        "generateName": format!("{name}-"),
+        "name": format!("{base}{}", meta::random_suffix()),
+        "generateName": base,
         "labels": template["metadata"]["labels"],
         "ownerReferences": [{
             "apiVersion": "batch/v1",

@@ -1,5 +1,6 @@
-//! List requests: selectors, `limit`/`continue` pagination with apiserver-shaped continue
-//! tokens, and `410 Expired` for tokens older than the retained window.
+//! Collection requests: lists with selectors and `limit`/`continue` pagination
+//! (apiserver-shaped continue tokens, `410 Expired` for tokens older than the retained
+//! window), and delete-collection.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,6 +9,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use super::cluster::Cluster;
+use super::deletion::{DeleteOptions, Deleted};
 use super::meta;
 use super::resource::Resource;
 use super::selector::{FieldSelector, LabelSelector};
@@ -119,6 +121,43 @@ pub(crate) fn list(
         "kind": format!("{}List", resource.kind()),
         "apiVersion": resource.api_version(),
         "metadata": metadata,
+        "items": items,
+    }))
+}
+
+/// `DELETE` on a collection: deletes every object the selectors match, answering with the
+/// list of what was deleted (each in its state after the delete), like the API server.
+pub(crate) fn delete_collection(
+    cluster: &Arc<Cluster>,
+    resource: Resource,
+    namespace: &str,
+    params: &Params,
+    options: &DeleteOptions,
+) -> Result<Value, ApiError> {
+    let (labels, fields) = selectors(resource, params)?;
+    let (all, _) = cluster.store.list(resource, Some(namespace), None);
+    let mut items = Vec::new();
+    for object in all
+        .iter()
+        .filter(|o| labels.matches(o) && fields.matches(o))
+    {
+        let outcome = cluster.delete(resource, namespace, meta::name(object), options);
+        let mut item = match outcome {
+            Ok(Deleted::Gone(o) | Deleted::Pending(o)) => (*o).clone(),
+            // Deleted meanwhile by someone else: nothing to report.
+            Err(ApiError::NotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        if let Some(m) = item.as_object_mut() {
+            m.remove("kind");
+            m.remove("apiVersion");
+        }
+        items.push(item);
+    }
+    Ok(json!({
+        "kind": format!("{}List", resource.kind()),
+        "apiVersion": resource.api_version(),
+        "metadata": {"resourceVersion": cluster.store.resource_version().to_string()},
         "items": items,
     }))
 }

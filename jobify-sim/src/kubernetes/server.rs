@@ -281,6 +281,29 @@ fn handle(
             }
             Ok(response)
         }
+        (
+            Target::Collection {
+                resource,
+                namespace: Some(ns),
+            },
+            Method::DELETE,
+        ) => {
+            let options = delete_options(params, body)?;
+            let deleted = list::delete_collection(cluster, resource, &ns, params, &options)?;
+            if resource == Resource::Jobs && !dry_run {
+                for _ in 0..deleted["items"].as_array().map_or(0, Vec::len) {
+                    bump(&cluster.stats.job_deletes);
+                }
+            }
+            let mut response = ok(deleted);
+            if resource == Resource::Jobs && options.propagation.is_none() {
+                response.headers_mut().insert(
+                    "warning",
+                    http::HeaderValue::from_static(JOB_ORPHAN_WARNING),
+                );
+            }
+            Ok(response)
+        }
         _ => Err(ApiError::MethodNotAllowed),
     }
 }
