@@ -221,7 +221,7 @@ where
 /// The replica's in-flight gauge is 0 (no slot leaked); else its value.
 pub(crate) async fn nothing_in_flight(replica: &Replica) -> Result<(), String> {
     match replica.metric("jobify_scheduler_in_flight").await {
-        Some(v) if v == 0.0 => Ok(()),
+        Some(0.0) => Ok(()),
         other => Err(format!("jobify_scheduler_in_flight is {other:?}")),
     }
 }
