@@ -134,7 +134,8 @@ where
         jobs.iter().map(|j| j.spec.pipeline.as_str()).collect();
     writeln!(
         out,
-        "scheduled {} jobs on {} pipelines; starting jobify",
+        "scheduled {} jobs on {} pipelines; starting jobify (its own logs go to stderr: \
+         RUST_LOG=warn quiets them)",
         jobs.len(),
         pipelines.len()
     )?;
@@ -398,6 +399,56 @@ mod tests {
             std::process::ExitCode::SUCCESS
         );
         env.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn demo_without_jobify_fails_at_the_deadline_naming_what_is_missing() {
+        crate::tls::install_crypto_provider();
+        let options = DemoOptions {
+            deadline: Duration::from_millis(500),
+        };
+        let mut out = Vec::new();
+        let idle = |_: Config, _: kube::Client, stop: CancellationToken| async move {
+            stop.cancelled().await;
+            Ok(())
+        };
+        let report = run(&options, &mut out, idle).await.expect("demo runs");
+        assert!(!report.passed());
+        let missing = |needle: &str| report.unexpected.iter().any(|line| line.contains(needle));
+        assert!(
+            missing("still missing: no Job yet"),
+            "{:?}",
+            report.unexpected
+        );
+        assert!(missing("0 Job creates"), "{:?}", report.unexpected);
+        let text = String::from_utf8(out).expect("utf8");
+        assert!(text.contains("deadline of 500ms reached"), "{text}");
+        let skipped = report
+            .rows
+            .iter()
+            .find(|row| row.job.starts_with(scenario::SKIPPED_PIPELINE))
+            .expect("a skipped job");
+        assert_eq!(skipped.check, "ok");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn demo_fails_when_jobify_stops_on_its_own() {
+        crate::tls::install_crypto_provider();
+        let mut out = Vec::new();
+        let broken = |_: Config, _: kube::Client, _: CancellationToken| async move {
+            Err(anyhow::anyhow!("cannot reach Buildkite"))
+        };
+        let report = run(&DemoOptions::default(), &mut out, broken)
+            .await
+            .expect("demo runs");
+        assert!(
+            report
+                .unexpected
+                .iter()
+                .any(|line| line.contains("jobify stopped on its own: cannot reach Buildkite")),
+            "{:?}",
+            report.unexpected
+        );
     }
 
     #[test]
