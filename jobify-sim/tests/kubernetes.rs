@@ -226,6 +226,27 @@ async fn invalid_jobs_are_422_with_the_api_servers_message() {
         "Job.batch \"no-image\" is invalid: spec.template.spec.containers[0].image: Required value"
     );
 
+    let mut greedy = job("greedy", "busybox");
+    greedy
+        .spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .containers[0]
+        .resources = Some(
+        serde_json::from_value(
+            serde_json::json!({"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}),
+        )
+        .unwrap(),
+    );
+    assert_eq!(
+        invalid_message(greedy).await,
+        "Job.batch \"greedy\" is invalid: spec.template.spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1"
+    );
+
     let long = "a".repeat(64);
     let msg = invalid_message(job(&long, "busybox")).await;
     assert!(msg.contains("spec.template.labels: Invalid value"), "{msg}");
@@ -589,5 +610,29 @@ async fn pods_of_a_63_character_job_get_a_63_character_name() {
     assert_eq!(pod_name.len(), 63);
     assert!(pod_name.starts_with(&"j".repeat(58)));
     assert_eq!(pod.metadata.labels.unwrap()["job-name"], name);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn malformed_quantity_is_400_bad_request_before_validation() {
+    let (sim, _) = start(KubeSimConfig::default()).await;
+    let mut body = serde_json::to_value(job("quantity", "busybox")).unwrap();
+    body["spec"]["template"]["spec"]["containers"][0]["resources"] =
+        serde_json::json!({"limits": {"memory": "1GB"}});
+    let url = format!("{}/apis/batch/v1/namespaces/{NS}/jobs", sim.url());
+    let answer = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let status: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(status["reason"], "BadRequest");
+    assert_eq!(
+        status["message"],
+        "Job in version \"v1\" cannot be handled as a Job: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+    );
+    assert!(sim.jobs(NS).is_empty());
     sim.shutdown().await;
 }

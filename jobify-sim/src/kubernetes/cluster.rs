@@ -174,6 +174,9 @@ impl Cluster {
             ));
         }
         update::check_body_type(resource, &object)?;
+        if let Some(msg) = validate::decode_error(resource, &object) {
+            return Err(ApiError::BadRequest(msg));
+        }
         let body_ns = meta::namespace(&object);
         if !body_ns.is_empty() && body_ns != namespace {
             return Err(ApiError::BadRequest(

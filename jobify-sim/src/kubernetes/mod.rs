@@ -46,6 +46,7 @@ mod list;
 mod meta;
 mod patch;
 mod pod_status;
+mod quantity;
 mod reconcile;
 mod resource;
 mod scenario;

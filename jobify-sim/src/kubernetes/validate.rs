@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::meta;
+use super::quantity;
 use super::resource::Resource;
 use super::status::FieldError;
 
@@ -138,6 +139,36 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldEr
         }
         volumes.push(name);
     }
+    for (i, v) in spec["volumes"].as_array().into_iter().flatten().enumerate() {
+        let sources = v
+            .as_object()
+            .map_or(0, |m| m.keys().filter(|k| *k != "name").count());
+        if sources == 0 {
+            errs.push(FieldError::required(
+                format!("{path}.volumes[{i}]"),
+                "must specify a volume type",
+            ));
+        } else if sources > 1 {
+            errs.push(FieldError {
+                field: format!("{path}.volumes[{i}]"),
+                reason: "FieldValueForbidden",
+                body: "Forbidden: may not specify more than 1 volume type".to_string(),
+            });
+        }
+    }
+    validate_labels(&spec["nodeSelector"], &format!("{path}.nodeSelector"), errs);
+    if let Some(sa) = spec["serviceAccountName"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+    {
+        for e in dns1123_subdomain_errors(sa) {
+            errs.push(FieldError::invalid(
+                format!("{path}.serviceAccountName"),
+                sa,
+                &e,
+            ));
+        }
+    }
     let containers = spec["containers"].as_array().filter(|c| !c.is_empty());
     let Some(containers) = containers else {
         errs.push(FieldError::required(format!("{path}.containers"), ""));
@@ -166,6 +197,7 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldEr
             if c["image"].as_str().is_none_or(|s| s.trim().is_empty()) {
                 errs.push(FieldError::required(format!("{at}.image"), ""));
             }
+            validate_ports_and_env(c, &at, errs);
             for (j, m) in c["volumeMounts"]
                 .as_array()
                 .into_iter()
@@ -186,8 +218,98 @@ pub(crate) fn validate_pod_spec(spec: &Value, path: &str, errs: &mut Vec<FieldEr
                     ));
                 }
             }
+            validate_pull_policy_and_resources(c, &at, errs);
         }
     }
+}
+
+/// Ports and environment of one container at `at` (validated before its mounts).
+fn validate_ports_and_env(c: &Value, at: &str, errs: &mut Vec<FieldError>) {
+    for (i, p) in c["ports"].as_array().into_iter().flatten().enumerate() {
+        if let Some(port) = p["containerPort"].as_i64()
+            && !(1..=65535).contains(&port)
+        {
+            errs.push(FieldError {
+                field: format!("{at}.ports[{i}].containerPort"),
+                reason: "FieldValueInvalid",
+                body: format!("Invalid value: {port}: must be between 1 and 65535, inclusive"),
+            });
+        }
+    }
+    for (i, e) in c["env"].as_array().into_iter().flatten().enumerate() {
+        let name = e["name"].as_str().unwrap_or_default();
+        let field = format!("{at}.env[{i}].name");
+        if name.is_empty() {
+            errs.push(FieldError::required(field, ""));
+        } else if !name
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && b != b'=')
+        {
+            errs.push(FieldError::invalid(
+                field,
+                name,
+                "a valid environment variable name must consist only of printable ASCII characters other than '='",
+            ));
+        }
+    }
+}
+
+/// Pull policy and resources of one container at `at` (validated after its mounts).
+fn validate_pull_policy_and_resources(c: &Value, at: &str, errs: &mut Vec<FieldError>) {
+    if let Some(policy) = c["imagePullPolicy"].as_str()
+        && !["Always", "IfNotPresent", "Never"].contains(&policy)
+    {
+        errs.push(FieldError::not_supported(
+            format!("{at}.imagePullPolicy"),
+            policy,
+            &["Always", "IfNotPresent", "Never"],
+        ));
+    }
+    let limits = &c["resources"]["limits"];
+    for (resource, request) in c["resources"]["requests"].as_object().into_iter().flatten() {
+        let (Some(req), Some(limit)) = (
+            quantity::parse_json(request),
+            quantity::parse_json(&limits[resource.as_str()]),
+        ) else {
+            continue;
+        };
+        if req > limit {
+            let shown = |v: &Value| v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            errs.push(FieldError::invalid(
+                format!("{at}.resources.requests"),
+                &shown(request),
+                &format!(
+                    "must be less than or equal to {resource} limit of {}",
+                    shown(&limits[resource.as_str()])
+                ),
+            ));
+        }
+    }
+}
+
+/// A decode error: what a real API server refuses with `400 BadRequest` before validating
+/// (a malformed resource quantity).
+pub(crate) fn decode_error(resource: Resource, object: &Value) -> Option<String> {
+    let spec = match resource {
+        Resource::Jobs => &object["spec"]["template"]["spec"],
+        Resource::Pods => &object["spec"],
+        Resource::Events | Resource::Leases => return None,
+    };
+    let malformed = ["initContainers", "containers"]
+        .into_iter()
+        .flat_map(|k| spec[k].as_array().into_iter().flatten())
+        .flat_map(|c| ["limits", "requests"].map(|k| &c["resources"][k]))
+        .filter_map(Value::as_object)
+        .flat_map(|m| m.values())
+        .any(|q| quantity::parse_json(q).is_none());
+    malformed.then(|| {
+        format!(
+            "{} in version \"v1\" cannot be handled as a {}: {}",
+            resource.kind(),
+            resource.kind(),
+            quantity::QUANTITY_MSG
+        )
+    })
 }
 
 /// Everything the simulator validates for a create or update of `object`.
@@ -330,6 +452,57 @@ mod tests {
                 "spec.template.spec.containers[1].name: Duplicate value: \"a\"",
                 "spec.template.spec.containers[1].image: Required value",
             ]
+        );
+    }
+
+    #[test]
+    fn container_details_are_validated_like_the_api_server() {
+        let j = job(
+            "ok",
+            "Never",
+            json!([{
+                "name": "a", "image": "x", "imagePullPolicy": "always",
+                "env": [{"name": "A=B", "value": "1"}],
+                "ports": [{"containerPort": 0}],
+                "resources": {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}
+            }]),
+        );
+        let errs: Vec<String> = validate(Resource::Jobs, &j)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            errs,
+            vec![
+                "spec.template.spec.containers[0].ports[0].containerPort: Invalid value: 0: must be between 1 and 65535, inclusive",
+                "spec.template.spec.containers[0].env[0].name: Invalid value: \"A=B\": a valid environment variable name must consist only of printable ASCII characters other than '='",
+                "spec.template.spec.containers[0].imagePullPolicy: Unsupported value: \"always\": supported values: \"Always\", \"IfNotPresent\", \"Never\"",
+                "spec.template.spec.containers[0].resources.requests: Invalid value: \"2\": must be less than or equal to cpu limit of 1",
+            ]
+        );
+    }
+
+    #[test]
+    fn malformed_quantity_is_a_decode_error() {
+        let j = job(
+            "ok",
+            "Never",
+            json!([{"name": "a", "image": "x", "resources": {"limits": {"memory": "1GB"}}}]),
+        );
+        assert_eq!(
+            decode_error(Resource::Jobs, &j).unwrap(),
+            "Job in version \"v1\" cannot be handled as a Job: quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+        );
+    }
+
+    #[test]
+    fn volumes_need_exactly_one_source() {
+        let mut j = job("ok", "Never", json!([{"name": "a", "image": "x"}]));
+        j["spec"]["template"]["spec"]["volumes"] = json!([{"name": "v"}]);
+        let errs = validate(Resource::Jobs, &j);
+        assert_eq!(
+            errs[0].to_string(),
+            "spec.template.spec.volumes[0]: Required value: must specify a volume type"
         );
     }
 
