@@ -261,3 +261,43 @@ async fn streaming_list_watcher_gets_initial_events_then_changes() {
     assert_eq!(sim.stats().lists, 0, "a streaming list never lists");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn continue_token_older_than_the_window_is_410_expired() {
+    let config = KubeSimConfig {
+        watch_window: 2,
+        ..KubeSimConfig::default()
+    };
+    let (sim, client) = start(config).await;
+    let leases: Api<Lease> = Api::namespaced(client, NS);
+    for name in ["a", "b"] {
+        leases
+            .create(&PostParams::default(), &lease(name))
+            .await
+            .unwrap();
+    }
+    let first = leases.list(&ListParams::default().limit(1)).await.unwrap();
+    let token = first.metadata.continue_.unwrap();
+    for name in ["c", "d", "e"] {
+        leases
+            .create(&PostParams::default(), &lease(name))
+            .await
+            .unwrap();
+    }
+    let err = leases
+        .list(&ListParams::default().limit(1).continue_token(&token))
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("expected an API error, got {err:?}");
+    };
+    assert_eq!(status.code, 410);
+    assert_eq!(status.reason, "Expired");
+    assert!(
+        status
+            .message
+            .starts_with("The provided continue parameter is too old")
+    );
+    assert_eq!(sim.stats().relists_forced, 1);
+    sim.shutdown().await;
+}

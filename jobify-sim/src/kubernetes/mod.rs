@@ -18,7 +18,34 @@
 //! ```
 //!
 //! What a pod does is its [`Scenario`], chosen by a label or by its spec (see
-//! [`Scenarios`]). How long things take is [`Timings`]; defaults are milliseconds.
+//! [`Scenarios`]). How long things take is [`Timings`]; defaults are milliseconds. Timers
+//! and timestamps follow tokio time, so a paused clock runs minutes of cluster time at once.
+//!
+//! # Where the simulator differs from a real API server
+//!
+//! - Only `batch/v1` Jobs, `v1` Pods and Events and `coordination.k8s.io/v1` Leases exist
+//!   (plus implicit, always-`Active` namespaces and minimal discovery); no RBAC,
+//!   admission webhooks, quotas, LimitRanges or Pod Security admission.
+//! - Validation covers names, labels, restart policy, containers (name, image, env names,
+//!   ports, pull policy, requests ≤ limits, malformed quantities), volumes and mounts,
+//!   nodeSelector and a few Job fields; everything else a real server checks is accepted.
+//! - No `managedFields`; server-side apply and strategic merge patch are applied as JSON
+//!   merge patches (lists are replaced, not merged by key; no field ownership or conflicts).
+//! - A continued list serves the current objects after the token's key (not a snapshot
+//!   at its resourceVersion), but reports the token's resourceVersion so a watch started
+//!   from it replays whatever changed meanwhile. `resourceVersionMatch` is ignored.
+//! - Finalizers are not a general mechanism: only the garbage collector's
+//!   `foregroundDeletion`/`orphan` on Jobs, handled internally; pods carry no
+//!   `batch.kubernetes.io/job-tracking` finalizer.
+//! - The job controller supports `completions`/`parallelism` (non-indexed), `backoffLimit`,
+//!   `activeDeadlineSeconds`, `suspend` and `ttlSecondsAfterFinished`; not indexed jobs,
+//!   `podFailurePolicy`, `successPolicy`, `backoffLimitPerIndex` or `managedBy`. Its
+//!   replacement back-off is [`Timings::job_backoff`], not 10s doubling.
+//! - The kubelet runs no processes: a pod's main container (the agent) runs for the agent
+//!   script's duration; other containers run alongside and exit 0; init containers
+//!   complete at once. No pod logs, exec, probes or resource accounting.
+//! - Events are core/v1 only (no `events.k8s.io` endpoint); at most 10 000 are kept instead
+//!   of expiring after an hour.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -177,6 +204,9 @@ impl KubeSim {
     /// closes once in-flight requests are answered.
     pub async fn shutdown(&self) {
         self.cluster.shutdown.cancel();
+        // Ending the loops first also ends watch streams whose client stopped reading, which
+        // the graceful server shutdown would otherwise wait for.
+        self.cluster.join_tasks().await;
         let server = self.server.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(server) = server {
             // A panicked server task has nothing left to stop.
