@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures::SinkExt;
 use futures::channel::mpsc;
 use serde_json::{Value, json};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::cluster::Cluster;
 use super::list::{Params, selectors};
@@ -132,108 +132,126 @@ fn line(event: &Value) -> Result<Bytes, Infallible> {
     Ok(Bytes::from(bytes))
 }
 
+/// What woke a watch stream up.
+enum Step {
+    /// Shutdown or `timeoutSeconds`: end quietly.
+    Stop,
+    /// `expire_watches`: end with `410 Expired`.
+    Expire,
+    /// Time for a `BOOKMARK`.
+    Bookmark,
+    /// A change (or the feed falling behind).
+    Change(Result<Change, RecvError>),
+}
+
+type Sender = mpsc::Sender<Result<Bytes, Infallible>>;
+
+/// Sends `events` in order; false if the client went away.
+async fn send_all(tx: &mut Sender, events: &[Value]) -> bool {
+    for event in events {
+        if tx.send(line(event)).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
 /// Starts streaming `request`.
 pub(crate) fn serve(cluster: Arc<Cluster>, request: WatchRequest) -> Response {
-    let (mut tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(64);
     bump(&cluster.stats.watches_opened);
-    let task_cluster = cluster.clone();
-    cluster.spawn(async move {
-        let cluster = task_cluster;
-        let from = if request.send_initial_events {
-            None
-        } else {
-            request.resource_version
-        };
-        let start = match cluster.store.watch(request.resource, from) {
-            Ok(start) => start,
-            Err(ApiError::Expired(msg)) => {
-                bump(&cluster.stats.relists_forced);
-                // A closed receiver only means the client went away.
-                let _ = tx.send(line(&expired(msg))).await;
-                return;
-            }
-            Err(_) => return,
-        };
-        let mut live = start.live;
-        for change in &start.replay {
-            if let Some(event) = request.event(change)
-                && tx.send(line(&event)).await.is_err()
-            {
-                return;
-            }
-        }
-        if request.send_initial_events
-            && tx
-                .send(line(&request.initial_events_end(start.rv)))
-                .await
-                .is_err()
-        {
-            return;
-        }
-        let mut expiry = cluster.expiry.subscribe();
-        expiry.mark_unchanged();
-        let deadline = tokio::time::sleep(request.timeout);
-        tokio::pin!(deadline);
-        let mut bookmark = tokio::time::interval(cluster.config.timings.bookmark_interval);
-        bookmark.reset();
-        loop {
-            let event = tokio::select! {
-                () = cluster.shutdown.cancelled() => break,
-                () = &mut deadline => break,
-                changed = expiry.changed() => {
-                    if changed.is_ok() {
-                        bump(&cluster.stats.relists_forced);
-                        let rv = cluster.store.resource_version();
-                        let _ = tx.send(line(&expired(format!("too old resource version: {} ({rv})", request.resource_version.unwrap_or_default())))).await;
-                    }
-                    break;
-                }
-                _ = bookmark.tick(), if request.bookmarks => {
-                    // Everything up to `rv` is in the live feed already: drain it first so
-                    // the bookmark never runs ahead of an undelivered change.
-                    let rv = cluster.store.resource_version();
-                    let mut pending = Vec::new();
-                    loop {
-                        match live.try_recv() {
-                            Ok(change) => pending.extend(request.event(&change)),
-                            Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
-                            Err(_) => {
-                                pending.push(expired("watch fell behind".to_string()));
-                                break;
-                            }
-                        }
-                    }
-                    let mut failed = false;
-                    for e in &pending {
-                        if tx.send(line(e)).await.is_err() {
-                            failed = true;
-                            break;
-                        }
-                    }
-                    if failed || pending.last().is_some_and(|e| e["type"] == "ERROR") {
-                        break;
-                    }
-                    Some(request.bookmark(rv))
-                }
-                received = live.recv() => match received {
-                    Ok(change) => request.event(&change),
-                    Err(RecvError::Lagged(_)) => {
-                        bump(&cluster.stats.relists_forced);
-                        let _ = tx.send(line(&expired("watch fell behind the event window".to_string()))).await;
-                        break;
-                    }
-                    Err(RecvError::Closed) => break,
-                },
-            };
-            if let Some(event) = event
-                && tx.send(line(&event)).await.is_err()
-            {
-                break;
-            }
-        }
-    });
+    cluster.spawn(stream(cluster.clone(), request, tx));
     Response::builder()
         .header("content-type", "application/json")
         .body(Body::from_stream(rx))
         .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+async fn stream(cluster: Arc<Cluster>, request: WatchRequest, mut tx: Sender) {
+    let from = if request.send_initial_events {
+        None
+    } else {
+        request.resource_version
+    };
+    let start = match cluster.store.watch(request.resource, from) {
+        Ok(start) => start,
+        Err(ApiError::Expired(msg)) => {
+            bump(&cluster.stats.relists_forced);
+            // The client may be gone already; there is nothing else to tell it.
+            send_all(&mut tx, &[expired(msg)]).await;
+            return;
+        }
+        Err(_) => return,
+    };
+    let mut live = start.live;
+    let mut first: Vec<Value> = start
+        .replay
+        .iter()
+        .filter_map(|c| request.event(c))
+        .collect();
+    if request.send_initial_events {
+        first.push(request.initial_events_end(start.rv));
+    }
+    if !send_all(&mut tx, &first).await {
+        return;
+    }
+    let mut expiry = cluster.expiry.subscribe();
+    expiry.mark_unchanged();
+    let deadline = tokio::time::sleep(request.timeout);
+    tokio::pin!(deadline);
+    let mut bookmark = tokio::time::interval(cluster.config.timings.bookmark_interval);
+    bookmark.reset();
+    loop {
+        let step = tokio::select! {
+            () = cluster.shutdown.cancelled() => Step::Stop,
+            () = &mut deadline => Step::Stop,
+            changed = expiry.changed() => if changed.is_ok() { Step::Expire } else { Step::Stop },
+            _ = bookmark.tick(), if request.bookmarks => Step::Bookmark,
+            received = live.recv() => Step::Change(received),
+        };
+        let (events, end) = match step {
+            Step::Stop => (Vec::new(), true),
+            Step::Expire => {
+                bump(&cluster.stats.relists_forced);
+                let rv = cluster.store.resource_version();
+                let asked = request.resource_version.unwrap_or_default();
+                let msg = format!("too old resource version: {asked} ({rv})");
+                (vec![expired(msg)], true)
+            }
+            Step::Bookmark => {
+                // Everything up to `rv` is in the live feed already: drain it first so the
+                // bookmark never runs ahead of an undelivered change.
+                let rv = cluster.store.resource_version();
+                let mut events = Vec::new();
+                let mut behind = false;
+                loop {
+                    match live.try_recv() {
+                        Ok(change) => events.extend(request.event(&change)),
+                        Err(TryRecvError::Empty) => break,
+                        Err(_) => {
+                            behind = true;
+                            break;
+                        }
+                    }
+                }
+                if behind {
+                    bump(&cluster.stats.relists_forced);
+                    events.push(expired("watch fell behind the event window".to_string()));
+                } else {
+                    events.push(request.bookmark(rv));
+                }
+                (events, behind)
+            }
+            Step::Change(Ok(change)) => (request.event(&change).into_iter().collect(), false),
+            Step::Change(Err(RecvError::Lagged(_))) => {
+                bump(&cluster.stats.relists_forced);
+                let msg = "watch fell behind the event window".to_string();
+                (vec![expired(msg)], true)
+            }
+            Step::Change(Err(RecvError::Closed)) => (Vec::new(), true),
+        };
+        if !send_all(&mut tx, &events).await || end {
+            break;
+        }
+    }
 }
