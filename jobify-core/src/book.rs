@@ -191,6 +191,18 @@ impl Book {
         self.counts.by_queue.get(queue).copied().unwrap_or(0)
     }
 
+    /// Jobs occupying a slot per queue: every queue with at least one, sorted by name.
+    pub fn in_flight_by_queue(&self) -> Vec<(String, u32)> {
+        let mut by_queue: Vec<(String, u32)> = self
+            .counts
+            .by_queue
+            .iter()
+            .map(|(queue, n)| (queue.clone(), *n))
+            .collect();
+        by_queue.sort();
+        by_queue
+    }
+
     /// Jobs of `pipeline` occupying a slot.
     pub fn in_flight_in_pipeline(&self, pipeline: &str) -> u32 {
         self.counts.by_pipeline.get(pipeline).copied().unwrap_or(0)

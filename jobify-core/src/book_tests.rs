@@ -7,7 +7,7 @@ use crate::decision::{Decision, Reason, ReasonCode, Template};
 use crate::job::{JobId, ScheduledJob};
 use crate::limits::Limits;
 use crate::order::launch_order;
-use crate::plan::plan_round;
+use crate::plan::{plan_round, plan_waiting};
 use crate::policy::{Policy, from_fn};
 use crate::workload::{Workload, WorkloadEvent};
 
@@ -284,6 +284,67 @@ fn a_round_defers_at_the_limit_and_launches_when_a_slot_frees() {
     );
     assert_eq!(plan.launches.len(), 1);
     assert_eq!(plan.launches[0].0.id, second.id);
+}
+
+#[test]
+fn waiting_jobs_launch_in_order_when_a_slot_frees_and_only_if_still_deferred() {
+    let mut book = Book::new();
+    restored(&mut book, vec![]);
+    let limits = Limits::global(1);
+    let first = ScheduledJob::fixture().scheduled_at_second(1).build();
+    let second = ScheduledJob::fixture().scheduled_at_second(2).build();
+    let third = ScheduledJob::fixture().scheduled_at_second(3).build();
+    let plan = plan_round(
+        &mut book,
+        &run_everything(),
+        &limits,
+        vec![third.clone(), second.clone(), first.clone()],
+        |_, _| {},
+    );
+    assert_eq!(plan.launches.len(), 1);
+    let waiting_ids: Vec<JobId> = plan.waiting.iter().map(|w| w.job.id).collect();
+    assert_eq!(waiting_ids, vec![second.id, third.id]);
+
+    // Still full: nothing launches and nothing is reported.
+    let mut decisions = Vec::new();
+    let still = plan_waiting(&mut book, &limits, plan.waiting, |job, d| {
+        decisions.push((job.id, d.kind()));
+    });
+    assert!(still.launches.is_empty());
+    assert_eq!(still.waiting.len(), 2);
+    assert!(decisions.is_empty());
+
+    book.apply(BookEvent::LaunchSucceeded(first.id));
+    book.apply(BookEvent::Workload(WorkloadEvent::Succeeded(first.id)));
+    let freed = plan_waiting(&mut book, &limits, still.waiting, |job, d| {
+        decisions.push((job.id, d.kind()));
+    });
+    let launched: Vec<JobId> = freed.launches.iter().map(|(j, _)| j.id).collect();
+    assert_eq!(launched, vec![second.id], "oldest first, one slot");
+    assert_eq!(decisions, vec![(second.id, "run")]);
+    assert_eq!(book.status(second.id), Some(JobStatus::Launching));
+
+    // A job whose launch failed is forgotten: the next poll decides it, not a freed slot.
+    book.apply(BookEvent::LaunchFailed {
+        job: second.id,
+        retry: true,
+    });
+    let stale = crate::plan::Waiting {
+        job: second.clone(),
+        template: Template::Default { name: None },
+        reason: Reason::new(ReasonCode::RULE_MATCHED, "test"),
+    };
+    // With room for all, a job listed twice launches once.
+    let roomy = Limits::global(5);
+    let relisted = plan_waiting(
+        &mut book,
+        &roomy,
+        vec![stale, freed.waiting[0].clone(), freed.waiting[0].clone()],
+        |_, _| {},
+    );
+    let launched: Vec<JobId> = relisted.launches.iter().map(|(j, _)| j.id).collect();
+    assert_eq!(launched, vec![third.id]);
+    assert!(relisted.waiting.is_empty());
 }
 
 #[test]

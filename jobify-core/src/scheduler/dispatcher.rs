@@ -1,6 +1,6 @@
 //! [`Dispatcher`]: the default [`Scheduler`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::time::Duration;
 
@@ -10,7 +10,8 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
-use super::{Scheduler, SchedulerConfig, SchedulerError, SchedulerObserver};
+use super::retry::{Message, Retries};
+use super::{FeedbackRetry, Scheduler, SchedulerConfig, SchedulerError, SchedulerObserver};
 use crate::book::{Book, BookEvent, JobStatus};
 use crate::decision::{Reason, ReasonCode, Template};
 use crate::feedback::{Feedback, FeedbackError, JobRef};
@@ -18,7 +19,7 @@ use crate::job::{JobId, JobState, ScheduledJob};
 use crate::jobifier::{CancelError, Jobifier, LaunchError, Launched};
 use crate::limits::Limits;
 use crate::monitor::{Monitor, MonitorError};
-use crate::plan::plan_round;
+use crate::plan::{Plan, Waiting, plan_round, plan_waiting};
 use crate::policy::Policy;
 use crate::workload::WorkloadEvent;
 
@@ -101,6 +102,9 @@ enum Done {
     Told {
         job: JobId,
         result: Result<(), FeedbackError>,
+        /// For a `FailedToStart` report: the message, to retry it if it failed. Rejections
+        /// have none (the book forgets them and the next poll rejects them again).
+        retry: Option<Message>,
     },
     States(Result<Vec<(JobId, JobState)>, MonitorError>),
     Cancelled {
@@ -141,6 +145,15 @@ struct Run<'a, M, J, F, P, O> {
     poll_failures: u32,
     /// GraphQL ids of jobs with a workload, for feedback about them.
     graphql_ids: HashMap<JobId, String>,
+    /// Jobs of the last successful poll a limit held back, launched when a slot frees.
+    waiting: Vec<Waiting>,
+    /// The ids the last successful poll listed, to tell jobs seen for the first time.
+    listed: HashSet<JobId>,
+    /// `FailedToStart` reports waiting to be tried again.
+    retries: Retries,
+    /// The in-flight counts last reported to the observer.
+    reported_total: u32,
+    reported_by_queue: Vec<(String, u32)>,
 }
 
 impl<'a, M, J, F, P, O> Run<'a, M, J, F, P, O>
@@ -199,6 +212,8 @@ where
         }));
     }
 
+    /// Rejects `job` in Buildkite; a failure is handled by the book (the next poll rejects
+    /// the job again).
     fn tell(&mut self, job: JobId, graphql_id: Option<String>, reason: Reason) {
         let feedback = self.feedback;
         self.ops.push(Box::pin(async move {
@@ -207,17 +222,84 @@ where
                 graphql_id,
             };
             let result = feedback.fail_job(&target, &reason).await;
-            Done::Told { job, result }
+            Done::Told {
+                job,
+                result,
+                retry: None,
+            }
         }));
     }
 
-    fn apply(&mut self, event: BookEvent) {
-        let before = self.book.in_flight();
-        self.book.apply(event);
-        let after = self.book.in_flight();
-        if before != after {
-            self.observer.on_in_flight(after);
+    /// Tells Buildkite a workload can never start; a failure is retried from `retries`.
+    fn tell_failed_to_start(&mut self, message: Message) {
+        let feedback = self.feedback;
+        self.ops.push(Box::pin(async move {
+            let target = JobRef {
+                id: message.job,
+                graphql_id: message.graphql_id.clone(),
+            };
+            let result = feedback.fail_job(&target, &message.reason).await;
+            Done::Told {
+                job: message.job,
+                result,
+                retry: Some(message),
+            }
+        }));
+    }
+
+    fn start_due_retries(&mut self) {
+        for message in self.retries.take_due(Instant::now()) {
+            tracing::info!(job = %message.job, attempt = message.attempt, "telling Buildkite again that the workload can never start");
+            self.tell_failed_to_start(message);
         }
+    }
+
+    fn apply(&mut self, event: BookEvent) {
+        self.book.apply(event);
+        self.book_changed();
+    }
+
+    /// After the book changed: launches waiting jobs if a slot freed, and reports the
+    /// in-flight counts if they changed.
+    fn book_changed(&mut self) {
+        if self.leader && self.book.in_flight() < self.reported_total && !self.waiting.is_empty() {
+            self.launch_waiting();
+        }
+        let total = self.book.in_flight();
+        if total != self.reported_total {
+            self.reported_total = total;
+            self.observer.on_in_flight(total);
+        }
+        let by_queue = self.book.in_flight_by_queue();
+        if by_queue != self.reported_by_queue {
+            self.observer.on_in_flight_by_queue(&by_queue);
+            self.reported_by_queue = by_queue;
+        }
+    }
+
+    /// A slot freed: launches the jobs of the last poll a limit held back that fit now.
+    fn launch_waiting(&mut self) {
+        let observer = self.observer;
+        let plan = plan_waiting(
+            &mut self.book,
+            self.limits,
+            std::mem::take(&mut self.waiting),
+            |job, decision| {
+                tracing::debug!(job = %job.id, pipeline = %job.pipeline, decision = decision.kind(), code = %decision.reason().code, "a slot freed; decided");
+                observer.on_decision(job, decision);
+            },
+        );
+        self.carry_out(plan);
+    }
+
+    /// Queues the launches and rejections of `plan`, and keeps its waiting jobs.
+    fn carry_out(&mut self, plan: Plan) {
+        for (job, reason) in plan.rejections {
+            tracing::info!(job = %job.id, pipeline = %job.pipeline, code = %reason.code, reason = %reason.message, "rejecting job");
+            self.tell(job.id, Some(job.graphql_id), reason);
+        }
+        self.queued.extend(plan.launches);
+        self.waiting = plan.waiting;
     }
 
     fn set_leader(&mut self, leader: bool) {
@@ -232,6 +314,8 @@ where
             self.next_check = Instant::now() + self.config.cancel_check_interval;
         } else {
             // Launches not yet started are given back; the new leader decides them.
+            self.waiting.clear();
+            self.listed.clear();
             while let Some((job, _)) = self.queued.pop_front() {
                 self.apply(BookEvent::LaunchFailed {
                     job: job.id,
@@ -248,7 +332,12 @@ where
                 self.observer.on_failed_to_start(*job, reason);
                 let graphql_id = self.graphql_ids.remove(job);
                 if self.leader {
-                    self.tell(*job, graphql_id, reason.clone());
+                    self.tell_failed_to_start(Message {
+                        job: *job,
+                        graphql_id,
+                        reason: reason.clone(),
+                        attempt: 1,
+                    });
                 }
             }
             WorkloadEvent::Succeeded(job)
@@ -278,11 +367,15 @@ where
                 result,
                 latency,
             } => self.on_launched(*job, result, latency),
-            Done::Told { job, result } => {
+            Done::Told { job, result, retry } => {
                 self.observer.on_feedback(job, result.as_ref().map(|_| ()));
-                if let Err(err) = result {
-                    tracing::warn!(%job, error = %err, "could not tell Buildkite; will retry");
-                    self.apply(BookEvent::FeedbackFailed(job));
+                match (result, retry) {
+                    (Ok(()), _) => {}
+                    (Err(err), None) => {
+                        tracing::warn!(%job, error = %err, "could not tell Buildkite; will retry");
+                        self.apply(BookEvent::FeedbackFailed(job));
+                    }
+                    (Err(err), Some(message)) => self.feedback_failed(message, &err),
                 }
             }
             Done::States(result) => {
@@ -305,6 +398,28 @@ where
         }
     }
 
+    /// A `FailedToStart` report failed: retry it later, or give up on it, and say so.
+    fn feedback_failed(&mut self, message: Message, err: &FeedbackError) {
+        let job = message.job;
+        let attempt = message.attempt;
+        let retry = self.retries.failed(message, Instant::now());
+        self.observer.on_feedback_retry(job, retry);
+        match retry {
+            FeedbackRetry::Scheduled {
+                attempt: next,
+                after,
+            } => {
+                tracing::warn!(%job, attempt, error = %err, next_attempt = next, retry_in = ?after, "could not tell Buildkite the workload can never start; will retry");
+            }
+            FeedbackRetry::GivenUp { attempts } => {
+                tracing::error!(%job, attempts, error = %err, "could not tell Buildkite the workload can never start; giving up, the job stays scheduled in Buildkite");
+            }
+            FeedbackRetry::Dropped => {
+                tracing::error!(%job, attempt, error = %err, waiting = self.retries.len(), "could not tell Buildkite the workload can never start, and too many reports wait for a retry; dropping this one, the job stays scheduled in Buildkite");
+            }
+        }
+    }
+
     fn on_polled(&mut self, result: Result<Vec<ScheduledJob>, MonitorError>) {
         self.polling = false;
         let now = Instant::now();
@@ -316,7 +431,12 @@ where
                 if !self.leader {
                     return;
                 }
-                let before = self.book.in_flight();
+                for job in &jobs {
+                    if !self.listed.contains(&job.id) && self.book.status(job.id).is_none() {
+                        self.observer.on_job_seen(job);
+                    }
+                }
+                self.listed = jobs.iter().map(|job| job.id).collect();
                 let observer = self.observer;
                 let plan = plan_round(
                     &mut self.book,
@@ -328,17 +448,13 @@ where
                         observer.on_decision(job, decision);
                     },
                 );
-                if self.book.in_flight() != before {
-                    observer.on_in_flight(self.book.in_flight());
-                }
-                for (job, reason) in plan.rejections {
-                    tracing::info!(job = %job.id, pipeline = %job.pipeline, code = %reason.code, reason = %reason.message, "rejecting job");
-                    self.tell(job.id, Some(job.graphql_id), reason);
-                }
-                self.queued.extend(plan.launches);
+                self.carry_out(plan);
+                self.book_changed();
             }
             Err(err) => {
                 self.observer.on_poll(Err(&err));
+                // What waited is as old as the last poll now: let the next poll decide it.
+                self.waiting.clear();
                 self.poll_failures = self.poll_failures.saturating_add(1);
                 let backoff = self
                     .config
@@ -472,6 +588,11 @@ where
             next_check: now + config.cancel_check_interval,
             poll_failures: 0,
             graphql_ids: HashMap::new(),
+            waiting: Vec::new(),
+            listed: HashSet::new(),
+            retries: Retries::default(),
+            reported_total: 0,
+            reported_by_queue: Vec::new(),
         };
         observer.on_leadership(is_leader);
         let mut events = jobifier.events();
@@ -480,6 +601,7 @@ where
             run.start_launches();
             let may_poll = run.leader && !run.polling && run.book.is_restored();
             let may_check = run.leader && !run.checking && run.book.is_restored();
+            let retry_due = run.retries.next_due().filter(|_| run.leader);
             tokio::select! {
                 biased;
                 () = &mut shutdown => break Ok(()),
@@ -499,9 +621,13 @@ where
                 () = sleep_until(run.next_poll), if may_poll => run.start_poll(),
                 () = sleep_until(run.next_poll), if !run.leader => run.standby_tick(),
                 () = sleep_until(run.next_check), if may_check => run.start_check(),
+                () = sleep_until(retry_due.unwrap_or(run.next_poll)), if retry_due.is_some() => run.start_due_retries(),
             }
         };
         tracing::info!(in_progress = run.ops.len(), "scheduler stopping");
+        for job in run.retries.jobs() {
+            tracing::warn!(%job, "stopping before Buildkite was told that the workload of this job can never start; the job stays scheduled in Buildkite");
+        }
         let drained = tokio::time::timeout(config.shutdown_grace, async {
             while let Some(done) = run.ops.next().await {
                 if let Done::Launched { job, result, .. } = &done {

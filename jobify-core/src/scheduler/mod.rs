@@ -11,11 +11,17 @@
 //!   every cancel_check_interval: Monitor::states(not started) ──cancelled──▶ Jobifier::cancel
 //! ```
 //!
+//! Jobs a limit held back in the last poll wait in memory: when a slot frees (a workload
+//! ends, a launch fails) they are re-planned at once against the limits and the launch order
+//! instead of waiting for the next poll. A `FailedToStart` report Buildkite did not take is
+//! retried with backoff from a small bounded queue (see [`FeedbackRetry`]).
+//!
 //! [`Dispatcher`] is the implementation; [`Scheduler`] is the trait a binary starts it by.
 //! Time comes from tokio (tests pause it) and shutdown is an input future.
 
 mod dispatcher;
 mod observer;
+mod retry;
 
 #[cfg(test)]
 mod tests;
@@ -26,7 +32,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use dispatcher::Dispatcher;
-pub use observer::SchedulerObserver;
+pub use observer::{FeedbackRetry, SchedulerObserver};
 
 /// Runs until `shutdown` completes.
 #[async_trait]

@@ -51,9 +51,58 @@ pub trait SchedulerObserver: Send + Sync {
         let _ = in_flight;
     }
 
+    /// The jobs in flight per queue changed (or may have): every queue with at least one job
+    /// in flight, sorted by name. A queue missing from `by_queue` has none in flight.
+    fn on_in_flight_by_queue(&self, by_queue: &[(String, u32)]) {
+        let _ = by_queue;
+    }
+
+    /// A poll listed a job this replica had not seen before: once per job uuid while Buildkite
+    /// keeps listing it (jobs already known from their workload, e.g. after a restart, are not
+    /// new). Called before the job is decided.
+    fn on_job_seen(&self, job: &ScheduledJob) {
+        let _ = job;
+    }
+
+    /// Telling Buildkite that a workload can never start failed, and this is what happens to
+    /// the message (see [`FeedbackRetry`]).
+    fn on_feedback_retry(&self, job: JobId, retry: FeedbackRetry) {
+        let _ = (job, retry);
+    }
+
     /// This replica became the leader (`true`) or a standby (`false`).
     fn on_leadership(&self, leader: bool) {
         let _ = leader;
+    }
+}
+
+/// What became of a failed attempt to tell Buildkite that a workload can never start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedbackRetry {
+    /// Attempt number `attempt` (2 for the first retry) is due after `after`.
+    Scheduled {
+        /// The attempt that will be made.
+        attempt: u32,
+        /// How long until it is made.
+        after: Duration,
+    },
+    /// `attempts` attempts failed; the message is given up on.
+    GivenUp {
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// Too many messages are waiting for a retry already; this one is dropped.
+    Dropped,
+}
+
+impl FeedbackRetry {
+    /// A label for metrics and logs: `scheduled`, `given_up` or `dropped`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            FeedbackRetry::Scheduled { .. } => "scheduled",
+            FeedbackRetry::GivenUp { .. } => "given_up",
+            FeedbackRetry::Dropped => "dropped",
+        }
     }
 }
 
@@ -85,6 +134,15 @@ impl<O: SchedulerObserver + ?Sized> SchedulerObserver for std::sync::Arc<O> {
     }
     fn on_in_flight(&self, in_flight: u32) {
         (**self).on_in_flight(in_flight);
+    }
+    fn on_in_flight_by_queue(&self, by_queue: &[(String, u32)]) {
+        (**self).on_in_flight_by_queue(by_queue);
+    }
+    fn on_job_seen(&self, job: &ScheduledJob) {
+        (**self).on_job_seen(job);
+    }
+    fn on_feedback_retry(&self, job: JobId, retry: FeedbackRetry) {
+        (**self).on_feedback_retry(job, retry);
     }
     fn on_leadership(&self, leader: bool) {
         (**self).on_leadership(leader);

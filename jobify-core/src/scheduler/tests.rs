@@ -11,6 +11,7 @@ use tokio::time::sleep;
 
 use super::*;
 use crate::decision::{Decision, Reason, ReasonCode, Template};
+use crate::feedback::FeedbackError;
 use crate::job::{JobId, JobState, ScheduledJob};
 use crate::jobifier::{LaunchError, Launched};
 use crate::limits::Limits;
@@ -152,6 +153,20 @@ async fn polls_at_the_interval_and_stops_cleanly_on_shutdown() {
 struct Recorder {
     decisions: Mutex<Vec<(JobId, ReasonCode)>>,
     in_flight: Mutex<Vec<u32>>,
+    by_queue: Mutex<Vec<Vec<(String, u32)>>>,
+    seen: Mutex<Vec<JobId>>,
+    retries: Mutex<Vec<(JobId, FeedbackRetry)>>,
+}
+
+impl Recorder {
+    fn last_by_queue(&self) -> Vec<(String, u32)> {
+        self.by_queue
+            .lock()
+            .expect("lock")
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
 }
 
 impl SchedulerObserver for Recorder {
@@ -164,10 +179,19 @@ impl SchedulerObserver for Recorder {
     fn on_in_flight(&self, in_flight: u32) {
         self.in_flight.lock().expect("lock").push(in_flight);
     }
+    fn on_in_flight_by_queue(&self, by_queue: &[(String, u32)]) {
+        self.by_queue.lock().expect("lock").push(by_queue.to_vec());
+    }
+    fn on_job_seen(&self, job: &ScheduledJob) {
+        self.seen.lock().expect("lock").push(job.id);
+    }
+    fn on_feedback_retry(&self, job: JobId, retry: FeedbackRetry) {
+        self.retries.lock().expect("lock").push((job, retry));
+    }
 }
 
 #[tokio::test(start_paused = true)]
-async fn defers_at_the_limit_and_launches_when_a_slot_frees() {
+async fn defers_at_the_limit_and_launches_as_soon_as_a_slot_frees_between_polls() {
     let first = ScheduledJob::fixture().scheduled_at_second(1).build();
     let second = ScheduledJob::fixture().scheduled_at_second(2).build();
     let listed: Listed = Arc::new(Mutex::new(vec![second.clone(), first.clone()]));
@@ -200,13 +224,111 @@ async fn defers_at_the_limit_and_launches_when_a_slot_frees() {
         vec![first.id],
         "still full, and the first is not launched again"
     );
+    // Polls ran at 0 and 10 s; the next is due at 20 s. The workload ends at 12 s.
+    sleep(Duration::from_secs(1)).await;
     listed.lock().expect("lock").retain(|j| j.id != first.id);
+    let polls_before = polls.load(Ordering::SeqCst);
     events_tx
         .send(WorkloadEvent::Succeeded(first.id))
         .expect("send");
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        launched_ids(&launched),
+        vec![first.id, second.id],
+        "the deferred job takes the freed slot before the next poll"
+    );
+    assert_eq!(polls.load(Ordering::SeqCst), polls_before, "no poll ran");
+    sleep(POLL * 2).await;
+    assert_eq!(
+        launched_ids(&launched),
+        vec![first.id, second.id],
+        "later polls do not launch it again"
+    );
+    assert_eq!(
+        *recorder.in_flight.lock().expect("lock"),
+        vec![1],
+        "the slot went straight from the first job to the second"
+    );
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_freed_slot_does_not_launch_a_job_the_last_poll_no_longer_listed() {
+    let first = ScheduledJob::fixture().scheduled_at_second(1).build();
+    let second = ScheduledJob::fixture().scheduled_at_second(2).build();
+    let listed: Listed = Arc::new(Mutex::new(vec![first.clone(), second.clone()]));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let launched = Arc::default();
+    let (events_tx, stream) = events();
+    let dispatcher = Dispatcher::new(
+        monitor(&listed, &polls),
+        jobifier(stream, &launched),
+        no_feedback(),
+        run_all(),
+        Limits::global(1),
+        config(),
+    );
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(launched_ids(&launched), vec![first.id]);
+    // The second job is cancelled in Buildkite; the poll at 10 s no longer lists it.
+    listed.lock().expect("lock").retain(|j| j.id != second.id);
     sleep(POLL).await;
-    assert_eq!(launched_ids(&launched), vec![first.id, second.id]);
-    assert_eq!(*recorder.in_flight.lock().expect("lock"), vec![1, 0, 1]);
+    events_tx
+        .send(WorkloadEvent::Succeeded(first.id))
+        .expect("send");
+    sleep(POLL * 2).await;
+    assert_eq!(launched_ids(&launched), vec![first.id]);
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_observer_gets_in_flight_per_queue_and_each_new_job_once() {
+    let linux_a = ScheduledJob::fixture().queue("linux").build();
+    let linux_b = ScheduledJob::fixture().queue("linux").build();
+    let mac = ScheduledJob::fixture().queue("mac").build();
+    let listed: Listed = Arc::new(Mutex::new(vec![
+        linux_a.clone(),
+        linux_b.clone(),
+        mac.clone(),
+    ]));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let launched = Arc::default();
+    let (events_tx, stream) = events();
+    let recorder = Arc::new(Recorder::default());
+    let dispatcher = Dispatcher::new(
+        monitor(&listed, &polls),
+        jobifier(stream, &launched),
+        no_feedback(),
+        run_all(),
+        Limits::global(5),
+        config(),
+    )
+    .with_observer(recorder.clone());
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        recorder.last_by_queue(),
+        vec![("linux".to_owned(), 2), ("mac".to_owned(), 1)]
+    );
+    events_tx
+        .send(WorkloadEvent::Succeeded(linux_a.id))
+        .expect("send");
+    events_tx.send(WorkloadEvent::Gone(mac.id)).expect("send");
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(recorder.last_by_queue(), vec![("linux".to_owned(), 1)]);
+    let late = ScheduledJob::fixture().queue("mac").build();
+    listed.lock().expect("lock").push(late.clone());
+    sleep(POLL * 2).await;
+    let mut seen = recorder.seen.lock().expect("lock").clone();
+    seen.sort();
+    let mut expected = vec![linux_a.id, linux_b.id, mac.id, late.id];
+    expected.sort();
+    assert_eq!(seen, expected, "three polls, each job seen once");
+    assert_eq!(
+        recorder.last_by_queue(),
+        vec![("linux".to_owned(), 1), ("mac".to_owned(), 1)]
+    );
     stop(stop_tx, handle).await;
 }
 
@@ -348,6 +470,122 @@ async fn a_workload_that_cannot_start_is_reported_with_its_reason() {
         })
         .expect("send");
     sleep(Duration::from_secs(1)).await;
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_to_start_report_buildkite_did_not_take_is_retried_after_a_backoff() {
+    let job = ScheduledJob::fixture().build();
+    let listed: Listed = Arc::new(Mutex::new(vec![job.clone()]));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let launched = Arc::default();
+    let (events_tx, stream) = events();
+    let reason = Reason::new(ReasonCode("image_pull_failed"), "no such image");
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let mut feedback = MockFeedback::new();
+    let counter = attempts.clone();
+    let expected = reason.clone();
+    feedback
+        .expect_fail_job()
+        .withf(move |_, r| *r == expected)
+        .returning(move |target, _| {
+            if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(FeedbackError {
+                    job: target.id,
+                    source: "HTTP 502 from Buildkite".into(),
+                })
+            } else {
+                Ok(())
+            }
+        });
+    let recorder = Arc::new(Recorder::default());
+    let dispatcher = Dispatcher::new(
+        monitor(&listed, &polls),
+        jobifier(stream, &launched),
+        feedback,
+        run_all(),
+        Limits::global(5),
+        config(),
+    )
+    .with_observer(recorder.clone());
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(1)).await;
+    events_tx
+        .send(WorkloadEvent::FailedToStart {
+            job: job.id,
+            reason,
+        })
+        .expect("send");
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        *recorder.retries.lock().expect("lock"),
+        vec![(
+            job.id,
+            FeedbackRetry::Scheduled {
+                attempt: 2,
+                after: Duration::from_secs(2)
+            }
+        )]
+    );
+    sleep(Duration::from_secs(2)).await;
+    assert_eq!(attempts.load(Ordering::SeqCst), 2, "retried once");
+    sleep(POLL * 3).await;
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        2,
+        "delivered, so never again"
+    );
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_to_start_report_is_given_up_after_its_last_attempt() {
+    let job = ScheduledJob::fixture().build();
+    let listed: Listed = Arc::new(Mutex::new(vec![job.clone()]));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let launched = Arc::default();
+    let (events_tx, stream) = events();
+    let mut feedback = MockFeedback::new();
+    feedback
+        .expect_fail_job()
+        .times(super::retry::MAX_ATTEMPTS as usize)
+        .returning(|target, _| {
+            Err(FeedbackError {
+                job: target.id,
+                source: "HTTP 502 from Buildkite".into(),
+            })
+        });
+    let recorder = Arc::new(Recorder::default());
+    let dispatcher = Dispatcher::new(
+        monitor(&listed, &polls),
+        jobifier(stream, &launched),
+        feedback,
+        run_all(),
+        Limits::global(5),
+        config(),
+    )
+    .with_observer(recorder.clone());
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(1)).await;
+    events_tx
+        .send(WorkloadEvent::FailedToStart {
+            job: job.id,
+            reason: Reason::new(ReasonCode("image_pull_failed"), "no such image"),
+        })
+        .expect("send");
+    sleep(Duration::from_secs(600)).await;
+    let retries = recorder.retries.lock().expect("lock").clone();
+    assert_eq!(retries.len(), super::retry::MAX_ATTEMPTS as usize);
+    assert_eq!(
+        retries.last(),
+        Some(&(
+            job.id,
+            FeedbackRetry::GivenUp {
+                attempts: super::retry::MAX_ATTEMPTS
+            }
+        ))
+    );
     stop(stop_tx, handle).await;
 }
 

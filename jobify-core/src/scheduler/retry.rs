@@ -1,0 +1,168 @@
+//! The retry queue for `FailedToStart` feedback: a report Buildkite did not take is tried
+//! again with exponential backoff, a bounded number of times, and only so many wait at once.
+//! Rejections need none of this: the book forgets them and the next poll rejects them again.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::FeedbackRetry;
+use crate::decision::Reason;
+use crate::job::JobId;
+
+/// Attempts per message, the first included.
+pub(super) const MAX_ATTEMPTS: u32 = 6;
+/// Messages waiting for a retry at most; more are dropped (and counted).
+pub(super) const CAPACITY: usize = 256;
+/// The wait before the first retry; it doubles with each further one.
+pub(super) const FIRST_BACKOFF: Duration = Duration::from_secs(2);
+/// The longest wait between two attempts.
+pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// A message to deliver: which job, and why its workload can never start.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Message {
+    /// The job.
+    pub(super) job: JobId,
+    /// Its GraphQL id, when known.
+    pub(super) graphql_id: Option<String>,
+    /// Why its workload can never start.
+    pub(super) reason: Reason,
+    /// Which attempt this is (1 for the first).
+    pub(super) attempt: u32,
+}
+
+/// Messages waiting for their next attempt. See the module docs.
+#[derive(Debug, Default)]
+pub(super) struct Retries {
+    pending: VecDeque<(Instant, Message)>,
+}
+
+impl Retries {
+    /// Files `message`, whose attempt just failed, for another attempt if it has some left and
+    /// there is room; says what became of it.
+    pub(super) fn failed(&mut self, message: Message, now: Instant) -> FeedbackRetry {
+        if message.attempt >= MAX_ATTEMPTS {
+            return FeedbackRetry::GivenUp {
+                attempts: message.attempt,
+            };
+        }
+        if self.pending.len() >= CAPACITY {
+            return FeedbackRetry::Dropped;
+        }
+        let after = backoff(message.attempt);
+        let attempt = message.attempt + 1;
+        self.pending
+            .push_back((now + after, Message { attempt, ..message }));
+        FeedbackRetry::Scheduled { attempt, after }
+    }
+
+    /// When the next message is due, if any waits.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        self.pending.iter().map(|(due, _)| *due).min()
+    }
+
+    /// Takes the messages due at `now`.
+    pub(super) fn take_due(&mut self, now: Instant) -> Vec<Message> {
+        let mut due = Vec::new();
+        self.pending.retain(|(at, message)| {
+            if *at <= now {
+                due.push(message.clone());
+                false
+            } else {
+                true
+            }
+        });
+        due
+    }
+
+    /// How many messages wait.
+    pub(super) fn len(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The jobs whose messages wait, for the log at shutdown.
+    pub(super) fn jobs(&self) -> impl Iterator<Item = JobId> + '_ {
+        self.pending.iter().map(|(_, message)| message.job)
+    }
+}
+
+/// The wait after failed attempt `attempt` (1-based): 2 s, 4 s, 8 s, ... at most a minute.
+fn backoff(attempt: u32) -> Duration {
+    FIRST_BACKOFF
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)))
+        .min(MAX_BACKOFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decision::ReasonCode;
+
+    fn message(attempt: u32) -> Message {
+        Message {
+            job: crate::testing::next_job_id(),
+            graphql_id: None,
+            reason: Reason::new(ReasonCode("image_pull_failed"), "no such image"),
+            attempt,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_from_two_seconds_up_to_a_minute() {
+        let waits: Vec<u64> = (1..=7).map(|a| backoff(a).as_secs()).collect();
+        assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_message_is_due_after_its_backoff_with_the_next_attempt_number() {
+        let mut retries = Retries::default();
+        let now = Instant::now();
+        let first = message(1);
+        assert_eq!(
+            retries.failed(first.clone(), now),
+            FeedbackRetry::Scheduled {
+                attempt: 2,
+                after: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(retries.next_due(), Some(now + Duration::from_secs(2)));
+        assert!(retries.take_due(now + Duration::from_secs(1)).is_empty());
+        let due = retries.take_due(now + Duration::from_secs(2));
+        assert_eq!(
+            due,
+            vec![Message {
+                attempt: 2,
+                ..first
+            }]
+        );
+        assert_eq!(retries.len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_is_given_up_after_its_last_attempt() {
+        let mut retries = Retries::default();
+        assert_eq!(
+            retries.failed(message(MAX_ATTEMPTS), Instant::now()),
+            FeedbackRetry::GivenUp {
+                attempts: MAX_ATTEMPTS
+            }
+        );
+        assert_eq!(retries.len(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn messages_beyond_the_capacity_are_dropped() {
+        let mut retries = Retries::default();
+        let now = Instant::now();
+        for _ in 0..CAPACITY {
+            assert!(matches!(
+                retries.failed(message(1), now),
+                FeedbackRetry::Scheduled { .. }
+            ));
+        }
+        assert_eq!(retries.failed(message(1), now), FeedbackRetry::Dropped);
+        assert_eq!(retries.len(), CAPACITY);
+    }
+}
