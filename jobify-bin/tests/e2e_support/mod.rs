@@ -39,7 +39,7 @@ agent_url = "{{agent_url}}"
 api_token = {{api_token}}
 agent_token = {{agent_token}}
 poll_interval = "1s"
-request_timeout = "2s"
+request_timeout = "{{request_timeout}}"
 page_size = 500
 
 [server]
@@ -75,6 +75,11 @@ pub(crate) struct Harness {
 impl Harness {
     pub(crate) async fn start(config: SimEnvConfig) -> Harness {
         jobify::tls::install_crypto_provider();
+        // RUST_LOG=jobify=debug shows jobify's logs with a failing test's output.
+        let _already_set = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let env = SimEnv::start(SimEnvConfig {
             budget: ample_budget(),
             ..config
@@ -88,8 +93,9 @@ impl Harness {
         }
     }
 
-    /// Writes `BASE_CONFIG` + `sections` (with `values` for extra placeholders) and loads it as
-    /// `jobify run -c` would. Returns the config and the metrics address.
+    /// Writes `BASE_CONFIG` + `sections` (with `values` for extra placeholders, and for
+    /// `request_timeout`, default `2s`) and loads it as `jobify run -c` would. Returns the
+    /// config and the metrics address.
     pub(crate) fn config(
         &mut self,
         sections: &str,
@@ -104,6 +110,8 @@ impl Harness {
         for (name, value) in values {
             template = template.with(name, *value);
         }
+        // Defaults, after the test's own values: a placeholder is replaced by its first value.
+        template = template.with("request_timeout", "2s");
         let files = self
             .env
             .write_files(&dir, &template, TokenSource::File)
