@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -19,7 +18,6 @@ use super::deletion::{DeleteOptions, Propagation};
 use super::meta;
 use super::reconcile::{Memory, reconcile};
 use super::resource::Resource;
-use super::store::Change;
 
 /// The pod the controller creates for `job`.
 fn pod_for(job: &Value) -> Value {
@@ -59,17 +57,14 @@ pub(crate) async fn run(cluster: Arc<Cluster>, job: Arc<Value>, stop: Cancellati
     let name = meta::name(&job).to_string();
     let uid = meta::uid(&job).to_string();
     let mut memory = Memory::default();
-    let mut pods_feed = cluster.store.subscribe(Resource::Pods);
-    let mut jobs_feed = cluster.store.subscribe(Resource::Jobs);
+    // Fires when the Job or one of its pods changes; taken before the first look at the
+    // store, so no change is missed.
+    let changed = cluster.store.interest(&uid);
     while let Some(job) = cluster.store.get(Resource::Jobs, &namespace, &name) {
         if meta::uid(&job) != uid || stop.is_cancelled() {
             break;
         }
-        let (pods, _) = cluster.store.list(Resource::Pods, Some(&namespace), None);
-        let pods: Vec<Arc<Value>> = pods
-            .into_iter()
-            .filter(|p| meta::is_owned_by(p, &uid))
-            .collect();
+        let pods = cluster.store.owned_by(Resource::Pods, &namespace, &uid);
         let plan = reconcile(
             &job,
             &pods,
@@ -117,35 +112,15 @@ pub(crate) async fn run(cluster: Arc<Cluster>, job: Arc<Value>, stop: Cancellati
                 None => std::future::pending().await,
             }
         };
-        let pod_changed = next_change(&mut pods_feed, |c| {
-            meta::is_owned_by(&c.object, &uid)
-                || c.previous
-                    .as_ref()
-                    .is_some_and(|p| meta::is_owned_by(p, &uid))
-        });
-        // The Job itself changed (suspend, parallelism, a user's edit).
-        let job_changed = next_change(&mut jobs_feed, |c| meta::uid(&c.object) == uid);
+        // A pod changed, or the Job itself (suspend, parallelism, a user's edit).
         tokio::select! {
             () = stop.cancelled() => break,
             () = sleep => {}
-            () = pod_changed => {}
-            () = job_changed => {}
+            () = changed.notified() => {}
         }
     }
+    cluster.store.forget_interest(&uid);
     cluster.forget(&uid);
-}
-
-/// Resolves at the next change on `feed` that is `relevant`, or when the feed fell behind
-/// (the caller reconciles from the store, which is level-based anyway).
-async fn next_change(feed: &mut broadcast::Receiver<Change>, relevant: impl Fn(&Change) -> bool) {
-    loop {
-        match feed.recv().await {
-            Ok(change) if relevant(&change) => return,
-            Ok(_) => {}
-            Err(broadcast::error::RecvError::Lagged(_)) => return,
-            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
-        }
-    }
 }
 
 fn create_pod(cluster: &Arc<Cluster>, job: &Value, memory: &mut Memory) {

@@ -3,12 +3,17 @@
 //!
 //! A watch asking for a `resourceVersion` older than the window gets `410 Expired`, as a real
 //! API server's watch cache answers after compaction; clients then relist.
+//!
+//! Per-object loops (the job controller's) do not scan: [`Store::owned_by`] reads an index of
+//! objects by owner uid, and [`Store::interest`] hands out a wake-up that fires when the object
+//! or anything it owns changes. Both keep the simulator linear in the number of Jobs, so a
+//! benchmark with ten thousand Jobs measures its client, not the simulator.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 use super::meta;
 use super::resource::Resource;
@@ -68,6 +73,10 @@ struct Inner {
     objects: BTreeMap<Key, Arc<Value>>,
     logs: HashMap<Resource, Log>,
     window: usize,
+    /// Keys of the objects that have an owner reference to each uid.
+    owned: HashMap<String, BTreeSet<Key>>,
+    /// Wake-ups of the loops interested in a uid (see [`Store::interest`]).
+    interest: HashMap<String, Arc<Notify>>,
 }
 
 /// The shared object store.
@@ -100,6 +109,8 @@ impl Store {
                 objects: BTreeMap::new(),
                 logs,
                 window: window.max(1),
+                owned: HashMap::new(),
+                interest: HashMap::new(),
             }),
         }
     }
@@ -133,6 +144,7 @@ impl Store {
         let rv = inner.rv;
         object["metadata"]["resourceVersion"] = json!(rv.to_string());
         let object = Arc::new(object);
+        inner.index(&key, None, Some(&object));
         inner.objects.insert(key, object.clone());
         inner.record(resource, rv, ChangeType::Added, object.clone(), None);
         Ok(object)
@@ -207,6 +219,7 @@ impl Store {
         let rv = inner.rv;
         new["metadata"]["resourceVersion"] = json!(rv.to_string());
         let new = Arc::new(new);
+        inner.index(&key, Some(&old), Some(&new));
         inner.objects.insert(key, new.clone());
         inner.record(
             resource,
@@ -237,6 +250,7 @@ impl Store {
                 name: name.to_string(),
             });
         };
+        inner.index(&key, Some(&old), None);
         inner.rv += 1;
         let rv = inner.rv;
         let mut last = (*old).clone();
@@ -284,9 +298,38 @@ impl Store {
         })
     }
 
-    /// The live feed of changes to `resource`, from now on.
-    pub(crate) fn subscribe(&self, resource: Resource) -> broadcast::Receiver<Change> {
-        self.lock().log(resource).tx.subscribe()
+    /// Objects of `resource` in `namespace` with an owner reference to `owner_uid`, in key
+    /// order.
+    pub(crate) fn owned_by(
+        &self,
+        resource: Resource,
+        namespace: &str,
+        owner_uid: &str,
+    ) -> Vec<Arc<Value>> {
+        let inner = self.lock();
+        let Some(keys) = inner.owned.get(owner_uid) else {
+            return Vec::new();
+        };
+        keys.iter()
+            .filter(|k| k.resource == resource && k.namespace == namespace)
+            .filter_map(|k| inner.objects.get(k).cloned())
+            .collect()
+    }
+
+    /// A wake-up for the object with `uid`: it is notified (one permit, so no change between
+    /// two waits is lost) whenever that object, or an object it owns, is created, updated or
+    /// removed. Call [`Store::forget_interest`] when done.
+    pub(crate) fn interest(&self, uid: &str) -> Arc<Notify> {
+        self.lock()
+            .interest
+            .entry(uid.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Drops the wake-up of `uid`.
+    pub(crate) fn forget_interest(&self, uid: &str) {
+        self.lock().interest.remove(uid);
     }
 
     /// The oldest `resourceVersion` from which a watch of `resource` can still resume.
@@ -296,6 +339,43 @@ impl Store {
 }
 
 impl Inner {
+    /// Moves `key` in the owner index from the owners of `old` to those of `new`.
+    fn index(&mut self, key: &Key, old: Option<&Value>, new: Option<&Value>) {
+        let before = old.map(owner_uids).unwrap_or_default();
+        let after = new.map(owner_uids).unwrap_or_default();
+        for uid in before.iter().filter(|uid| !after.contains(uid)) {
+            if let Some(keys) = self.owned.get_mut(uid) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.owned.remove(uid);
+                }
+            }
+        }
+        for uid in after.iter().filter(|uid| !before.contains(uid)) {
+            self.owned
+                .entry(uid.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+    }
+
+    /// Wakes the loops interested in the changed object or in its owners (before and after).
+    fn wake(&self, object: &Value, previous: Option<&Value>) {
+        if self.interest.is_empty() {
+            return;
+        }
+        let mut uids = owner_uids(object);
+        uids.push(meta::uid(object).to_string());
+        if let Some(previous) = previous {
+            uids.extend(owner_uids(previous));
+        }
+        for uid in uids {
+            if let Some(notify) = self.interest.get(&uid) {
+                notify.notify_one();
+            }
+        }
+    }
+
     fn log(&self, resource: Resource) -> &Log {
         // Every resource gets a log in `Store::new`.
         &self.logs[&resource]
@@ -309,6 +389,7 @@ impl Inner {
         object: Arc<Value>,
         previous: Option<Arc<Value>>,
     ) {
+        self.wake(&object, previous.as_deref());
         let window = self.window;
         let Some(log) = self.logs.get_mut(&resource) else {
             return;
@@ -330,6 +411,18 @@ impl Inner {
     }
 }
 
+/// The uids `object`'s owner references name.
+fn owner_uids(object: &Value) -> Vec<String> {
+    object["metadata"]["ownerReferences"]
+        .as_array()
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r["uid"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn key_of(resource: Resource, object: &Value) -> Key {
     Key {
         resource,
@@ -345,6 +438,69 @@ mod tests {
 
     fn lease(name: &str) -> Value {
         json!({"metadata": {"name": name, "namespace": "ns"}})
+    }
+
+    fn pod_of(name: &str, owner: &str) -> Value {
+        json!({"metadata": {"name": name, "namespace": "ns",
+            "ownerReferences": [{"uid": owner, "kind": "Job", "name": "j"}]}})
+    }
+
+    fn names(objects: &[Arc<Value>]) -> Vec<&str> {
+        objects.iter().map(|o| meta::name(o)).collect()
+    }
+
+    #[test]
+    fn owned_by_follows_owner_references_through_updates_and_removal() {
+        let store = Store::new(10);
+        store.create(Resource::Pods, pod_of("a", "u1")).unwrap();
+        store.create(Resource::Pods, pod_of("b", "u1")).unwrap();
+        store.create(Resource::Pods, pod_of("c", "u2")).unwrap();
+        assert_eq!(
+            names(&store.owned_by(Resource::Pods, "ns", "u1")),
+            ["a", "b"]
+        );
+        assert!(store.owned_by(Resource::Jobs, "ns", "u1").is_empty());
+        assert!(store.owned_by(Resource::Pods, "other", "u1").is_empty());
+
+        store
+            .update(Resource::Pods, "ns", "b", |_| Ok(pod_of("b", "u2")))
+            .unwrap();
+        store.remove(Resource::Pods, "ns", "a").unwrap();
+        assert!(store.owned_by(Resource::Pods, "ns", "u1").is_empty());
+        assert_eq!(
+            names(&store.owned_by(Resource::Pods, "ns", "u2")),
+            ["b", "c"]
+        );
+    }
+
+    #[tokio::test]
+    async fn interest_wakes_on_changes_to_the_object_or_what_it_owns_only() {
+        let store = Store::new(10);
+        let job = store
+            .create(
+                Resource::Jobs,
+                json!({"metadata": {"name": "j", "namespace": "ns", "uid": "u1"}}),
+            )
+            .unwrap();
+        let changed = store.interest(meta::uid(&job));
+        store.create(Resource::Pods, pod_of("other", "u2")).unwrap();
+        let woken = tokio::time::timeout(std::time::Duration::ZERO, changed.notified()).await;
+        assert!(woken.is_err(), "another Job's pod woke this Job");
+
+        // A change before the wait is kept as a permit, not lost.
+        store.create(Resource::Pods, pod_of("mine", "u1")).unwrap();
+        changed.notified().await;
+        store.remove(Resource::Pods, "ns", "mine").unwrap();
+        changed.notified().await;
+        store
+            .update(Resource::Jobs, "ns", "j", |o| {
+                let mut o = o.clone();
+                o["spec"] = json!({"suspend": true});
+                Ok(o)
+            })
+            .unwrap();
+        changed.notified().await;
+        store.forget_interest("u1");
     }
 
     #[test]
