@@ -43,7 +43,8 @@
 //!   replacement back-off is [`Timings::job_backoff`], not 10s doubling.
 //! - The kubelet runs no processes: a pod's main container (the agent) runs for the agent
 //!   script's duration; other containers run alongside and exit 0; init containers
-//!   complete at once. No pod logs, exec, probes or resource accounting.
+//!   complete at once. Pod logs are a line or two saying what the container did; no exec,
+//!   attach, probes or resource accounting.
 //! - Events are core/v1 only (no `events.k8s.io` endpoint); at most 10 000 are kept instead
 //!   of expiring after an hour.
 //!
@@ -70,6 +71,7 @@ mod events;
 mod kubeconfig;
 mod kubelet;
 mod list;
+mod logs;
 mod meta;
 mod patch;
 mod pod_status;

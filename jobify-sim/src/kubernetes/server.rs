@@ -16,6 +16,7 @@ use super::config::EndpointGroup;
 use super::deletion::{DeleteOptions, Deleted, JOB_ORPHAN_WARNING, Propagation};
 use super::discovery;
 use super::list::{self, Params};
+use super::logs;
 use super::meta;
 use super::patch::{self, PatchKind};
 use super::resource::Resource;
@@ -34,6 +35,10 @@ pub(crate) fn router(cluster: Arc<Cluster>) -> Router {
 enum Target {
     Discovery(discovery::Doc),
     Namespace(String),
+    PodLog {
+        namespace: String,
+        name: String,
+    },
     Collection {
         resource: Resource,
         namespace: Option<String>,
@@ -50,6 +55,7 @@ impl Target {
     fn group(&self) -> EndpointGroup {
         let resource = match self {
             Target::Discovery(_) | Target::Namespace(_) => return EndpointGroup::Discovery,
+            Target::PodLog { .. } => return EndpointGroup::Pods,
             Target::Collection { resource, .. } | Target::Object { resource, .. } => *resource,
         };
         match resource {
@@ -91,6 +97,10 @@ fn parse_path(path: &str) -> Option<Target> {
             namespace: (*ns).to_string(),
             name: (*name).to_string(),
             status: false,
+        }),
+        ["namespaces", ns, "pods", name, "log"] if group.is_empty() => Some(Target::PodLog {
+            namespace: (*ns).to_string(),
+            name: (*name).to_string(),
         }),
         ["namespaces", ns, plural, name, "status"] => {
             let resource = Resource::from_path(group, plural)?;
@@ -167,6 +177,11 @@ fn handle(
             Ok(ok(discovery::document(doc, host)))
         }
         (Target::Namespace(ns), Method::GET) => Ok(ok(discovery::namespace(&ns))),
+        (Target::PodLog { namespace, name }, Method::GET) => {
+            let pod = logs::find_pod(cluster, &namespace, &name)?;
+            let text = logs::pod_log(&pod, params.get("container").map(String::as_str))?;
+            Ok((StatusCode::OK, [("content-type", "text/plain")], text).into_response())
+        }
         (
             Target::Collection {
                 resource,
