@@ -138,13 +138,12 @@ impl Cluster {
 
     /// Deletes (in the background) every pod owned by `owner_uid`.
     pub(crate) fn delete_dependents(self: &Arc<Self>, namespace: &str, owner_uid: &str) {
-        let (pods, _) = self.store.list(Resource::Pods, Some(namespace), None);
-        for pod in pods.iter().filter(|p| meta::is_owned_by(p, owner_uid)) {
+        for pod in self.store.owned_by(Resource::Pods, namespace, owner_uid) {
             // NotFound: it went meanwhile.
             let _ = self.delete(
                 Resource::Pods,
                 namespace,
-                meta::name(pod),
+                meta::name(&pod),
                 &DeleteOptions::default(),
             );
         }
@@ -157,8 +156,11 @@ impl Cluster {
             .termination_delay
             .max(Duration::from_millis(1));
         loop {
-            let (pods, _) = self.store.list(Resource::Pods, Some(namespace), None);
-            if !pods.iter().any(|p| meta::is_owned_by(p, owner_uid)) {
+            if self
+                .store
+                .owned_by(Resource::Pods, namespace, owner_uid)
+                .is_empty()
+            {
                 return;
             }
             tokio::time::sleep(step).await;
@@ -166,9 +168,8 @@ impl Cluster {
     }
 
     fn orphan_dependents(&self, namespace: &str, owner_uid: &str) {
-        let (pods, _) = self.store.list(Resource::Pods, Some(namespace), None);
-        for pod in pods.iter().filter(|p| meta::is_owned_by(p, owner_uid)) {
-            self.write_status(Resource::Pods, namespace, meta::name(pod), |p| {
+        for pod in self.store.owned_by(Resource::Pods, namespace, owner_uid) {
+            self.write_status(Resource::Pods, namespace, meta::name(&pod), |p| {
                 if let Some(refs) = p["metadata"]["ownerReferences"].as_array_mut() {
                     refs.retain(|r| r["uid"] != owner_uid);
                     if refs.is_empty()

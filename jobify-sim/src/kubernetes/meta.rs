@@ -51,13 +51,6 @@ pub(crate) fn is_deleting(object: &Value) -> bool {
     !object["metadata"]["deletionTimestamp"].is_null()
 }
 
-/// Whether `object` has an owner reference to `owner_uid`.
-pub(crate) fn is_owned_by(object: &Value, owner_uid: &str) -> bool {
-    object["metadata"]["ownerReferences"]
-        .as_array()
-        .is_some_and(|refs| refs.iter().any(|r| r["uid"] == owner_uid))
-}
-
 /// The simulator's wall clock: real time plus however far a paused tokio clock was
 /// advanced, so that timestamps (startTime, deadlines) agree with tokio timers in
 /// paused-clock tests. Outside a paused runtime it is the real time.

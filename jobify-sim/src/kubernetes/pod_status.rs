@@ -100,7 +100,12 @@ pub(crate) fn container_id(pod_uid: &str, container: &str) -> String {
 }
 
 /// The whole pod status for `stage`, keeping transition times of unchanged conditions.
-pub(crate) fn pod_status(pod: &Value, stage: &Stage, pod_ip: &str, restarts: &Restarts) -> Value {
+pub(crate) fn pod_status(
+    pod: &Value,
+    stage: &Stage,
+    (host_ip, pod_ip): (&str, &str),
+    restarts: &Restarts,
+) -> Value {
     let now = json!(meta::now());
     let old_conditions = pod["status"]["conditions"]
         .as_array()
@@ -275,8 +280,8 @@ pub(crate) fn pod_status(pod: &Value, stage: &Stage, pod_ip: &str, restarts: &Re
     let mut status = json!({
         "phase": phase,
         "conditions": conditions,
-        "hostIP": "172.18.0.2",
-        "hostIPs": [{"ip": "172.18.0.2"}],
+        "hostIP": host_ip,
+        "hostIPs": [{"ip": host_ip}],
         "podIP": pod_ip,
         "podIPs": [{"ip": pod_ip}],
         "startTime": pod["status"]["startTime"].as_str().map_or_else(|| now.clone(), |s| json!(s)),
@@ -332,7 +337,7 @@ mod tests {
                 exit_code: 137,
                 reason: "OOMKilled".into(),
             },
-            "10.0.0.1",
+            ("172.18.0.2", "10.0.0.1"),
             &Restarts::default(),
         );
         assert_eq!(s["phase"], "Failed");

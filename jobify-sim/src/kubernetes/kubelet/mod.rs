@@ -40,6 +40,7 @@ struct Kubelet {
     uid: String,
     stop: CancellationToken,
     node: String,
+    host_ip: String,
     pod_ip: String,
 }
 
@@ -55,6 +56,7 @@ pub(crate) async fn run(cluster: Arc<Cluster>, pod: Arc<Value>, stop: Cancellati
         uid: uid.clone(),
         stop,
         pod_ip: format!("10.244.{}.{serial}", node.trim_start_matches("sim-node-")),
+        host_ip: format!("172.18.0.{}", node.trim_start_matches("sim-node-")),
         node,
         cluster,
     };
@@ -105,14 +107,14 @@ impl Kubelet {
     }
 
     fn set_stage(&self, stage: &Stage) {
-        let ip = self.pod_ip.clone();
+        let ips = (self.host_ip.as_str(), self.pod_ip.as_str());
         let restarts = self
             .restarts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         self.update(|p| {
-            let status = pod_status(p, stage, &ip, &restarts);
+            let status = pod_status(p, stage, ips, &restarts);
             p["status"] = status;
         });
     }
