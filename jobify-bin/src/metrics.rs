@@ -3,7 +3,7 @@
 //! | component   | families (prefix `jobify_`)                                               |
 //! |-------------|---------------------------------------------------------------------------|
 //! | `monitor`   | `polls_total`, `poll_errors_total{kind}`, `scheduled_jobs`, `rate_limit_remaining` |
-//! | `scheduler` | `decisions_total{decision,reason}`, `launches_total{outcome}`, `launch_errors_total{reason}`, `in_flight`, `scheduled_to_created_seconds`, `leader` |
+//! | `scheduler` | `jobs_seen_total{queue}`, `decisions_total{decision,reason}`, `launches_total{outcome}`, `launch_errors_total{reason}`, `in_flight{queue}`, `scheduled_to_created_seconds`, `feedback_retries_total{outcome}`, `leader` |
 //! | `workloads` | `failed_to_start_total{cause}`, `cancellations_total`                     |
 //! | `buildkite` | `queue_jobs{queue,state}`, `queue_agents{queue,state}` (from `/v3/metrics`) |
 //!
@@ -50,6 +50,12 @@ struct CodeLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CauseLabels {
     cause: &'static str,
+}
+
+/// Labels of series per queue jobify serves (`in_flight`, `jobs_seen_total`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QueueLabels {
+    queue: String,
 }
 
 /// Labels of the Buildkite queue gauges.
@@ -105,7 +111,11 @@ pub struct Metrics {
     decisions: Family<DecisionLabels, Counter>,
     launches: Family<OutcomeLabels, Counter>,
     launch_errors: Family<CodeLabels, Counter>,
-    in_flight: Gauge,
+    jobs_seen: Family<QueueLabels, Counter>,
+    in_flight: Family<QueueLabels, Gauge>,
+    /// Queues with an `in_flight` series: a queue that empties keeps its series at 0.
+    in_flight_queues: Arc<std::sync::Mutex<Vec<String>>>,
+    feedback_retries: Family<OutcomeLabels, Counter>,
     scheduled_to_created: Histogram,
     leader: Gauge,
     failed_to_start: Family<CauseLabels, Counter>,
@@ -126,7 +136,10 @@ impl Metrics {
             decisions: Family::default(),
             launches: Family::default(),
             launch_errors: Family::default(),
-            in_flight: Gauge::default(),
+            jobs_seen: Family::default(),
+            in_flight: Family::default(),
+            in_flight_queues: Arc::default(),
+            feedback_retries: Family::default(),
             // 50 ms .. ~7 min: from a warm cluster to a cold node pool.
             scheduled_to_created: Histogram::new(exponential_buckets(0.05, 2.0, 14)),
             leader: Gauge::default(),
@@ -162,6 +175,11 @@ impl Metrics {
 
         let scheduler = jobify.sub_registry_with_prefix("scheduler");
         scheduler.register(
+            "jobs_seen",
+            "Scheduled jobs seen for the first time in a poll, by queue",
+            metrics.jobs_seen.clone(),
+        );
+        scheduler.register(
             "decisions",
             "Policy decisions, by decision and reason code",
             metrics.decisions.clone(),
@@ -178,8 +196,15 @@ impl Metrics {
         );
         scheduler.register(
             "in_flight",
-            "Workloads launched and not yet finished",
+            "Workloads launched and not yet finished, by queue (sum for the total)",
             metrics.in_flight.clone(),
+        );
+        scheduler.register(
+            "feedback_retries",
+            "Failed reports to Buildkite that a workload can never start, by what became of \
+             them (scheduled for a retry, given_up after the last attempt, dropped when too many \
+             wait)",
+            metrics.feedback_retries.clone(),
         );
         scheduler.register(
             "scheduled_to_created_seconds",
@@ -276,9 +301,58 @@ impl Metrics {
             .inc();
     }
 
-    /// The number of workloads in flight.
-    pub fn set_in_flight(&self, count: u32) {
-        self.in_flight.set(i64::from(count));
+    /// A poll listed a job for the first time; `queue` is the queue it counts against.
+    pub fn job_seen(&self, queue: &str) {
+        self.jobs_seen
+            .get_or_create(&QueueLabels {
+                queue: queue.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Gives each of `queues` an `in_flight` series at 0 until workloads are counted in it,
+    /// so the page shows the served queues (and a sum of 0) before the first launch.
+    pub fn declare_queues<'q>(&self, queues: impl IntoIterator<Item = &'q str>) {
+        let mut known = self
+            .in_flight_queues
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for queue in queues {
+            if !known.iter().any(|q| q == queue) {
+                self.in_flight.get_or_create(&queue_labels(queue)).set(0);
+                known.push(queue.to_owned());
+            }
+        }
+    }
+
+    /// The workloads in flight per queue: every queue with any, as the scheduler reports
+    /// them. A queue seen before and missing now is set to 0.
+    pub fn set_in_flight_by_queue(&self, by_queue: &[(String, u32)]) {
+        let mut known = self
+            .in_flight_queues
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for queue in known.iter() {
+            if !by_queue.iter().any(|(q, _)| q == queue) {
+                self.in_flight.get_or_create(&queue_labels(queue)).set(0);
+            }
+        }
+        for (queue, count) in by_queue {
+            self.in_flight
+                .get_or_create(&queue_labels(queue))
+                .set(i64::from(*count));
+            if !known.contains(queue) {
+                known.push(queue.clone());
+            }
+        }
+    }
+
+    /// A report to Buildkite that a workload can never start failed; `outcome` is what
+    /// became of it (`scheduled`, `given_up`, `dropped`).
+    pub fn feedback_retry(&self, outcome: &'static str) {
+        self.feedback_retries
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     /// Whether this replica leads.
@@ -332,6 +406,12 @@ impl Metrics {
             }
         }
         *known = figures.keys().cloned().collect();
+    }
+}
+
+fn queue_labels(queue: &str) -> QueueLabels {
+    QueueLabels {
+        queue: queue.to_owned(),
     }
 }
 

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobify_core::scheduler::SchedulerObserver;
+use jobify_core::scheduler::{FeedbackRetry, SchedulerObserver};
 use jobify_core::{
-    CancelError, Decision, FeedbackError, JobId, LaunchError, Launched, MonitorError, Reason,
-    ScheduledJob,
+    CancelError, Decision, FeedbackError, JobId, LaunchError, Launched, Limits, MonitorError,
+    Reason, ScheduledJob,
 };
 use tokio::time::Instant;
 
@@ -87,8 +87,16 @@ impl SchedulerObserver for Observer {
         }
     }
 
-    fn on_in_flight(&self, in_flight: u32) {
-        self.metrics.set_in_flight(in_flight);
+    fn on_in_flight_by_queue(&self, by_queue: &[(String, u32)]) {
+        self.metrics.set_in_flight_by_queue(by_queue);
+    }
+
+    fn on_job_seen(&self, job: &ScheduledJob) {
+        self.metrics.job_seen(Limits::queue_key(job));
+    }
+
+    fn on_feedback_retry(&self, _job: JobId, retry: FeedbackRetry) {
+        self.metrics.feedback_retry(retry.kind());
     }
 
     fn on_leadership(&self, leader: bool) {
@@ -153,7 +161,15 @@ mod tests {
             Duration::from_millis(20),
         );
         observer.on_cancel(job.id, &Ok(()));
-        observer.on_in_flight(7);
+        observer.on_job_seen(&job);
+        observer.on_in_flight_by_queue(&[("kubernetes".to_owned(), 7)]);
+        observer.on_feedback_retry(
+            job.id,
+            FeedbackRetry::Scheduled {
+                attempt: 2,
+                after: Duration::from_secs(2),
+            },
+        );
         observer.on_leadership(true);
         let text = crate::metrics::encode(&registry);
         for line in [
@@ -161,7 +177,9 @@ mod tests {
             "jobify_scheduler_launches_total{outcome=\"created\"} 1",
             "jobify_scheduler_launch_errors_total{reason=\"forbidden\"} 1",
             "jobify_workloads_cancellations_total 1",
-            "jobify_scheduler_in_flight 7",
+            "jobify_scheduler_in_flight{queue=\"kubernetes\"} 7",
+            "jobify_scheduler_jobs_seen_total{queue=\"kubernetes\"} 1",
+            "jobify_scheduler_feedback_retries_total{outcome=\"scheduled\"} 1",
             "jobify_scheduler_leader 1",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");

@@ -118,6 +118,50 @@ fn bad_duration_is_located() {
 }
 
 #[test]
+fn bad_scheduler_values_are_located() {
+    let (code, _, stderr) = check(
+        "organization = \"acme\"\n\
+         [scheduler]\n\
+         launch_concurrency = 0\n\
+         shutdown_grace = \"soon\"\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(":4:18: scheduler.shutdown_grace: invalid value"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = check(
+        "organization = \"acme\"\n\
+         [scheduler]\n\
+         launch_concurrency = 0\n\
+         cancel_check_interval = \"100ms\"\n\
+         launch_concurency = 4\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(":5:1: scheduler.launch_concurency: unknown field `launch_concurency`"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = check(
+        "organization = \"acme\"\n\
+         [scheduler]\n\
+         launch_concurrency = 0\n\
+         cancel_check_interval = \"100ms\"\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(":3:22: scheduler.launch_concurrency: must be between 1 and 1000, not 0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(":4:25: scheduler.cancel_check_interval: must be at least 1s"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn semantic_errors_are_all_reported_at_once_with_positions() {
     let (code, _, stderr) = check(
         "organization = \"acme\"\n\

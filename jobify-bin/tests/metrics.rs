@@ -146,10 +146,8 @@ impl Running {
     }
 }
 
-#[tokio::test]
-async fn metrics_page_parses_and_has_every_family_after_updates() {
-    let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry);
+/// Gives every family at least one series (a family without one is not on the page).
+fn update_every_family(metrics: &Metrics) {
     metrics.poll_succeeded(12);
     metrics.set_rate_limit_remaining(19_500);
     metrics.poll_failed(PollErrorKind::RateLimited);
@@ -164,7 +162,12 @@ async fn metrics_page_parses_and_has_every_family_after_updates() {
     metrics.launch_failed(&LaunchError::Invalid {
         message: "422".into(),
     });
-    metrics.set_in_flight(3);
+    metrics.declare_queues(["kubernetes", "gpu", "idle"]);
+    metrics.job_seen("kubernetes");
+    metrics.job_seen("kubernetes");
+    metrics.job_seen("gpu");
+    metrics.set_in_flight_by_queue(&[("gpu".to_owned(), 1), ("kubernetes".to_owned(), 3)]);
+    metrics.feedback_retry("scheduled");
     metrics.set_leader(true);
     metrics.failed_to_start(&Reason::new(
         ReasonCode("image_pull_failed"),
@@ -181,6 +184,13 @@ async fn metrics_page_parses_and_has_every_family_after_updates() {
             busy_agents: 2,
         },
     )]));
+}
+
+#[tokio::test]
+async fn metrics_page_parses_and_has_every_family_after_updates() {
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    update_every_family(&metrics);
 
     let running = start(registry, Arc::new(Readiness::new(Duration::from_secs(5)))).await;
     let response = running.get("/metrics").await;
@@ -203,6 +213,8 @@ async fn metrics_page_parses_and_has_every_family_after_updates() {
         "jobify_scheduler_launches",
         "jobify_scheduler_launch_errors",
         "jobify_scheduler_in_flight",
+        "jobify_scheduler_jobs_seen",
+        "jobify_scheduler_feedback_retries",
         "jobify_scheduler_scheduled_to_created_seconds",
         "jobify_scheduler_leader",
         "jobify_workloads_failed_to_start",
@@ -228,7 +240,29 @@ async fn metrics_page_parses_and_has_every_family_after_updates() {
         ),
         1.0
     );
-    assert_eq!(value(&samples, "jobify_scheduler_in_flight", &[]), 3.0);
+    for (queue, in_flight) in [("kubernetes", 3.0), ("gpu", 1.0), ("idle", 0.0)] {
+        assert_eq!(
+            value(&samples, "jobify_scheduler_in_flight", &[("queue", queue)]),
+            in_flight,
+            "{queue}"
+        );
+    }
+    assert_eq!(
+        value(
+            &samples,
+            "jobify_scheduler_jobs_seen_total",
+            &[("queue", "kubernetes")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "jobify_scheduler_feedback_retries_total",
+            &[("outcome", "scheduled")]
+        ),
+        1.0
+    );
     assert_eq!(
         value(
             &samples,
@@ -287,6 +321,24 @@ async fn queue_that_disappears_from_buildkite_loses_its_series() {
     );
 }
 
+#[test]
+fn a_queue_whose_workloads_all_end_keeps_its_in_flight_series_at_zero() {
+    let mut registry = Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    metrics.set_in_flight_by_queue(&[("gpu".to_owned(), 2), ("kubernetes".to_owned(), 1)]);
+    metrics.set_in_flight_by_queue(&[("kubernetes".to_owned(), 4)]);
+    let (_, samples) = parse_openmetrics(&jobify::metrics::encode(&registry));
+    let series: BTreeMap<String, f64> = samples
+        .iter()
+        .filter(|s| s.name == "jobify_scheduler_in_flight")
+        .map(|s| (s.labels["queue"].clone(), s.value))
+        .collect();
+    assert_eq!(
+        series,
+        BTreeMap::from([("gpu".to_owned(), 0.0), ("kubernetes".to_owned(), 4.0)])
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn readyz_flips_when_polls_stop_succeeding() {
     let interval = Duration::from_secs(5);
@@ -319,4 +371,29 @@ async fn readyz_flips_when_polls_stop_succeeding() {
     readiness.poll_succeeded(tokio::time::Instant::now());
     assert_eq!(running.get("/readyz").await.status(), 200);
     running.stop().await;
+}
+
+#[test]
+fn the_metric_table_in_operations_md_lists_exactly_the_exported_families() {
+    let mut registry = Registry::default();
+    update_every_family(&Metrics::register(&mut registry));
+    let (types, _) = parse_openmetrics(&jobify::metrics::encode(&registry));
+    let exported: BTreeSet<String> = types
+        .iter()
+        .map(|(name, kind)| match kind.as_str() {
+            "counter" => format!("{name}_total"),
+            _ => name.clone(),
+        })
+        .collect();
+    let docs = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operations.md"),
+    )
+    .expect("read docs/operations.md");
+    let documented: BTreeSet<String> = docs
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `jobify_"))
+        .filter_map(|rest| rest.split_once('`'))
+        .map(|(name, _)| format!("jobify_{name}"))
+        .collect();
+    assert_eq!(documented, exported);
 }

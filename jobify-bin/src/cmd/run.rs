@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use jobify_core::{Decider, Dispatcher, Limits, Scheduler, SchedulerConfig};
+use jobify_core::{Decider, Dispatcher, Limits, Scheduler};
 use jobify_k8s::{KubeJobifier, LeaderElector};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -147,10 +147,10 @@ pub async fn run(
     let feedback = BuildkiteFeedback::new(clients.buildkite);
     let policy = Decider::from_config(&config.policy, &config.guard, &config.queues);
     let limits = Limits::new(&config.limits, &config.queues);
-    let scheduler_config = SchedulerConfig {
-        poll_interval: config.buildkite.poll_interval,
-        ..SchedulerConfig::default()
-    };
+    let scheduler_config = config
+        .scheduler
+        .scheduler_config(config.buildkite.poll_interval);
+    metrics.declare_queues(config.queues.iter().map(|queue| queue.name.as_str()));
     let mut dispatcher = Dispatcher::new(
         monitor,
         jobifier,

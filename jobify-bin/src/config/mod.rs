@@ -7,6 +7,7 @@
 //! reports every problem at once. Start with [`load`].
 
 mod buildkite;
+mod scheduler;
 mod secret;
 mod server;
 mod source;
@@ -20,6 +21,7 @@ use jobify_k8s::config::{KubernetesConfig, LeaderElectionConfig};
 use serde::Deserialize;
 
 pub use buildkite::{BuildkiteConfig, MAX_PAGE_SIZE};
+pub use scheduler::{MAX_LAUNCH_CONCURRENCY, SchedulerSettings};
 pub use secret::{SecretError, SecretRef};
 pub use server::ServerConfig;
 pub use source::{KeyPath, Position, Segment, Source};
@@ -38,6 +40,10 @@ pub struct Config {
     /// `[buildkite]`: API access, what to watch, polling.
     #[serde(default)]
     pub buildkite: BuildkiteConfig,
+    /// `[scheduler]`: how the scheduler paces launches, cancellation checks, poll backoff
+    /// and shutdown.
+    #[serde(default)]
+    pub scheduler: SchedulerSettings,
     /// `[[queues]]`: the Buildkite queues this controller serves, with their limits.
     #[serde(default)]
     pub queues: Vec<QueueConfig>,
@@ -101,6 +107,11 @@ impl Config {
         }
         self.buildkite
             .validate(&root.key("buildkite"), &mut problems);
+        self.scheduler.validate(
+            &root.key("scheduler"),
+            self.buildkite.poll_interval,
+            &mut problems,
+        );
 
         let core_errors = [
             QueueConfig::validate_all(&self.queues),
@@ -344,6 +355,32 @@ mod tests {
         assert_eq!(
             found[0].rendered,
             "jobify.toml: missing field `organization`"
+        );
+    }
+
+    #[test]
+    fn scheduler_settings_are_read_and_checked() {
+        let config = parse(&Source::new(
+            "j.toml",
+            "organization = \"acme\"\n[scheduler]\nlaunch_concurrency = 3\nshutdown_grace = \"25s\"\n",
+        ))
+        .expect("valid");
+        let core = config
+            .scheduler
+            .scheduler_config(config.buildkite.poll_interval);
+        assert_eq!(core.launch_concurrency, 3);
+        assert_eq!(core.shutdown_grace, std::time::Duration::from_secs(25));
+        assert_eq!(core.poll_interval, config.buildkite.poll_interval);
+
+        let found = problems_in(
+            "organization = \"acme\"\n[buildkite]\npoll_interval = \"10s\"\n[scheduler]\nmax_poll_backoff = \"5s\"\n",
+        );
+        assert!(
+            found[0]
+                .rendered
+                .starts_with("jobify.toml:5:20: scheduler.max_poll_backoff: must be at least"),
+            "{}",
+            found[0].rendered
         );
     }
 
