@@ -99,10 +99,10 @@ use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
 pub use config::{EndpointGroup, KubeSimConfig, Scenario, Scenarios, Timings};
-pub use resource::Resource;
 pub use stats::KubeStats;
 
 use cluster::Cluster;
+use resource::Resource;
 
 /// A running Kubernetes API simulator. Dropping it without [`KubeSim::shutdown`] leaves it
 /// serving until the runtime ends.

@@ -4,7 +4,7 @@ use std::fmt;
 
 /// A namespaced resource type served by the simulator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Resource {
+pub(crate) enum Resource {
     /// `batch/v1` Jobs.
     Jobs,
     /// `v1` Pods.
@@ -17,7 +17,7 @@ pub enum Resource {
 
 impl Resource {
     /// Every served resource.
-    pub const ALL: [Resource; 4] = [
+    pub(crate) const ALL: [Resource; 4] = [
         Resource::Jobs,
         Resource::Pods,
         Resource::Events,
@@ -25,7 +25,7 @@ impl Resource {
     ];
 
     /// The API group (`""` for core).
-    pub fn group(self) -> &'static str {
+    pub(crate) fn group(self) -> &'static str {
         match self {
             Resource::Jobs => "batch",
             Resource::Pods | Resource::Events => "",
@@ -34,7 +34,7 @@ impl Resource {
     }
 
     /// The `apiVersion` of the resource's objects.
-    pub fn api_version(self) -> &'static str {
+    pub(crate) fn api_version(self) -> &'static str {
         match self {
             Resource::Jobs => "batch/v1",
             Resource::Pods | Resource::Events => "v1",
@@ -43,7 +43,7 @@ impl Resource {
     }
 
     /// The object kind.
-    pub fn kind(self) -> &'static str {
+    pub(crate) fn kind(self) -> &'static str {
         match self {
             Resource::Jobs => "Job",
             Resource::Pods => "Pod",
@@ -53,7 +53,7 @@ impl Resource {
     }
 
     /// The plural resource name used in paths.
-    pub fn plural(self) -> &'static str {
+    pub(crate) fn plural(self) -> &'static str {
         match self {
             Resource::Jobs => "jobs",
             Resource::Pods => "pods",
@@ -63,24 +63,24 @@ impl Resource {
     }
 
     /// The resource from its group and plural name, as they appear in a request path.
-    pub fn from_path(group: &str, plural: &str) -> Option<Resource> {
+    pub(crate) fn from_path(group: &str, plural: &str) -> Option<Resource> {
         Resource::ALL
             .into_iter()
             .find(|r| r.group() == group && r.plural() == plural)
     }
 
     /// `jobs.batch`, `pods`: how "not found"/"already exists" messages name the resource.
-    pub fn qualified_plural(self) -> String {
+    pub(crate) fn qualified_plural(self) -> String {
         qualify(self.plural(), self.group())
     }
 
     /// `Job.batch`, `Pod`: how "is invalid" messages name the kind.
-    pub fn qualified_kind(self) -> String {
+    pub(crate) fn qualified_kind(self) -> String {
         qualify(self.kind(), self.group())
     }
 
     /// Whether the object has a `status` owned by a controller (a status subresource).
-    pub fn has_status(self) -> bool {
+    pub(crate) fn has_status(self) -> bool {
         matches!(self, Resource::Jobs | Resource::Pods)
     }
 }
