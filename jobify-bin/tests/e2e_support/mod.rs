@@ -23,9 +23,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-/// How long "eventually" may take before a test fails. Generous: CI machines are slow and
-/// shared; the tests poll, they never wait this long when things work.
+/// How long "eventually" may take before a test fails, at scale 1. Generous: CI machines are
+/// slow and shared; the tests poll, they never wait this long when things work.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(60);
+
+/// [`PATIENCE`] times the scale: more jobs take longer.
+pub(crate) fn patience() -> Duration {
+    PATIENCE * u32::try_from(scaled(1)).unwrap_or(u32::MAX)
+}
 
 /// The base of every e2e config: the simulators' addresses, quick polling, short timeouts.
 /// Tests append their own `[[queues]]`, `[limits]`, `[leader_election]` ... sections.
@@ -209,17 +214,18 @@ pub(crate) fn free_port() -> SocketAddr {
     probe.local_addr().expect("probe address")
 }
 
-/// Polls `check` until it returns `Ok`, or panics with its last `Err` after [`PATIENCE`].
+/// Polls `check` until it returns `Ok`, or panics with its last `Err` after [`patience`].
 pub(crate) async fn eventually<F>(what: &str, mut check: F)
 where
     F: AsyncFnMut() -> Result<(), String>,
 {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let patience = patience();
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
         match check().await {
             Ok(()) => return,
             Err(why) if tokio::time::Instant::now() >= deadline => {
-                panic!("{what}: not within {PATIENCE:?}: {why}")
+                panic!("{what}: not within {patience:?}: {why}")
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
         }
