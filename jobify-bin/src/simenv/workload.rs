@@ -75,3 +75,35 @@ fn pick(items: &[String], n: usize, fallback: &str) -> String {
         items[n % items.len()].clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use jobify_sim::buildkite::BuildkiteSimConfig;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn jobs_cover_every_pipeline_and_queue_combination() {
+        let sim = BuildkiteSim::start(BuildkiteSimConfig::new("acme", "t", "a"))
+            .await
+            .expect("simulator");
+        let workload = Workload {
+            pipelines: ["app", "api", "web"].map(str::to_owned).to_vec(),
+            queues: ["linux", "arm", "macos"].map(str::to_owned).to_vec(),
+            run_for: Duration::from_millis(10),
+        };
+        let jobs = schedule(&sim, &workload, 0, 9);
+        let pairs: BTreeSet<(String, String)> = jobs
+            .iter()
+            .map(|j| (j.pipeline.clone(), j.queue.clone()))
+            .collect();
+        assert_eq!(pairs.len(), 9);
+        for job in &jobs {
+            let snapshot = sim.job(job.handle.uuid).expect("scheduled");
+            assert_eq!(snapshot.state, "SCHEDULED");
+        }
+        sim.shutdown().await;
+    }
+}
