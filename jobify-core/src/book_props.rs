@@ -9,7 +9,7 @@ use crate::book::{Book, BookEvent};
 use crate::decision::{Decision, Reason, ReasonCode, Template};
 use crate::job::{JobId, ScheduledJob};
 use crate::limits::Limits;
-use crate::plan::plan_round;
+use crate::plan::{Waiting, plan_round, plan_waiting};
 use crate::policy::from_fn;
 use crate::workload::{Workload, WorkloadEvent};
 
@@ -23,6 +23,9 @@ enum Op {
     },
     /// jobify polls and carries out the plan's launches as pending.
     Poll,
+    /// Between polls, jobify launches what the last poll's limits held back, as after a
+    /// slot freed.
+    LaunchWaiting,
     /// A pending launch succeeds.
     LaunchOk(usize),
     /// A pending launch fails, transiently or for good.
@@ -43,6 +46,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0u8..3, 0u8..2, 0i32..3).prop_map(|(pipeline, queue, priority)| Op::Appear { pipeline, queue, priority }),
         3 => Just(Op::Poll),
+        2 => Just(Op::LaunchWaiting),
         3 => any::<usize>().prop_map(Op::LaunchOk),
         1 => (any::<usize>(), any::<bool>()).prop_map(|(index, retry)| Op::LaunchFails { index, retry }),
         2 => any::<usize>().prop_map(Op::Start),
@@ -63,6 +67,8 @@ struct World {
     pending: Vec<ScheduledJob>,
     /// Jobs whose workload was ever created.
     created: HashSet<JobId>,
+    /// What the last poll's limits held back.
+    waiting: Vec<Waiting>,
     clock: i64,
 }
 
@@ -144,7 +150,7 @@ proptest! {
                 Op::Poll => {
                     let mut deferred_by_global: Option<i32> = None;
                     let mut priorities = Vec::new();
-                    let plan = plan_round(&mut book, &policy, &limits, world.scheduled.clone(), |job, decision| {
+                    let mut plan = plan_round(&mut book, &policy, &limits, world.scheduled.clone(), |job, decision| {
                         if decision.reason().code == ReasonCode::LIMIT_GLOBAL {
                             deferred_by_global = Some(deferred_by_global.map_or(job.priority, |p: i32| p.max(job.priority)));
                         }
@@ -156,12 +162,28 @@ proptest! {
                     if let (Some(deferred), Some(lowest)) = (deferred_by_global, priorities.last()) {
                         prop_assert!(*lowest >= deferred, "a lower-priority job took the last slot");
                     }
+                    world.waiting = std::mem::take(&mut plan.waiting);
                     for (job, _) in plan.launches {
                         prop_assert!(!world.created.contains(&job.id), "job {} launched after its workload was created", job.id);
                         prop_assert!(world.pending.iter().all(|p| p.id != job.id), "job {} launched twice at once", job.id);
                         world.pending.push(job);
                     }
                     prop_assert!(book.len() <= world.scheduled.len() + world.cluster.len() + world.pending.len(), "the book remembers more than exists");
+                }
+                Op::LaunchWaiting => {
+                    let held_back: HashSet<JobId> = world.waiting.iter().map(|w| w.job.id).collect();
+                    let mut priorities = Vec::new();
+                    let plan = plan_waiting(&mut book, &limits, std::mem::take(&mut world.waiting), |job, _| {
+                        priorities.push(job.priority);
+                    });
+                    prop_assert!(priorities.windows(2).all(|w| w[0] >= w[1]), "launch order respects priority: {:?}", priorities);
+                    world.waiting = plan.waiting;
+                    for (job, _) in plan.launches {
+                        prop_assert!(held_back.contains(&job.id), "job {} was not held back", job.id);
+                        prop_assert!(!world.created.contains(&job.id), "job {} launched after its workload was created", job.id);
+                        prop_assert!(world.pending.iter().all(|p| p.id != job.id), "job {} launched twice at once", job.id);
+                        world.pending.push(job);
+                    }
                 }
                 Op::LaunchOk(index) => {
                     if let Some(job) = pick(&world.pending, index).cloned() {
@@ -215,6 +237,7 @@ proptest! {
                 }
                 Op::Restart => {
                     world.pending.clear();
+                    world.waiting.clear();
                     book = Book::new();
                     let mut listed: Vec<Workload> = world
                         .cluster
