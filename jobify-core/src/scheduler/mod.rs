@@ -22,6 +22,7 @@
 mod dispatcher;
 mod observer;
 mod retry;
+mod state;
 
 #[cfg(test)]
 mod tests;

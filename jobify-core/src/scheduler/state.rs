@@ -1,0 +1,465 @@
+//! The scheduler loop's state ([`Run`]) and what it does on each thing that happens: a poll
+//! returned, a launch finished, a workload event arrived, a slot freed, a report to Buildkite
+//! failed. [`Dispatcher`](super::Dispatcher)'s `run` owns the `select!` that calls these.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use tokio::time::Instant;
+
+use super::retry::{Message, Retries};
+use super::{FeedbackRetry, SchedulerConfig, SchedulerObserver};
+use crate::book::{Book, BookEvent, JobStatus};
+use crate::decision::{Reason, ReasonCode, Template};
+use crate::feedback::{Feedback, FeedbackError, JobRef};
+use crate::job::{JobId, JobState, ScheduledJob};
+use crate::jobifier::{CancelError, Jobifier, LaunchError, Launched};
+use crate::limits::Limits;
+use crate::monitor::{Monitor, MonitorError};
+use crate::plan::{Plan, Waiting, plan_round, plan_waiting};
+use crate::policy::Policy;
+use crate::workload::WorkloadEvent;
+
+/// An operation in progress and what it came back with.
+pub(super) enum Done {
+    Polled(Result<Vec<ScheduledJob>, MonitorError>),
+    Launched {
+        job: Box<ScheduledJob>,
+        result: Result<Launched, LaunchError>,
+        latency: Duration,
+    },
+    Told {
+        job: JobId,
+        result: Result<(), FeedbackError>,
+        /// For a `FailedToStart` report: the message, to retry it if it failed. Rejections
+        /// have none (the book forgets them and the next poll rejects them again).
+        retry: Option<Message>,
+    },
+    States(Result<Vec<(JobId, JobState)>, MonitorError>),
+    Cancelled {
+        job: JobId,
+        result: Result<(), CancelError>,
+    },
+}
+
+/// The loop's state, apart from the parts it borrows.
+pub(super) struct Run<'a, M, J, F, P, O> {
+    pub(super) monitor: &'a M,
+    pub(super) jobifier: &'a J,
+    pub(super) feedback: &'a F,
+    pub(super) policy: &'a P,
+    pub(super) limits: &'a Limits,
+    pub(super) config: &'a SchedulerConfig,
+    pub(super) observer: &'a O,
+    pub(super) book: Book,
+    pub(super) ops: FuturesUnordered<BoxFuture<'a, Done>>,
+    pub(super) queued: VecDeque<(ScheduledJob, Template)>,
+    pub(super) launching: usize,
+    pub(super) polling: bool,
+    pub(super) checking: bool,
+    pub(super) leader: bool,
+    pub(super) next_poll: Instant,
+    pub(super) next_check: Instant,
+    pub(super) poll_failures: u32,
+    /// GraphQL ids of jobs with a workload, for feedback about them.
+    pub(super) graphql_ids: HashMap<JobId, String>,
+    /// Jobs of the last successful poll a limit held back, launched when a slot frees.
+    pub(super) waiting: Vec<Waiting>,
+    /// The ids the last successful poll listed, to tell jobs seen for the first time.
+    pub(super) listed: HashSet<JobId>,
+    /// `FailedToStart` reports waiting to be tried again.
+    pub(super) retries: Retries,
+    /// The in-flight counts last reported to the observer.
+    pub(super) reported_total: u32,
+    pub(super) reported_by_queue: Vec<(String, u32)>,
+}
+
+impl<'a, M, J, F, P, O> Run<'a, M, J, F, P, O>
+where
+    M: Monitor,
+    J: Jobifier,
+    F: Feedback,
+    P: Policy,
+    O: SchedulerObserver,
+{
+    pub(super) fn start_launches(&mut self) {
+        while self.leader && self.launching < self.config.launch_concurrency.max(1) {
+            let Some((job, template)) = self.queued.pop_front() else {
+                break;
+            };
+            self.launching += 1;
+            let jobifier = self.jobifier;
+            self.ops.push(Box::pin(async move {
+                let started = Instant::now();
+                let result = jobifier.launch(&job, &template).await;
+                Done::Launched {
+                    job: Box::new(job),
+                    result,
+                    latency: started.elapsed(),
+                }
+            }));
+        }
+    }
+
+    pub(super) fn start_poll(&mut self) {
+        self.polling = true;
+        let monitor = self.monitor;
+        self.ops.push(Box::pin(
+            async move { Done::Polled(monitor.scheduled().await) },
+        ));
+    }
+
+    /// A standby does not poll Buildkite, so nothing tells it when jobs stop being scheduled.
+    /// It forgets ended jobs whose workload is gone at the poll interval instead, as if
+    /// Buildkite listed nothing, so its memory stays bounded.
+    pub(super) fn standby_tick(&mut self) {
+        self.next_poll = Instant::now() + self.config.poll_interval;
+        self.apply(BookEvent::Polled(Vec::new()));
+    }
+
+    pub(super) fn start_check(&mut self) {
+        self.next_check = Instant::now() + self.config.cancel_check_interval;
+        let jobs = self.book.not_started();
+        if jobs.is_empty() {
+            return;
+        }
+        self.checking = true;
+        let monitor = self.monitor;
+        self.ops.push(Box::pin(async move {
+            Done::States(monitor.states(&jobs).await)
+        }));
+    }
+
+    /// Rejects `job` in Buildkite; a failure is handled by the book (the next poll rejects
+    /// the job again).
+    fn tell(&mut self, job: JobId, graphql_id: Option<String>, reason: Reason) {
+        let feedback = self.feedback;
+        self.ops.push(Box::pin(async move {
+            let target = JobRef {
+                id: job,
+                graphql_id,
+            };
+            let result = feedback.fail_job(&target, &reason).await;
+            Done::Told {
+                job,
+                result,
+                retry: None,
+            }
+        }));
+    }
+
+    /// Tells Buildkite a workload can never start; a failure is retried from `retries`.
+    fn tell_failed_to_start(&mut self, message: Message) {
+        let feedback = self.feedback;
+        self.ops.push(Box::pin(async move {
+            let target = JobRef {
+                id: message.job,
+                graphql_id: message.graphql_id.clone(),
+            };
+            let result = feedback.fail_job(&target, &message.reason).await;
+            Done::Told {
+                job: message.job,
+                result,
+                retry: Some(message),
+            }
+        }));
+    }
+
+    pub(super) fn start_due_retries(&mut self) {
+        for message in self.retries.take_due(Instant::now()) {
+            tracing::info!(job = %message.job, attempt = message.attempt, "telling Buildkite again that the workload can never start");
+            self.tell_failed_to_start(message);
+        }
+    }
+
+    fn apply(&mut self, event: BookEvent) {
+        self.book.apply(event);
+        self.book_changed();
+    }
+
+    /// After the book changed: launches waiting jobs if a slot freed, and reports the
+    /// in-flight counts if they changed.
+    fn book_changed(&mut self) {
+        if self.leader && self.book.in_flight() < self.reported_total && !self.waiting.is_empty() {
+            self.launch_waiting();
+        }
+        let total = self.book.in_flight();
+        if total != self.reported_total {
+            self.reported_total = total;
+            self.observer.on_in_flight(total);
+        }
+        let by_queue = self.book.in_flight_by_queue();
+        if by_queue != self.reported_by_queue {
+            self.observer.on_in_flight_by_queue(&by_queue);
+            self.reported_by_queue = by_queue;
+        }
+    }
+
+    /// A slot freed: launches the jobs of the last poll a limit held back that fit now.
+    fn launch_waiting(&mut self) {
+        let observer = self.observer;
+        let plan = plan_waiting(
+            &mut self.book,
+            self.limits,
+            std::mem::take(&mut self.waiting),
+            |job, decision| {
+                tracing::debug!(job = %job.id, pipeline = %job.pipeline, decision = decision.kind(), code = %decision.reason().code, "a slot freed; decided");
+                observer.on_decision(job, decision);
+            },
+        );
+        self.carry_out(plan);
+    }
+
+    /// Queues the launches and rejections of `plan`, and keeps its waiting jobs.
+    fn carry_out(&mut self, plan: Plan) {
+        for (job, reason) in plan.rejections {
+            tracing::info!(job = %job.id, pipeline = %job.pipeline, code = %reason.code, reason = %reason.message, "rejecting job");
+            self.tell(job.id, Some(job.graphql_id), reason);
+        }
+        self.queued.extend(plan.launches);
+        self.waiting = plan.waiting;
+    }
+
+    pub(super) fn set_leader(&mut self, leader: bool) {
+        if leader == self.leader {
+            return;
+        }
+        tracing::info!(leader, "leadership changed");
+        self.leader = leader;
+        self.observer.on_leadership(leader);
+        if leader {
+            self.next_poll = Instant::now();
+            self.next_check = Instant::now() + self.config.cancel_check_interval;
+        } else {
+            // Launches not yet started are given back; the new leader decides them.
+            self.waiting.clear();
+            self.listed.clear();
+            while let Some((job, _)) = self.queued.pop_front() {
+                self.apply(BookEvent::LaunchFailed {
+                    job: job.id,
+                    retry: true,
+                });
+            }
+        }
+    }
+
+    pub(super) fn on_event(&mut self, event: WorkloadEvent) {
+        match &event {
+            WorkloadEvent::FailedToStart { job, reason } => {
+                tracing::warn!(%job, code = %reason.code, reason = %reason.message, "workload can never start");
+                self.observer.on_failed_to_start(*job, reason);
+                let graphql_id = self.graphql_ids.remove(job);
+                if self.leader {
+                    self.tell_failed_to_start(Message {
+                        job: *job,
+                        graphql_id,
+                        reason: reason.clone(),
+                        attempt: 1,
+                    });
+                }
+            }
+            WorkloadEvent::Succeeded(job)
+            | WorkloadEvent::Failed(job)
+            | WorkloadEvent::Gone(job) => {
+                self.graphql_ids.remove(job);
+            }
+            WorkloadEvent::Restored(workloads) => {
+                tracing::info!(workloads = workloads.len(), "workloads restored");
+            }
+            WorkloadEvent::Observed(_) | WorkloadEvent::Started(_) => {}
+        }
+        let restored = matches!(event, WorkloadEvent::Restored(_));
+        self.apply(BookEvent::Workload(event));
+        if restored {
+            let book = &self.book;
+            self.graphql_ids
+                .retain(|job, _| book.status(*job).is_some_and(JobStatus::occupies_a_slot));
+        }
+    }
+
+    pub(super) fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Polled(result) => self.on_polled(result),
+            Done::Launched {
+                job,
+                result,
+                latency,
+            } => self.on_launched(*job, result, latency),
+            Done::Told { job, result, retry } => {
+                self.observer.on_feedback(job, result.as_ref().map(|_| ()));
+                match (result, retry) {
+                    (Ok(()), _) => {}
+                    (Err(err), None) => {
+                        tracing::warn!(%job, error = %err, "could not tell Buildkite; will retry");
+                        self.apply(BookEvent::FeedbackFailed(job));
+                    }
+                    (Err(err), Some(message)) => self.feedback_failed(message, &err),
+                }
+            }
+            Done::States(result) => {
+                self.checking = false;
+                match result {
+                    Ok(states) => self.on_states(states),
+                    Err(err) => tracing::warn!(error = %err, "could not check for cancelled jobs"),
+                }
+            }
+            Done::Cancelled { job, result } => {
+                self.observer.on_cancel(job, &result);
+                match result {
+                    Ok(()) => tracing::info!(%job, "removed the workload of a cancelled job"),
+                    Err(err) => {
+                        tracing::warn!(%job, error = %err, "could not remove the workload; will retry");
+                        self.apply(BookEvent::CancelFailed(job));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A `FailedToStart` report failed: retry it later, or give up on it, and say so.
+    fn feedback_failed(&mut self, message: Message, err: &FeedbackError) {
+        let job = message.job;
+        let attempt = message.attempt;
+        let retry = self.retries.failed(message, Instant::now());
+        self.observer.on_feedback_retry(job, retry);
+        match retry {
+            FeedbackRetry::Scheduled {
+                attempt: next,
+                after,
+            } => {
+                tracing::warn!(%job, attempt, error = %err, next_attempt = next, retry_in = ?after, "could not tell Buildkite the workload can never start; will retry");
+            }
+            FeedbackRetry::GivenUp { attempts } => {
+                tracing::error!(%job, attempts, error = %err, "could not tell Buildkite the workload can never start; giving up, the job stays scheduled in Buildkite");
+            }
+            FeedbackRetry::Dropped => {
+                tracing::error!(%job, attempt, error = %err, waiting = self.retries.len(), "could not tell Buildkite the workload can never start, and too many reports wait for a retry; dropping this one, the job stays scheduled in Buildkite");
+            }
+        }
+    }
+
+    fn on_polled(&mut self, result: Result<Vec<ScheduledJob>, MonitorError>) {
+        self.polling = false;
+        let now = Instant::now();
+        match result {
+            Ok(jobs) => {
+                self.observer.on_poll(Ok(jobs.len()));
+                self.poll_failures = 0;
+                self.next_poll = now + self.config.poll_interval;
+                if !self.leader {
+                    return;
+                }
+                for job in &jobs {
+                    if !self.listed.contains(&job.id) && self.book.status(job.id).is_none() {
+                        self.observer.on_job_seen(job);
+                    }
+                }
+                self.listed = jobs.iter().map(|job| job.id).collect();
+                let observer = self.observer;
+                let plan = plan_round(
+                    &mut self.book,
+                    self.policy,
+                    self.limits,
+                    jobs,
+                    |job, decision| {
+                        tracing::debug!(job = %job.id, pipeline = %job.pipeline, decision = decision.kind(), code = %decision.reason().code, "decided");
+                        observer.on_decision(job, decision);
+                    },
+                );
+                self.carry_out(plan);
+                self.book_changed();
+            }
+            Err(err) => {
+                self.observer.on_poll(Err(&err));
+                // What waited is as old as the last poll now: let the next poll decide it.
+                self.waiting.clear();
+                self.poll_failures = self.poll_failures.saturating_add(1);
+                let backoff = self
+                    .config
+                    .poll_interval
+                    .saturating_mul(2u32.saturating_pow(self.poll_failures.min(16)))
+                    .min(self.config.max_poll_backoff.max(self.config.poll_interval));
+                let wait = match &err {
+                    MonitorError::RateLimited { retry_after } => backoff.max(*retry_after),
+                    MonitorError::Unauthorized(_) => {
+                        tracing::error!(error = %err, "Buildkite refused the credentials");
+                        backoff
+                    }
+                    MonitorError::Transient(_) => {
+                        tracing::warn!(error = %err, "polling Buildkite failed");
+                        backoff
+                    }
+                };
+                self.next_poll = now + wait;
+            }
+        }
+    }
+
+    fn on_launched(
+        &mut self,
+        job: ScheduledJob,
+        result: Result<Launched, LaunchError>,
+        latency: Duration,
+    ) {
+        self.launching = self.launching.saturating_sub(1);
+        self.observer.on_launch(&job, &result, latency);
+        match result {
+            Ok(launched) => {
+                tracing::info!(job = %job.id, pipeline = %job.pipeline, ?launched, "launched");
+                self.graphql_ids.insert(job.id, job.graphql_id.clone());
+                self.apply(BookEvent::LaunchSucceeded(job.id));
+            }
+            Err(LaunchError::Invalid { message }) => {
+                tracing::warn!(job = %job.id, pipeline = %job.pipeline, %message, "workload refused as invalid; rejecting the job");
+                self.apply(BookEvent::LaunchFailed {
+                    job: job.id,
+                    retry: false,
+                });
+                let reason = Reason::new(
+                    ReasonCode::LAUNCH_INVALID,
+                    format!(
+                        "jobify could not create a pod for this step: {message}. Fix the step's \
+                         kubernetes plugin configuration and retry the job"
+                    ),
+                );
+                if self.leader {
+                    self.tell(job.id, Some(job.graphql_id), reason);
+                }
+            }
+            Err(err @ LaunchError::Forbidden { .. }) => {
+                tracing::error!(job = %job.id, error = %err, "launch forbidden; an operator must grant the permission");
+                self.apply(BookEvent::LaunchFailed {
+                    job: job.id,
+                    retry: true,
+                });
+            }
+            Err(err @ LaunchError::Transient { .. }) => {
+                tracing::warn!(job = %job.id, error = %err, "launch failed; retrying on a later poll");
+                self.apply(BookEvent::LaunchFailed {
+                    job: job.id,
+                    retry: true,
+                });
+            }
+        }
+    }
+
+    fn on_states(&mut self, states: Vec<(JobId, JobState)>) {
+        if !self.leader {
+            return;
+        }
+        for (job, state) in states {
+            if !state.is_cancelled() || self.book.status(job) != Some(JobStatus::InFlight) {
+                continue;
+            }
+            tracing::info!(%job, ?state, "job was cancelled in Buildkite; removing its workload");
+            self.apply(BookEvent::CancelStarted(job));
+            let jobifier = self.jobifier;
+            self.ops.push(Box::pin(async move {
+                let result = jobifier.cancel(job).await;
+                Done::Cancelled { job, result }
+            }));
+        }
+    }
+}

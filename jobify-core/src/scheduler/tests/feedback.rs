@@ -1,0 +1,221 @@
+//! Rejections, workloads that can never start, and retrying what Buildkite did not take.
+
+use super::*;
+
+#[tokio::test(start_paused = true)]
+async fn rejects_refused_and_invalid_jobs_through_feedback_once() {
+    let refused = ScheduledJob::fixture().on_pipeline("refused").build();
+    let invalid = ScheduledJob::fixture().on_pipeline("app").build();
+    let listed: Listed = Arc::new(Mutex::new(vec![refused.clone(), invalid.clone()]));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let (_events, stream) = events();
+    let mut jobifier = MockJobifier::new();
+    jobifier.expect_launch().times(1).returning(|_, _| {
+        Err(LaunchError::Invalid {
+            message: "spec.containers[0].image: Required value".into(),
+        })
+    });
+    jobifier.expect_events().return_once(move || stream);
+    let told: Arc<Mutex<Vec<Told>>> = Arc::default();
+    let mut feedback = MockFeedback::new();
+    let record = told.clone();
+    feedback
+        .expect_fail_job()
+        .times(2)
+        .returning(move |job, reason| {
+            record
+                .lock()
+                .expect("lock")
+                .push((job.id, job.graphql_id.clone(), reason.clone()));
+            Ok(())
+        });
+    let dispatcher = Dispatcher::new(
+        monitor(&listed, &polls),
+        jobifier,
+        feedback,
+        run_all(),
+        Limits::global(5),
+        config(),
+    );
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(POLL * 3).await;
+    let told = told.lock().expect("lock").clone();
+    assert_eq!(
+        told[0],
+        (
+            refused.id,
+            Some(refused.graphql_id.clone()),
+            Reason::new(
+                ReasonCode::RULE_MATCHED,
+                "pipeline refused is not allowed here"
+            )
+        )
+    );
+    assert_eq!(told[1].0, invalid.id);
+    assert_eq!(told[1].2.code, ReasonCode::LAUNCH_INVALID);
+    assert_eq!(
+        told[1].2.message,
+        "jobify could not create a pod for this step: spec.containers[0].image: Required value. \
+         Fix the step's kubernetes plugin configuration and retry the job"
+    );
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_workload_that_cannot_start_is_reported_with_its_reason() {
+    let job = ScheduledJob::fixture().build();
+    let listed: Listed = Arc::new(Mutex::new(vec![job.clone()]));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let launched = Arc::default();
+    let (events_tx, stream) = events();
+    let reason = Reason::new(
+        ReasonCode("image_pull_failed"),
+        "image rust:nope could not be pulled",
+    );
+    let mut feedback = MockFeedback::new();
+    let (expected_id, expected_graphql, expected_reason) =
+        (job.id, job.graphql_id.clone(), reason.clone());
+    feedback
+        .expect_fail_job()
+        .withf(move |target, r| {
+            target.id == expected_id
+                && target.graphql_id.as_deref() == Some(expected_graphql.as_str())
+                && *r == expected_reason
+        })
+        .times(1)
+        .returning(|_, _| Ok(()));
+    let dispatcher = Dispatcher::new(
+        monitor(&listed, &polls),
+        jobifier(stream, &launched),
+        feedback,
+        run_all(),
+        Limits::global(5),
+        config(),
+    );
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(1)).await;
+    events_tx
+        .send(WorkloadEvent::FailedToStart {
+            job: job.id,
+            reason,
+        })
+        .expect("send");
+    sleep(Duration::from_secs(1)).await;
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_to_start_report_buildkite_did_not_take_is_retried_after_a_backoff() {
+    let job = ScheduledJob::fixture().build();
+    let listed: Listed = Arc::new(Mutex::new(vec![job.clone()]));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let launched = Arc::default();
+    let (events_tx, stream) = events();
+    let reason = Reason::new(ReasonCode("image_pull_failed"), "no such image");
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let mut feedback = MockFeedback::new();
+    let counter = attempts.clone();
+    let expected = reason.clone();
+    feedback
+        .expect_fail_job()
+        .withf(move |_, r| *r == expected)
+        .returning(move |target, _| {
+            if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(FeedbackError {
+                    job: target.id,
+                    source: "HTTP 502 from Buildkite".into(),
+                })
+            } else {
+                Ok(())
+            }
+        });
+    let recorder = Arc::new(Recorder::default());
+    let dispatcher = Dispatcher::new(
+        monitor(&listed, &polls),
+        jobifier(stream, &launched),
+        feedback,
+        run_all(),
+        Limits::global(5),
+        config(),
+    )
+    .with_observer(recorder.clone());
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(1)).await;
+    events_tx
+        .send(WorkloadEvent::FailedToStart {
+            job: job.id,
+            reason,
+        })
+        .expect("send");
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        *recorder.retries.lock().expect("lock"),
+        vec![(
+            job.id,
+            FeedbackRetry::Scheduled {
+                attempt: 2,
+                after: Duration::from_secs(2)
+            }
+        )]
+    );
+    sleep(Duration::from_secs(2)).await;
+    assert_eq!(attempts.load(Ordering::SeqCst), 2, "retried once");
+    sleep(POLL * 3).await;
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        2,
+        "delivered, so never again"
+    );
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_to_start_report_is_given_up_after_its_last_attempt() {
+    let job = ScheduledJob::fixture().build();
+    let listed: Listed = Arc::new(Mutex::new(vec![job.clone()]));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let launched = Arc::default();
+    let (events_tx, stream) = events();
+    let mut feedback = MockFeedback::new();
+    feedback
+        .expect_fail_job()
+        .times(super::retry::MAX_ATTEMPTS as usize)
+        .returning(|target, _| {
+            Err(FeedbackError {
+                job: target.id,
+                source: "HTTP 502 from Buildkite".into(),
+            })
+        });
+    let recorder = Arc::new(Recorder::default());
+    let dispatcher = Dispatcher::new(
+        monitor(&listed, &polls),
+        jobifier(stream, &launched),
+        feedback,
+        run_all(),
+        Limits::global(5),
+        config(),
+    )
+    .with_observer(recorder.clone());
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(1)).await;
+    events_tx
+        .send(WorkloadEvent::FailedToStart {
+            job: job.id,
+            reason: Reason::new(ReasonCode("image_pull_failed"), "no such image"),
+        })
+        .expect("send");
+    sleep(Duration::from_secs(600)).await;
+    let retries = recorder.retries.lock().expect("lock").clone();
+    assert_eq!(retries.len(), super::retry::MAX_ATTEMPTS as usize);
+    assert_eq!(
+        retries.last(),
+        Some(&(
+            job.id,
+            FeedbackRetry::GivenUp {
+                attempts: super::retry::MAX_ATTEMPTS
+            }
+        ))
+    );
+    stop(stop_tx, handle).await;
+}
