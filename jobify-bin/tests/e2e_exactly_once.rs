@@ -85,6 +85,9 @@ const CHAOS: &str = r#"
 [[queues]]
 name = "linux"
 
+[scheduler]
+max_poll_backoff = "2s"
+
 [limits]
 max_in_flight = 50
 

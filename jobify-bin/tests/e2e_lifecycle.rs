@@ -163,6 +163,9 @@ const FEEDBACK: &str = r#"
 [[queues]]
 name = "linux"
 
+[scheduler]
+cancel_check_interval = "1s"
+
 [[policy.rules]]
 name = "no-deploys-from-branches"
 step_key = "deploy"
