@@ -48,6 +48,17 @@ pub enum Command {
     Demo(crate::cmd::demo::DemoArgs),
 }
 
+impl Command {
+    /// The log filter when `RUST_LOG` is unset: the service logs at `info`; `demo` and `sim`
+    /// print their own progress, so jobify's and the simulators' logs would only bury it.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self {
+            Command::Demo(_) | Command::Sim(_) => "warn",
+            Command::Run | Command::Plan(_) | Command::Check => "info",
+        }
+    }
+}
+
 /// `jobify plan` options.
 #[derive(Debug, Args)]
 pub struct PlanArgs {

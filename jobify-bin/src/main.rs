@@ -8,7 +8,7 @@ use jobify::cli::Cli;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(err) = jobify::telemetry::init(cli.log_format) {
+    if let Err(err) = jobify::telemetry::init(cli.log_format, cli.command.default_log_filter()) {
         eprintln!("error: cannot set up logging: {err}");
         return ExitCode::FAILURE;
     }

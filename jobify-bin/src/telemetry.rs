@@ -13,9 +13,14 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the global subscriber. `RUST_LOG` filters (default `info`).
-pub fn init(format: LogFormat) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let filter = EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info"))?;
+/// Installs the global subscriber. `RUST_LOG` filters; without it, `default_filter` does
+/// (`info` for the service, `warn` for commands that print their own progress).
+pub fn init(
+    format: LogFormat,
+    default_filter: &str,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let filter =
+        EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(default_filter))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

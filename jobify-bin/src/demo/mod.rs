@@ -134,8 +134,8 @@ where
         jobs.iter().map(|j| j.spec.pipeline.as_str()).collect();
     writeln!(
         out,
-        "scheduled {} jobs on {} pipelines; starting jobify (its own logs go to stderr: \
-         RUST_LOG=warn quiets them)",
+        "scheduled {} jobs on {} pipelines; starting jobify (its warnings go to stderr; \
+         RUST_LOG=info shows all its logs)",
         jobs.len(),
         pipelines.len()
     )?;
