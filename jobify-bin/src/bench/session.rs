@@ -151,9 +151,13 @@ impl Session {
                 return Ok(Instant::now());
             }
             if Instant::now() > deadline {
+                let api = self.api();
                 bail!(
-                    "timed out after {} waiting for {what}; jobify's log ends with:\n{}",
+                    "timed out after {} waiting for {what} ({} Jobs created, {} GraphQL \
+                     requests so far); jobify's log ends with:\n{}",
                     humantime::format_duration(timeout),
+                    self.env.kubernetes().stats().job_creates,
+                    api.graphql_requests,
                     self.jobify.log_tail()
                 );
             }
