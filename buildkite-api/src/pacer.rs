@@ -16,7 +16,11 @@ pub const ORGANIZATION_BUDGET: u32 = 20_000;
 /// Buildkite's documented rate-limit window.
 pub const BUDGET_WINDOW: Duration = Duration::from_secs(300);
 
-/// Computes the delay before the next poll. See the [module docs](self).
+/// Computes the delay before the next poll.
+///
+/// A poller that spends `cost` points per poll and may use `share` of the budget waits at
+/// least `window × cost / (budget × share)` between polls, and waits for the window to reset
+/// when the last response says fewer points remain than a poll costs.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Pacer {
     budget: u32,

@@ -21,7 +21,9 @@
 //! - running: [`Book`] (book-keeping, a synchronous `apply(event)`), [`Limits`],
 //!   [`plan_round`] (one poll's decisions), and the [`Dispatcher`], the default
 //!   [`Scheduler`];
-//! - testing (feature `testing`): [`testing`] has fixtures and mocks of the ports.
+//! - testing (feature `testing`): the `testing` module has fixtures
+//!   (`ScheduledJob::fixture()`) and mockall mocks of the ports (`MockMonitor`,
+//!   `MockJobifier`, `MockFeedback`).
 //!
 //! A policy of your own, tested with the fixtures (feature `testing`):
 //!
