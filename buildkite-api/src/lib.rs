@@ -67,5 +67,5 @@ pub use operation::{
     ScheduledJobsRequest, job_states_document,
 };
 pub use pacer::{BUDGET_WINDOW, ORGANIZATION_BUDGET, Pacer};
-pub use rate_limit::RateLimit;
+pub use rate_limit::{MAX_RETRY_AFTER, RateLimit};
 pub use transport::Fetched;

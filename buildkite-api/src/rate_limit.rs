@@ -60,6 +60,10 @@ impl RateLimit {
     }
 }
 
+/// The longest wait a `Retry-After` (or `RateLimit-Reset`) header is believed: longer values
+/// are capped so an absurd header cannot overflow a deadline or park the client for years.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// Reads `Retry-After` given in seconds (the form Buildkite uses). An HTTP date is not
 /// interpreted; callers fall back to `RateLimit-Reset`.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {

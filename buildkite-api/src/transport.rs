@@ -179,7 +179,7 @@ impl Client {
         match not_before {
             Some(at) if Instant::now() < at => Err(Error::RateLimited {
                 endpoint: endpoint.to_owned(),
-                retry_after: Some(at - Instant::now()),
+                retry_after: Some(at.saturating_duration_since(Instant::now())),
                 rate_limit: self.rate_limit(),
             }),
             _ => Ok(()),
@@ -227,7 +227,8 @@ impl Client {
             }),
             StatusCode::TOO_MANY_REQUESTS => {
                 let retry_after = rate_limit::retry_after(headers)
-                    .or_else(|| rate_limit.and_then(|limit| limit.reset));
+                    .or_else(|| rate_limit.and_then(|limit| limit.reset))
+                    .map(|wait| wait.min(rate_limit::MAX_RETRY_AFTER));
                 if let Some(wait) = retry_after {
                     self.hold_until(wait);
                 }
@@ -252,7 +253,8 @@ impl Client {
             .not_before
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *not_before = Some(Instant::now() + wait);
+        let now = Instant::now();
+        *not_before = Some(now.checked_add(wait).unwrap_or(now));
     }
 }
 

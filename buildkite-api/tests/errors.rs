@@ -267,3 +267,39 @@ async fn operations_without_their_token_say_which_is_missing() {
         "{agent:?}"
     );
 }
+
+#[tokio::test]
+async fn an_absurd_retry_after_is_capped_not_a_panic() {
+    // Retry-After is untrusted input: u64::MAX seconds overflows `Instant + Duration`.
+    let fake = fake().await;
+    Mock::given(operation_named("ScheduledJobs"))
+        .respond_with(
+            ResponseTemplate::new(429).insert_header("Retry-After", "18446744073709551615"),
+        )
+        .expect(1)
+        .mount(&fake.server)
+        .await;
+
+    let error = fake
+        .client
+        .scheduled_jobs(&request())
+        .await
+        .expect_err("rate limited");
+    assert_eq!(
+        error.retry_after(),
+        Some(buildkite_api::MAX_RETRY_AFTER),
+        "{error}"
+    );
+
+    let held = fake
+        .client
+        .scheduled_jobs(&request())
+        .await
+        .expect_err("still held");
+    let wait = held.retry_after().expect("says how long");
+    assert!(wait <= buildkite_api::MAX_RETRY_AFTER, "{wait:?}");
+    assert!(
+        wait > buildkite_api::MAX_RETRY_AFTER - Duration::from_secs(60),
+        "{wait:?}"
+    );
+}
