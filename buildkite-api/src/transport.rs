@@ -52,9 +52,12 @@ pub(crate) struct Tally {
 
 impl Tally {
     pub(crate) fn record(&mut self, exchange: Exchange) {
-        self.requests += 1;
+        self.requests = self.requests.saturating_add(1);
         if let Some(limit) = exchange.rate_limit {
-            self.complexity_actual += limit.complexity_actual.unwrap_or(0);
+            // The header is untrusted: a huge value must not overflow the sum.
+            self.complexity_actual = self
+                .complexity_actual
+                .saturating_add(limit.complexity_actual.unwrap_or(0));
             self.rate_limit = Some(limit);
         }
     }
@@ -302,6 +305,22 @@ pub(crate) fn decode_value<T: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tally_saturates_when_untrusted_complexity_headers_would_overflow() {
+        let huge = Exchange {
+            rate_limit: Some(RateLimit {
+                complexity_actual: Some(u32::MAX),
+                ..RateLimit::default()
+            }),
+        };
+        let mut tally = Tally::default();
+        tally.record(huge);
+        tally.record(huge);
+        let fetched = tally.finish(());
+        assert_eq!(fetched.complexity_actual, u32::MAX);
+        assert_eq!(fetched.requests, 2);
+    }
 
     #[test]
     fn excerpt_cuts_long_bodies_at_a_character_boundary() {
