@@ -2,7 +2,11 @@
 //!
 //! - every operation document validates against our subset schema (`graphql/schema.graphql`);
 //! - every operation document validates against the full published schema
-//!   (`../shared/buildkite/schema.graphql`, present in CI; skipped with a message when absent);
+//!   (`../shared/buildkite/schema.graphql`, beside the repository; the tests fail when it is
+//!   absent rather than pass without checking anything);
+//! - the documents checked are exactly the ones the `graphql_client` derives compile;
+//! - a document naming a field or argument the full schema lacks is rejected (the check
+//!   can fail);
 //! - every type, field, argument, enum value and input field of the subset exists in the full
 //!   schema with the same type, so the subset never drifts from what Buildkite serves.
 
@@ -36,13 +40,46 @@ fn operation_documents() -> Vec<(PathBuf, String)> {
         })
         .collect();
     documents.sort();
+    let compiled = compiled_query_paths();
     assert!(
-        documents.len() >= 8,
-        "expected the operation documents in {}, found {}",
-        dir.display(),
-        documents.len()
+        !compiled.is_empty(),
+        "found no `query_path = \"graphql/...\"` in src/operation/*.rs"
     );
+    for query_path in &compiled {
+        assert!(
+            documents.iter().any(|(path, _)| path.ends_with(query_path)),
+            "{query_path} is compiled by a graphql_client derive but was not checked"
+        );
+    }
     documents
+}
+
+/// The operation documents the `graphql_client` derives in `src/operation/` compile.
+fn compiled_query_paths() -> Vec<String> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/operation");
+    let mut paths = Vec::new();
+    for entry in fs::read_dir(&dir).expect("src/operation/ is readable") {
+        let source = fs::read_to_string(entry.expect("directory entry").path())
+            .expect("operation source is readable");
+        for line in source.lines() {
+            if let Some(rest) = line.trim().strip_prefix("query_path = \"") {
+                let path = rest.split('"').next().unwrap_or_default();
+                paths.push(path.to_owned());
+            }
+        }
+    }
+    paths
+}
+
+/// The full schema, or a failure saying how to provide it: skipping would let the
+/// conformance check pass without checking anything.
+fn full_schema() -> Valid<Schema> {
+    assert!(
+        Path::new(FULL_SCHEMA).exists(),
+        "{FULL_SCHEMA} is absent: check out the shared folder beside the repository \
+         (`../shared/buildkite/schema.graphql`); the conformance tests need Buildkite's full schema"
+    );
+    load_schema(FULL_SCHEMA)
 }
 
 fn load_schema(path: &str) -> Valid<Schema> {
@@ -80,23 +117,35 @@ fn operations_validate_against_subset_schema() {
 
 #[test]
 fn operations_validate_against_full_buildkite_schema() {
-    if !Path::new(FULL_SCHEMA).exists() {
-        println!("skipped: {FULL_SCHEMA} is absent (CI provides ../shared)");
-        return;
-    }
-    let schema = load_schema(FULL_SCHEMA);
+    let schema = full_schema();
     validate_all(&schema, "the full Buildkite schema");
     validate_batched_job_states(&schema);
 }
 
 #[test]
-fn subset_schema_is_a_faithful_subset_of_full_schema() {
-    if !Path::new(FULL_SCHEMA).exists() {
-        println!("skipped: {FULL_SCHEMA} is absent (CI provides ../shared)");
-        return;
+fn full_schema_rejects_a_field_or_argument_buildkite_lacks() {
+    let schema = full_schema();
+    for (what, document) in [
+        (
+            "unknown field",
+            "query Q($slug: ID!) { organization(slug: $slug) { jobz { count } } }",
+        ),
+        (
+            "unknown argument",
+            "query Q($slug: ID!) { organization(slug: $slug) { jobs(queue: \"k8s\") { count } } }",
+        ),
+    ] {
+        assert!(
+            ExecutableDocument::parse_and_validate(&schema, document, "bad.graphql").is_err(),
+            "a document with an {what} validated against the full schema"
+        );
     }
+}
+
+#[test]
+fn subset_schema_is_a_faithful_subset_of_full_schema() {
     let subset = load_schema(SUBSET_SCHEMA);
-    let full = load_schema(FULL_SCHEMA);
+    let full = full_schema();
     let mut problems = Vec::new();
     for (name, ty) in &subset.types {
         if ty.is_built_in() {
