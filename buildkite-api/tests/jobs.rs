@@ -195,6 +195,31 @@ async fn scheduled_jobs_stops_at_max_pages_and_reports_truncation() {
 }
 
 #[tokio::test]
+async fn scheduled_jobs_reports_truncation_when_a_next_page_comes_without_a_cursor() {
+    let fake = fake().await;
+    let mut page = jobs_page(vec![scheduled_job("a")], 3, None);
+    page["data"]["organization"]["jobs"]["pageInfo"]["hasNextPage"] = json!(true);
+    Mock::given(operation_named("ScheduledJobs"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page))
+        .expect(1)
+        .mount(&fake.server)
+        .await;
+
+    let fetched = fake
+        .client
+        .scheduled_jobs(&request(5))
+        .await
+        .expect("page decodes");
+
+    assert_eq!(fetched.value.jobs.len(), 1);
+    assert!(
+        fetched.value.truncated,
+        "Buildkite said more jobs exist; the result must not claim to be complete"
+    );
+    assert_eq!(fetched.requests, 1);
+}
+
+#[tokio::test]
 async fn unknown_job_states_are_kept_and_unmappable_jobs_are_reported_not_dropped() {
     let fake = fake().await;
     let page = jobs_page(

@@ -59,6 +59,32 @@ fn page_size(requested: u16) -> i64 {
     i64::from(requested.clamp(1, MAX_PAGE_SIZE))
 }
 
+/// What a cursor-paginated call does after a page.
+#[derive(Debug, PartialEq, Eq)]
+enum NextPage {
+    /// Buildkite has no more pages.
+    Done,
+    /// Fetch the page after this cursor.
+    Fetch(String),
+    /// More pages exist but the call stops: its page bound is reached, or Buildkite said
+    /// there is more without giving a cursor. The result reports itself truncated.
+    Truncated,
+}
+
+/// Decides the next step after `pages_fetched` pages of at most `max_pages` (0 means 1).
+fn next_page(
+    has_next_page: bool,
+    end_cursor: Option<String>,
+    pages_fetched: u16,
+    max_pages: u16,
+) -> NextPage {
+    match (has_next_page, end_cursor) {
+        (false, _) => NextPage::Done,
+        (true, Some(cursor)) if pages_fetched < max_pages.max(1) => NextPage::Fetch(cursor),
+        (true, _) => NextPage::Truncated,
+    }
+}
+
 fn count(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
@@ -70,5 +96,28 @@ fn schema_name(value: &impl serde::Serialize) -> String {
     match serde_json::to_value(value) {
         Ok(serde_json::Value::String(name)) => name,
         _ => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_page_follows_a_cursor_until_the_bound() {
+        let cursor = || Some("c".to_owned());
+        assert_eq!(next_page(false, cursor(), 1, 3), NextPage::Done);
+        assert_eq!(
+            next_page(true, cursor(), 1, 3),
+            NextPage::Fetch("c".to_owned())
+        );
+        assert_eq!(next_page(true, cursor(), 3, 3), NextPage::Truncated);
+        assert_eq!(next_page(true, cursor(), 1, 0), NextPage::Truncated);
+    }
+
+    #[test]
+    fn next_page_without_a_cursor_is_truncated_not_done() {
+        assert_eq!(next_page(true, None, 1, 3), NextPage::Truncated);
+        assert_eq!(next_page(false, None, 1, 3), NextPage::Done);
     }
 }

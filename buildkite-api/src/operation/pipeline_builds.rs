@@ -2,7 +2,7 @@
 
 use graphql_client::GraphQLQuery;
 
-use super::{DateTime, count, page_size, schema_name, timestamp};
+use super::{DateTime, NextPage, count, next_page, page_size, schema_name, timestamp};
 use crate::build::{Build, BuildJob, BuildState, Pipeline, PipelineBuilds, Skipped};
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -158,17 +158,16 @@ impl Client {
                     .await?;
                 result.builds.push(build);
             }
-            let next = builds
+            let (has_next, cursor) = builds
                 .page_info
-                .filter(|info| info.has_next_page)
-                .and_then(|info| info.end_cursor);
-            match next {
-                Some(cursor) if page + 1 < request.max_build_pages => after = Some(cursor),
-                Some(_) => {
+                .map_or((false, None), |info| (info.has_next_page, info.end_cursor));
+            match next_page(has_next, cursor, page + 1, request.max_build_pages) {
+                NextPage::Fetch(cursor) => after = Some(cursor),
+                NextPage::Truncated => {
                     result.truncated = true;
                     break;
                 }
-                None => break,
+                NextPage::Done => break,
             }
         }
         Ok(tally.finish(result))
@@ -220,20 +219,21 @@ impl Client {
                 skipped,
             );
         }
-        let mut cursor = next_cursor(jobs.page_info.map(|p| (p.has_next_page, p.end_cursor)));
-        let mut pages = 1;
-        while let Some(next) = cursor {
-            if pages >= request.max_job_pages.max(1) {
-                build.jobs_truncated = true;
-                break;
-            }
-            let Some(after) = next else {
-                // Buildkite said there is more but gave no cursor (the seed's recorded
-                // query did not ask for one): report, don't loop.
-                build.jobs_truncated = true;
-                break;
+        let mut pages: u16 = 1;
+        let mut page_info = jobs.page_info.map(|p| (p.has_next_page, p.end_cursor));
+        loop {
+            let (has_next, cursor) = page_info.take().unwrap_or((false, None));
+            // A next page without a cursor (the seed's recorded query did not ask for one)
+            // is reported as truncated, never looped on.
+            let after = match next_page(has_next, cursor, pages, request.max_job_pages) {
+                NextPage::Fetch(after) => after,
+                NextPage::Truncated => {
+                    build.jobs_truncated = true;
+                    break;
+                }
+                NextPage::Done => break,
             };
-            pages += 1;
+            pages = pages.saturating_add(1);
             let variables = gql::build_jobs::Variables {
                 build: build.uuid.clone(),
                 first: page_size(request.jobs_page_size),
@@ -258,17 +258,9 @@ impl Client {
                     skipped,
                 );
             }
-            cursor = next_cursor(jobs.page_info.map(|p| (p.has_next_page, p.end_cursor)));
+            page_info = jobs.page_info.map(|p| (p.has_next_page, p.end_cursor));
         }
         Ok(build)
-    }
-}
-
-/// `Some(cursor)` when there is a next page (`Some(None)` when Buildkite gave no cursor).
-fn next_cursor(page_info: Option<(bool, Option<String>)>) -> Option<Option<String>> {
-    match page_info {
-        Some((true, cursor)) => Some(cursor),
-        _ => None,
     }
 }
 

@@ -2,7 +2,7 @@
 
 use graphql_client::GraphQLQuery;
 
-use super::{DateTime, count, page_size, schema_name, timestamp};
+use super::{DateTime, NextPage, count, next_page, page_size, schema_name, timestamp};
 use crate::build::Skipped;
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -111,17 +111,16 @@ impl Client {
                     }),
                 }
             }
-            let next = jobs
+            let (has_next, cursor) = jobs
                 .page_info
-                .filter(|info| info.has_next_page)
-                .and_then(|info| info.end_cursor);
-            match next {
-                Some(cursor) if page + 1 < request.max_pages => after = Some(cursor),
-                Some(_) => {
+                .map_or((false, None), |info| (info.has_next_page, info.end_cursor));
+            match next_page(has_next, cursor, page + 1, request.max_pages) {
+                NextPage::Fetch(cursor) => after = Some(cursor),
+                NextPage::Truncated => {
                     result.truncated = true;
                     break;
                 }
-                None => break,
+                NextPage::Done => break,
             }
         }
         Ok(tally.finish(result))
