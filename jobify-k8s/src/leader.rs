@@ -11,7 +11,8 @@
 //! the `renewTime` another machine wrote: a lease held by someone else is expired when its
 //! record has not changed for `leaseDurationSeconds` since this replica first saw it. Clock
 //! skew between machines then cannot make two leaders. A leader that cannot renew steps down
-//! when its own lease would have expired.
+//! one renew interval before its lease expires ([`term_end`]), even while a request to the
+//! API server hangs.
 //!
 //! ```no_run
 //! # async fn demo(client: kube::Client) {
@@ -168,30 +169,53 @@ impl LeaderElector {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut observer = Observer::new();
+        // When the lease this replica wrote last was written (measured before the write).
         let mut renewed_at: Option<Instant> = None;
         loop {
             let now = Instant::now();
-            match self.round(&mut observer, now).await {
-                Ok(true) => renewed_at = Some(now),
-                Ok(false) => renewed_at = None,
-                Err(err) => {
+            let term = renewed_at.map(|at| term_end(at, self.lease_duration, self.renew_interval));
+            // A round may hang (an API server that accepts but never answers): leadership
+            // ends at the end of the term whether or not the round has come back.
+            let round = tokio::select! {
+                round = self.round(&mut observer, now) => Some(round),
+                () = sleep_until(term) => None,
+            };
+            match round {
+                Some(Ok(true)) => renewed_at = Some(now),
+                Some(Ok(false)) => renewed_at = None,
+                Some(Err(err)) => {
                     tracing::warn!(lease = %self.name, error = %err, "leader election round failed");
-                    // Keep leading only while the lease written last is surely still ours.
-                    if renewed_at.is_some_and(|at| now.duration_since(at) >= self.lease_duration) {
-                        renewed_at = None;
-                    }
+                }
+                None => {
+                    tracing::warn!(lease = %self.name, "the Kubernetes API did not answer before the leader term ended");
                 }
             }
+            if renewed_at.is_some_and(|at| {
+                Instant::now() >= term_end(at, self.lease_duration, self.renew_interval)
+            }) {
+                renewed_at = None;
+            }
             self.set_leading(renewed_at.is_some());
+            let term = renewed_at.map(|at| term_end(at, self.lease_duration, self.renew_interval));
             tokio::select! {
                 () = &mut shutdown => break,
                 () = tokio::time::sleep(self.renew_interval) => {}
+                () = sleep_until(term) => {}
             }
         }
         let was_leading = *self.leading.borrow();
         self.set_leading(false);
-        if was_leading && let Err(err) = self.release().await {
-            tracing::warn!(lease = %self.name, error = %err, "could not release the leader lease");
+        if was_leading {
+            // Past the lease duration a release no longer matters: the lease has expired.
+            match tokio::time::timeout(self.lease_duration, self.release()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => {
+                    tracing::warn!(lease = %self.name, error = %err, "could not release the leader lease");
+                }
+                Err(_) => {
+                    tracing::warn!(lease = %self.name, "the Kubernetes API did not answer the lease release in time");
+                }
+            }
         }
     }
 
@@ -296,6 +320,26 @@ impl LeaderElector {
     }
 }
 
+/// When the term of a lease written at `renewed_at` ends for its holder: one renew interval
+/// before the lease expires. A standby judges expiry from when it first saw that write, which
+/// is after `renewed_at`, so the old leader has stopped before a standby can take over, and
+/// the renew interval is the margin for work the old leader started just before.
+pub fn term_end(
+    renewed_at: Instant,
+    lease_duration: Duration,
+    renew_interval: Duration,
+) -> Instant {
+    renewed_at + lease_duration.saturating_sub(renew_interval)
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// A leadership signal that is always on: for a single replica, with election disabled.
 pub fn always_leading() -> watch::Receiver<bool> {
     let (sender, receiver) = watch::channel(true);
@@ -370,6 +414,28 @@ mod tests {
         assert_eq!(
             observer.decide(Some(&renewed), "a", DURATION, t1 + Duration::from_secs(10)),
             Step::Acquire { transitions: 2 }
+        );
+    }
+
+    #[test]
+    fn a_leader_term_ends_before_a_standby_may_take_over() {
+        let written = Instant::now();
+        // `lease()` writes leaseDurationSeconds = 10.
+        let lease_duration = Duration::from_secs(10);
+        let renew = Duration::from_secs(3);
+        let end = term_end(written, lease_duration, renew);
+        assert_eq!(end, written + Duration::from_secs(7));
+        // A standby saw the write no earlier than it was made, and waits the full duration.
+        let mut standby = Observer::new();
+        let held = lease(Some("b"), "7", 0);
+        let b = Step::Standby {
+            holder: "b".to_owned(),
+        };
+        assert_eq!(standby.decide(Some(&held), "a", DURATION, written), b);
+        assert_eq!(standby.decide(Some(&held), "a", DURATION, end), b);
+        assert_eq!(
+            standby.decide(Some(&held), "a", DURATION, written + lease_duration),
+            Step::Acquire { transitions: 1 }
         );
     }
 

@@ -8,6 +8,7 @@ use jobify_k8s::LeaderElector;
 use jobify_k8s::config::LeaderElectionConfig;
 use jobify_sim::kubernetes::{KubeSim, KubeSimConfig};
 use support::cluster::{NAMESPACE, PATIENCE, client, eventually, sim};
+use support::proxy::Proxy;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -30,7 +31,11 @@ struct Replica {
 }
 
 fn replica(sim: &KubeSim, identity: &str) -> Replica {
-    let elector = LeaderElector::new(client(sim), NAMESPACE, &config(), identity);
+    replica_with(client(sim), &config(), identity)
+}
+
+fn replica_with(client: kube::Client, config: &LeaderElectionConfig, identity: &str) -> Replica {
+    let elector = LeaderElector::new(client, NAMESPACE, config, identity);
     let leading = elector.subscribe();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(elector.run(async move {
@@ -125,5 +130,33 @@ async fn replicas_racing_for_a_new_lease_elect_exactly_one() {
         let _ = replica.stop.send(());
         replica.task.await.expect("stops");
     }
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_leader_whose_api_server_stops_answering_steps_down_before_a_standby_takes_over() {
+    let sim = sim(KubeSimConfig::default()).await;
+    let proxy = Proxy::start(&sim).await;
+    // A wider margin than `config()`: the old leader stops one renew interval before a
+    // standby may take over.
+    let config = LeaderElectionConfig {
+        lease_duration: Duration::from_secs(2),
+        renew_interval: Duration::from_millis(400),
+        ..config()
+    };
+    let mut a = replica_with(proxy.client(), &config, "a");
+    until_leading(&mut a, true).await;
+    let mut b = replica_with(client(&sim), &config, "b");
+    // a's requests now hang (no error, no answer) until kube's read timeout of minutes.
+    proxy.freeze();
+    until_leading(&mut b, true).await;
+    assert!(
+        !*a.leading.borrow(),
+        "two leaders: a still leads after b took over its expired lease"
+    );
+    a.task.abort();
+    let _ = a.task.await;
+    let _ = b.stop.send(());
+    b.task.await.expect("b stops");
     sim.shutdown().await;
 }
