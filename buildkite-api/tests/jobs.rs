@@ -334,11 +334,28 @@ async fn job_states_batches_lookups_under_aliases_in_one_request() {
     );
 }
 
+/// Answers a `JobStates` batch the way Buildkite does: one `jN` alias per `$uN` variable,
+/// each a command job in state `CANCELED` whose uuid is the variable's value.
+fn answer_every_alias(request: &wiremock::Request) -> ResponseTemplate {
+    let variables = body(request)["variables"].clone();
+    let data: serde_json::Map<String, Value> = variables
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(name, uuid)| {
+            let alias = name.replacen('u', "j", 1);
+            let job = json!({ "__typename": "JobTypeCommand", "id": format!("J-{}", uuid.as_str().unwrap_or_default()), "uuid": uuid, "state": "CANCELED" });
+            (alias, job)
+        })
+        .collect();
+    ResponseTemplate::new(200).set_body_json(json!({ "data": data }))
+}
+
 #[tokio::test]
 async fn job_states_splits_large_sets_into_batches_of_100() {
     let fake = fake().await;
     Mock::given(operation_named("JobStates"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "data": {} })))
+        .respond_with(answer_every_alias)
         .expect(2)
         .mount(&fake.server)
         .await;
@@ -351,13 +368,61 @@ async fn job_states_splits_large_sets_into_batches_of_100() {
         .expect("lookups decode");
 
     assert_eq!(fetched.requests, 2);
-    assert_eq!(fetched.value.len(), 150);
+    let sent = fake
+        .server
+        .received_requests()
+        .await
+        .expect("recording is on");
+    let batch_sizes: Vec<usize> = sent
+        .iter()
+        .map(|request| {
+            body(request)["variables"]
+                .as_object()
+                .map_or(0, |v| v.len())
+        })
+        .collect();
+    assert_eq!(batch_sizes, [100, 50]);
+    let looked_up: Vec<&str> = fetched
+        .value
+        .iter()
+        .map(|lookup| match lookup {
+            JobLookup::Command { uuid, state, .. } => {
+                assert_eq!(*state, JobState::Canceled);
+                uuid.as_str()
+            }
+            other => panic!("expected a command job, got {other:?}"),
+        })
+        .collect();
+    let expected: Vec<&str> = uuids.iter().map(String::as_str).collect();
     assert_eq!(
-        fetched.value[149],
-        JobLookup::NotFound {
-            uuid: "u149".into()
-        }
+        looked_up, expected,
+        "one lookup per uuid, in the order given"
     );
+}
+
+#[tokio::test]
+async fn job_states_response_missing_an_alias_is_an_error_not_a_missing_job() {
+    let fake = fake().await;
+    Mock::given(operation_named("JobStates"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "data": {
+            "j0": { "__typename": "JobTypeCommand", "id": "J0", "uuid": "u0", "state": "RUNNING" }
+        }})))
+        .expect(1)
+        .mount(&fake.server)
+        .await;
+    let uuids: Vec<String> = ["u0", "u1"].map(String::from).to_vec();
+
+    let error = fake
+        .client
+        .job_states(&uuids)
+        .await
+        .expect_err("j1 is absent");
+
+    assert!(
+        matches!(&error, buildkite_api::Error::MissingField { operation: "JobStates", field } if field == "j1"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("`j1`"), "{error}");
 }
 
 #[tokio::test]

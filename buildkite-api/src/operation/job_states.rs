@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::schema_name;
 use crate::client::Client;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::job::{JobLookup, JobState};
 use crate::transport::{Fetched, Tally, decode_value};
 
@@ -75,7 +75,8 @@ struct Body {
 
 impl Client {
     /// The current state of each job, by uuid, in `ceil(n / 100)` requests. The result has
-    /// one entry per uuid, in the order given.
+    /// one entry per uuid, in the order given. A response that lacks one of the aliases is
+    /// [`Error::MissingField`] naming it (`j3`), not a [`JobLookup::NotFound`].
     pub async fn job_states(&self, uuids: &[String]) -> Result<Fetched<Vec<JobLookup>>> {
         let mut tally = Tally::default();
         let mut lookups = Vec::with_capacity(uuids.len());
@@ -94,10 +95,15 @@ impl Client {
             tally.record(exchange);
             for (i, uuid) in chunk.iter().enumerate() {
                 let alias = format!("j{i}");
+                // `null` means Buildkite has no such job; an absent alias means the response
+                // is not an answer to this query, and must not read as "job gone".
                 let value = data
                     .get_mut(&alias)
                     .map(serde_json::Value::take)
-                    .unwrap_or(serde_json::Value::Null);
+                    .ok_or_else(|| Error::MissingField {
+                        operation: OPERATION,
+                        field: alias.clone(),
+                    })?;
                 let job: Option<gql::job_state::JobStateJob> =
                     decode_value(OPERATION, value).map_err(|e| with_alias(e, &alias))?;
                 lookups.push(lookup(uuid, job));
@@ -107,13 +113,13 @@ impl Client {
     }
 }
 
-fn with_alias(error: crate::Error, alias: &str) -> crate::Error {
+fn with_alias(error: Error, alias: &str) -> Error {
     match error {
-        crate::Error::Decode {
+        Error::Decode {
             operation,
             path,
             source,
-        } => crate::Error::Decode {
+        } => Error::Decode {
             operation,
             path: path.replacen("data.", &format!("data.{alias}."), 1),
             source,
