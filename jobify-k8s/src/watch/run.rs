@@ -58,7 +58,7 @@ pub(crate) async fn run(
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut tracker = Tracker::new();
     let mut give_ups: JoinSet<(JobId, String, Reason)> = JoinSet::new();
-    let mut deletes: JoinSet<()> = JoinSet::new();
+    let mut deletes: JoinSet<(JobId, bool)> = JoinSet::new();
 
     loop {
         let actions = tokio::select! {
@@ -89,7 +89,12 @@ pub(crate) async fn run(
                     Vec::new()
                 }
             },
-            Some(_) = deletes.join_next() => Vec::new(),
+            Some(done) = deletes.join_next() => {
+                if let Ok((job, false)) = done {
+                    tracker.delete_failed(job);
+                }
+                Vec::new()
+            }
             _ = tick.tick() => {
                 // Only the leader deletes; a standby's timers keep running and it acts on
                 // them once it leads.
@@ -118,6 +123,9 @@ pub(crate) async fn run(
                 } => {
                     let task = give_up(&context, job, name, pod, cause);
                     give_ups.spawn(task);
+                }
+                Action::Delete { job, name } => {
+                    deletes.spawn(delete(Arc::clone(&context.launcher), job, name));
                 }
             }
         }
@@ -197,10 +205,15 @@ fn give_up(
     }
 }
 
-/// Deletes the Job of a pod that cannot start.
-async fn delete(launcher: Arc<Launcher>, job: JobId, name: String) {
-    if let Err(err) = launcher.delete(job, &name).await {
-        tracing::warn!(%job, error = %err, "could not delete the Job of a pod that cannot start");
+/// Deletes the Job of a pod that cannot start; whether it did.
+async fn delete(launcher: Arc<Launcher>, job: JobId, name: String) -> (JobId, bool) {
+    match launcher.delete(job, &name).await {
+        Ok(()) => (job, true),
+        Err(err) => {
+            tracing::warn!(%job, error = %err,
+                "could not delete the Job of a pod that cannot start; trying again on the next check");
+            (job, false)
+        }
     }
 }
 

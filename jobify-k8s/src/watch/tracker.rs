@@ -26,6 +26,13 @@ pub enum Action {
         /// Why.
         cause: Cause,
     },
+    /// Delete the Job of a job given up on again: the last attempt failed.
+    Delete {
+        /// The Buildkite job.
+        job: JobId,
+        /// The Kubernetes Job's name.
+        name: String,
+    },
 }
 
 #[derive(Debug)]
@@ -34,6 +41,8 @@ struct Tracked {
     start: StartWatch,
     announced_start: bool,
     gave_up: bool,
+    /// Given up on, and deleting its Job failed: delete again on the next tick.
+    delete_failed: bool,
 }
 
 /// Watched Jobs and their pods, keyed by Buildkite job.
@@ -89,6 +98,7 @@ impl Tracker {
                 start: StartWatch::new(now),
                 announced_start: false,
                 gave_up: false,
+                delete_failed: false,
             });
             tracked.summary = summary;
             if let Some(pod) = self.pods.get(&id) {
@@ -117,6 +127,7 @@ impl Tracker {
                 start: StartWatch::new(now),
                 announced_start: false,
                 gave_up: false,
+                delete_failed: false,
             }
         });
         if let Some(pod) = self.pods.get(&id)
@@ -193,11 +204,31 @@ impl Tracker {
         }
     }
 
-    /// Checks every unstarted job's fail-fast timers at `now`. A job is given up on once.
+    /// Deleting the Job of `job`, given up on, failed: the next tick deletes it again, until
+    /// it is gone or has ended.
+    pub fn delete_failed(&mut self, job: JobId) {
+        if let Some(tracked) = self.jobs.get_mut(&job) {
+            tracked.delete_failed = tracked.gave_up;
+        }
+    }
+
+    /// Checks every unstarted job's fail-fast timers at `now`. A job is given up on once;
+    /// its Job is deleted again while deleting it fails.
     pub fn tick(&mut self, config: &FailFastConfig, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         for (id, tracked) in &mut self.jobs {
-            if tracked.gave_up || tracked.summary.outcome.is_some() {
+            if tracked.summary.outcome.is_some() {
+                continue;
+            }
+            if tracked.delete_failed {
+                tracked.delete_failed = false;
+                actions.push(Action::Delete {
+                    job: *id,
+                    name: tracked.summary.name.clone(),
+                });
+                continue;
+            }
+            if tracked.gave_up {
                 continue;
             }
             if let Some(cause) = tracked.start.check(config, now) {
@@ -211,7 +242,7 @@ impl Tracker {
             }
         }
         actions.sort_by_key(|a| match a {
-            Action::GiveUp { job, .. } => Some(*job),
+            Action::GiveUp { job, .. } | Action::Delete { job, .. } => Some(*job),
             Action::Emit(e) => e.job(),
         });
         actions
@@ -266,7 +297,7 @@ mod tests {
             .into_iter()
             .filter_map(|a| match a {
                 Action::Emit(e) => Some(e),
-                Action::GiveUp { .. } => None,
+                Action::GiveUp { .. } | Action::Delete { .. } => None,
             })
             .collect()
     }
@@ -358,6 +389,48 @@ mod tests {
         );
         // The Job may fail before the deletion lands: FailedToStart already said so.
         assert!(emitted(tracker.job_applied(job(1, Some(Outcome::Failed)), now)).is_empty());
+    }
+
+    #[test]
+    fn a_given_up_job_whose_delete_failed_is_deleted_again_until_it_is_gone() {
+        let now = Instant::now();
+        let config = FailFastConfig::default();
+        let mut tracker = Tracker::new();
+        tracker.job_applied(job(1, None), now);
+        tracker.pod_applied(pod(1, false, Some("InvalidImageName")), now);
+        assert!(matches!(
+            &tracker.tick(&config, now)[..],
+            [Action::GiveUp { .. }]
+        ));
+        tracker.delete_failed(id(1));
+        let later = now + config.check_interval;
+        assert_eq!(
+            tracker.tick(&config, later),
+            [Action::Delete {
+                job: id(1),
+                name: "jobify-1".to_owned()
+            }]
+        );
+        // Once per failure, not on every tick.
+        assert!(tracker.tick(&config, later).is_empty());
+        tracker.delete_failed(id(1));
+        tracker.job_deleted(id(1));
+        assert!(tracker.tick(&config, later).is_empty());
+    }
+
+    #[test]
+    fn a_job_not_given_up_is_never_deleted() {
+        let now = Instant::now();
+        let config = FailFastConfig::default();
+        let mut tracker = Tracker::new();
+        tracker.job_applied(job(1, None), now);
+        tracker.pod_applied(pod(1, true, None), now);
+        tracker.delete_failed(id(1));
+        assert!(
+            tracker
+                .tick(&config, now + config.pending_timeout)
+                .is_empty()
+        );
     }
 
     #[test]
