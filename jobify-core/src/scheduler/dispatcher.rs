@@ -10,7 +10,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::retry::Retries;
 use super::state::{Done, Run};
-use super::{Scheduler, SchedulerConfig, SchedulerError, SchedulerObserver};
+use super::{Scheduler, SchedulerConfig, SchedulerError, SchedulerObserver, deadline};
 use crate::book::Book;
 use crate::feedback::Feedback;
 use crate::jobifier::Jobifier;
@@ -138,7 +138,7 @@ where
             checking: false,
             leader: is_leader,
             next_poll: now,
-            next_check: now + config.cancel_check_interval,
+            next_check: deadline(now, config.cancel_check_interval),
             poll_failures: 0,
             graphql_ids: HashMap::new(),
             waiting: Vec::new(),

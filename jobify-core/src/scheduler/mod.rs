@@ -83,3 +83,13 @@ impl Default for SchedulerConfig {
         }
     }
 }
+
+/// `now + wait`, or about thirty years from now when that overflows: waits come from the
+/// configuration and from a [`Monitor`]'s rate-limit answers, and a huge one must mean "not
+/// soon", never a panic.
+fn deadline(now: tokio::time::Instant, wait: Duration) -> tokio::time::Instant {
+    const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(FAR_FUTURE))
+        .unwrap_or(now)
+}

@@ -10,7 +10,7 @@ use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use super::retry::{Message, Retries};
-use super::{FeedbackRetry, SchedulerConfig, SchedulerObserver};
+use super::{FeedbackRetry, SchedulerConfig, SchedulerObserver, deadline};
 use crate::book::{Book, BookEvent, JobStatus};
 use crate::decision::{Reason, ReasonCode, Template};
 use crate::feedback::{Feedback, FeedbackError, JobRef};
@@ -115,12 +115,12 @@ where
     /// It forgets ended jobs whose workload is gone at the poll interval instead, as if
     /// Buildkite listed nothing, so its memory stays bounded.
     pub(super) fn standby_tick(&mut self) {
-        self.next_poll = Instant::now() + self.config.poll_interval;
+        self.next_poll = deadline(Instant::now(), self.config.poll_interval);
         self.apply(BookEvent::Polled(Vec::new()));
     }
 
     pub(super) fn start_check(&mut self) {
-        self.next_check = Instant::now() + self.config.cancel_check_interval;
+        self.next_check = deadline(Instant::now(), self.config.cancel_check_interval);
         let jobs = self.book.not_started();
         if jobs.is_empty() {
             return;
@@ -231,7 +231,7 @@ where
         self.observer.on_leadership(leader);
         if leader {
             self.next_poll = Instant::now();
-            self.next_check = Instant::now() + self.config.cancel_check_interval;
+            self.next_check = deadline(Instant::now(), self.config.cancel_check_interval);
         } else {
             // Launches not yet started are given back; the new leader decides them.
             self.waiting.clear();
@@ -347,7 +347,7 @@ where
             Ok(jobs) => {
                 self.observer.on_poll(Ok(jobs.len()));
                 self.poll_failures = 0;
-                self.next_poll = now + self.config.poll_interval;
+                self.next_poll = deadline(now, self.config.poll_interval);
                 if !self.leader {
                     return;
                 }
@@ -392,7 +392,7 @@ where
                         backoff
                     }
                 };
-                self.next_poll = now + wait;
+                self.next_poll = deadline(now, wait);
             }
         }
     }

@@ -350,6 +350,42 @@ async fn polling_backs_off_when_rate_limited() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn huge_waits_from_a_monitor_or_the_config_do_not_overflow_the_clock() {
+    let polls = Arc::new(AtomicUsize::new(0));
+    let mut monitor = MockMonitor::new();
+    let counter = polls.clone();
+    monitor.expect_scheduled().returning(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Err(MonitorError::RateLimited {
+            retry_after: Duration::MAX,
+        })
+    });
+    let launched = Arc::default();
+    let (_events, stream) = events();
+    let dispatcher = Dispatcher::new(
+        monitor,
+        jobifier(stream, &launched),
+        no_feedback(),
+        run_all(),
+        Limits::global(5),
+        SchedulerConfig {
+            poll_interval: Duration::MAX,
+            cancel_check_interval: Duration::MAX,
+            max_poll_backoff: Duration::MAX,
+            ..config()
+        },
+    );
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(3600)).await;
+    assert_eq!(
+        polls.load(Ordering::SeqCst),
+        1,
+        "the first poll runs, the next waits (practically) forever"
+    );
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn nothing_is_launched_before_the_workloads_are_restored() {
     let polls = Arc::new(AtomicUsize::new(0));
     let listed: Listed = Arc::new(Mutex::new(vec![ScheduledJob::fixture().build()]));
