@@ -134,12 +134,15 @@ impl KubernetesPlugin {
                     Value::Null => return Ok(Some(KubernetesPlugin::default())),
                     other => other.clone(),
                 };
-                return serde_json::from_value::<KubernetesPlugin>(config)
+                return serde_path_to_error::deserialize::<_, KubernetesPlugin>(config)
                     .map(Some)
                     .map_err(|err| PluginError {
                         message: format!(
-                            "plugin {index} (`{reference}`) has an invalid configuration: {err}; \
-                             see the keys agent-stack-k8s documents for the kubernetes plugin"
+                            "plugin {index} (`{reference}`) has an invalid configuration at \
+                             `{}`: {}; see the keys agent-stack-k8s documents for the \
+                             kubernetes plugin",
+                            err.path(),
+                            err.inner()
                         ),
                     });
             }
@@ -210,14 +213,35 @@ mod tests {
     }
 
     #[test]
-    fn wrong_type_in_plugin_config_is_invalid_not_absent() {
+    fn wrong_type_in_plugin_config_is_invalid_and_names_the_key() {
         let env = Env::from_pairs([
-            r#"BUILDKITE_PLUGINS=[{"kubernetes":{"podSpec":"nope","jobActiveDeadlineSeconds":"x"}}]"#,
+            r#"BUILDKITE_PLUGINS=[{"docker":{}},{"kubernetes#v1":{"sidecars":[],"jobActiveDeadlineSeconds":"x"}}]"#,
         ]);
-        assert!(matches!(
-            PluginConfig::from_env(&env),
-            PluginConfig::Invalid(_)
-        ));
+        let config = PluginConfig::from_env(&env);
+        let PluginConfig::Invalid(err) = config else {
+            panic!("expected invalid, got {config:?}")
+        };
+        assert!(
+            err.message
+                .starts_with("plugin 1 (`kubernetes#v1`) has an invalid configuration at `jobActiveDeadlineSeconds`: invalid type: string \"x\""),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn a_nested_wrong_type_names_its_path() {
+        let env = Env::from_pairs([
+            r#"BUILDKITE_PLUGINS=[{"kubernetes":{"metadata":{"labels":{"team":7}}}}]"#,
+        ]);
+        let PluginConfig::Invalid(err) = PluginConfig::from_env(&env) else {
+            panic!("expected invalid")
+        };
+        assert!(
+            err.message.contains("at `metadata.labels.team`"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
