@@ -29,14 +29,7 @@ async fn rejects_refused_and_invalid_jobs_through_feedback_once() {
                 .push((job.id, job.graphql_id.clone(), reason.clone()));
             Ok(())
         });
-    let dispatcher = Dispatcher::new(
-        monitor(&listed, &polls),
-        jobifier,
-        feedback,
-        run_all(),
-        Limits::global(5),
-        config(),
-    );
+    let dispatcher = dispatcher(monitor(&listed, &polls), jobifier, feedback, 5);
     let (stop_tx, handle) = start(dispatcher);
     sleep(POLL * 3).await;
     let told = told.lock().expect("lock").clone();
@@ -84,13 +77,11 @@ async fn a_workload_that_cannot_start_is_reported_with_its_reason() {
         })
         .times(1)
         .returning(|_, _| Ok(()));
-    let dispatcher = Dispatcher::new(
+    let dispatcher = dispatcher(
         monitor(&listed, &polls),
         jobifier(stream, &launched),
         feedback,
-        run_all(),
-        Limits::global(5),
-        config(),
+        5,
     );
     let (stop_tx, handle) = start(dispatcher);
     sleep(Duration::from_secs(1)).await;
@@ -130,13 +121,11 @@ async fn a_failed_to_start_report_buildkite_did_not_take_is_retried_after_a_back
             }
         });
     let recorder = Arc::new(Recorder::default());
-    let dispatcher = Dispatcher::new(
+    let dispatcher = dispatcher(
         monitor(&listed, &polls),
         jobifier(stream, &launched),
         feedback,
-        run_all(),
-        Limits::global(5),
-        config(),
+        5,
     )
     .with_observer(recorder.clone());
     let (stop_tx, handle) = start(dispatcher);
@@ -188,13 +177,11 @@ async fn a_failed_to_start_report_is_given_up_after_its_last_attempt() {
             })
         });
     let recorder = Arc::new(Recorder::default());
-    let dispatcher = Dispatcher::new(
+    let dispatcher = dispatcher(
         monitor(&listed, &polls),
         jobifier(stream, &launched),
         feedback,
-        run_all(),
-        Limits::global(5),
-        config(),
+        5,
     )
     .with_observer(recorder.clone());
     let (stop_tx, handle) = start(dispatcher);

@@ -107,6 +107,24 @@ fn no_feedback() -> MockFeedback {
     feedback
 }
 
+/// A dispatcher over the given ports that runs every job ([`run_all`]) with at most
+/// `max_in_flight` workloads, paced by [`config`].
+fn dispatcher<M: crate::Monitor, J: crate::Jobifier, F: crate::Feedback>(
+    monitor: M,
+    jobifier: J,
+    feedback: F,
+    max_in_flight: u32,
+) -> Dispatcher<M, J, F, impl Policy + 'static> {
+    Dispatcher::new(
+        monitor,
+        jobifier,
+        feedback,
+        run_all(),
+        Limits::global(max_in_flight),
+        config(),
+    )
+}
+
 fn start<S: Scheduler + 'static>(
     scheduler: S,
 ) -> (oneshot::Sender<()>, JoinHandle<Result<(), SchedulerError>>) {
@@ -135,13 +153,11 @@ async fn polls_at_the_interval_and_stops_cleanly_on_shutdown() {
     let polls = Arc::new(AtomicUsize::new(0));
     let launched = Arc::default();
     let (_events, stream) = events();
-    let dispatcher = Dispatcher::new(
+    let dispatcher = dispatcher(
         monitor(&listed, &polls),
         jobifier(stream, &launched),
         no_feedback(),
-        run_all(),
-        Limits::global(5),
-        config(),
+        5,
     );
     let (stop_tx, handle) = start(dispatcher);
     sleep(Duration::from_secs(35)).await;
@@ -213,14 +229,7 @@ async fn a_transient_launch_failure_is_retried_on_the_next_poll() {
         }
     });
     jobifier.expect_events().return_once(move || stream);
-    let dispatcher = Dispatcher::new(
-        monitor(&listed, &polls),
-        jobifier,
-        no_feedback(),
-        run_all(),
-        Limits::global(5),
-        config(),
-    );
+    let dispatcher = dispatcher(monitor(&listed, &polls), jobifier, no_feedback(), 5);
     let (stop_tx, handle) = start(dispatcher);
     sleep(Duration::from_secs(1)).await;
     assert_eq!(attempts.load(Ordering::SeqCst), 1);
@@ -254,14 +263,7 @@ async fn the_workload_of_a_cancelled_job_is_removed_before_it_starts() {
         .withf(move |j| *j == id)
         .times(1)
         .returning(|_| Ok(()));
-    let dispatcher = Dispatcher::new(
-        monitor,
-        jobifier,
-        no_feedback(),
-        run_all(),
-        Limits::global(5),
-        config(),
-    );
+    let dispatcher = dispatcher(monitor, jobifier, no_feedback(), 5);
     let (stop_tx, handle) = start(dispatcher);
     sleep(Duration::from_secs(40)).await;
     stop(stop_tx, handle).await;
@@ -275,13 +277,11 @@ async fn a_standby_observes_but_never_polls_or_launches_until_it_leads() {
     let launched = Arc::default();
     let (events_tx, stream) = events();
     let (lead, leadership) = watch::channel(false);
-    let dispatcher = Dispatcher::new(
+    let dispatcher = dispatcher(
         monitor(&listed, &polls),
         jobifier(stream, &launched),
         no_feedback(),
-        run_all(),
-        Limits::global(1),
-        config(),
+        1,
     )
     .with_leadership(leadership);
     let (stop_tx, handle) = start(dispatcher);
@@ -323,14 +323,7 @@ async fn polling_backs_off_when_rate_limited() {
     });
     let launched = Arc::default();
     let (_events, stream) = events();
-    let dispatcher = Dispatcher::new(
-        monitor,
-        jobifier(stream, &launched),
-        no_feedback(),
-        run_all(),
-        Limits::global(5),
-        config(),
-    );
+    let dispatcher = dispatcher(monitor, jobifier(stream, &launched), no_feedback(), 5);
     let (stop_tx, handle) = start(dispatcher);
     sleep(Duration::from_secs(44)).await;
     assert_eq!(
@@ -394,14 +387,7 @@ async fn nothing_is_launched_before_the_workloads_are_restored() {
     jobifier
         .expect_events()
         .return_once(|| stream::pending().boxed());
-    let dispatcher = Dispatcher::new(
-        monitor(&listed, &polls),
-        jobifier,
-        no_feedback(),
-        run_all(),
-        Limits::global(5),
-        config(),
-    );
+    let dispatcher = dispatcher(monitor(&listed, &polls), jobifier, no_feedback(), 5);
     let (stop_tx, handle) = start(dispatcher);
     sleep(POLL * 3).await;
     assert_eq!(polls.load(Ordering::SeqCst), 0);
@@ -416,13 +402,11 @@ async fn the_scheduler_stops_with_an_error_when_workload_events_end() {
         .expect_events()
         .return_once(|| stream::iter([WorkloadEvent::Restored(vec![])]).boxed());
     jobifier.expect_launch().never();
-    let dispatcher = Dispatcher::new(
+    let dispatcher = dispatcher(
         monitor(&Listed::default(), &polls),
         jobifier,
         no_feedback(),
-        run_all(),
-        Limits::global(5),
-        config(),
+        5,
     );
     let result = dispatcher.run(std::future::pending()).await;
     assert!(

@@ -11,13 +11,11 @@ async fn defers_at_the_limit_and_launches_as_soon_as_a_slot_frees_between_polls(
     let launched = Arc::default();
     let (events_tx, stream) = events();
     let recorder = Arc::new(Recorder::default());
-    let dispatcher = Dispatcher::new(
+    let dispatcher = dispatcher(
         monitor(&listed, &polls),
         jobifier(stream, &launched),
         no_feedback(),
-        run_all(),
-        Limits::global(1),
-        config(),
+        1,
     )
     .with_observer(recorder.clone());
     let (stop_tx, handle) = start(dispatcher);
@@ -72,13 +70,11 @@ async fn a_freed_slot_does_not_launch_a_job_the_last_poll_no_longer_listed() {
     let polls = Arc::new(AtomicUsize::new(0));
     let launched = Arc::default();
     let (events_tx, stream) = events();
-    let dispatcher = Dispatcher::new(
+    let dispatcher = dispatcher(
         monitor(&listed, &polls),
         jobifier(stream, &launched),
         no_feedback(),
-        run_all(),
-        Limits::global(1),
-        config(),
+        1,
     );
     let (stop_tx, handle) = start(dispatcher);
     sleep(Duration::from_secs(1)).await;
@@ -108,13 +104,11 @@ async fn the_observer_gets_in_flight_per_queue_and_each_new_job_once() {
     let launched = Arc::default();
     let (events_tx, stream) = events();
     let recorder = Arc::new(Recorder::default());
-    let dispatcher = Dispatcher::new(
+    let dispatcher = dispatcher(
         monitor(&listed, &polls),
         jobifier(stream, &launched),
         no_feedback(),
-        run_all(),
-        Limits::global(5),
-        config(),
+        5,
     )
     .with_observer(recorder.clone());
     let (stop_tx, handle) = start(dispatcher);
