@@ -299,6 +299,11 @@ impl KubernetesConfig {
                 "needs both `name` and `key` of the Secret holding the agent token",
             ));
         }
+        for name in self.env.keys() {
+            if let Some(problem) = crate::render::own_agent_env(name) {
+                errors.push(ConfigError::new(format!("kubernetes.env.{name}"), problem));
+            }
+        }
         for (index, tag) in self.agent_tags.iter().enumerate() {
             if !tag.contains('=') {
                 errors.push(ConfigError::new(
@@ -524,6 +529,35 @@ mod tests {
                 "kubernetes.default_resource_class",
             ]
         );
+    }
+
+    #[test]
+    fn extra_env_may_not_carry_the_agent_token_or_what_jobify_sets() {
+        let config = KubernetesConfig {
+            env: BTreeMap::from([
+                (
+                    "BUILDKITE_AGENT_TOKEN".to_owned(),
+                    "s3cr3t-value".to_owned(),
+                ),
+                ("BUILDKITE_AGENT_ACQUIRE_JOB".to_owned(), "x".to_owned()),
+                ("BUILDKITE_GIT_CLONE_FLAGS".to_owned(), "-v".to_owned()),
+            ]),
+            ..KubernetesConfig::default()
+        };
+        let errors = config.validate();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "kubernetes.env.BUILDKITE_AGENT_ACQUIRE_JOB",
+                "kubernetes.env.BUILDKITE_AGENT_TOKEN"
+            ]
+        );
+        assert!(
+            errors[1].message.contains("agent_token_secret"),
+            "{errors:?}"
+        );
+        assert!(!format!("{errors:?}").contains("s3cr3t"), "{errors:?}");
     }
 
     #[test]

@@ -130,6 +130,35 @@ fn agent_token_comes_from_a_secret_and_never_as_a_literal() {
 }
 
 #[test]
+fn a_literal_agent_token_from_a_pipeline_is_refused_without_repeating_it() {
+    let patched = scheduled("queue=kubernetes").with_plugin(json!({
+        "podSpecPatch": {"containers": [{"name": "agent",
+            "env": [{"name": "BUILDKITE_AGENT_TOKEN", "value": "s3cr3t-token"}]}]}
+    }));
+    let sidecar = scheduled("queue=kubernetes").with_plugin(json!({
+        "sidecars": [{"name": "helper", "image": "alpine",
+            "env": [{"name": "BUILDKITE_AGENT_TOKEN", "value": "s3cr3t-token"}]}]
+    }));
+    for (case, job, path) in [
+        (
+            "podSpecPatch",
+            patched,
+            "containers[0] (`agent`) after podSpecPatch.env[0]",
+        ),
+        ("sidecars", sidecar, "containers[1] (`helper`).env[0]"),
+    ] {
+        let err = render(&job).expect_err(case);
+        let message = err.to_string();
+        assert!(message.starts_with(path), "{case}: {message}");
+        assert!(message.contains("agent_token_secret"), "{case}: {message}");
+        assert!(
+            !format!("{message} {err:?}").contains("s3cr3t"),
+            "{case}: {message}"
+        );
+    }
+}
+
+#[test]
 fn wildcard_rules_become_concrete_tags_that_still_match_the_job() {
     let job = scheduled("queue=kubernetes,arch=*,os=linux-*");
     let tags = agent_tags(&job, &["cluster=prod".to_owned(), "queue=other".to_owned()]);

@@ -205,6 +205,19 @@ fn check_pod(spec: &PodSpec, patched: bool) -> Result<(), RenderError> {
         if container.image.as_deref().is_none_or(str::is_empty) {
             return Err(RenderError::MissingImage { path: here });
         }
+        for (i, var) in container.env.iter().flatten().enumerate() {
+            if var.name == AGENT_TOKEN_ENV && var.value.is_some() {
+                // The value itself is never repeated: it would reach the pipeline's log.
+                return Err(RenderError::InvalidField {
+                    path: format!("{here}.env[{i}]"),
+                    message: format!(
+                        "sets {AGENT_TOKEN_ENV} to a literal value, which would write the \
+                         token into the Job manifest; jobify gives the agent its token from \
+                         the Secret in kubernetes.agent_token_secret"
+                    ),
+                });
+            }
+        }
         for (i, mount) in container.volume_mounts.iter().flatten().enumerate() {
             if !volumes.contains(mount.name.as_str()) {
                 return Err(RenderError::MissingVolume {
@@ -221,6 +234,33 @@ fn check_pod(spec: &PodSpec, patched: bool) -> Result<(), RenderError> {
         });
     }
     Ok(())
+}
+
+/// The agent token's variable: only ever a `secretKeyRef`, never a literal value.
+const AGENT_TOKEN_ENV: &str = "BUILDKITE_AGENT_TOKEN";
+
+/// Variables jobify sets on the agent container of every Job.
+const AGENT_ENV: &[&str] = &[
+    "BUILDKITE_AGENT_NAME",
+    "BUILDKITE_AGENT_ACQUIRE_JOB",
+    "BUILDKITE_AGENT_TAGS",
+    "BUILDKITE_KUBERNETES_EXEC",
+    "BUILDKITE_CONTAINER_COUNT",
+];
+
+/// Why `name` cannot be an extra environment variable of the agent container (config
+/// `kubernetes.env`), if it cannot: the token would land in every manifest, or jobify sets it.
+pub fn own_agent_env(name: &str) -> Option<String> {
+    if name == AGENT_TOKEN_ENV {
+        return Some(format!(
+            "would write the agent token into every Job manifest: put it in a Secret and name \
+             it in kubernetes.agent_token_secret, and remove {AGENT_TOKEN_ENV} from \
+             kubernetes.env"
+        ));
+    }
+    AGENT_ENV
+        .contains(&name)
+        .then(|| format!("{name} is set by jobify for each Job; remove it from kubernetes.env"))
 }
 
 type Metadata = (BTreeMap<String, String>, BTreeMap<String, String>);
