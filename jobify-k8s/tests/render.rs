@@ -465,6 +465,60 @@ fn config_with_classes() -> KubernetesConfig {
     }
 }
 
+/// A podSpec job with everything at once: the controller's patch, the job's podSpecPatch,
+/// sidecars, and the default resource class.
+fn everything_job() -> (ScheduledJob, KubernetesConfig) {
+    let job = scheduled("queue=kubernetes").with_plugin(json!({
+        "podSpec": {"containers": [{"name": "build", "image": "rust:1.95", "command": ["make"]}]},
+        "podSpecPatch": {"containers": [{"name": "build",
+            "resources": {"limits": {"cpu": "8"}},
+            "env": [{"name": "LEVEL", "value": "job"}]}]},
+        "sidecars": [{"name": "redis", "image": "redis:7"}]
+    }));
+    let config = KubernetesConfig {
+        default_resource_class: Some("large".to_owned()),
+        pod_spec_patch: Some(json!({"priorityClassName": "ci",
+            "containers": [{"name": "build", "env": [{"name": "LEVEL", "value": "controller"}]}]})),
+        ..config_with_classes()
+    };
+    (job, config)
+}
+
+#[test]
+fn podspec_patch_sidecars_and_a_resource_class_combine() {
+    let (job, config) = everything_job();
+    let rendered = render_job(&job, &Template::PodSpec, &config, CONTROLLER).expect("renders");
+    let pod = pod(&rendered);
+    assert_eq!(names(pod), ["agent", "checkout", "build", "redis"]);
+    assert_eq!(pod.priority_class_name.as_deref(), Some("ci"));
+    assert_eq!(
+        pod.node_selector.as_ref().map(|s| s["pool"].as_str()),
+        Some("large")
+    );
+    let build = container(&rendered, "build");
+    assert_eq!(
+        env(build, "LEVEL"),
+        Some("job"),
+        "the job's patch applies last"
+    );
+    assert_eq!(env(build, "BUILDKITE_COMMAND"), Some("make"));
+    let resources = build.resources.as_ref().expect("resources");
+    let requests = resources.requests.as_ref().expect("class requests");
+    let limits = resources.limits.as_ref().expect("limits");
+    assert_eq!(requests["cpu"].0, "4", "from the resource class");
+    assert_eq!(limits["memory"].0, "8Gi", "from the resource class");
+    assert_eq!(limits["cpu"].0, "8", "from the job's patch");
+    let redis = container(&rendered, "redis");
+    assert!(
+        redis
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == "workspace"),
+        "sidecars share the workspace"
+    );
+}
+
 #[test]
 fn a_named_resource_class_sizes_the_agent_and_picks_nodes() {
     let template = Template::Default {
@@ -589,6 +643,7 @@ fn writes_the_manifest_corpus() {
     std::fs::create_dir_all(dir).expect("create corpus dir");
     let fixed = |n: u128| Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + n);
     let classes = config_with_classes();
+    let everything = everything_job();
     let patched_config = KubernetesConfig {
         pod_spec_patch: Some(json!({"priorityClassName": "ci",
             "tolerations": [{"key": "ci", "operator": "Exists", "effect": "NoSchedule"}]})),
@@ -644,6 +699,12 @@ fn writes_the_manifest_corpus() {
                 name: Some("large".to_owned()),
             },
             &classes,
+        ),
+        (
+            "everything",
+            everything.0.with_id(fixed(7)),
+            Template::PodSpec,
+            &everything.1,
         ),
         (
             "label-unsafe",
