@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use graphql_client::GraphQLQuery;
 use http::{HeaderMap, StatusCode};
-use secrecy::ExposeSecret;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
@@ -125,7 +125,14 @@ impl Client {
             .bytes()
             .await
             .map_err(|e| self.send_error(endpoint, e))?;
-        self.check_status(endpoint, status, &headers, rate_limit, &bytes, true)?;
+        self.check_status(
+            endpoint,
+            status,
+            &headers,
+            rate_limit,
+            &bytes,
+            Sent::GraphQl(token),
+        )?;
         let envelope: Envelope = decode_bytes(operation, &bytes)?;
         let exchange = Exchange { rate_limit };
         match envelope.errors {
@@ -168,7 +175,7 @@ impl Client {
             .bytes()
             .await
             .map_err(|e| self.send_error(endpoint, e))?;
-        self.check_status(endpoint, status, &headers, None, &bytes, false)?;
+        self.check_status(endpoint, status, &headers, None, &bytes, Sent::Agent(token))?;
         let body: MetricsBody = decode_bytes("agent metrics", &bytes)?;
         Ok(body.into_metrics(metrics::poll_duration(&headers)))
     }
@@ -212,7 +219,7 @@ impl Client {
         headers: &HeaderMap,
         rate_limit: Option<RateLimit>,
         body: &[u8],
-        graphql: bool,
+        sent: Sent<'_>,
     ) -> Result<()> {
         if status.is_success() {
             return Ok(());
@@ -222,10 +229,10 @@ impl Client {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(Error::Unauthorized {
                 endpoint,
                 status: status.as_u16(),
-                hint: match (graphql, status) {
-                    (true, StatusCode::UNAUTHORIZED) => GRAPHQL_401,
-                    (true, _) => GRAPHQL_403,
-                    (false, _) => AGENT_HINT,
+                hint: match (sent, status) {
+                    (Sent::GraphQl(_), StatusCode::UNAUTHORIZED) => GRAPHQL_401,
+                    (Sent::GraphQl(_), _) => GRAPHQL_403,
+                    (Sent::Agent(_), _) => AGENT_HINT,
                 },
             }),
             StatusCode::TOO_MANY_REQUESTS => {
@@ -245,7 +252,7 @@ impl Client {
             _ => Err(Error::Status {
                 endpoint,
                 status: status.as_u16(),
-                body: excerpt(body),
+                body: excerpt(body, sent.token()),
             }),
         }
     }
@@ -261,9 +268,30 @@ impl Client {
     }
 }
 
-/// The start of a body, cut at a character boundary.
-fn excerpt(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
+/// Which token a request carried: it picks the authorization hint and is redacted from
+/// response excerpts.
+#[derive(Clone, Copy)]
+enum Sent<'a> {
+    GraphQl(&'a SecretString),
+    Agent(&'a SecretString),
+}
+
+impl<'a> Sent<'a> {
+    fn token(self) -> &'a SecretString {
+        match self {
+            Sent::GraphQl(token) | Sent::Agent(token) => token,
+        }
+    }
+}
+
+/// The start of a body, cut at a character boundary, with the token that was sent replaced
+/// by `[redacted]`: a misconfigured endpoint may echo the request's headers back.
+fn excerpt(body: &[u8], token: &SecretString) -> String {
+    let mut text = String::from_utf8_lossy(body).into_owned();
+    let secret = token.expose_secret();
+    if !secret.is_empty() {
+        text = text.replace(secret, "[redacted]");
+    }
     let mut end = text.len().min(BODY_EXCERPT);
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -325,9 +353,10 @@ mod tests {
     #[test]
     fn excerpt_cuts_long_bodies_at_a_character_boundary() {
         let body = "é".repeat(400);
-        let cut = excerpt(body.as_bytes());
+        let token = SecretString::from("bkua_secret");
+        let cut = excerpt(body.as_bytes(), &token);
         assert!(cut.ends_with('…'));
         assert!(cut.len() <= BODY_EXCERPT + '…'.len_utf8());
-        assert_eq!(excerpt(b"  short  "), "short");
+        assert_eq!(excerpt(b"  short  ", &token), "short");
     }
 }

@@ -20,10 +20,13 @@ async fn scheduled_jobs_error(response: ResponseTemplate) -> Error {
         .respond_with(response)
         .mount(&fake.server)
         .await;
-    fake.client
+    let error = fake
+        .client
         .scheduled_jobs(&request())
         .await
-        .expect_err("the call fails")
+        .expect_err("the call fails");
+    assert_no_token(&error);
+    error
 }
 
 fn assert_no_token(error: &Error) {
@@ -166,6 +169,22 @@ async fn server_errors_carry_status_and_a_short_body_excerpt() {
         other => panic!("expected Status, got {other:?}"),
     }
     assert!(error.is_transient());
+}
+
+#[tokio::test]
+async fn a_server_echoing_the_request_headers_does_not_leak_the_token_into_the_error() {
+    // A misconfigured endpoint (an echo service, a debugging proxy) may answer with the
+    // request it got, Authorization header included.
+    let echo = format!("400 Bad Request\nAuthorization: Bearer {GRAPHQL_TOKEN}\n");
+    let error = scheduled_jobs_error(ResponseTemplate::new(400).set_body_string(echo)).await;
+
+    match &error {
+        Error::Status { status, body, .. } => {
+            assert_eq!(*status, 400);
+            assert!(body.contains("Authorization: Bearer [redacted]"), "{body}");
+        }
+        other => panic!("expected Status, got {other:?}"),
+    }
 }
 
 #[tokio::test]
