@@ -5,10 +5,14 @@ mod support;
 
 use std::time::Duration;
 
-use buildkite_api::{Annotation, AnnotationStyle, JobLookup, JobState, ScheduledJobsRequest};
+use buildkite_api::{
+    Annotation, AnnotationStyle, JobLookup, JobState, ScheduledJobs, ScheduledJobsRequest,
+};
 use pretty_assertions::assert_eq;
 use serde_json::{Value, json};
-use support::{GRAPHQL_TOKEN, body, fake, jobs_page, operation, operation_named, scheduled_job};
+use support::{
+    Fake, GRAPHQL_TOKEN, body, fake, jobs_page, operation, operation_named, scheduled_job,
+};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -18,6 +22,26 @@ fn request(max_pages: u16) -> ScheduledJobsRequest {
         max_pages,
         ..ScheduledJobsRequest::for_queue("acme", "kubernetes")
     }
+}
+
+/// A `ScheduledJobs` page as `(after, uuids, next)`: the cursor it answers (`None` for the
+/// first page), the uuids of its jobs, and the cursor of the page after it.
+type Page<'a> = (Option<&'a str>, &'a [&'a str], Option<&'a str>);
+
+/// Serves `pages` of a listing of `total` jobs; each page must be asked for exactly once.
+async fn serve_pages(fake: &Fake, total: usize, pages: &[Page<'_>]) {
+    for (after, uuids, next) in pages {
+        let jobs = uuids.iter().map(|uuid| scheduled_job(uuid)).collect();
+        Mock::given(operation("ScheduledJobs", "after", json!(after)))
+            .respond_with(ResponseTemplate::new(200).set_body_json(jobs_page(jobs, total, *next)))
+            .expect(1)
+            .mount(&fake.server)
+            .await;
+    }
+}
+
+fn uuids(jobs: &ScheduledJobs) -> Vec<&str> {
+    jobs.jobs.iter().map(|job| job.uuid.as_str()).collect()
 }
 
 #[tokio::test]
@@ -137,18 +161,16 @@ async fn scheduled_jobs_sends_the_filters_and_page_size_as_variables() {
 #[tokio::test]
 async fn scheduled_jobs_follows_cursors_across_three_pages() {
     let fake = fake().await;
-    for (after, uuids, next) in [
-        (Value::Null, ["a", "b"], Some("c1")),
-        (json!("c1"), ["c", "d"], Some("c2")),
-        (json!("c2"), ["e", "f"], None),
-    ] {
-        let jobs = uuids.iter().map(|uuid| scheduled_job(uuid)).collect();
-        Mock::given(operation("ScheduledJobs", "after", after))
-            .respond_with(ResponseTemplate::new(200).set_body_json(jobs_page(jobs, 6, next)))
-            .expect(1)
-            .mount(&fake.server)
-            .await;
-    }
+    serve_pages(
+        &fake,
+        6,
+        &[
+            (None, &["a", "b"], Some("c1")),
+            (Some("c1"), &["c", "d"], Some("c2")),
+            (Some("c2"), &["e", "f"], None),
+        ],
+    )
+    .await;
 
     let fetched = fake
         .client
@@ -156,13 +178,7 @@ async fn scheduled_jobs_follows_cursors_across_three_pages() {
         .await
         .expect("pages decode");
 
-    let uuids: Vec<&str> = fetched
-        .value
-        .jobs
-        .iter()
-        .map(|job| job.uuid.as_str())
-        .collect();
-    assert_eq!(uuids, ["a", "b", "c", "d", "e", "f"]);
+    assert_eq!(uuids(&fetched.value), ["a", "b", "c", "d", "e", "f"]);
     assert!(!fetched.value.truncated);
     assert_eq!(fetched.requests, 3);
 }
@@ -170,17 +186,15 @@ async fn scheduled_jobs_follows_cursors_across_three_pages() {
 #[tokio::test]
 async fn scheduled_jobs_stops_at_max_pages_and_reports_truncation() {
     let fake = fake().await;
-    for (after, uuids, next) in [
-        (Value::Null, ["a", "b"], Some("c1")),
-        (json!("c1"), ["c", "d"], Some("c2")),
-    ] {
-        let jobs = uuids.iter().map(|uuid| scheduled_job(uuid)).collect();
-        Mock::given(operation("ScheduledJobs", "after", after))
-            .respond_with(ResponseTemplate::new(200).set_body_json(jobs_page(jobs, 6, next)))
-            .expect(1)
-            .mount(&fake.server)
-            .await;
-    }
+    serve_pages(
+        &fake,
+        6,
+        &[
+            (None, &["a", "b"], Some("c1")),
+            (Some("c1"), &["c", "d"], Some("c2")),
+        ],
+    )
+    .await;
 
     let fetched = fake
         .client
@@ -188,7 +202,7 @@ async fn scheduled_jobs_stops_at_max_pages_and_reports_truncation() {
         .await
         .expect("pages decode");
 
-    assert_eq!(fetched.value.jobs.len(), 4);
+    assert_eq!(uuids(&fetched.value), ["a", "b", "c", "d"]);
     assert!(fetched.value.truncated);
     assert_eq!(fetched.value.total, 6);
     assert_eq!(fetched.requests, 2);
