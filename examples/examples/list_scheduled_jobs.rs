@@ -7,26 +7,37 @@
 //! The token needs GraphQL API access. `GRAPHQL_URL` defaults to Buildkite's endpoint;
 //! point it at `jobify-sim` (e.g. `http://127.0.0.1:8081/v1`) to try it offline.
 
+use std::fmt::Write as _;
+
 use anyhow::{Context, bail};
 use buildkite_api::{Client, CommandJob, ScheduledJobsRequest};
 use secrecy::SecretString;
 
+#[cfg_attr(test, allow(dead_code))] // `tests/list_scheduled_jobs.rs` calls `run` directly
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let mut args = std::env::args().skip(1);
-    let (Some(organization), Some(queue)) = (args.next(), args.next()) else {
-        bail!(
-            "usage: list_scheduled_jobs ORGANIZATION QUEUE [GRAPHQL_URL] (token in BUILDKITE_API_TOKEN)"
-        );
-    };
-    let endpoint = args.next();
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let token = std::env::var("BUILDKITE_API_TOKEN")
         .context("set BUILDKITE_API_TOKEN to an API access token with GraphQL access")?;
+    print!("{}", run(&args, SecretString::from(token)).await?);
+    Ok(())
+}
+
+/// Lists the jobs `args` (`ORGANIZATION QUEUE [GRAPHQL_URL]`) name and renders the table and
+/// a summary.
+pub(crate) async fn run(args: &[String], token: SecretString) -> anyhow::Result<String> {
+    let (organization, queue, endpoint) = match args {
+        [organization, queue] => (organization, queue, None),
+        [organization, queue, endpoint] => (organization, queue, Some(endpoint)),
+        _ => bail!(
+            "usage: list_scheduled_jobs ORGANIZATION QUEUE [GRAPHQL_URL] (token in BUILDKITE_API_TOKEN)"
+        ),
+    };
 
     // reqwest is built without a crypto provider; the application picks ring once.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = Client::builder()
-        .graphql_token(SecretString::from(token))
+        .graphql_token(token)
         .user_agent(concat!("jobify-example/", env!("CARGO_PKG_VERSION")));
     if let Some(endpoint) = endpoint {
         builder = builder.graphql_url(
@@ -38,13 +49,15 @@ async fn main() -> anyhow::Result<()> {
     let client = builder.build()?;
 
     let fetched = client
-        .scheduled_jobs(&ScheduledJobsRequest::for_queue(&organization, &queue))
+        .scheduled_jobs(&ScheduledJobsRequest::for_queue(organization, queue))
         .await
         .with_context(|| format!("listing scheduled jobs of {organization} on queue={queue}"))?;
 
-    print_table(&fetched.value.jobs);
     let page = &fetched.value;
-    println!(
+    let mut out = table(&page.jobs);
+    // Writing to a String cannot fail.
+    let _ = writeln!(
+        out,
         "\n{} shown of {} scheduled{}; {} request(s), {} actual complexity points",
         page.jobs.len(),
         page.total,
@@ -53,20 +66,21 @@ async fn main() -> anyhow::Result<()> {
         fetched.complexity_actual,
     );
     for skipped in &page.skipped {
-        eprintln!("skipped {:?}: {}", skipped.uuid, skipped.reason);
+        let _ = writeln!(out, "skipped {:?}: {}", skipped.uuid, skipped.reason);
     }
     if let Some(limit) = fetched.rate_limit {
-        println!(
+        let _ = writeln!(
+            out,
             "rate limit: {:?} of {:?} points left, window resets in {:?}",
             limit.remaining, limit.limit, limit.reset
         );
     }
-    Ok(())
+    Ok(out)
 }
 
-fn print_table(jobs: &[CommandJob]) {
-    println!(
-        "{:<36}  {:<24}  {:>6}  {:<24}  {:<24}  {:>8}  {:<20}",
+fn table(jobs: &[CommandJob]) -> String {
+    let mut out = format!(
+        "{:<36}  {:<24}  {:>6}  {:<24}  {:<24}  {:>8}  {:<20}\n",
         "UUID", "PIPELINE", "BUILD", "LABEL", "RULES", "PRIORITY", "SCHEDULED AT"
     );
     for job in jobs {
@@ -76,7 +90,8 @@ fn print_table(jobs: &[CommandJob]) {
         let scheduled = job
             .scheduled_at
             .map_or_else(|| "-".to_owned(), |at| at.to_string());
-        println!(
+        let _ = writeln!(
+            out,
             "{:<36}  {:<24}  {:>6}  {:<24}  {:<24}  {:>8}  {:<20}",
             job.uuid,
             cell(job.pipeline_slug().unwrap_or("-")),
@@ -87,6 +102,7 @@ fn print_table(jobs: &[CommandJob]) {
             scheduled,
         );
     }
+    out
 }
 
 /// Cuts a value to the column width, by characters.
