@@ -43,6 +43,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 mod build;
 mod client;
 pub mod cost;
