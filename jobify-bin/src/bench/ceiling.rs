@@ -14,6 +14,7 @@ use kube::Api;
 use kube::api::PostParams;
 use tokio::time::Instant;
 
+use crate::child::cpu_of;
 use crate::session::{NAMESPACE, Settings};
 
 /// The raw loop's run.
@@ -23,6 +24,8 @@ pub(crate) struct Ceiling {
     pub(crate) jobs: usize,
     /// From the first create sent to the last answered.
     pub(crate) elapsed: Duration,
+    /// CPU time of this process (simulators and the loop's client) over that time.
+    pub(crate) cpu: Duration,
 }
 
 impl Ceiling {
@@ -52,6 +55,7 @@ pub(crate) async fn measure(manifests: &[Job], concurrency: usize) -> anyhow::Re
     let api: Api<Job> = Api::namespaced(client, NAMESPACE);
     let params = PostParams::default();
 
+    let cpu_before = cpu_of("self")?;
     let started = Instant::now();
     stream::iter(jobs.iter().map(|job| api.create(&params, job)))
         .buffer_unordered(concurrency.max(1))
@@ -59,6 +63,7 @@ pub(crate) async fn measure(manifests: &[Job], concurrency: usize) -> anyhow::Re
         .await
         .context("the raw loop's create failed")?;
     let elapsed = started.elapsed();
+    let cpu = cpu_of("self")?.saturating_sub(cpu_before);
 
     let creates = env.kubernetes().stats().job_creates;
     env.shutdown().await;
@@ -71,6 +76,7 @@ pub(crate) async fn measure(manifests: &[Job], concurrency: usize) -> anyhow::Re
     Ok(Ceiling {
         jobs: jobs.len(),
         elapsed,
+        cpu,
     })
 }
 

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use jobify::simenv::{API_TOKEN, API_TOKEN_ENV, SimFiles};
@@ -92,6 +93,11 @@ impl Jobify {
         parse_status(&status).with_context(|| format!("{path} has no VmHWM/VmRSS lines"))
     }
 
+    /// CPU time the child has used so far (user and system).
+    pub(crate) fn cpu(&self) -> anyhow::Result<Duration> {
+        cpu_of(&self.pid.to_string())
+    }
+
     /// Kills the child and reaps it, so its memory and ports are released.
     pub(crate) fn stop(mut self) -> anyhow::Result<()> {
         self.child.kill().context("cannot stop the jobify child")?;
@@ -115,6 +121,29 @@ impl Drop for Jobify {
     }
 }
 
+/// CPU time (user and system) process `pid` (or `self`) has used so far, from
+/// `/proc/<pid>/stat`.
+pub(crate) fn cpu_of(pid: &str) -> anyhow::Result<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {path} (Linux only)"))?;
+    parse_stat(&stat).with_context(|| format!("{path} has no utime/stime fields"))
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat` (`USER_HZ`, 100 on Linux).
+const USER_HZ: u64 = 100;
+
+/// `utime + stime` of a `/proc/<pid>/stat` line. The command name (field 2) may contain
+/// spaces and parentheses, so fields are counted after its closing parenthesis.
+fn parse_stat(stat: &str) -> Option<Duration> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the name: state is field 3, utime field 14, stime field 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(Duration::from_millis((utime + stime) * 1000 / USER_HZ))
+}
+
 /// `VmHWM` and `VmRSS` (kB in the file) as bytes.
 fn parse_status(status: &str) -> Option<Memory> {
     let field = |name: &str| {
@@ -133,6 +162,13 @@ fn parse_status(status: &str) -> Option<Memory> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stat_line_gives_user_plus_system_time() {
+        let stat = "42 (tokio (rt) x) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 9 1 1";
+        assert_eq!(parse_stat(stat), Some(Duration::from_secs(3)));
+        assert_eq!(parse_stat("42 (x) S 1"), None);
+    }
 
     #[test]
     fn status_lines_give_peak_and_current_resident_set_in_bytes() {

@@ -11,7 +11,7 @@ use jobify_k8s::labels::JOB_UUID;
 use k8s_openapi::api::batch::v1::Job;
 use tokio::time::Instant;
 
-use crate::child::Memory;
+use crate::child::{Memory, cpu_of};
 use crate::session::{ApiCost, NAMESPACE, Session, Settings};
 
 /// Poll intervals waited after the first poll before anything is measured.
@@ -39,10 +39,16 @@ pub(crate) struct Dispatch {
     pub(crate) end_to_end: Duration,
     /// From the first GraphQL request after scheduling to the last Job created.
     pub(crate) from_first_poll: Duration,
+    /// From the first GraphQL request after scheduling to the first Job created: fetching
+    /// every page of scheduled jobs and deciding them.
+    pub(crate) poll_to_first_create: Duration,
     /// API cost from scheduling to the last Job created.
     pub(crate) cost: ApiCost,
     /// Memory while tracking the jobs (peak is the process's peak so far).
     pub(crate) memory: Memory,
+    /// CPU time from scheduling to the last Job created: jobify's, and the simulators'
+    /// (this process's).
+    pub(crate) cpu: Cpu,
     /// The Jobs jobify created, for the raw loop to create again.
     pub(crate) manifests: Vec<Job>,
 }
@@ -57,6 +63,15 @@ impl Dispatch {
     pub(crate) fn rate_from_first_poll(&self) -> f64 {
         rate(self.jobs, self.from_first_poll)
     }
+}
+
+/// CPU time spent over a phase.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Cpu {
+    /// By the jobify child.
+    pub(crate) jobify: Duration,
+    /// By this process: both simulators (and the benchmark's own waiting).
+    pub(crate) simulators: Duration,
 }
 
 /// `jobs` per `elapsed`, per second.
@@ -94,6 +109,7 @@ async fn idle(session: &mut Session, polls: u32) -> anyhow::Result<Idle> {
 
 async fn dispatch(session: &mut Session, jobs: usize) -> anyhow::Result<Dispatch> {
     let before = session.api();
+    let cpu_before = (session.jobify.cpu()?, cpu_of("self")?);
     let scheduled = schedule(session.env.buildkite(), &Settings::workload(), 0, jobs);
     let scheduled_at = Instant::now();
     let requests = session.api().graphql_requests;
@@ -103,12 +119,21 @@ async fn dispatch(session: &mut Session, jobs: usize) -> anyhow::Result<Dispatch
             env.buildkite().stats().graphql_requests > requests
         })
         .await?;
+    let first_create_at = session
+        .wait_for("the first Job to be created", timeout, |env| {
+            env.kubernetes().stats().job_creates > 0
+        })
+        .await?;
     let done_at = session
         .wait_for(&format!("{jobs} Jobs to be created"), timeout, |env| {
             env.kubernetes().stats().job_creates >= jobs as u64
         })
         .await?;
     let cost = ApiCost::between(&before, &session.api());
+    let cpu = Cpu {
+        jobify: session.jobify.cpu()?.saturating_sub(cpu_before.0),
+        simulators: cpu_of("self")?.saturating_sub(cpu_before.1),
+    };
 
     // Give a duplicate launch time to show before counting.
     session.idle_for(SETTLE_POLLS).await?;
@@ -127,8 +152,10 @@ async fn dispatch(session: &mut Session, jobs: usize) -> anyhow::Result<Dispatch
         jobs,
         end_to_end: done_at - scheduled_at,
         from_first_poll: done_at.saturating_duration_since(polled_at),
+        poll_to_first_create: first_create_at.saturating_duration_since(polled_at),
         cost,
         memory: session.memory()?,
+        cpu,
         manifests,
     })
 }

@@ -82,11 +82,37 @@ impl Figures {
                 Verdict::Info,
             );
             row(
+                format!("dispatch {n}: first poll after -> first Job created"),
+                format!("{} ms", dispatch.poll_to_first_create.as_millis()),
+                "",
+                Verdict::Info,
+            );
+            row(
                 format!(
                     "dispatch {n}: raw Api<Job>::create loop, jobs/s ({} at once)",
                     self.concurrency
                 ),
                 format!("{:.0} ({} ms)", ceiling.rate(), ceiling.elapsed.as_millis()),
+                "",
+                Verdict::Info,
+            );
+            row(
+                format!("dispatch {n}: CPU s, jobify / simulators / raw loop + simulators"),
+                format!(
+                    "{:.2} / {:.2} / {:.2}",
+                    dispatch.cpu.jobify.as_secs_f64(),
+                    dispatch.cpu.simulators.as_secs_f64(),
+                    ceiling.cpu.as_secs_f64()
+                ),
+                "",
+                Verdict::Info,
+            );
+            row(
+                format!("dispatch {n}: jobify CPU per job"),
+                format!(
+                    "{:.0} us",
+                    dispatch.cpu.jobify.as_secs_f64() * 1e6 / n as f64
+                ),
                 "",
                 Verdict::Info,
             );
