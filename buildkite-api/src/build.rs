@@ -1,10 +1,9 @@
 //! Pipelines and builds: what the per-pipeline watch returns.
 
-use std::fmt;
-
 use jiff::Timestamp;
 
 use crate::job::{JobState, env_var};
+use crate::schema_enum::schema_enum;
 
 /// A pipeline, as [`crate::Client::pipeline`] finds it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,56 +20,20 @@ pub struct Pipeline {
     pub url: String,
 }
 
-macro_rules! build_states {
-    ($($variant:ident => $name:literal, $doc:literal;)*) => {
-        /// A build's state (`BuildStates` in Buildkite's schema); unknown values are kept.
-        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-        pub enum BuildState {
-            $(
-                #[doc = $doc]
-                $variant,
-            )*
-            /// A state this version of the client does not know, as Buildkite spelled it.
-            Unknown(String),
-        }
-
-        impl BuildState {
-            /// Maps a `BuildStates` value as spelled in the schema (`"RUNNING"`).
-            pub fn from_graphql(value: &str) -> Self {
-                match value {
-                    $($name => BuildState::$variant,)*
-                    other => BuildState::Unknown(other.to_owned()),
-                }
-            }
-
-            /// The value as spelled in the schema.
-            pub fn as_str(&self) -> &str {
-                match self {
-                    $(BuildState::$variant => $name,)*
-                    BuildState::Unknown(other) => other,
-                }
-            }
-        }
-    };
-}
-
-build_states! {
-    Creating => "CREATING", "Being created.";
-    Scheduled => "SCHEDULED", "Scheduled, no job started yet.";
-    Running => "RUNNING", "Running.";
-    Failing => "FAILING", "Running, and a job has failed.";
-    Blocked => "BLOCKED", "Stopped at a `block` step.";
-    Passed => "PASSED", "Passed.";
-    Failed => "FAILED", "Failed.";
-    Canceling => "CANCELING", "Being cancelled.";
-    Canceled => "CANCELED", "Cancelled.";
-    Skipped => "SKIPPED", "Skipped.";
-    NotRun => "NOT_RUN", "Not run.";
-}
-
-impl fmt::Display for BuildState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+schema_enum! {
+    /// A build's state (`BuildStates` in Buildkite's schema); unknown values are kept.
+    BuildState ("BuildStates") {
+        Creating => "CREATING", "Being created.";
+        Scheduled => "SCHEDULED", "Scheduled, no job started yet.";
+        Running => "RUNNING", "Running.";
+        Failing => "FAILING", "Running, and a job has failed.";
+        Blocked => "BLOCKED", "Stopped at a `block` step.";
+        Passed => "PASSED", "Passed.";
+        Failed => "FAILED", "Failed.";
+        Canceling => "CANCELING", "Being cancelled.";
+        Canceled => "CANCELED", "Cancelled.";
+        Skipped => "SKIPPED", "Skipped.";
+        NotRun => "NOT_RUN", "Not run.";
     }
 }
 

@@ -1,70 +1,40 @@
 //! Command jobs as Buildkite reports them, and their states.
 
-use std::fmt;
-
 use jiff::Timestamp;
 
-macro_rules! job_states {
-    ($($variant:ident => $name:literal, $doc:literal;)*) => {
-        /// A job's state (`JobStates` in Buildkite's schema).
-        ///
-        /// Buildkite adds states over time: a value this version does not know is kept
-        /// verbatim in [`JobState::Unknown`], never dropped and never a panic.
-        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-        pub enum JobState {
-            $(
-                #[doc = $doc]
-                $variant,
-            )*
-            /// A state this version of the client does not know, as Buildkite spelled it.
-            Unknown(String),
-        }
+use crate::schema_enum::schema_enum;
 
-        impl JobState {
-            /// Maps a `JobStates` value as spelled in the schema (`"SCHEDULED"`).
-            pub fn from_graphql(value: &str) -> Self {
-                match value {
-                    $($name => JobState::$variant,)*
-                    other => JobState::Unknown(other.to_owned()),
-                }
-            }
-
-            /// The value as spelled in the schema (`"SCHEDULED"`).
-            pub fn as_str(&self) -> &str {
-                match self {
-                    $(JobState::$variant => $name,)*
-                    JobState::Unknown(other) => other,
-                }
-            }
-        }
-    };
-}
-
-job_states! {
-    Pending => "PENDING", "Created, waiting for its dependencies.";
-    Waiting => "WAITING", "Waiting on a `wait` step.";
-    WaitingFailed => "WAITING_FAILED", "A `wait` step it depended on failed.";
-    Blocked => "BLOCKED", "Behind a `block` step.";
-    BlockedFailed => "BLOCKED_FAILED", "Behind a `block` step that failed.";
-    Unblocked => "UNBLOCKED", "A `block` step was unblocked.";
-    UnblockedFailed => "UNBLOCKED_FAILED", "A failed `block` step was unblocked.";
-    Limiting => "LIMITING", "Being checked against concurrency limits.";
-    Limited => "LIMITED", "Held back by a concurrency limit.";
-    PlatformLimiting => "PLATFORM_LIMITING", "Being checked against platform limits.";
-    PlatformLimited => "PLATFORM_LIMITED", "Held back by a platform limit.";
-    Scheduled => "SCHEDULED", "Waiting for an agent to pick it up.";
-    Reserved => "RESERVED", "Reserved for an agent.";
-    Assigned => "ASSIGNED", "Assigned to an agent.";
-    Accepted => "ACCEPTED", "Accepted by an agent.";
-    Running => "RUNNING", "Running on an agent.";
-    Finished => "FINISHED", "Finished (passed or failed).";
-    Canceling => "CANCELING", "Being cancelled.";
-    Canceled => "CANCELED", "Cancelled.";
-    TimingOut => "TIMING_OUT", "Timing out.";
-    TimedOut => "TIMED_OUT", "Timed out.";
-    Skipped => "SKIPPED", "Skipped.";
-    Broken => "BROKEN", "Broken: it can never run.";
-    Expired => "EXPIRED", "Expired before an agent took it.";
+schema_enum! {
+    /// A job's state (`JobStates` in Buildkite's schema).
+    ///
+    /// Buildkite adds states over time: a value this version does not know is kept
+    /// verbatim in [`JobState::Unknown`], never dropped and never a panic.
+    JobState ("JobStates") {
+        Pending => "PENDING", "Created, waiting for its dependencies.";
+        Waiting => "WAITING", "Waiting on a `wait` step.";
+        WaitingFailed => "WAITING_FAILED", "A `wait` step it depended on failed.";
+        Blocked => "BLOCKED", "Behind a `block` step.";
+        BlockedFailed => "BLOCKED_FAILED", "Behind a `block` step that failed.";
+        Unblocked => "UNBLOCKED", "A `block` step was unblocked.";
+        UnblockedFailed => "UNBLOCKED_FAILED", "A failed `block` step was unblocked.";
+        Limiting => "LIMITING", "Being checked against concurrency limits.";
+        Limited => "LIMITED", "Held back by a concurrency limit.";
+        PlatformLimiting => "PLATFORM_LIMITING", "Being checked against platform limits.";
+        PlatformLimited => "PLATFORM_LIMITED", "Held back by a platform limit.";
+        Scheduled => "SCHEDULED", "Waiting for an agent to pick it up.";
+        Reserved => "RESERVED", "Reserved for an agent.";
+        Assigned => "ASSIGNED", "Assigned to an agent.";
+        Accepted => "ACCEPTED", "Accepted by an agent.";
+        Running => "RUNNING", "Running on an agent.";
+        Finished => "FINISHED", "Finished (passed or failed).";
+        Canceling => "CANCELING", "Being cancelled.";
+        Canceled => "CANCELED", "Cancelled.";
+        TimingOut => "TIMING_OUT", "Timing out.";
+        TimedOut => "TIMED_OUT", "Timed out.";
+        Skipped => "SKIPPED", "Skipped.";
+        Broken => "BROKEN", "Broken: it can never run.";
+        Expired => "EXPIRED", "Expired before an agent took it.";
+    }
 }
 
 impl JobState {
@@ -81,12 +51,6 @@ impl JobState {
                 | JobState::Broken
                 | JobState::Expired
         )
-    }
-}
-
-impl fmt::Display for JobState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

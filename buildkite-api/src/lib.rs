@@ -54,6 +54,7 @@ mod metrics;
 mod operation;
 mod pacer;
 mod rate_limit;
+mod schema_enum;
 mod transport;
 
 pub use build::{Build, BuildJob, BuildState, Pipeline, PipelineBuilds, Skipped};

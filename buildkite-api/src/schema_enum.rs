@@ -1,0 +1,51 @@
+//! [`schema_enum!`]: the domain enums that mirror an enum of Buildkite's schema.
+
+/// Declares a domain enum for an enum of Buildkite's schema: one variant per known value,
+/// plus `Unknown(String)` that keeps a value this version does not know (Buildkite adds
+/// values over time) instead of dropping it or panicking. It gets `from_graphql`, `as_str`
+/// and a `Display` that prints the schema spelling.
+macro_rules! schema_enum {
+    (
+        $(#[$meta:meta])*
+        $name:ident ($schema:literal) {
+            $($variant:ident => $value:literal, $doc:literal;)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $(
+                #[doc = $doc]
+                $variant,
+            )*
+            /// A value this version of the client does not know, as Buildkite spelled it.
+            Unknown(String),
+        }
+
+        impl $name {
+            #[doc = concat!("Maps a `", $schema, "` value as spelled in the schema.")]
+            pub fn from_graphql(value: &str) -> Self {
+                match value {
+                    $($value => $name::$variant,)*
+                    other => $name::Unknown(other.to_owned()),
+                }
+            }
+
+            /// The value as spelled in the schema.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $($name::$variant => $value,)*
+                    $name::Unknown(other) => other,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+pub(crate) use schema_enum;
