@@ -1,13 +1,10 @@
 //! `jobify check` as a user runs it: the real binary, real files, exit codes and messages.
 
+mod process;
+
 use std::path::{Path, PathBuf};
 
-use assert_cmd::Command;
-use assert_cmd::cargo::cargo_bin_cmd;
-
-fn jobify() -> Command {
-    cargo_bin_cmd!("jobify")
-}
+use process::jobify;
 
 fn workspace_file(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)
@@ -25,7 +22,6 @@ fn run_check(path: &Path) -> (i32, String, String) {
     let output = jobify()
         .args(["check", "--config"])
         .arg(path)
-        .env_remove("JOBIFY_CONFIG")
         .output()
         .expect("run jobify");
     (

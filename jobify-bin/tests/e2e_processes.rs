@@ -2,26 +2,17 @@
 //! with `jobify run` in another, started with exactly the command `sim` prints, runs the jobs
 //! `sim --jobs` scheduled; both stop cleanly on SIGTERM.
 
+mod process;
+
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use process::{jobify, terminate};
+
 /// How long any step may take before the test gives up (it waits for lines, not for time).
 const PATIENCE: Duration = Duration::from_secs(90);
-
-fn jobify() -> Command {
-    let binary: PathBuf = assert_cmd::cargo::cargo_bin!("jobify").to_path_buf();
-    let mut command = Command::new(binary);
-    command
-        .env("RUST_LOG", "warn")
-        .env_remove("JOBIFY_CONFIG")
-        .env_remove("KUBECONFIG")
-        .env_remove("BUILDKITE_API_TOKEN")
-        .env_remove("BUILDKITE_AGENT_TOKEN");
-    command
-}
 
 /// The lines a child prints on stdout, as they come.
 fn lines(child: &mut Child) -> mpsc::Receiver<String> {
@@ -52,14 +43,6 @@ fn wait_for(lines: &mpsc::Receiver<String>, what: &str, matches: impl Fn(&str) -
             ),
         }
     }
-}
-
-fn terminate(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
 }
 
 fn exit_code(child: &mut Child) -> Option<i32> {

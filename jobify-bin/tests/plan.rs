@@ -2,11 +2,13 @@
 //! cluster. The manifests it prints are written to `target/manifests/plan-*.yaml`, which CI
 //! validates with `kubernetes-validate`.
 
+mod process;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-use assert_cmd::cargo::cargo_bin_cmd;
 use jobify_sim::buildkite::{BuildkiteSim, BuildkiteSimConfig, JobHandle, JobSpec};
+use process::jobify;
 use serde_json::json;
 
 const TOKEN: &str = "bkua_plan_test";
@@ -120,14 +122,12 @@ async fn plan(config: &Path, args: &[&str]) -> Output {
     let config = config.to_owned();
     let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
     tokio::task::spawn_blocking(move || {
-        cargo_bin_cmd!("jobify")
+        jobify()
             .arg("plan")
             .arg("--config")
             .arg(&config)
             .args(&args)
             .env("BUILDKITE_API_TOKEN", TOKEN)
-            .env_remove("BUILDKITE_AGENT_TOKEN")
-            .env_remove("JOBIFY_CONFIG")
             .output()
             .expect("run jobify plan")
     })
@@ -224,10 +224,9 @@ async fn plan_without_a_token_says_which_variable_to_set() {
     let s = scenario().await;
     let config = s.config.clone();
     let output = tokio::task::spawn_blocking(move || {
-        cargo_bin_cmd!("jobify")
+        jobify()
             .args(["plan", "--config"])
             .arg(&config)
-            .env_remove("BUILDKITE_API_TOKEN")
             .output()
             .expect("run")
     })

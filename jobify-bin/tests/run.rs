@@ -3,12 +3,15 @@
 //! against the Buildkite simulator. It runs a job end to end, serves metrics and readiness,
 //! and on SIGTERM stops cleanly, releases its Lease and exits 0.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod process;
+
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use jobify_sim::buildkite::{BuildkiteSim, BuildkiteSimConfig, JobSpec};
 use jobify_sim::kubernetes::{KubeSim, KubeSimConfig};
+use process::{jobify, terminate};
 
 const API_TOKEN: &str = "bkua_run_test";
 const AGENT_TOKEN: &str = "agent_run_test";
@@ -81,15 +84,13 @@ listen = "{listen}"
 }
 
 fn start(env: &Env) -> Child {
-    let binary: PathBuf = assert_cmd::cargo::cargo_bin!("jobify").to_path_buf();
-    Command::new(binary)
+    jobify()
         .args(["run", "--log-format", "json", "--config"])
         .arg(env.dir.path().join("jobify.toml"))
         .env("KUBECONFIG", env.dir.path().join("kubeconfig"))
         .env("BUILDKITE_API_TOKEN", API_TOKEN)
         .env("BUILDKITE_AGENT_TOKEN", AGENT_TOKEN)
         .env("RUST_LOG", "info")
-        .env_remove("JOBIFY_CONFIG")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -116,14 +117,6 @@ async fn get(client: &reqwest::Client, url: &str) -> Option<(u16, String)> {
     let response = client.get(url).send().await.ok()?;
     let status = response.status().as_u16();
     Some((status, response.text().await.ok()?))
-}
-
-fn terminate(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
 }
 
 async fn wait_for_exit(mut child: Child) -> (Option<i32>, String) {
@@ -238,10 +231,9 @@ async fn run_with_an_invalid_config_exits_2_before_connecting_anywhere() {
         "organization = \"acme\"\n[server]\nlisten = \"nowhere\"\n",
     )
     .expect("config");
-    let output = assert_cmd::cargo::cargo_bin_cmd!("jobify")
+    let output = jobify()
         .args(["run", "--config"])
         .arg(Path::new(&config))
-        .env_remove("KUBECONFIG")
         .output()
         .expect("run");
     assert_eq!(output.status.code(), Some(2));
