@@ -2,7 +2,7 @@
 
 use graphql_client::GraphQLQuery;
 
-use super::schema_name;
+use super::job_state;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::job::JobState;
@@ -39,10 +39,7 @@ impl Client {
                 operation: OPERATION,
                 field: "jobTypeCommandCancel".to_owned(),
             })?;
-        let state = match payload.job_type_command.state {
-            gql::cancel_job::JobStates::Other(other) => JobState::from_graphql(&other),
-            known => JobState::from_graphql(&schema_name(&known)),
-        };
+        let state = job_state(&payload.job_type_command.state);
         tracing::info!(job = %payload.job_type_command.uuid, %state, "cancelled Buildkite job");
         Ok(tally.finish(state))
     }

@@ -10,10 +10,10 @@ use std::fmt::Write;
 use graphql_client::GraphQLQuery;
 use serde::Serialize;
 
-use super::schema_name;
+use super::job_state;
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::job::{JobLookup, JobState};
+use crate::job::JobLookup;
 use crate::transport::{Fetched, Tally, decode_value};
 
 /// Types generated from the operation documents; private to this file.
@@ -137,10 +137,7 @@ fn lookup(uuid: &str, job: Option<gql::job_state::JobStateJob>) -> JobLookup {
         Some(Job::JobTypeCommand(job)) => JobLookup::Command {
             id: job.id,
             uuid: job.uuid,
-            state: match job.state {
-                gql::job_state::JobStates::Other(other) => JobState::from_graphql(&other),
-                known => JobState::from_graphql(&schema_name(&known)),
-            },
+            state: job_state(&job.state),
         },
         Some(other) => JobLookup::NotCommand {
             uuid: uuid.to_owned(),

@@ -18,7 +18,9 @@ pub use scheduled_jobs::{ScheduledJobs, ScheduledJobsRequest};
 
 use jiff::Timestamp;
 
+use crate::build::BuildState;
 use crate::error::{Error, Result};
+use crate::job::JobState;
 
 // Cargo does not notice edits to files the derives read; these make it.
 const _: &str = include_str!("../../graphql/schema.graphql");
@@ -89,8 +91,18 @@ fn count(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
+/// A generated `JobStates` value (known, or `Other(name)`) as the domain [`JobState`].
+fn job_state(value: &impl serde::Serialize) -> JobState {
+    JobState::from_graphql(&schema_name(value))
+}
+
+/// A generated `BuildStates` value (known, or `Other(name)`) as the domain [`BuildState`].
+fn build_state(value: &impl serde::Serialize) -> BuildState {
+    BuildState::from_graphql(&schema_name(value))
+}
+
 /// The schema spelling of a generated enum value (`"SCHEDULED"`): generated enums serialize
-/// to exactly that string. Anything else cannot happen for them; it would map to an empty
+/// to exactly that string, `Other(name)` included. Anything else cannot happen for them; it would map to an empty
 /// (and therefore unknown) value rather than panic.
 fn schema_name(value: &impl serde::Serialize) -> String {
     match serde_json::to_value(value) {

@@ -2,11 +2,10 @@
 
 use graphql_client::GraphQLQuery;
 
-use super::{DateTime, NextPage, count, next_page, page_size, schema_name, timestamp};
+use super::{DateTime, NextPage, build_state, count, job_state, next_page, page_size, timestamp};
 use crate::build::{Build, BuildJob, BuildState, Pipeline, PipelineBuilds, Skipped};
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::job::JobState;
 use crate::transport::{Fetched, Tally};
 
 /// Types generated from the operation documents; private to this file.
@@ -197,7 +196,7 @@ impl Client {
         let mut build = Build {
             uuid: node.uuid,
             message: node.message,
-            state: build_state(node.state),
+            state: build_state(&node.state),
             commit: node.commit,
             meta_data: meta_data.0,
             meta_data_truncated: meta_data.1,
@@ -282,13 +281,6 @@ fn push_job(
     }
 }
 
-fn build_state(state: gql::pipeline_builds::BuildStates) -> BuildState {
-    match state {
-        gql::pipeline_builds::BuildStates::Other(other) => BuildState::from_graphql(&other),
-        known => BuildState::from_graphql(&schema_name(&known)),
-    }
-}
-
 /// Both job selections are the same fields; one mapping serves both generated types.
 macro_rules! build_job_from {
     ($node:ident, $operation:literal) => {
@@ -310,10 +302,7 @@ macro_rules! build_job_from {
                     uuid: Some(uuid.clone()),
                     reason: error.to_string(),
                 };
-                let state = match job.state {
-                    JobStates::Other(other) => JobState::from_graphql(&other),
-                    known => JobState::from_graphql(&schema_name(&known)),
-                };
+                let state = job_state(&job.state);
                 Ok(BuildJob {
                     scheduled_at: timestamp($operation, "scheduledAt", job.scheduled_at)
                         .map_err(skipped)?,
@@ -334,14 +323,12 @@ macro_rules! build_job_from {
 
 mod pipeline_builds_job {
     use super::*;
-    use gql::pipeline_builds::{
-        JobStates, PipelineBuildsNodeOnPipelineBuildsEdgesNodeJobsEdgesNode as Node,
-    };
+    use gql::pipeline_builds::PipelineBuildsNodeOnPipelineBuildsEdgesNodeJobsEdgesNode as Node;
     build_job_from!(Node, "PipelineBuilds");
 }
 
 mod build_jobs_job {
     use super::*;
-    use gql::build_jobs::{BuildJobsBuildJobsEdgesNode as Node, JobStates};
+    use gql::build_jobs::BuildJobsBuildJobsEdgesNode as Node;
     build_job_from!(Node, "BuildJobs");
 }

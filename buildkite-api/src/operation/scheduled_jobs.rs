@@ -2,11 +2,11 @@
 
 use graphql_client::GraphQLQuery;
 
-use super::{DateTime, NextPage, count, next_page, page_size, schema_name, timestamp};
+use super::{DateTime, NextPage, count, job_state, next_page, page_size, timestamp};
 use crate::build::Skipped;
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::job::{CommandJob, JobState};
+use crate::job::CommandJob;
 use crate::transport::{Fetched, Tally};
 
 // graphql_client names the module after the struct; the operation is `ScheduledJobs`.
@@ -152,7 +152,7 @@ impl TryFrom<generated::ScheduledJobsOrganizationJobsEdgesNode> for CommandJob {
             id: job.id,
             uuid: job.uuid,
             label: job.label,
-            state: job_state(job.state),
+            state: job_state(&job.state),
             agent_query_rules: job.agent_query_rules.unwrap_or_default(),
             command: job.command,
             env: job.env.unwrap_or_default(),
@@ -163,12 +163,5 @@ impl TryFrom<generated::ScheduledJobsOrganizationJobsEdgesNode> for CommandJob {
                 .unwrap_or(0),
             url: job.url,
         })
-    }
-}
-
-fn job_state(state: generated::JobStates) -> JobState {
-    match state {
-        generated::JobStates::Other(other) => JobState::from_graphql(&other),
-        known => JobState::from_graphql(&schema_name(&known)),
     }
 }
