@@ -79,7 +79,6 @@ async fn unauthorized_names_the_token_problem() {
         }
         other => panic!("expected Unauthorized, got {other:?}"),
     }
-    assert_no_token(&error);
 }
 
 #[tokio::test]
@@ -93,7 +92,6 @@ async fn forbidden_hints_at_the_graphql_scope() {
         }
         other => panic!("expected Unauthorized, got {other:?}"),
     }
-    assert_no_token(&error);
 }
 
 #[tokio::test]
