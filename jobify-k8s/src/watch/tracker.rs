@@ -45,6 +45,27 @@ struct Tracked {
     delete_failed: bool,
 }
 
+impl Tracked {
+    fn new(summary: JobSummary, now: Instant) -> Self {
+        Tracked {
+            summary,
+            start: StartWatch::new(now),
+            announced_start: false,
+            gave_up: false,
+            delete_failed: false,
+        }
+    }
+
+    /// `Started`, the first time the pod is seen started while the Job has not `ended`.
+    fn announce_start(&mut self, ended: bool) -> Option<Action> {
+        if !self.start.started() || self.announced_start || ended {
+            return None;
+        }
+        self.announced_start = true;
+        Some(Action::Emit(WorkloadEvent::Started(self.summary.job)))
+    }
+}
+
 /// Watched Jobs and their pods, keyed by Buildkite job.
 #[derive(Debug, Default)]
 pub struct Tracker {
@@ -93,24 +114,14 @@ impl Tracker {
         let mut actions = vec![Action::Emit(WorkloadEvent::Restored(workloads))];
         for summary in listed {
             let id = summary.job;
-            let mut tracked = previous.remove(&id).unwrap_or_else(|| Tracked {
-                summary: summary.clone(),
-                start: StartWatch::new(now),
-                announced_start: false,
-                gave_up: false,
-                delete_failed: false,
-            });
+            let mut tracked = previous
+                .remove(&id)
+                .unwrap_or_else(|| Tracked::new(summary.clone(), now));
             tracked.summary = summary;
             if let Some(pod) = self.pods.get(&id) {
                 tracked.start.observe(pod.observation.clone(), now);
             }
-            if tracked.start.started()
-                && !tracked.announced_start
-                && tracked.summary.outcome.is_none()
-            {
-                tracked.announced_start = true;
-                actions.push(Action::Emit(WorkloadEvent::Started(id)));
-            }
+            actions.extend(tracked.announce_start(tracked.summary.outcome.is_some()));
             self.jobs.insert(id, tracked);
         }
         actions
@@ -122,23 +133,14 @@ impl Tracker {
         let mut actions = Vec::new();
         let tracked = self.jobs.entry(id).or_insert_with(|| {
             actions.push(Action::Emit(WorkloadEvent::Observed(summary.workload())));
-            Tracked {
-                summary: summary.clone(),
-                start: StartWatch::new(now),
-                announced_start: false,
-                gave_up: false,
-                delete_failed: false,
-            }
+            Tracked::new(summary.clone(), now)
         });
         if let Some(pod) = self.pods.get(&id)
             && !tracked.start.started()
         {
             tracked.start.observe(pod.observation.clone(), now);
         }
-        if tracked.start.started() && !tracked.announced_start && summary.outcome.is_none() {
-            tracked.announced_start = true;
-            actions.push(Action::Emit(WorkloadEvent::Started(id)));
-        }
+        actions.extend(tracked.announce_start(summary.outcome.is_some()));
         if tracked.summary.outcome.is_none() {
             match summary.outcome {
                 Some(Outcome::Succeeded) => {
@@ -184,13 +186,7 @@ impl Tracker {
         let mut actions = Vec::new();
         if let Some(tracked) = self.jobs.get_mut(&id) {
             tracked.start.observe(pod.observation.clone(), now);
-            if tracked.start.started()
-                && !tracked.announced_start
-                && tracked.summary.outcome.is_none()
-            {
-                tracked.announced_start = true;
-                actions.push(Action::Emit(WorkloadEvent::Started(id)));
-            }
+            actions.extend(tracked.announce_start(tracked.summary.outcome.is_some()));
         }
         self.pods.insert(id, pod);
         actions
