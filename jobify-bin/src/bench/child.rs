@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use jobify::simenv::{API_TOKEN, API_TOKEN_ENV, SimFiles};
 
-/// The `jobify` binary: `explicit`, or the one cargo built next to this benchmark.
+/// The `jobify` binary: `explicit`, or the one next to this benchmark. Started by `cargo run`
+/// (which builds only the benchmark), it first has cargo build `jobify` with the same profile,
+/// so the binary measured is never older than the source.
 pub(crate) fn locate(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(path) = explicit {
         return Ok(path);
@@ -19,6 +21,9 @@ pub(crate) fn locate(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         .parent()
         .context("the benchmark executable has no parent directory")?;
     let jobify = dir.join(format!("jobify{}", std::env::consts::EXE_SUFFIX));
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        build_with(&cargo)?;
+    }
     if !jobify.is_file() {
         bail!(
             "no jobify binary at {}: build both with `cargo build -p jobify --bins` (add \
@@ -27,6 +32,27 @@ pub(crate) fn locate(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(jobify)
+}
+
+/// `cargo build --bin jobify` of this package, in this build's profile.
+fn build_with(cargo: &std::ffi::OsStr) -> anyhow::Result<()> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let mut command = std::process::Command::new(cargo);
+    command
+        .arg("build")
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .args(["--bin", "jobify"]);
+    if !cfg!(debug_assertions) {
+        command.arg("--release");
+    }
+    let status = command
+        .status()
+        .context("cannot run cargo to build the jobify binary")?;
+    if !status.success() {
+        bail!("`cargo build --bin jobify` failed ({status}); see its output above");
+    }
+    Ok(())
 }
 
 /// Memory of the child as the kernel counts it.

@@ -4,8 +4,8 @@
 //! first poll, against the targets in docs/performance.md.
 //!
 //! ```text
-//!   cargo run --release -p jobify --bin jobify-bench            # full run, by hand
-//!   cargo run -p jobify --bin jobify-bench -- --smoke           # CI: completes, exactly once
+//!   cargo run --release -p jobify --bin jobify-bench        # full run, by hand
+//!   cargo run -p jobify --bin jobify-bench -- --smoke       # CI: completes, exactly once
 //! ```
 //!
 //! Phases, each with fresh simulators ([`session`]): one `jobify run` per batch size measured
@@ -128,6 +128,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         idle,
         runs,
         latency,
+        judge: !args.smoke,
     };
     print!("{}", figures.render());
     Ok(())
