@@ -69,7 +69,7 @@ pub enum Error {
     },
 
     /// Buildkite rate-limited the request (HTTP 429), or a previous 429 asked us to wait.
-    #[error("{endpoint} is rate limited; retry after {retry_after:?}")]
+    #[error("{endpoint} is rate limited{}", wait_hint(*retry_after))]
     RateLimited {
         /// The URL that was called.
         endpoint: String,
@@ -142,6 +142,17 @@ pub enum Error {
         /// What was looked up, e.g. `organization "acme"`.
         what: String,
     },
+}
+
+fn wait_hint(retry_after: Option<Duration>) -> String {
+    match retry_after {
+        // Whole seconds, rounded up: retrying a fraction early would be refused again.
+        Some(wait) => {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            format!("; retry in {seconds}s")
+        }
+        None => " and did not say for how long; retry later".to_owned(),
+    }
 }
 
 fn summary(errors: &[graphql_client::Error]) -> String {

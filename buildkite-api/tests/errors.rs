@@ -151,6 +151,23 @@ async fn rate_limited_without_retry_after_falls_back_to_the_reset() {
             .await;
 
     assert_eq!(error.retry_after(), Some(Duration::from_secs(45)));
+    assert!(
+        error.to_string().ends_with("is rate limited; retry in 45s"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn rate_limited_without_any_hint_says_to_retry_later() {
+    let error = scheduled_jobs_error(ResponseTemplate::new(429)).await;
+
+    assert_eq!(error.retry_after(), None);
+    assert!(
+        error
+            .to_string()
+            .ends_with("is rate limited and did not say for how long; retry later"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
