@@ -1,5 +1,7 @@
 //! Logging: `tracing-subscriber` with `RUST_LOG` filtering, as text or JSON lines on stderr.
 
+use std::io::IsTerminal;
+
 use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
 
@@ -21,8 +23,10 @@ pub fn init(
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let filter =
         EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new(default_filter))?;
+    // Colour codes only for a person at a terminal: log collectors read a pipe or a file.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.try_init(),

@@ -237,3 +237,28 @@ async fn plan_without_a_token_says_which_variable_to_set() {
     assert!(stderr.contains("BUILDKITE_API_TOKEN"), "{stderr}");
     s.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_written_to_a_pipe_carry_no_terminal_colour_codes() {
+    let s = scenario().await;
+    let config = s.config.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        jobify()
+            .args(["plan", "--config"])
+            .arg(&config)
+            .env("BUILDKITE_API_TOKEN", TOKEN)
+            .env("RUST_LOG", "debug")
+            .output()
+            .expect("run")
+    })
+    .await
+    .expect("join");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("DEBUG"), "debug lines expected: {stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes in piped logs: {stderr}"
+    );
+    s.sim.shutdown().await;
+}
