@@ -137,7 +137,10 @@ pub enum Error {
 
     /// The looked-up organization, pipeline or build does not exist or is not visible
     /// to the token.
-    #[error("{what} was not found (or the token cannot see it)")]
+    #[error(
+        "{what} was not found, or the token cannot see it: check the slug, and that the \
+         token's user belongs to the organization and the token was granted access to it"
+    )]
     NotFound {
         /// What was looked up, e.g. `organization "acme"`.
         what: String,

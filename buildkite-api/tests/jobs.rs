@@ -289,6 +289,12 @@ async fn missing_organization_is_not_found() {
         matches!(&error, buildkite_api::Error::NotFound { what } if what.contains("acme")),
         "{error:?}"
     );
+    assert_eq!(
+        error.to_string(),
+        "organization \"acme\" was not found, or the token cannot see it: check the slug, \
+         and that the token's user belongs to the organization and the token was granted \
+         access to it"
+    );
 }
 
 #[tokio::test]
