@@ -133,9 +133,11 @@ impl CommandJob {
     }
 }
 
-/// Finds `key` in `KEY=VALUE` strings; the first occurrence wins.
+/// Finds `key` in `KEY=VALUE` strings; the last occurrence wins, as in a shell and as
+/// `jobify_core::Env` reads the same list, so a filter on these accessors and a policy on the
+/// core's view cannot disagree about a repeated key.
 pub(crate) fn env_var<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
-    env.iter().find_map(|entry| {
+    env.iter().rev().find_map(|entry| {
         let (name, value) = entry.split_once('=')?;
         (name == key).then_some(value)
     })
@@ -213,14 +215,14 @@ mod tests {
     }
 
     #[test]
-    fn env_var_splits_on_the_first_equals_sign() {
+    fn env_var_splits_on_the_first_equals_sign_and_the_last_repeat_wins() {
         let env = vec![
             "A=1".to_owned(),
             "B=x=y".to_owned(),
             "A=2".to_owned(),
             "C".to_owned(),
         ];
-        assert_eq!(env_var(&env, "A"), Some("1"));
+        assert_eq!(env_var(&env, "A"), Some("2"));
         assert_eq!(env_var(&env, "B"), Some("x=y"));
         assert_eq!(env_var(&env, "C"), None);
     }
