@@ -55,6 +55,7 @@ pub struct KubernetesConfig {
     /// `nodeSelector` of the pod.
     pub node_selector: BTreeMap<String, String>,
     /// `tolerations` of the pod.
+    #[serde(deserialize_with = "crate::render::strict_tolerations")]
     pub tolerations: Vec<Toleration>,
     /// Extra environment variables of the agent container.
     pub env: BTreeMap<String, String>,
@@ -126,6 +127,7 @@ pub struct ResourceClass {
     /// Added to the pod's `nodeSelector`.
     pub node_selector: BTreeMap<String, String>,
     /// Added to the pod's `tolerations`.
+    #[serde(deserialize_with = "crate::render::strict_tolerations")]
     pub tolerations: Vec<Toleration>,
 }
 
@@ -331,13 +333,39 @@ impl KubernetesConfig {
                 ),
             ));
         }
-        if let Some(patch) = &self.pod_spec_patch
-            && !patch.is_object()
-        {
-            errors.push(ConfigError::new(
-                "kubernetes.pod_spec_patch",
-                "must be a table in the shape of a pod spec",
-            ));
+        if let Some(patch) = &self.pod_spec_patch {
+            if !patch.is_object() {
+                errors.push(ConfigError::new(
+                    "kubernetes.pod_spec_patch",
+                    "must be a table in the shape of a pod spec",
+                ));
+            } else if let Err(err) = crate::render::check_config_patch(patch) {
+                errors.push(ConfigError::new(
+                    "kubernetes.pod_spec_patch",
+                    format!(
+                        "does not make a valid pod spec (camelCase keys, as in a Pod's spec): \
+                         {err}"
+                    ),
+                ));
+            }
+        }
+        for (class, resources) in &self.resource_classes {
+            for (kind, quantities) in [
+                ("requests", &resources.requests),
+                ("limits", &resources.limits),
+            ] {
+                for (resource, quantity) in quantities {
+                    if !is_quantity(quantity) {
+                        errors.push(ConfigError::new(
+                            format!("kubernetes.resource_classes.{class}.{kind}.{resource}"),
+                            format!(
+                                "`{quantity}` is not a Kubernetes quantity: write e.g. \"500m\", \
+                                 \"2\", \"4Gi\" or \"1e3\""
+                            ),
+                        ));
+                    }
+                }
+            }
         }
         if self.client.max_concurrent_creates == 0 {
             errors.push(ConfigError::new(
@@ -402,6 +430,50 @@ impl LeaderElectionConfig {
         }
         errors
     }
+}
+
+/// Whether `text` is a Kubernetes resource quantity: a signed decimal number and a suffix
+/// (`Ki`..`Ei`, `n`, `u`, `m`, `k`, `M`..`E`, or an exponent `e3`/`E-2`), as apimachinery's
+/// `resource.Quantity` parses it.
+fn is_quantity(text: &str) -> bool {
+    fn number(text: &str) -> Option<&str> {
+        let text = text.strip_prefix(['+', '-']).unwrap_or(text);
+        let digits = |t: &str| t.len() - t.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let whole = digits(text);
+        let rest = &text[whole..];
+        let (fraction, rest) = match rest.strip_prefix('.') {
+            Some(after) => (digits(after), &after[digits(after)..]),
+            None => (0, rest),
+        };
+        (whole + fraction > 0).then_some(rest)
+    }
+    let Some(suffix) = number(text) else {
+        return false;
+    };
+    if let Some(exponent) = suffix.strip_prefix(['e', 'E'])
+        && !exponent.is_empty()
+    {
+        let exponent = exponent.strip_prefix(['+', '-']).unwrap_or(exponent);
+        return !exponent.is_empty() && exponent.bytes().all(|b| b.is_ascii_digit());
+    }
+    matches!(
+        suffix,
+        "" | "Ki"
+            | "Mi"
+            | "Gi"
+            | "Ti"
+            | "Pi"
+            | "Ei"
+            | "n"
+            | "u"
+            | "m"
+            | "k"
+            | "M"
+            | "G"
+            | "T"
+            | "P"
+            | "E"
+    )
 }
 
 fn names<'a>(names: impl Iterator<Item = &'a String>) -> String {
@@ -558,6 +630,67 @@ mod tests {
             "{errors:?}"
         );
         assert!(!format!("{errors:?}").contains("s3cr3t"), "{errors:?}");
+    }
+
+    #[test]
+    fn quantities_are_read_as_kubernetes_reads_them() {
+        for good in [
+            "1", "500m", "4Gi", "1.5", ".5", "2.", "+1", "1e3", "1E-2", "100Ki", "3n",
+        ] {
+            assert!(is_quantity(good), "{good}");
+        }
+        for bad in [
+            "", "lots", "4GB", "1.2.3", "e3", "1e", "Gi", "4 Gi", "1ki", ".",
+        ] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_resource_class_with_a_bad_quantity_is_reported_where_it_is() {
+        let config: KubernetesConfig = toml::from_str(
+            "[resource_classes.big]\nrequests = { cpu = \"lots\", memory = \"4Gi\" }\n",
+        )
+        .expect("parses");
+        let errors = config.validate();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(
+            errors[0].key,
+            "kubernetes.resource_classes.big.requests.cpu"
+        );
+        assert!(errors[0].message.contains("`lots`"), "{errors:?}");
+    }
+
+    #[test]
+    fn a_pod_spec_patch_that_cannot_make_a_pod_is_reported() {
+        let config: KubernetesConfig = toml::from_str(
+            "[pod_spec_patch]\ncontainers = [{ name = \"agent\", imagePullPolicyy = \"Always\" }]\n",
+        )
+        .expect("parses");
+        let errors = config.validate();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].key, "kubernetes.pod_spec_patch");
+        assert!(
+            errors[0].message.contains("containers[0].imagePullPolicyy"),
+            "{errors:?}"
+        );
+        let config: KubernetesConfig =
+            toml::from_str("pod_spec_patch = { containers = \"x\" }\n").expect("parses");
+        assert_eq!(config.validate().len(), 1);
+    }
+
+    #[test]
+    fn a_misspelt_toleration_field_is_refused() {
+        let err = toml::from_str::<KubernetesConfig>(
+            "tolerations = [{ key = \"a\", operater = \"Exists\" }]\n",
+        )
+        .expect_err("typo");
+        assert!(err.to_string().contains("operater"), "{err}");
+        let class = toml::from_str::<KubernetesConfig>(
+            "[resource_classes.gpu]\ntolerations = [{ key = \"gpu\", efect = \"NoSchedule\" }]\n",
+        )
+        .expect_err("typo in a class");
+        assert!(class.to_string().contains("efect"), "{class}");
     }
 
     #[test]

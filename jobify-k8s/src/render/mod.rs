@@ -169,6 +169,40 @@ fn apply_patches(
     Ok((typed::from_json(&json, "podSpecPatch")?, true))
 }
 
+/// Checks the controller's own `pod_spec_patch` once, at configuration time, by applying it
+/// to the agent pod: a patch that cannot make a pod spec would otherwise fail every job.
+pub(crate) fn check_config_patch(patch: &serde_json::Value) -> Result<(), RenderError> {
+    let probe = PodSpec {
+        containers: vec![k8s_openapi::api::core::v1::Container {
+            name: AGENT_CONTAINER.to_owned(),
+            image: Some("probe".to_owned()),
+            ..Default::default()
+        }],
+        restart_policy: Some("Never".to_owned()),
+        ..PodSpec::default()
+    };
+    let mut json = serde_json::to_value(&probe).map_err(|err| RenderError::InvalidField {
+        path: String::new(),
+        message: err.to_string(),
+    })?;
+    patch::strategic_merge(&mut json, patch);
+    typed::from_json::<PodSpec>(&json, "").map(drop)
+}
+
+/// Reads tolerations from configuration, refusing fields Kubernetes does not know (serde
+/// alone would drop a misspelt `operater`, and the toleration would silently mean something
+/// else).
+pub(crate) fn strict_tolerations<'de, D>(
+    deserializer: D,
+) -> Result<Vec<k8s_openapi::api::core::v1::Toleration>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize as _;
+    let value = serde_json::Value::deserialize(deserializer)?;
+    typed::from_json(&value, "").map_err(serde::de::Error::custom)
+}
+
 /// Checks the final pod for what Kubernetes would refuse at create time with a less helpful
 /// message, or accept and never run.
 fn check_pod(spec: &PodSpec, patched: bool) -> Result<(), RenderError> {
