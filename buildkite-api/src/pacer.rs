@@ -74,7 +74,10 @@ impl Pacer {
     pub fn interval_for(&self, cost: u32, budget: u32) -> Duration {
         let allowance = f64::from(budget.max(1)) * self.share;
         let spacing = self.window.as_secs_f64() * f64::from(cost) / allowance;
-        Duration::from_secs_f64(spacing).clamp(self.min_interval, self.max_interval)
+        // A spacing too large for a Duration (a huge window or cost) is the longest delay.
+        Duration::try_from_secs_f64(spacing)
+            .unwrap_or(Duration::MAX)
+            .clamp(self.min_interval, self.max_interval)
     }
 
     /// The delay before the next poll, given what the last poll cost (actual complexity,
@@ -177,6 +180,13 @@ mod tests {
             Duration::from_secs(7)
         );
         assert_eq!(pacer.delay_after_rate_limited(None), BUDGET_WINDOW);
+    }
+
+    #[test]
+    fn a_spacing_too_large_for_a_duration_is_the_maximum_not_a_panic() {
+        let pacer = Pacer::new(0.001).with_budget(1, Duration::MAX);
+        assert_eq!(pacer.interval_for(u32::MAX, 1), BUDGET_WINDOW);
+        assert_eq!(pacer.delay_after(u32::MAX, None), BUDGET_WINDOW);
     }
 
     #[test]
