@@ -62,6 +62,13 @@ impl Tally {
         }
     }
 
+    /// The result of an operation that made one request.
+    pub(crate) fn single<T>(exchange: Exchange, value: T) -> Fetched<T> {
+        let mut tally = Tally::default();
+        tally.record(exchange);
+        tally.finish(value)
+    }
+
     pub(crate) fn finish<T>(self, value: T) -> Fetched<T> {
         Fetched {
             value,

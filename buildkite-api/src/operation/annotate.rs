@@ -107,9 +107,7 @@ impl Client {
                 operation: OPERATION,
                 field: "jobAnnotate.annotation".to_owned(),
             })?;
-        let mut tally = Tally::default();
-        tally.record(exchange);
-        Ok(tally.finish(uuid))
+        Ok(Tally::single(exchange, uuid))
     }
 
     /// Attaches an annotation to a build (by GraphQL id). Returns the annotation's uuid.
@@ -136,8 +134,6 @@ impl Client {
                 operation: OPERATION,
                 field: "buildAnnotate.annotation".to_owned(),
             })?;
-        let mut tally = Tally::default();
-        tally.record(exchange);
-        Ok(tally.finish(uuid))
+        Ok(Tally::single(exchange, uuid))
     }
 }

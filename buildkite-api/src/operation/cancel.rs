@@ -31,8 +31,6 @@ impl Client {
             id: job_id.to_owned(),
         };
         let (data, exchange) = self.run::<gql::CancelJob>(OPERATION, variables).await?;
-        let mut tally = Tally::default();
-        tally.record(exchange);
         let payload = data
             .job_type_command_cancel
             .ok_or_else(|| Error::MissingField {
@@ -41,6 +39,6 @@ impl Client {
             })?;
         let state = job_state(&payload.job_type_command.state);
         tracing::info!(job = %payload.job_type_command.uuid, %state, "cancelled Buildkite job");
-        Ok(tally.finish(state))
+        Ok(Tally::single(exchange, state))
     }
 }

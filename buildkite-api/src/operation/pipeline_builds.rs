@@ -86,18 +86,19 @@ impl Client {
             slug: full_slug.clone(),
         };
         let (data, exchange) = self.run::<gql::Pipeline>(OPERATION, variables).await?;
-        let mut tally = Tally::default();
-        tally.record(exchange);
         let pipeline = data.pipeline.ok_or(Error::NotFound {
             what: format!("pipeline {full_slug:?}"),
         })?;
-        Ok(tally.finish(Pipeline {
-            id: pipeline.id,
-            uuid: pipeline.uuid,
-            slug: pipeline.slug,
-            name: pipeline.name,
-            url: pipeline.url,
-        }))
+        Ok(Tally::single(
+            exchange,
+            Pipeline {
+                id: pipeline.id,
+                uuid: pipeline.uuid,
+                slug: pipeline.slug,
+                name: pipeline.name,
+                url: pipeline.url,
+            },
+        ))
     }
 
     /// Builds of a pipeline in the requested states, with all their command jobs (following
