@@ -252,3 +252,51 @@ async fn pipeline_lookup_uses_the_organization_slash_slug() {
     assert_eq!(pipeline.uuid, "p-1");
     assert_eq!(pipeline.name, "App");
 }
+
+#[tokio::test]
+async fn a_build_without_jobs_or_gone_mid_poll_is_skipped_not_fatal_to_the_others() {
+    let fake = fake().await;
+    let mut no_jobs = build_node("b-null", &["x"], None);
+    no_jobs["jobs"] = Value::Null;
+    let vanishing = build_node("b-gone", &["g1"], Some("g-c1"));
+    let fine = build_node("b-ok", &["o1"], None);
+    Mock::given(operation("PipelineBuilds", "buildsAfter", Value::Null))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(builds_page(vec![no_jobs, vanishing, fine], None)),
+        )
+        .expect(1)
+        .mount(&fake.server)
+        .await;
+    // The build was deleted between the two requests.
+    Mock::given(operation("BuildJobs", "build", json!("b-gone")))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({ "data": { "build": null } })),
+        )
+        .expect(1)
+        .mount(&fake.server)
+        .await;
+
+    let fetched = fake
+        .client
+        .pipeline_builds(&watch(3))
+        .await
+        .expect("one bad build does not fail the poll");
+
+    let result = fetched.value;
+    let uuids: Vec<&str> = result.builds.iter().map(|b| b.uuid.as_str()).collect();
+    assert_eq!(uuids, ["b-gone", "b-ok"]);
+    let gone = &result.builds[0];
+    assert_eq!(gone.jobs.len(), 1, "the first page's jobs are kept");
+    assert!(gone.jobs_truncated, "its further jobs could not be read");
+    let skipped: Vec<(Option<&str>, &str)> = result
+        .skipped
+        .iter()
+        .map(|s| (s.uuid.as_deref(), s.reason.as_str()))
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert_eq!(skipped[0].0, Some("b-null"));
+    assert!(skipped[0].1.contains("jobs"), "{skipped:?}");
+    assert_eq!(skipped[1].0, Some("b-gone"));
+    assert!(skipped[1].1.contains("not found"), "{skipped:?}");
+}

@@ -153,10 +153,12 @@ impl Client {
                     });
                     continue;
                 };
-                let build = self
+                if let Some(build) = self
                     .complete_build(node, request, &mut tally, &mut result.skipped)
-                    .await?;
-                result.builds.push(build);
+                    .await?
+                {
+                    result.builds.push(build);
+                }
             }
             let (has_next, cursor) = builds
                 .page_info
@@ -173,14 +175,18 @@ impl Client {
         Ok(tally.finish(result))
     }
 
-    /// Maps one build of a `PipelineBuilds` page and fetches its further job pages.
+    /// Maps one build of a `PipelineBuilds` page and fetches its further job pages. A build
+    /// whose jobs cannot be read is reported in `skipped` (`None`), and one whose further job
+    /// pages cannot be read (it was deleted meanwhile) keeps what was read and is marked
+    /// `jobs_truncated`: one bad build never fails the poll of the others. Transport errors
+    /// do, as they would for every build.
     async fn complete_build(
         &self,
         node: gql::pipeline_builds::PipelineBuildsNodeOnPipelineBuildsEdgesNode,
         request: &PipelineBuildsRequest,
         tally: &mut Tally,
         skipped: &mut Vec<Skipped>,
-    ) -> Result<Build> {
+    ) -> Result<Option<Build>> {
         const OPERATION: &str = "PipelineBuilds";
         let meta_data = node.meta_data.map_or((Vec::new(), false), |meta| {
             let pairs: Vec<(String, String)> = meta
@@ -206,10 +212,16 @@ impl Client {
             jobs_truncated: false,
         };
         let Some(jobs) = node.jobs else {
-            return Err(Error::MissingField {
+            let error = Error::MissingField {
                 operation: OPERATION,
                 field: format!("node.builds.edges[uuid={}].node.jobs", build.uuid),
+            };
+            tracing::warn!(build = %build.uuid, %error, "skipping a build");
+            skipped.push(Skipped {
+                uuid: Some(build.uuid),
+                reason: error.to_string(),
             });
+            return Ok(None);
         };
         build.jobs_total = count(jobs.count);
         for job in jobs.edges.into_iter().flatten() {
@@ -241,16 +253,27 @@ impl Client {
             };
             let (data, exchange) = self.run::<gql::BuildJobs>("BuildJobs", variables).await?;
             tally.record(exchange);
-            let jobs = data
-                .build
-                .ok_or_else(|| Error::NotFound {
-                    what: format!("build {:?}", build.uuid),
-                })?
-                .jobs
-                .ok_or_else(|| Error::MissingField {
-                    operation: "BuildJobs",
-                    field: "build.jobs".to_owned(),
-                })?;
+            let jobs = match data.build.map(|found| found.jobs) {
+                Some(Some(jobs)) => jobs,
+                missing => {
+                    let error = match missing {
+                        None => Error::NotFound {
+                            what: format!("build {:?}", build.uuid),
+                        },
+                        Some(_) => Error::MissingField {
+                            operation: "BuildJobs",
+                            field: "build.jobs".to_owned(),
+                        },
+                    };
+                    tracing::warn!(build = %build.uuid, %error, "cannot read a build's further jobs");
+                    skipped.push(Skipped {
+                        uuid: Some(build.uuid.clone()),
+                        reason: error.to_string(),
+                    });
+                    build.jobs_truncated = true;
+                    break;
+                }
+            };
             for job in jobs.edges.into_iter().flatten() {
                 push_job(
                     job.and_then(|edge| edge.node).map(BuildJob::try_from),
@@ -260,7 +283,7 @@ impl Client {
             }
             page_info = jobs.page_info.map(|p| (p.has_next_page, p.end_cursor));
         }
-        Ok(build)
+        Ok(Some(build))
     }
 }
 
