@@ -124,7 +124,7 @@ impl fmt::Display for ContainerWaiting {
 pub struct PodObservation {
     /// The pod's name.
     pub name: String,
-    /// Whether any container runs, or the pod already ended: fail-fast no longer applies.
+    /// Whether the pod left `Pending` (every container created): fail-fast no longer applies.
     pub started: bool,
     /// `PodScheduled=False` with reason `Unschedulable`: the scheduler's message.
     pub unschedulable: Option<String>,

@@ -97,12 +97,6 @@ impl PodSummary {
                     .chain(s.container_statuses.iter().flatten())
             })
         };
-        let running = statuses().any(|c| {
-            c.state
-                .as_ref()
-                .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
-                && !is_init_only(pod, c)
-        });
         let unschedulable = status
             .into_iter()
             .flat_map(|s| s.conditions.iter().flatten())
@@ -121,21 +115,15 @@ impl PodSummary {
             job,
             observation: PodObservation {
                 name: meta.name.clone().unwrap_or_default(),
-                started: phase != "Pending" || running,
+                // Kubernetes keeps a pod Pending until every container has been created: the
+                // agent may already run while a command container's image cannot be pulled,
+                // and that pod still can never run the job.
+                started: phase != "Pending",
                 unschedulable,
                 waiting,
             },
         })
     }
-}
-
-/// Whether `status` is an init container's: an init container that ran does not mean the
-/// job's containers started.
-fn is_init_only(pod: &Pod, status: &ContainerStatus) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.init_container_statuses.as_ref())
-        .is_some_and(|init| init.iter().any(|i| i.name == status.name))
 }
 
 fn waiting(status: &ContainerStatus) -> Option<ContainerWaiting> {
@@ -180,6 +168,25 @@ mod tests {
         assert!(!summary.observation.started);
         assert_eq!(summary.observation.waiting.len(), 1);
         assert_eq!(summary.observation.waiting[0].reason, "ErrImagePull");
+    }
+
+    #[test]
+    fn a_pending_pod_whose_agent_runs_but_whose_command_image_cannot_be_pulled_has_not_started() {
+        let summary = PodSummary::from_pod(&pod(json!({
+            "phase": "Pending",
+            "containerStatuses": [
+                {"name": "agent", "image": "agent:3", "imageID": "", "ready": true,
+                 "restartCount": 0, "state": {"running": {}}},
+                {"name": "checkout", "image": "agent:3", "imageID": "", "ready": true,
+                 "restartCount": 0, "state": {"running": {}}},
+                {"name": "build", "image": "rust:typo", "imageID": "", "ready": false,
+                 "restartCount": 0,
+                 "state": {"waiting": {"reason": "ImagePullBackOff", "message": "not found"}}}]
+        })))
+        .expect("summary");
+        assert!(!summary.observation.started);
+        assert_eq!(summary.observation.waiting.len(), 1);
+        assert_eq!(summary.observation.waiting[0].container, "build");
     }
 
     #[test]
