@@ -195,7 +195,8 @@ async fn cancelling_never_waits_behind_paced_creates() {
         jobifier.launch(&first, &default_template()).await,
         Ok(Launched::Created)
     );
-    // Five more creates queue behind the bucket (one a second)...
+    // Five more creates queue behind the bucket (one a second): on this single-threaded
+    // runtime, yielding once lets each reserve its turn, 1 to 5 seconds from now...
     let queued: Vec<_> = (0..5)
         .map(|_| {
             let jobifier = jobifier.clone();
@@ -209,12 +210,17 @@ async fn cancelling_never_waits_behind_paced_creates() {
             })
         })
         .collect();
-    // ...while the cancel goes straight through.
-    jobifier.cancel(first.id).await.expect("cancelled");
-    assert!(sim.stats().job_deletes >= 1);
-    assert!(
-        sim.stats().job_creates < 6,
-        "the cancel did not wait for the queued creates"
+    tokio::task::yield_now().await;
+    // ...while the cancel goes straight through: a paced delete would wait 6 seconds.
+    tokio::time::timeout(Duration::from_secs(3), jobifier.cancel(first.id))
+        .await
+        .expect("the cancel did not wait behind the queued creates")
+        .expect("cancelled");
+    assert_eq!(sim.stats().job_deletes, 1);
+    assert_eq!(
+        sim.stats().job_creates,
+        1,
+        "the queued creates are still waiting for the bucket"
     );
     for launch in queued {
         launch.abort();
