@@ -105,6 +105,10 @@ where
 
     pub(super) fn start_poll(&mut self) {
         self.polling = true;
+        // Polls are due an interval after the previous one *started*: counting from its end
+        // would stretch the period by the poll's own duration (many pages, a paced request),
+        // and a job's wait for the next poll with it.
+        self.next_poll = deadline(Instant::now(), self.config.poll_interval);
         let monitor = self.monitor;
         self.ops.push(Box::pin(
             async move { Done::Polled(monitor.scheduled().await) },
@@ -347,7 +351,6 @@ where
             Ok(jobs) => {
                 self.observer.on_poll(Ok(jobs.len()));
                 self.poll_failures = 0;
-                self.next_poll = deadline(now, self.config.poll_interval);
                 if !self.leader {
                     return;
                 }

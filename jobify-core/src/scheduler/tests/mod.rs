@@ -169,6 +169,47 @@ async fn polls_at_the_interval_and_stops_cleanly_on_shutdown() {
     stop(stop_tx, handle).await;
 }
 
+/// A monitor whose every poll takes 4 s and lists nothing.
+struct SlowMonitor {
+    polls: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl crate::Monitor for SlowMonitor {
+    async fn scheduled(&self) -> Result<Vec<ScheduledJob>, MonitorError> {
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        sleep(Duration::from_secs(4)).await;
+        Ok(Vec::new())
+    }
+
+    async fn states(&self, jobs: &[JobId]) -> Result<Vec<(JobId, JobState)>, MonitorError> {
+        Ok(jobs.iter().map(|j| (*j, JobState::Scheduled)).collect())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_poll_does_not_stretch_the_poll_period() {
+    let polls = Arc::new(AtomicUsize::new(0));
+    let launched = Arc::default();
+    let (_events, stream) = events();
+    let dispatcher = dispatcher(
+        SlowMonitor {
+            polls: polls.clone(),
+        },
+        jobifier(stream, &launched),
+        no_feedback(),
+        5,
+    );
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(35)).await;
+    assert_eq!(
+        polls.load(Ordering::SeqCst),
+        4,
+        "polls start at 0, 10, 20 and 30 s (not 0, 14, 28)"
+    );
+    stop(stop_tx, handle).await;
+}
+
 #[derive(Default)]
 struct Recorder {
     decisions: Mutex<Vec<(JobId, ReasonCode)>>,
