@@ -212,21 +212,34 @@ fn flatten(joined: Result<anyhow::Result<()>, tokio::task::JoinError>) -> anyhow
     joined.context("a task panicked").and_then(|result| result)
 }
 
-/// This replica's identity in the Lease: the configured one, else the pod name, else the
-/// host name, else a random one.
+/// This replica's identity in the Lease: the configured one, else the pod name (unique per
+/// pod), else the host name with this process's id, else a random one.
 fn identity(config: &Config) -> String {
-    config
-        .leader_election
-        .identity
-        .clone()
-        .or_else(|| non_empty_env("POD_NAME"))
-        .or_else(|| non_empty_env("HOSTNAME"))
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|name| name.trim().to_owned())
-                .filter(|name| !name.is_empty())
-        })
+    let host = non_empty_env("HOSTNAME").or_else(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+    });
+    choose_identity(
+        config.leader_election.identity.clone(),
+        non_empty_env("POD_NAME"),
+        host,
+        std::process::id(),
+    )
+}
+
+/// Two replicas with the same identity would both take the Lease as their own and both lead,
+/// so a host name, shared by every process on the host, gets the process id appended.
+fn choose_identity(
+    configured: Option<String>,
+    pod_name: Option<String>,
+    host: Option<String>,
+    pid: u32,
+) -> String {
+    configured
+        .or(pod_name)
+        .or_else(|| host.map(|host| format!("{host}-{pid}")))
         .unwrap_or_else(|| format!("jobify-{}", uuid::Uuid::new_v4()))
 }
 
@@ -245,3 +258,29 @@ trait ThenOk: std::future::Future<Output = ()> + Sized {
 }
 
 impl<F: std::future::Future<Output = ()>> ThenOk for F {}
+
+#[cfg(test)]
+mod tests {
+    use super::choose_identity;
+
+    #[test]
+    fn two_processes_on_one_host_never_share_a_leader_identity() {
+        let host = || Some("build-box".to_owned());
+        let a = choose_identity(None, None, host(), 100);
+        let b = choose_identity(None, None, host(), 101);
+        assert_ne!(a, b);
+        assert_eq!(a, "build-box-100");
+    }
+
+    #[test]
+    fn the_configured_identity_then_the_pod_name_win() {
+        let pod = || Some("jobify-7d9c-x2".to_owned());
+        let host = || Some("node-1".to_owned());
+        assert_eq!(
+            choose_identity(Some("mine".to_owned()), pod(), host(), 1),
+            "mine"
+        );
+        assert_eq!(choose_identity(None, pod(), host(), 1), "jobify-7d9c-x2");
+        assert!(choose_identity(None, None, None, 1).starts_with("jobify-"));
+    }
+}
