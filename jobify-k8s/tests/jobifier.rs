@@ -8,7 +8,7 @@ use std::time::Duration;
 use jobify_core::{Jobifier, LaunchError, Launched, Template, WorkloadEvent};
 use jobify_k8s::KubeJobifier;
 use jobify_k8s::config::{ClientConfig, KubernetesConfig, SecretKeyRef};
-use jobify_sim::kubernetes::KubeSimConfig;
+use jobify_sim::kubernetes::{KubeSim, KubeSimConfig};
 use jobify_sim::{FaultConfig, kubernetes::EndpointGroup};
 use serde_json::json;
 use support::cluster::{CONTROLLER, NAMESPACE, Running, client, eventually, fast_config, sim};
@@ -18,7 +18,7 @@ fn default_template() -> Template {
     Template::Default { name: None }
 }
 
-fn job_names(sim: &jobify_sim::kubernetes::KubeSim) -> Vec<String> {
+fn job_names(sim: &KubeSim) -> Vec<String> {
     sim.jobs(NAMESPACE)
         .into_iter()
         .filter_map(|j| j.metadata.name)
@@ -99,29 +99,43 @@ async fn a_render_error_is_invalid_and_creates_nothing() {
     sim.shutdown().await;
 }
 
-#[tokio::test]
-async fn server_errors_are_retried_then_reported_transient() {
+/// One launch against a simulator whose Jobs endpoints answer with `faults`, through a
+/// client configured as `client`; the simulator, to read its statistics, and the outcome.
+async fn launch_against_faulty_jobs(
+    faults: FaultConfig,
+    client_config: ClientConfig,
+) -> (KubeSim, Result<Launched, LaunchError>) {
     let sim = sim(KubeSimConfig {
-        faults: FaultConfig {
-            server_error: 1.0,
-            ..FaultConfig::none()
-        },
+        faults,
         fault_groups: vec![EndpointGroup::Jobs],
         ..KubeSimConfig::default()
     })
     .await;
     let config = KubernetesConfig {
-        client: ClientConfig {
-            create_attempts: 3,
-            retry_backoff: Duration::from_millis(5),
-            ..ClientConfig::default()
-        },
+        client: client_config,
         ..fast_config()
     };
     let jobifier = KubeJobifier::new(client(&sim), config, CONTROLLER);
     let launched = jobifier
         .launch(&scheduled("queue=k"), &default_template())
         .await;
+    (sim, launched)
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_reported_transient() {
+    let (sim, launched) = launch_against_faulty_jobs(
+        FaultConfig {
+            server_error: 1.0,
+            ..FaultConfig::none()
+        },
+        ClientConfig {
+            create_attempts: 3,
+            retry_backoff: Duration::from_millis(5),
+            ..ClientConfig::default()
+        },
+    )
+    .await;
     assert!(
         matches!(&launched, Err(LaunchError::Transient { message }) if message.contains("3 times")),
         "{launched:?}"
@@ -132,29 +146,20 @@ async fn server_errors_are_retried_then_reported_transient() {
 
 #[tokio::test]
 async fn a_slow_api_times_out_and_is_transient() {
-    let sim = sim(KubeSimConfig {
-        faults: FaultConfig {
+    let (sim, launched) = launch_against_faulty_jobs(
+        FaultConfig {
             timeout: 1.0,
             timeout_delay: Duration::from_secs(5),
             ..FaultConfig::none()
         },
-        fault_groups: vec![EndpointGroup::Jobs],
-        ..KubeSimConfig::default()
-    })
-    .await;
-    let config = KubernetesConfig {
-        client: ClientConfig {
+        ClientConfig {
             create_attempts: 2,
             request_timeout: Duration::from_millis(100),
             retry_backoff: Duration::from_millis(5),
             ..ClientConfig::default()
         },
-        ..fast_config()
-    };
-    let jobifier = KubeJobifier::new(client(&sim), config, CONTROLLER);
-    let launched = jobifier
-        .launch(&scheduled("queue=k"), &default_template())
-        .await;
+    )
+    .await;
     assert!(
         matches!(&launched, Err(LaunchError::Transient { message }) if message.contains("no answer")),
         "{launched:?}"
