@@ -20,8 +20,13 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 
 /// A client to the simulator.
 pub fn client(sim: &KubeSim) -> kube::Client {
+    client_to(&sim.url())
+}
+
+/// A client to the API server at `url` (`http://host:port`).
+pub fn client_to(url: &str) -> kube::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let url = sim.url().parse().expect("simulator url");
+    let url = url.parse().expect("API server url");
     kube::Client::try_from(kube::Config::new(url)).expect("client")
 }
 

@@ -5,6 +5,8 @@ use std::io;
 use std::net::SocketAddr;
 
 use jobify_sim::kubernetes::KubeSim;
+
+use super::cluster::client_to;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
@@ -34,9 +36,7 @@ impl Proxy {
 
     /// A client that talks to the simulator through this proxy.
     pub fn client(&self) -> kube::Client {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let url = format!("http://{}", self.addr).parse().expect("url");
-        kube::Client::try_from(kube::Config::new(url)).expect("client")
+        client_to(&format!("http://{}", self.addr))
     }
 
     /// From now on, nothing answers: open connections are cut, new ones are accepted and
