@@ -1,15 +1,15 @@
 //! Requested complexity of each operation, under Buildkite's documented counting rule.
 //!
 //! Object, interface and union fields cost 1; scalars and enums 0. Inside a connection
-//! fetched with `first: N`, everything under `edges` counts N times (a connection without
-//! `first`/`last` is assumed to hold 500). The connection field itself, its `pageInfo` and
+//! fetched with `first: N` or `last: N`, everything under `edges` counts N times (a
+//! connection without `first`/`last` is assumed to hold 500). The connection field itself, its `pageInfo` and
 //! its `edges` list count once. `tests/complexity.rs` walks each document in `graphql/`
 //! with apollo-compiler and checks these formulas.
 
 /// An operation of this crate with the page sizes it is sent with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
-    /// `ScheduledJobs` with `first: page_size`.
+    /// `ScheduledJobs` with `last: page_size`.
     ScheduledJobs {
         /// Jobs per page.
         page_size: u16,

@@ -113,14 +113,15 @@ fn document(file: &str) -> String {
 fn scheduled_jobs_costs_four_plus_two_per_job() {
     let text = document("ScheduledJobs.graphql");
     for page_size in [1_u16, 50, 100, 200] {
-        let walked = walk(&text, "ScheduledJobs", &[("first", u32::from(page_size))]);
+        // The document pages backwards: its size variable is `last`.
+        let walked = walk(&text, "ScheduledJobs", &[("last", u32::from(page_size))]);
         assert_eq!(
             walked,
             requested_complexity(Operation::ScheduledJobs { page_size })
         );
     }
     // The figure in docs/buildkite-api.md: one 100-job page, well under 500.
-    assert_eq!(walk(&text, "ScheduledJobs", &[("first", 100)]), 204);
+    assert_eq!(walk(&text, "ScheduledJobs", &[("last", 100)]), 204);
 }
 
 #[test]
@@ -200,4 +201,16 @@ fn walker_counts_a_connection_without_first_as_500_nodes() {
     let schema_doc =
         "query { organization(slug: \"acme\") { jobs { edges { node { __typename } } } } }";
     assert_eq!(walk(schema_doc, "docs-example", &[]), 503);
+}
+
+#[test]
+fn walker_counts_a_connection_with_last_like_one_with_first() {
+    let with = |argument: &str| {
+        format!(
+            "query {{ organization(slug: \"acme\") {{ jobs({argument}: 7) {{ edges {{ node {{ __typename }} }} }} }} }}"
+        )
+    };
+    // organization + jobs + edges + 7 × node.
+    assert_eq!(walk(&with("last"), "last", &[]), 10);
+    assert_eq!(walk(&with("first"), "first", &[]), 10);
 }

@@ -24,16 +24,17 @@ fn request(max_pages: u16) -> ScheduledJobsRequest {
     }
 }
 
-/// A `ScheduledJobs` page as `(after, uuids, next)`: the cursor it answers (`None` for the
-/// first page), the uuids of its jobs, and the cursor of the page after it.
+/// A `ScheduledJobs` page as `(before, uuids, newer)`: the cursor it answers (`None` for the
+/// first page, the oldest jobs), the uuids of its jobs newest first as Buildkite lists them,
+/// and the `startCursor` of the page of newer jobs.
 type Page<'a> = (Option<&'a str>, &'a [&'a str], Option<&'a str>);
 
 /// Serves `pages` of a listing of `total` jobs; each page must be asked for exactly once.
 async fn serve_pages(fake: &Fake, total: usize, pages: &[Page<'_>]) {
-    for (after, uuids, next) in pages {
+    for (before, uuids, newer) in pages {
         let jobs = uuids.iter().map(|uuid| scheduled_job(uuid)).collect();
-        Mock::given(operation("ScheduledJobs", "after", json!(after)))
-            .respond_with(ResponseTemplate::new(200).set_body_json(jobs_page(jobs, total, *next)))
+        Mock::given(operation("ScheduledJobs", "before", json!(before)))
+            .respond_with(ResponseTemplate::new(200).set_body_json(jobs_page(jobs, total, *newer)))
             .expect(1)
             .mount(&fake.server)
             .await;
@@ -152,22 +153,23 @@ async fn scheduled_jobs_sends_the_filters_and_page_size_as_variables() {
             "organization": "acme",
             "agentQueryRules": ["queue=kubernetes"],
             "cluster": "Q2x1c3Rlci0tLTE=",
-            "first": 100,
-            "after": null
+            "last": 100,
+            "before": null
         })
     );
 }
 
 #[tokio::test]
-async fn scheduled_jobs_follows_cursors_across_three_pages() {
+async fn scheduled_jobs_pages_backwards_from_the_oldest_and_returns_them_oldest_first() {
     let fake = fake().await;
+    // Buildkite's list, newest first, is f e d c b a; `last: 2` is its end.
     serve_pages(
         &fake,
         6,
         &[
-            (None, &["a", "b"], Some("c1")),
-            (Some("c1"), &["c", "d"], Some("c2")),
-            (Some("c2"), &["e", "f"], None),
+            (None, &["b", "a"], Some("c1")),
+            (Some("c1"), &["d", "c"], Some("c2")),
+            (Some("c2"), &["f", "e"], None),
         ],
     )
     .await;
@@ -184,14 +186,14 @@ async fn scheduled_jobs_follows_cursors_across_three_pages() {
 }
 
 #[tokio::test]
-async fn scheduled_jobs_stops_at_max_pages_and_reports_truncation() {
+async fn scheduled_jobs_stops_at_max_pages_leaving_the_newest_and_reports_truncation() {
     let fake = fake().await;
     serve_pages(
         &fake,
         6,
         &[
-            (None, &["a", "b"], Some("c1")),
-            (Some("c1"), &["c", "d"], Some("c2")),
+            (None, &["b", "a"], Some("c1")),
+            (Some("c1"), &["d", "c"], Some("c2")),
         ],
     )
     .await;
@@ -209,10 +211,10 @@ async fn scheduled_jobs_stops_at_max_pages_and_reports_truncation() {
 }
 
 #[tokio::test]
-async fn scheduled_jobs_reports_truncation_when_a_next_page_comes_without_a_cursor() {
+async fn scheduled_jobs_reports_truncation_when_a_newer_page_comes_without_a_cursor() {
     let fake = fake().await;
     let mut page = jobs_page(vec![scheduled_job("a")], 3, None);
-    page["data"]["organization"]["jobs"]["pageInfo"]["hasNextPage"] = json!(true);
+    page["data"]["organization"]["jobs"]["pageInfo"]["hasPreviousPage"] = json!(true);
     Mock::given(operation_named("ScheduledJobs"))
         .respond_with(ResponseTemplate::new(200).set_body_json(page))
         .expect(1)
@@ -258,8 +260,9 @@ async fn unknown_job_states_are_kept_and_unmappable_jobs_are_reported_not_droppe
         .value;
 
     let uuids: Vec<&str> = page.jobs.iter().map(|job| job.uuid.as_str()).collect();
-    assert_eq!(uuids, ["new-state", "fine"]);
-    assert_eq!(page.jobs[0].state, JobState::Unknown("HOVERING".to_owned()));
+    // Oldest first: the reverse of the page's newest-first order.
+    assert_eq!(uuids, ["fine", "new-state"]);
+    assert_eq!(page.jobs[1].state, JobState::Unknown("HOVERING".to_owned()));
     assert_eq!(page.skipped.len(), 1);
     assert_eq!(page.skipped[0].uuid.as_deref(), Some("bad-time"));
     assert!(

@@ -52,49 +52,85 @@ async fn gql(bk: &BuildkiteSim, query: &str, variables: Value) -> Value {
     response.json().await.unwrap()
 }
 
-fn scheduled_vars(first: u32, after: Option<&str>) -> Value {
-    json!({"organization": "acme", "agentQueryRules": ["queue=kubernetes"], "first": first, "after": after})
+fn scheduled_vars(last: u32, before: Option<&str>) -> Value {
+    json!({"organization": "acme", "agentQueryRules": ["queue=kubernetes"], "last": last, "before": before})
 }
 
-#[tokio::test]
-async fn scheduled_jobs_come_in_pages_with_cursors() {
-    let bk = sim().await;
-    let mut uuids = Vec::new();
-    for n in 0..5 {
-        uuids.push(
+/// Schedules `n` jobs on `queue=kubernetes`, plus one elsewhere and one running (neither
+/// listed); returns the scheduled ones' uuids in creation order.
+fn schedule_kubernetes_jobs(bk: &BuildkiteSim, n: usize) -> Vec<String> {
+    let uuids = (0..n)
+        .map(|n| {
             bk.schedule_job(JobSpec::command(format!("echo {n}")).on_queue("kubernetes"))
-                .uuid,
-        );
-    }
+                .uuid
+                .to_string()
+        })
+        .collect();
     bk.schedule_job(JobSpec::command("elsewhere").on_queue("other"));
     let running = bk.schedule_job(JobSpec::command("running").on_queue("kubernetes"));
     bk.agent_api()
         .acquire(running.uuid, &["queue=kubernetes".to_owned()])
         .unwrap();
+    uuids
+}
 
-    let mut seen = Vec::new();
-    let mut after: Option<String> = None;
+#[tokio::test]
+async fn organization_jobs_default_to_newest_first_like_buildkite() {
+    let bk = sim().await;
+    let uuids = schedule_kubernetes_jobs(&bk, 3);
+    let query = "query { organization(slug: \"acme\") {
+        jobs(first: 10, state: [SCHEDULED], agentQueryRules: [\"queue=kubernetes\"]) {
+            edges { node { ... on JobTypeCommand { uuid } } }
+        }
+    } }";
+    let body = gql(&bk, query, json!({})).await;
+    let seen: Vec<&str> = body["data"]["organization"]["jobs"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| edge["node"]["uuid"].as_str().unwrap())
+        .collect();
+    // RECENTLY_CREATED, Buildkite's default order.
+    let newest_first: Vec<&str> = uuids.iter().rev().map(String::as_str).collect();
+    assert_eq!(seen, newest_first, "{body}");
+    bk.shutdown().await;
+}
+
+#[tokio::test]
+async fn scheduled_jobs_page_backwards_from_the_oldest_with_start_cursors() {
+    let bk = sim().await;
+    let uuids = schedule_kubernetes_jobs(&bk, 5);
+
     let mut pages = Vec::new();
+    let mut before: Option<String> = None;
     loop {
-        let body = gql(&bk, SCHEDULED_JOBS, scheduled_vars(2, after.as_deref())).await;
+        let body = gql(&bk, SCHEDULED_JOBS, scheduled_vars(2, before.as_deref())).await;
         let jobs = &body["data"]["organization"]["jobs"];
         assert_eq!(jobs["count"], 5, "{body}");
-        let edges = jobs["edges"].as_array().unwrap();
-        pages.push(edges.len());
-        for edge in edges {
+        let mut page = Vec::new();
+        for edge in jobs["edges"].as_array().unwrap() {
             assert_eq!(edge["node"]["__typename"], "JobTypeCommand");
             assert_eq!(edge["node"]["state"], "SCHEDULED");
-            seen.push(edge["node"]["uuid"].as_str().unwrap().to_owned());
+            page.push(edge["node"]["uuid"].as_str().unwrap().to_owned());
         }
-        if !jobs["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+        let has_previous = jobs["pageInfo"]["hasPreviousPage"].as_bool().unwrap();
+        pages.push((page, has_previous));
+        if !has_previous {
             break;
         }
-        after = Some(jobs["pageInfo"]["endCursor"].as_str().unwrap().to_owned());
+        before = Some(jobs["pageInfo"]["startCursor"].as_str().unwrap().to_owned());
     }
-    assert_eq!(pages, [2, 2, 1]);
-    // RECENTLY_CREATED, Buildkite's default order: newest first.
-    let expected: Vec<String> = uuids.iter().rev().map(|u| u.to_string()).collect();
-    assert_eq!(seen, expected);
+    // `last: 2` is the end of the newest-first list: the two oldest, newest first; each
+    // `before: startCursor` the two above. hasPreviousPage is false only at the newest.
+    let u = |n: usize| uuids[n].clone();
+    assert_eq!(
+        pages,
+        [
+            (vec![u(1), u(0)], true),
+            (vec![u(3), u(2)], true),
+            (vec![u(4)], false),
+        ]
+    );
     bk.shutdown().await;
 }
 

@@ -28,9 +28,13 @@ async fn sim_and_client() -> (BuildkiteSim, Client) {
 #[tokio::test]
 async fn client_lists_scheduled_jobs_across_pages() {
     let (bk, client) = sim_and_client().await;
-    for n in 0..7 {
-        bk.schedule_job(JobSpec::command(format!("step {n}")).on_queue("kubernetes"));
-    }
+    let uuids: Vec<String> = (0..7)
+        .map(|n| {
+            bk.schedule_job(JobSpec::command(format!("step {n}")).on_queue("kubernetes"))
+                .uuid
+                .to_string()
+        })
+        .collect();
     bk.schedule_job(JobSpec::command("other").on_queue("elsewhere"));
     let request = ScheduledJobsRequest {
         page_size: 3,
@@ -41,6 +45,8 @@ async fn client_lists_scheduled_jobs_across_pages() {
     assert_eq!((page.jobs.len(), page.total, page.truncated), (7, 7, false));
     assert!(page.skipped.is_empty(), "{:?}", page.skipped);
     assert_eq!(fetched.requests, 3);
+    let listed: Vec<&str> = page.jobs.iter().map(|job| job.uuid.as_str()).collect();
+    assert_eq!(listed, uuids, "oldest first");
     let job = &page.jobs[0];
     assert_eq!(job.state, JobState::Scheduled);
     assert_eq!(job.pipeline_slug(), Some("pipeline"));
@@ -50,6 +56,42 @@ async fn client_lists_scheduled_jobs_across_pages() {
     assert_eq!(limit.limit, Some(20_000));
     // Pages of 3, 3 and 1 jobs cost 4 + 2 × n each: 10 + 10 + 6.
     assert_eq!(fetched.complexity_actual, 26);
+    bk.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_backlog_beyond_one_poll_returns_the_oldest_jobs_and_leaves_the_newest() {
+    let (bk, client) = sim_and_client().await;
+    let uuids: Vec<String> = (0..25)
+        .map(|n| {
+            bk.schedule_job(JobSpec::command(format!("step {n}")).on_queue("kubernetes"))
+                .uuid
+                .to_string()
+        })
+        .collect();
+    let request = ScheduledJobsRequest {
+        page_size: 5,
+        max_pages: 2,
+        ..ScheduledJobsRequest::for_queue("acme", "kubernetes")
+    };
+    let fetched = client.scheduled_jobs(&request).await.unwrap();
+    let page = &fetched.value;
+    let listed: Vec<&str> = page.jobs.iter().map(|job| job.uuid.as_str()).collect();
+    assert_eq!(listed, uuids[..10], "the 10 oldest, oldest first");
+    assert!(page.truncated, "15 newer jobs were left for the next poll");
+    assert_eq!(page.total, 25);
+    assert_eq!(fetched.requests, 2);
+
+    // Once the oldest are taken, the next poll reaches the ones that were left.
+    for uuid in &uuids[..10] {
+        bk.agent_api()
+            .acquire(uuid.parse().unwrap(), &["queue=kubernetes".to_owned()])
+            .unwrap();
+    }
+    let next = client.scheduled_jobs(&request).await.unwrap().value;
+    let listed: Vec<&str> = next.jobs.iter().map(|job| job.uuid.as_str()).collect();
+    assert_eq!(listed, uuids[10..20]);
+    assert!(next.truncated);
     bk.shutdown().await;
 }
 

@@ -66,7 +66,8 @@ fn page_size(requested: u16) -> i64 {
 enum NextPage {
     /// Buildkite has no more pages.
     Done,
-    /// Fetch the page after this cursor.
+    /// Fetch the page beyond this cursor (`after` it paging forwards, `before` it paging
+    /// backwards).
     Fetch(String),
     /// More pages exist but the call stops: its page bound is reached, or Buildkite said
     /// there is more without giving a cursor. The result reports itself truncated.
@@ -74,13 +75,17 @@ enum NextPage {
 }
 
 /// Decides the next step after `pages_fetched` pages of at most `max_pages` (0 means 1).
+///
+/// `has_more` and `cursor` are the page's `pageInfo` in the direction the call pages:
+/// `hasNextPage` and `endCursor` forwards (`first`/`after`), `hasPreviousPage` and
+/// `startCursor` backwards (`last`/`before`).
 fn next_page(
-    has_next_page: bool,
-    end_cursor: Option<String>,
+    has_more: bool,
+    cursor: Option<String>,
     pages_fetched: u16,
     max_pages: u16,
 ) -> NextPage {
-    match (has_next_page, end_cursor) {
+    match (has_more, cursor) {
         (false, _) => NextPage::Done,
         (true, Some(cursor)) if pages_fetched < max_pages.max(1) => NextPage::Fetch(cursor),
         (true, _) => NextPage::Truncated,

@@ -1,4 +1,10 @@
-//! `ScheduledJobs`: command jobs waiting for an agent, by agent query rules.
+//! `ScheduledJobs`: command jobs waiting for an agent, by agent query rules, oldest first.
+//!
+//! Buildkite lists an organization's jobs newest first and has no oldest-first order, so the
+//! call pages from the end of that list: `last: page_size` is the page of the oldest jobs,
+//! and each `before: startCursor` the page of newer jobs above it. When more jobs are
+//! scheduled than one call's bound, the newest wait for the next poll rather than the
+//! oldest waiting forever.
 
 use graphql_client::GraphQLQuery;
 
@@ -39,8 +45,9 @@ pub struct ScheduledJobsRequest {
     pub cluster: Option<String>,
     /// Jobs per request (1..=500). The requested complexity of a page is `4 + 2 × page_size`.
     pub page_size: u16,
-    /// The most requests one call makes; more jobs than `page_size × max_pages` are left for
-    /// the next poll and reported through [`ScheduledJobs::truncated`].
+    /// The most requests one call makes. Of more jobs than `page_size × max_pages`, the
+    /// oldest are returned and the newer ones left for the next poll, reported through
+    /// [`ScheduledJobs::truncated`].
     pub max_pages: u16,
 }
 
@@ -60,33 +67,34 @@ impl ScheduledJobsRequest {
 /// The scheduled command jobs one call found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScheduledJobs {
-    /// The jobs, in Buildkite's order (most recently created first).
+    /// The jobs, oldest first (the reverse of Buildkite's most-recently-created order).
     pub jobs: Vec<CommandJob>,
     /// How many matching jobs Buildkite counted.
     pub total: u64,
-    /// Whether more pages existed than `max_pages` allowed.
+    /// Whether newer jobs were left for the next poll: more pages existed than `max_pages`
+    /// allowed, or Buildkite said there were more without giving a cursor.
     pub truncated: bool,
     /// Entries that could not be mapped, with the reason (never silently dropped).
     pub skipped: Vec<Skipped>,
 }
 
 impl Client {
-    /// Lists scheduled command jobs matching the request, following cursors up to
-    /// `max_pages` requests.
+    /// Lists scheduled command jobs matching the request, oldest first, following cursors
+    /// towards newer jobs for up to `max_pages` requests.
     pub async fn scheduled_jobs(
         &self,
         request: &ScheduledJobsRequest,
     ) -> Result<Fetched<ScheduledJobs>> {
         let mut tally = Tally::default();
         let mut result = ScheduledJobs::default();
-        let mut after = None;
+        let mut before = None;
         for page in 0..request.max_pages.max(1) {
             let variables = generated::Variables {
                 organization: request.organization.clone(),
                 agent_query_rules: Some(request.agent_query_rules.clone()),
                 cluster: request.cluster.clone(),
-                first: page_size(request.page_size),
-                after: after.take(),
+                last: page_size(request.page_size),
+                before: before.take(),
             };
             let (data, exchange) = self.run::<gql::ScheduledJobs>(OPERATION, variables).await?;
             tally.record(exchange);
@@ -98,7 +106,9 @@ impl Client {
                 field: "organization.jobs".to_owned(),
             })?;
             result.total = count(jobs.count);
-            for edge in jobs.edges.into_iter().flatten() {
+            // A page lists its jobs newest first, like the whole list; reversed, it continues
+            // the oldest-first result after the (older) pages before it.
+            for edge in jobs.edges.unwrap_or_default().into_iter().rev() {
                 match edge.and_then(|edge| edge.node).map(CommandJob::try_from) {
                     Some(Ok(job)) => result.jobs.push(job),
                     Some(Err(skipped)) => {
@@ -111,11 +121,11 @@ impl Client {
                     }),
                 }
             }
-            let (has_next, cursor) = jobs
-                .page_info
-                .map_or((false, None), |info| (info.has_next_page, info.end_cursor));
-            match next_page(has_next, cursor, page + 1, request.max_pages) {
-                NextPage::Fetch(cursor) => after = Some(cursor),
+            let (has_newer, cursor) = jobs.page_info.map_or((false, None), |info| {
+                (info.has_previous_page, info.start_cursor)
+            });
+            match next_page(has_newer, cursor, page + 1, request.max_pages) {
+                NextPage::Fetch(cursor) => before = Some(cursor),
                 NextPage::Truncated => {
                     result.truncated = true;
                     break;

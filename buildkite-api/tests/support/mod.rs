@@ -129,8 +129,9 @@ impl JobNode {
     }
 }
 
-/// A `ScheduledJobs` response page.
-pub fn jobs_page(jobs: Vec<JobNode>, total: usize, next_cursor: Option<&str>) -> Value {
+/// A `ScheduledJobs` response page: `jobs` in Buildkite's order (newest first) and, when a
+/// page of newer jobs exists, the `startCursor` to ask for it `before`.
+pub fn jobs_page(jobs: Vec<JobNode>, total: usize, newer_cursor: Option<&str>) -> Value {
     let edges: Vec<Value> = jobs
         .into_iter()
         .map(|job| json!({ "node": job.json() }))
@@ -140,7 +141,10 @@ pub fn jobs_page(jobs: Vec<JobNode>, total: usize, next_cursor: Option<&str>) ->
             "organization": {
                 "jobs": {
                     "count": total,
-                    "pageInfo": { "hasNextPage": next_cursor.is_some(), "endCursor": next_cursor },
+                    "pageInfo": {
+                        "hasPreviousPage": newer_cursor.is_some(),
+                        "startCursor": newer_cursor
+                    },
                     "edges": edges
                 }
             }

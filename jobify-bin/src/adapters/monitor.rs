@@ -12,8 +12,8 @@ use tokio::time::Instant;
 use super::monitor_error;
 use crate::metrics::Metrics;
 
-/// Requests after the first page of one queue, at most: more jobs than `page_size × this`
-/// wait for the next poll (Buildkite lists the most recently created first).
+/// Requests per queue and poll, at most. Of more jobs than `page_size × this`, the client
+/// fetches the oldest; the newest wait for the next poll.
 const MAX_PAGES: u16 = 5;
 
 /// What to poll, from the config's `organization`, `[buildkite]` and `[[queues]]`.
@@ -172,7 +172,7 @@ impl Monitor for BuildkiteMonitor {
                     rules = ?request.agent_query_rules,
                     total = fetched.value.total,
                     fetched = fetched.value.jobs.len(),
-                    "more scheduled jobs than one poll fetches; the rest wait for the next poll"
+                    "more scheduled jobs than one poll fetches; the newest wait for the next poll"
                 );
             }
             for job in fetched.value.jobs {

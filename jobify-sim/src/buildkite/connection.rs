@@ -123,6 +123,44 @@ mod tests {
     }
 
     #[test]
+    fn last_and_before_walk_the_list_backwards_until_no_previous_page() {
+        let all: Vec<u32> = (0..5).collect();
+        let values = |page: &Page<u32>| page.items.iter().map(|i| i.1).collect::<Vec<_>>();
+        let mut pages = Vec::new();
+        let mut before: Option<String> = None;
+        loop {
+            let mut pairs = vec![("last", 2.into())];
+            if let Some(cursor) = before.take() {
+                pairs.push(("before", cursor.into()));
+            }
+            let page = paginate(all.clone(), &args(&pairs)).ok().unwrap();
+            pages.push((values(&page), page.has_previous));
+            if !page.has_previous {
+                break;
+            }
+            // The start cursor: the page's first item.
+            before = Some(page.items[0].0.clone());
+        }
+        // Each page keeps the list's order; hasPreviousPage is false only at the start.
+        assert_eq!(
+            pages,
+            [(vec![3, 4], true), (vec![1, 2], true), (vec![0], false)]
+        );
+    }
+
+    #[test]
+    fn last_larger_than_the_list_takes_all_without_a_previous_page() {
+        let page = paginate((0..3).collect::<Vec<u32>>(), &args(&[("last", 5.into())]))
+            .ok()
+            .unwrap();
+        assert_eq!(
+            page.items.iter().map(|i| i.1).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+        assert!(!page.has_previous);
+    }
+
+    #[test]
     fn garbage_cursors_are_field_errors() {
         assert!(paginate(vec![1], &args(&[("after", "nope".into())])).is_err());
     }

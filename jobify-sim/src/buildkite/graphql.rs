@@ -230,7 +230,6 @@ mod tests {
         type PipelineConnection { count: Int! edges: [PipelineEdge] pageInfo: PageInfo }
         type PipelineEdge { cursor: String! node: Pipeline }
         extend type JobEdge { cursor: String! }
-        extend type PageInfo { hasPreviousPage: Boolean! startCursor: String }
     ";
 
     #[test]
