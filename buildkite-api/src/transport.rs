@@ -166,13 +166,22 @@ impl Client {
             .agent_token
             .as_ref()
             .ok_or(Error::MissingToken { which: "agent" })?;
+        // Marked sensitive, as `bearer_auth` does for the GraphQL token: HTTP/2 never indexes
+        // it and `Debug` of the request prints `Sensitive`.
+        let mut authorization =
+            http::HeaderValue::try_from(format!("Token {}", token.expose_secret())).map_err(
+                |_| Error::Build {
+                    reason: "the agent token has characters an HTTP header cannot carry \
+                             (check the secret for stray whitespace or line breaks)"
+                        .to_owned(),
+                    source: None,
+                },
+            )?;
+        authorization.set_sensitive(true);
         let response = inner
             .http
             .get(inner.metrics_url.clone())
-            .header(
-                http::header::AUTHORIZATION,
-                format!("Token {}", token.expose_secret()),
-            )
+            .header(http::header::AUTHORIZATION, authorization)
             .send()
             .await
             .map_err(|e| self.send_error(endpoint, e))?;

@@ -125,3 +125,28 @@ async fn rejected_agent_token_is_unauthorized_with_an_agent_hint() {
     }
     assert!(!format!("{error} {error:?}").contains(AGENT_TOKEN));
 }
+
+#[tokio::test]
+async fn agent_token_with_a_line_break_is_refused_before_sending_and_not_printed() {
+    let fake = fake().await;
+    let token = "bkat_line\nbreak_secret";
+    let client = buildkite_api::Client::builder()
+        .agent_token(secrecy::SecretString::from(token))
+        .agent_url(
+            format!("{}/v3", fake.server.uri())
+                .parse()
+                .expect("mock URL"),
+        )
+        .build()
+        .expect("client builds");
+
+    let error = client.agent_metrics().await.expect_err("refused");
+
+    match &error {
+        Error::Build { reason, .. } => assert!(reason.contains("agent token"), "{reason}"),
+        other => panic!("expected Build, got {other:?}"),
+    }
+    assert!(!format!("{error} {error:?}").contains("break_secret"));
+    let sent = fake.server.received_requests().await.unwrap_or_default();
+    assert!(sent.is_empty(), "nothing may be sent: {sent:?}");
+}
