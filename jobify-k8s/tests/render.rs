@@ -727,3 +727,65 @@ fn writes_the_manifest_corpus() {
         std::fs::write(format!("{dir}/{name}.yaml"), yaml).expect("write manifest");
     }
 }
+
+#[test]
+fn hostile_plugin_configurations_are_errors_never_panics() {
+    let refused = [
+        json!({"podSpec": {"containers": null}}),
+        json!({"podSpec": {"containers": [{}]}}),
+        json!({"podSpec": {"containers": [{"name": "agent", "image": "x"}]}}),
+        json!({"podSpec": {"containers": [{"image": "x", "env": [{"name": "A", "valueFrom": 3}]}]}}),
+        json!({"podSpec": {"containers": [{"image": "x"}], "restartPolicy": 7}}),
+        json!({"podSpecPatch": {"$patch": "replace"}}),
+        json!({"podSpecPatch": {"containers": null}}),
+        json!({"podSpecPatch": {"containers": [{"name": "agent", "$patch": "delete"}]}}),
+        json!({"podSpecPatch": {"containers": [{"name": "agent", "command": ["sleep"]}]}}),
+        json!({"podSpecPatch": {"containers": [{"name": "agent", "args": ["start"]}]}}),
+        json!({"podSpecPatch": {"containers": "agent"}}),
+        json!({"podSpecPatch": {"volumes": [{"name": 1}]}}),
+        json!({"podSpecPatch": {"containers": [{"name": "agent", "env": {"A": "b"}}]}}),
+        json!({"sidecars": [{"name": "", "image": "x"}]}),
+        json!({"sidecars": {"name": "x"}}),
+        json!({"extraVolumeMounts": [{"name": "missing", "mountPath": "/m"}]}),
+        json!({"metadata": {"labels": {"a": "not a label value!"}}}),
+        json!({"metadata": {"annotations": {"jobify.dev/job-uuid": "x"}}}),
+        json!({"checkout": {"skip": "yes"}}),
+        json!({"jobActiveDeadlineSeconds": -1}),
+        json!("podSpec"),
+    ];
+    for plugin in refused {
+        let job = scheduled("queue=kubernetes").with_plugin(plugin.clone());
+        for template in [default_template(), Template::PodSpec] {
+            let rendered = std::panic::catch_unwind(|| {
+                render_job(&job, &template, &KubernetesConfig::default(), CONTROLLER)
+            })
+            .unwrap_or_else(|_| panic!("{plugin} panicked"));
+            assert!(
+                rendered.is_err(),
+                "{plugin} with {template:?} rendered: {rendered:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_patch_that_removes_the_agent_or_changes_its_command_is_refused() {
+    let removed = scheduled("queue=kubernetes").with_plugin(json!({
+        "podSpecPatch": {"containers": [{"name": "agent", "$patch": "delete"}]}
+    }));
+    assert_eq!(
+        render(&removed).expect_err("no agent").to_string(),
+        "containers after podSpecPatch is not valid: has no `agent` container; it acquires and \
+         runs the job, so patch its fields but do not remove it"
+    );
+    let command = scheduled("queue=kubernetes").with_plugin(json!({
+        "podSpecPatch": {"containers": [{"name": "agent", "command": ["sleep", "infinity"]}]}
+    }));
+    let err = render(&command).expect_err("agent command changed");
+    assert!(
+        err.to_string().starts_with(
+            "containers[0] (`agent`) after podSpecPatch is not valid: changes the command"
+        ),
+        "{err}"
+    );
+}

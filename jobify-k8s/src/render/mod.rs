@@ -65,7 +65,7 @@ pub fn render_job(
         pod::agent_pod(&inputs)
     };
     let (spec, patched) = apply_patches(spec, config, &request)?;
-    check_pod(&spec, patched)?;
+    check_pod(&spec, patched, job.id)?;
 
     let (labels, annotations) = metadata(job, &request, controller_id)?;
     let active_deadline = request
@@ -205,8 +205,9 @@ where
 
 /// Checks the final pod for what Kubernetes would refuse at create time with a less helpful
 /// message, or accept and never run.
-fn check_pod(spec: &PodSpec, patched: bool) -> Result<(), RenderError> {
+fn check_pod(spec: &PodSpec, patched: bool, job: JobId) -> Result<(), RenderError> {
     let after = if patched { " after podSpecPatch" } else { "" };
+    check_agent(spec, after, job)?;
     let mut names = BTreeSet::new();
     let volumes: BTreeSet<&str> = spec
         .volumes
@@ -295,6 +296,43 @@ pub fn own_agent_env(name: &str) -> Option<String> {
     AGENT_ENV
         .contains(&name)
         .then(|| format!("{name} is set by jobify for each Job; remove it from kubernetes.env"))
+}
+
+/// The `agent` container must survive the patches, still acquiring exactly this job: without
+/// it the pod would run until its deadline while the job is never acquired.
+fn check_agent(spec: &PodSpec, after: &str, job: JobId) -> Result<(), RenderError> {
+    let Some((index, agent)) = spec
+        .containers
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c.name == AGENT_CONTAINER)
+    else {
+        return Err(RenderError::InvalidField {
+            path: format!("containers{after}"),
+            message: format!(
+                "has no `{AGENT_CONTAINER}` container; it acquires and runs the job, so patch \
+                 its fields but do not remove it"
+            ),
+        });
+    };
+    let command = ["buildkite-agent"];
+    let args = [
+        "start".to_owned(),
+        "--acquire-job".to_owned(),
+        job.to_string(),
+    ];
+    if agent.command.as_deref() != Some(&command.map(str::to_owned)[..])
+        || agent.args.as_deref() != Some(&args[..])
+    {
+        return Err(RenderError::InvalidField {
+            path: format!("containers[{index}] (`{AGENT_CONTAINER}`){after}"),
+            message: "changes the command or args of the agent container, which must run \
+                      `buildkite-agent start --acquire-job <job uuid>`; give the step its \
+                      command in the pipeline instead"
+                .to_owned(),
+        });
+    }
+    Ok(())
 }
 
 type Metadata = (BTreeMap<String, String>, BTreeMap<String, String>);
