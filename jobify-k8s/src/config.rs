@@ -414,10 +414,14 @@ impl LeaderElectionConfig {
                 "must be a whole number of seconds, at least 1s",
             ));
         }
-        if self.renew_interval.is_zero() || self.renew_interval >= self.lease_duration {
+        // The leader's term ends one renew interval before the lease expires
+        // (`leader::term_end`); at most a third leaves it a second try within its term.
+        if self.renew_interval.is_zero() || self.renew_interval * 3 > self.lease_duration {
             errors.push(ConfigError::new(
                 "leader_election.renew_interval",
-                "must be more than 0s and shorter than lease_duration (a third of it is usual)",
+                "must be more than 0s and at most a third of lease_duration: the leader stops \
+                 leading one renew_interval before its lease expires, and needs time to retry \
+                 a failed renewal before that",
             ));
         }
         if let Some(identity) = &self.identity
@@ -694,15 +698,20 @@ mod tests {
     }
 
     #[test]
-    fn renew_interval_must_be_shorter_than_the_lease() {
-        let config = LeaderElectionConfig {
+    fn renew_interval_must_be_at_most_a_third_of_the_lease() {
+        let config = |renew: u64| LeaderElectionConfig {
             enabled: true,
-            lease_duration: Duration::from_secs(5),
-            renew_interval: Duration::from_secs(5),
+            lease_duration: Duration::from_secs(15),
+            renew_interval: Duration::from_secs(renew),
             ..LeaderElectionConfig::default()
         };
-        let errors = config.validate();
-        assert_eq!(errors.len(), 1);
-        assert_eq!(errors[0].key, "leader_election.renew_interval");
+        assert!(config(5).validate().is_empty());
+        // With 8 s of 15, the term (7 s) would end before the next renewal: the leader would
+        // step down and come back every round.
+        for renew in [6, 8, 15] {
+            let errors = config(renew).validate();
+            assert_eq!(errors.len(), 1, "{renew}");
+            assert_eq!(errors[0].key, "leader_election.renew_interval");
+        }
     }
 }
