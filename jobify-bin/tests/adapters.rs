@@ -38,6 +38,16 @@ struct Fixture {
 }
 
 fn monitor(sim: &BuildkiteSim, token: &str, queues: &[&str], pipelines: &[&str]) -> Fixture {
+    monitor_with_pages(sim, token, queues, pipelines, 5)
+}
+
+fn monitor_with_pages(
+    sim: &BuildkiteSim,
+    token: &str,
+    queues: &[&str],
+    pipelines: &[&str],
+    max_pages: u16,
+) -> Fixture {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let settings = MonitorSettings {
@@ -49,6 +59,7 @@ fn monitor(sim: &BuildkiteSim, token: &str, queues: &[&str], pipelines: &[&str])
             .collect::<BTreeSet<_>>(),
         cluster: None,
         page_size: 2,
+        max_pages,
         budget_share: 0.5,
     };
     Fixture {
@@ -105,6 +116,29 @@ async fn monitor_lists_jobs_of_served_queues_and_watched_pipelines_across_pages(
         .find_map(|line| line.strip_prefix("jobify_monitor_rate_limit_remaining "))
         .expect("rate limit gauge");
     assert!(remaining.parse::<u32>().expect("number") > 0, "{text}");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn monitor_follows_at_most_max_pages_and_takes_the_oldest_jobs() {
+    let sim = sim().await;
+    let scheduled: Vec<_> = (0..7)
+        .map(|i| {
+            sim.schedule_job(
+                JobSpec::command(format!("step {i}"))
+                    .on_queue("k8s")
+                    .on_pipeline("app"),
+            )
+            .uuid
+        })
+        .collect();
+
+    // Two pages of two: the four oldest; the three newest wait for a later poll.
+    let fixture = monitor_with_pages(&sim, TOKEN, &["k8s"], &[], 2);
+    let jobs = fixture.monitor.scheduled().await.expect("poll");
+    let found: BTreeSet<_> = jobs.iter().map(|job| *job.id.as_uuid()).collect();
+    let oldest: BTreeSet<_> = scheduled[..4].iter().copied().collect();
+    assert_eq!(found, oldest);
     sim.shutdown().await;
 }
 

@@ -163,6 +163,7 @@ fn semantic_errors_are_all_reported_at_once_with_positions() {
         "organization = \"acme\"\n\
          [buildkite]\n\
          budget_share = 1.5\n\
+         max_pages = 0\n\
          [[queues]]\n\
          name = \"k8s\"\n\
          max_in_flight = 0\n\
@@ -177,14 +178,18 @@ fn semantic_errors_are_all_reported_at_once_with_positions() {
         "{stderr}"
     );
     assert!(
-        stderr.contains(":6:17: `queues[0].max_in_flight` is 0"),
+        stderr.contains(":4:13: buildkite.max_pages: must be between 1 and 100, not 0"),
         "{stderr}"
     );
     assert!(
-        stderr.contains(":10:12: policy.rules[0].template: template `gpu` is not defined"),
+        stderr.contains(":7:17: `queues[0].max_in_flight` is 0"),
         "{stderr}"
     );
-    assert!(stderr.contains("3 problems in the config file"), "{stderr}");
+    assert!(
+        stderr.contains(":11:12: policy.rules[0].template: template `gpu` is not defined"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("4 problems in the config file"), "{stderr}");
 }
 
 #[test]

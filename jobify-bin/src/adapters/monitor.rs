@@ -12,10 +12,6 @@ use tokio::time::Instant;
 use super::monitor_error;
 use crate::metrics::Metrics;
 
-/// Requests per queue and poll, at most. Of more jobs than `page_size × this`, the client
-/// fetches the oldest; the newest wait for the next poll.
-const MAX_PAGES: u16 = 5;
-
 /// What to poll, from the config's `organization`, `[buildkite]` and `[[queues]]`.
 #[derive(Clone, Debug)]
 pub struct MonitorSettings {
@@ -30,6 +26,9 @@ pub struct MonitorSettings {
     pub cluster: Option<String>,
     /// Jobs per page.
     pub page_size: u16,
+    /// Requests per queue and poll, at most. Of more jobs than `page_size × max_pages`, the
+    /// client fetches the oldest; the newest wait for the next poll.
+    pub max_pages: u16,
     /// Share of the organization's rate-limit budget polls may spend.
     pub budget_share: f64,
 }
@@ -47,6 +46,7 @@ impl MonitorSettings {
             pipelines: config.buildkite.pipelines.iter().cloned().collect(),
             cluster: config.buildkite.cluster.clone(),
             page_size: u16::try_from(config.buildkite.page_size).unwrap_or(u16::MAX),
+            max_pages: u16::try_from(config.buildkite.max_pages).unwrap_or(u16::MAX),
             budget_share: config.buildkite.budget_share,
         }
     }
@@ -57,7 +57,7 @@ impl MonitorSettings {
             agent_query_rules: rules,
             cluster: self.cluster.clone(),
             page_size: self.page_size,
-            max_pages: MAX_PAGES,
+            max_pages: self.max_pages,
         };
         if self.queues.is_empty() {
             return vec![request(Vec::new())];
