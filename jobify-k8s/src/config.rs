@@ -22,7 +22,7 @@ const MAX_JOB_NAME_LEN: usize = 63;
 
 /// The `[kubernetes]` section: where and how Jobs are created.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, expecting = "the [kubernetes] table")]
 pub struct KubernetesConfig {
     /// Namespace the Jobs (and the leader Lease) live in.
     pub namespace: String,
@@ -99,7 +99,11 @@ impl Default for KubernetesConfig {
 
 /// A key in a Secret (`{ name = "buildkite-agent-token", key = "token" }`).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a table such as { name = \"buildkite-agent-token\", key = \"token\" }"
+)]
 pub struct SecretKeyRef {
     /// Secret name.
     pub name: String,
@@ -118,7 +122,11 @@ impl Default for SecretKeyRef {
 
 /// A named set of resources for the containers a job runs in.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a resource class table with requests, limits, node_selector, tolerations"
+)]
 pub struct ResourceClass {
     /// `resources.requests`, e.g. `{ cpu = "2", memory = "4Gi" }`.
     pub requests: BTreeMap<String, String>,
@@ -137,7 +145,11 @@ pub struct ResourceClass {
 /// a token bucket; deletes pass neither so cancellation never waits behind a burst of creates.
 /// The defaults are set so the client is not what limits launch throughput.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "the [kubernetes.client] table"
+)]
 pub struct ClientConfig {
     /// Job creates in flight at once.
     pub max_concurrent_creates: usize,
@@ -171,7 +183,11 @@ impl Default for ClientConfig {
 
 /// `[kubernetes.fail_fast]`: when a pod that cannot start is given up on and its Job deleted.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "the [kubernetes.fail_fast] table"
+)]
 pub struct FailFastConfig {
     /// Whether jobify gives up on pods that cannot start at all.
     pub enabled: bool,
@@ -205,7 +221,11 @@ impl Default for FailFastConfig {
 
 /// The `[leader_election]` section: which replica launches and deletes Jobs.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "the [leader_election] table"
+)]
 pub struct LeaderElectionConfig {
     /// Off: this replica always leads (a single replica).
     pub enabled: bool,
@@ -349,7 +369,13 @@ impl KubernetesConfig {
                 ));
             }
         }
+        check_node_selector("kubernetes.node_selector", &self.node_selector, &mut errors);
         for (class, resources) in &self.resource_classes {
+            check_node_selector(
+                &format!("kubernetes.resource_classes.{class}.node_selector"),
+                &resources.node_selector,
+                &mut errors,
+            );
             for (kind, quantities) in [
                 ("requests", &resources.requests),
                 ("limits", &resources.limits),
@@ -433,6 +459,33 @@ impl LeaderElectionConfig {
             ));
         }
         errors
+    }
+}
+
+/// A nodeSelector is labels to match: keys and values must be valid, or every Job is refused.
+fn check_node_selector(
+    key: &str,
+    selector: &BTreeMap<String, String>,
+    errors: &mut Vec<ConfigError>,
+) {
+    for (label, value) in selector {
+        if !crate::labels::is_label_key(label) {
+            errors.push(ConfigError::new(
+                format!("{key}.{label}"),
+                format!(
+                    "`{label}` is not a valid label key: an optional DNS prefix and `/`, then \
+                     at most 63 letters, digits, `-`, `_` or `.`"
+                ),
+            ));
+        } else if !crate::labels::is_label_value(value) {
+            errors.push(ConfigError::new(
+                format!("{key}.{label}"),
+                format!(
+                    "`{value}` is not a valid label value: at most 63 letters, digits, `-`, `_` \
+                     or `.`, starting and ending with a letter or digit"
+                ),
+            ));
+        }
     }
 }
 
@@ -634,6 +687,34 @@ mod tests {
             "{errors:?}"
         );
         assert!(!format!("{errors:?}").contains("s3cr3t"), "{errors:?}");
+    }
+
+    #[test]
+    fn node_selectors_must_be_valid_labels_or_every_job_would_be_refused() {
+        let config: KubernetesConfig = toml::from_str(
+            "node_selector = { pool = \"a b\", \"kubernetes.io/os\" = \"linux\" }\n\
+             [resource_classes.gpu]\nnode_selector = { \"bad key\" = \"x\" }\n",
+        )
+        .expect("parses");
+        let keys: Vec<String> = config.validate().into_iter().map(|e| e.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "kubernetes.node_selector.pool",
+                "kubernetes.resource_classes.gpu.node_selector.bad key"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_secret_reference_written_as_a_string_says_what_to_write() {
+        let err = toml::from_str::<KubernetesConfig>("agent_token_secret = \"my-secret\"\n")
+            .expect_err("a string");
+        assert!(
+            err.to_string()
+                .contains("expected a table such as { name = \"buildkite-agent-token\""),
+            "{err}"
+        );
     }
 
     #[test]

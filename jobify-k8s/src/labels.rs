@@ -62,6 +62,18 @@ pub fn is_label_value(value: &str) -> bool {
     label_value(value) == value
 }
 
+/// Whether `key` is a valid label key: an optional DNS-subdomain prefix and `/`, then a name
+/// of 1-63 of `[A-Za-z0-9._-]` starting and ending alphanumeric.
+pub fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    prefix.is_none_or(|p| !p.is_empty() && is_dns1123_subdomain(p))
+        && !name.is_empty()
+        && is_label_value(name)
+}
+
 /// Whether `name` is a DNS-1123 label: 1-63 of `[a-z0-9-]`, alphanumeric at both ends.
 pub fn is_dns1123_label(name: &str) -> bool {
     !name.is_empty()
@@ -94,6 +106,29 @@ mod tests {
         let cut_on_dash = format!("{}-tail", "a".repeat(62));
         assert_eq!(label_value(&cut_on_dash), "a".repeat(62));
         assert!(is_label_value(&label_value("__x/y__")));
+    }
+
+    #[test]
+    fn label_keys_are_checked() {
+        for good in [
+            "pool",
+            "kubernetes.io/os",
+            "node.kubernetes.io/instance-type",
+            "a_b.c",
+        ] {
+            assert!(is_label_key(good), "{good}");
+        }
+        for bad in [
+            "",
+            "/os",
+            "Kubernetes.io/os",
+            "a b",
+            "x/",
+            "-a",
+            &"a".repeat(64),
+        ] {
+            assert!(!is_label_key(bad), "{bad}");
+        }
     }
 
     #[test]
