@@ -103,7 +103,7 @@ fn literal_token_is_refused_with_a_hint_and_not_echoed() {
 }
 
 #[test]
-fn bad_duration_is_located() {
+fn bad_duration_is_located_and_says_how_to_write_one() {
     let (code, _, stderr) =
         check("organization = \"acme\"\n[kubernetes]\nttl_after_finished = \"ten minutes\"\n");
     assert_eq!(code, 2, "{stderr}");
@@ -111,6 +111,16 @@ fn bad_duration_is_located() {
         stderr.contains(":3:22: kubernetes.ttl_after_finished: invalid value"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("expected a duration such as \"30s\", \"5m\" or \"1h 30m\""),
+        "{stderr}"
+    );
+    // The examples in the hint are themselves valid.
+    let (code, _, stderr) = check(
+        "organization = \"acme\"\n[kubernetes]\nttl_after_finished = \"1h 30m\"\n\
+         active_deadline = \"5m\"\ntermination_grace_period = \"30s\"\n",
+    );
+    assert_eq!(code, 0, "{stderr}");
 }
 
 #[test]

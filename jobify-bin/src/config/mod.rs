@@ -255,7 +255,11 @@ fn syntax_diagnostic(source: &Source, err: &toml::de::Error) -> Diagnostic {
     let path = span
         .as_ref()
         .map_or_else(KeyPath::root, |span| source.path_at(span));
-    let message = err.message().trim_end().to_owned();
+    let mut message = err.message().trim_end().to_owned();
+    if message.ends_with("expected a duration") {
+        // humantime says what it wanted, not how to write it.
+        message.push_str(" such as \"30s\", \"5m\" or \"1h 30m\"");
+    }
     let redact = message.starts_with(secret::LITERAL_SECRET);
     let message = if path.segments().is_empty() {
         message
