@@ -15,6 +15,7 @@ pub mod demo;
 pub mod health;
 pub mod metrics;
 pub mod observer;
+pub mod report;
 pub mod server;
 pub mod shutdown;
 pub mod simenv;

@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
     match jobify::cmd::execute(cli).await {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", jobify::report::error_chain(&err));
             ExitCode::FAILURE
         }
     }

@@ -82,7 +82,7 @@ async fn main() -> ExitCode {
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", jobify::report::error_chain(&err));
             ExitCode::FAILURE
         }
     }

@@ -175,7 +175,7 @@ pub async fn run(
             outcome = &mut scheduler => break outcome,
             Some(joined) = tasks.join_next() => {
                 if let Err(error) = flatten(joined) {
-                    tracing::error!("{error:#}; stopping");
+                    tracing::error!("{}; stopping", crate::report::error_chain(&error));
                     first_error.get_or_insert(error);
                     stop_scheduler.cancel();
                 }
@@ -188,14 +188,14 @@ pub async fn run(
         }
         Err(error) => {
             let error = anyhow::Error::new(error).context("the scheduler stopped");
-            tracing::error!("{error:#}");
+            tracing::error!("{}", crate::report::error_chain(&error));
             first_error.get_or_insert(error);
         }
     }
     rest.cancel();
     while let Some(joined) = tasks.join_next().await {
         if let Err(error) = flatten(joined) {
-            tracing::error!("{error:#}");
+            tracing::error!("{}", crate::report::error_chain(&error));
             first_error.get_or_insert(error);
         }
     }

@@ -188,7 +188,7 @@ where
         if let Some(task) = jobify.take_if(|task| task.is_finished()) {
             let why = match join_result(task).await {
                 Ok(()) => "it returned without an error".to_owned(),
-                Err(e) => format!("{e:#}"),
+                Err(e) => crate::report::error_chain(&e),
             };
             unexpected.push(format!("jobify stopped on its own: {why}"));
             break observed;
@@ -199,7 +199,10 @@ where
     if let Some(task) = jobify
         && let Err(e) = join_result(task).await
     {
-        unexpected.push(format!("jobify did not stop cleanly: {e:#}"));
+        unexpected.push(format!(
+            "jobify did not stop cleanly: {}",
+            crate::report::error_chain(&e)
+        ));
     }
 
     let mut rows = Vec::with_capacity(jobs.len());
