@@ -25,7 +25,7 @@ async fn prints_the_queue_s_scheduled_jobs_as_a_table() {
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "data": {
             "organization": { "jobs": {
                 "count": 1,
-                "pageInfo": { "hasNextPage": false, "endCursor": null },
+                "pageInfo": { "hasPreviousPage": false, "startCursor": null },
                 "edges": [{ "node": {
                     "__typename": "JobTypeCommand",
                     "id": "JobTypeCommand---1",
