@@ -38,13 +38,25 @@ impl Requirement {
 pub(crate) struct LabelSelector(Vec<Requirement>);
 
 impl LabelSelector {
-    /// Parses `a=b,c!=d,e in (f,g),h notin (i),j,!k`.
+    /// Parses `a=b,c!=d,e in (f,g),h notin (i),j,!k`. An empty (or all-blank) text selects
+    /// everything; an empty requirement (`a,`, `,a`, `a,,b`) is refused, as apimachinery's
+    /// parser refuses it.
     pub(crate) fn parse(text: &str) -> Result<Self, ApiError> {
+        if text.trim().is_empty() {
+            return Ok(LabelSelector::default());
+        }
         split_top_level(text)
             .into_iter()
             .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(parse_requirement)
+            .map(|part| {
+                if part.is_empty() {
+                    Err(ApiError::BadRequest(format!(
+                        "unable to parse requirement: found '', expected: identifier after ',' in \"{text}\""
+                    )))
+                } else {
+                    parse_requirement(part)
+                }
+            })
             .collect::<Result<_, _>>()
             .map(LabelSelector)
     }
@@ -265,6 +277,23 @@ mod tests {
         ];
         for s in no {
             assert!(!LabelSelector::parse(s).unwrap().matches(&o), "{s}");
+        }
+    }
+
+    #[test]
+    fn empty_label_selector_selects_everything() {
+        let o = obj(json!({"app": "web"}));
+        for s in ["", "  "] {
+            assert!(LabelSelector::parse(s).unwrap().matches(&o), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn empty_requirement_between_commas_is_a_bad_request() {
+        for s in ["app=web,", ",app=web", "app=web,,tier", "app=web, "] {
+            let e = LabelSelector::parse(s).unwrap_err();
+            assert!(matches!(e, ApiError::BadRequest(_)), "{s:?}: {e}");
+            assert!(e.to_string().contains("expected: identifier"), "{s:?}: {e}");
         }
     }
 
