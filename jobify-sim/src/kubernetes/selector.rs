@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::meta;
 use super::resource::Resource;
 use super::status::ApiError;
+use super::validate;
 
 /// One requirement of a label selector.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +21,40 @@ enum Requirement {
 }
 
 impl Requirement {
+    /// The key and values, which apimachinery checks as a label key and label values.
+    fn parts(&self) -> (&str, &[String]) {
+        match self {
+            Requirement::Equals(k, v) | Requirement::NotEquals(k, v) => {
+                (k, std::slice::from_ref(v))
+            }
+            Requirement::In(k, vs) | Requirement::NotIn(k, vs) => (k, vs),
+            Requirement::Exists(k) | Requirement::DoesNotExist(k) => (k, &[]),
+        }
+    }
+
+    /// Refuses a key that is not a qualified name or a value that is not a label value
+    /// (`a=b c`, `a in (-x)`), as apimachinery's `NewRequirement` does.
+    fn checked(self) -> Result<Requirement, ApiError> {
+        let (key, values) = self.parts();
+        let invalid = |what: &str, errs: Vec<String>| {
+            ApiError::BadRequest(format!(
+                "unable to parse requirement: <nil>: Invalid value: \"{what}\": {}",
+                errs.join("; ")
+            ))
+        };
+        let errs = validate::qualified_name_errors(key);
+        if !errs.is_empty() {
+            return Err(invalid(key, errs));
+        }
+        for value in values {
+            let errs = validate::label_value_errors(value);
+            if !errs.is_empty() {
+                return Err(invalid(value, errs));
+            }
+        }
+        Ok(self)
+    }
+
     fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         match self {
             Requirement::Equals(k, v) => labels.get(k) == Some(v),
@@ -54,7 +89,7 @@ impl LabelSelector {
                         "unable to parse requirement: found '', expected: identifier after ',' in \"{text}\""
                     )))
                 } else {
-                    parse_requirement(part)
+                    parse_requirement(part).and_then(Requirement::checked)
                 }
             })
             .collect::<Result<_, _>>()
@@ -294,6 +329,34 @@ mod tests {
             let e = LabelSelector::parse(s).unwrap_err();
             assert!(matches!(e, ApiError::BadRequest(_)), "{s:?}: {e}");
             assert!(e.to_string().contains("expected: identifier"), "{s:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn invalid_label_key_or_value_is_a_bad_request() {
+        let bad = [
+            "app=web tier",
+            "app=-web",
+            "app in (web, db x)",
+            "app notin (web_)",
+            "-app",
+            "!app_",
+            "example.com/=x",
+            "Bad_Prefix/app=x",
+        ];
+        for s in bad {
+            let e = LabelSelector::parse(s).unwrap_err();
+            assert!(matches!(e, ApiError::BadRequest(_)), "{s:?}: {e}");
+            assert!(e.to_string().contains("Invalid value"), "{s:?}: {e}");
+        }
+        let o = obj(json!({"example.com/app": "web", "tier": ""}));
+        for s in [
+            "example.com/app=web",
+            "tier=",
+            "tier in (a, )",
+            "app.kubernetes.io/x!=y",
+        ] {
+            assert!(LabelSelector::parse(s).unwrap().matches(&o), "{s:?}");
         }
     }
 

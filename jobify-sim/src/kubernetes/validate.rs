@@ -66,7 +66,7 @@ pub(crate) fn label_value_errors(value: &str) -> Vec<String> {
 }
 
 /// apimachinery `IsQualifiedName` (label and annotation keys).
-fn qualified_name_errors(key: &str) -> Vec<String> {
+pub(crate) fn qualified_name_errors(key: &str) -> Vec<String> {
     let (prefix, name) = match key.rsplit_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, key),
