@@ -8,7 +8,7 @@ mod kubernetes_support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use jobify_sim::kubernetes::KubeSimConfig;
+use jobify_sim::kubernetes::{KubeSim, KubeSimConfig};
 use jobify_sim::{AcquireError, AgentApi, JobScript};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStateWaiting, Pod};
@@ -34,6 +34,16 @@ fn job_condition(job: &Job, kind: &str) -> Option<String> {
         .iter()
         .find(|c| c.type_ == kind && c.status == "True")
         .and_then(|c| c.reason.clone())
+}
+
+/// Waits for the first Job in [`NS`] whose condition `kind` is `True`.
+async fn job_with_condition(sim: &KubeSim, kind: &str) -> Job {
+    eventually(&format!("a Job with condition {kind}"), || {
+        sim.jobs(NS)
+            .into_iter()
+            .find(|j| job_condition(j, kind).is_some())
+    })
+    .await
 }
 
 async fn event_messages(client: &kube::Client, pod: &str) -> Vec<(String, String)> {
@@ -200,12 +210,7 @@ async fn oom_killed_pod_fails_the_job_with_backoff_limit_exceeded() {
     jobs.create(&PostParams::default(), &job("oom", "app:oomkill"))
         .await
         .unwrap();
-    let failed = eventually("job to fail", || {
-        sim.jobs(NS)
-            .into_iter()
-            .find(|j| job_condition(j, "Failed").is_some())
-    })
-    .await;
+    let failed = job_with_condition(&sim, "Failed").await;
     assert_eq!(
         job_condition(&failed, "Failed").as_deref(),
         Some("BackoffLimitExceeded")
@@ -258,12 +263,7 @@ async fn active_deadline_fails_the_job_and_ttl_deletes_finished_jobs() {
         .then_some(())
     })
     .await;
-    let failed = eventually("the deadline to pass", || {
-        sim.jobs(NS)
-            .into_iter()
-            .find(|j| job_condition(j, "Failed").is_some())
-    })
-    .await;
+    let failed = job_with_condition(&sim, "Failed").await;
     assert_eq!(
         job_condition(&failed, "Failed").as_deref(),
         Some("DeadlineExceeded")
@@ -423,12 +423,7 @@ async fn on_failure_restarts_in_place_until_the_backoff_limit() {
         .create(&PostParams::default(), &j)
         .await
         .unwrap();
-    let failed = eventually("the job to fail", || {
-        sim.jobs(NS)
-            .into_iter()
-            .find(|j| job_condition(j, "Failed").is_some())
-    })
-    .await;
+    let failed = job_with_condition(&sim, "Failed").await;
     assert_eq!(
         job_condition(&failed, "Failed").as_deref(),
         Some("BackoffLimitExceeded")
@@ -452,12 +447,7 @@ async fn suspended_job_runs_no_pod_until_resumed() {
     let mut j = job("later", "busybox");
     j.spec.as_mut().unwrap().suspend = Some(true);
     jobs.create(&PostParams::default(), &j).await.unwrap();
-    eventually("the Suspended condition", || {
-        sim.jobs(NS)
-            .into_iter()
-            .find(|j| job_condition(j, "Suspended").is_some())
-    })
-    .await;
+    job_with_condition(&sim, "Suspended").await;
     assert!(sim.pods(NS).is_empty());
     let resume = json!({"spec": {"suspend": false}});
     jobs.patch(
@@ -467,12 +457,7 @@ async fn suspended_job_runs_no_pod_until_resumed() {
     )
     .await
     .unwrap();
-    let done = eventually("the job to complete", || {
-        sim.jobs(NS)
-            .into_iter()
-            .find(|j| job_condition(j, "Complete").is_some())
-    })
-    .await;
+    let done = job_with_condition(&sim, "Complete").await;
     let suspended = done
         .status
         .unwrap()
@@ -549,12 +534,7 @@ async fn deleting_a_running_agent_pod_terminates_it_and_fails_the_job() {
     .await;
     // A stopped agent loses its job (exit -1).
     assert_eq!(agent.finished.lock().unwrap().first(), Some(&(uuid, -1)));
-    let failed = eventually("the job to fail", || {
-        sim.jobs(NS)
-            .into_iter()
-            .find(|j| job_condition(j, "Failed").is_some())
-    })
-    .await;
+    let failed = job_with_condition(&sim, "Failed").await;
     assert_eq!(
         job_condition(&failed, "Failed").as_deref(),
         Some("BackoffLimitExceeded")
