@@ -65,6 +65,10 @@ pub struct PlanArgs {
     /// What to print: a table of decisions, or the Job manifests that would be created.
     #[arg(short, long, value_enum, default_value_t = PlanOutput::Table)]
     pub output: PlanOutput,
+    /// The most pages of scheduled jobs to read (oldest first); the newest beyond are not
+    /// shown.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_pages: u32,
 }
 
 /// `jobify plan -o`.

@@ -7,7 +7,9 @@ use std::time::Duration;
 use buildkite_api::Client;
 use jobify::adapters::{ANNOTATION_CONTEXT, BuildkiteFeedback, BuildkiteMonitor, MonitorSettings};
 use jobify::metrics::Metrics;
-use jobify_core::{Feedback, JobRef, JobState, Monitor, MonitorError, Reason, ReasonCode};
+use jobify_core::{
+    Feedback, JobRef, JobState, Monitor, MonitorError, Reason, ReasonCode, Sweep,
+};
 use jobify_sim::buildkite::{BuildkiteSim, BuildkiteSimConfig, JobSpec};
 use prometheus_client::registry::Registry;
 use secrecy::SecretString;
@@ -98,7 +100,9 @@ async fn monitor_lists_jobs_of_served_queues_and_watched_pipelines_across_pages(
     );
 
     let fixture = monitor(&sim, TOKEN, &["k8s", "gpu"], &["app"]);
-    let jobs = fixture.monitor.scheduled().await.expect("poll");
+    let sweep = Sweep::read(&fixture.monitor, 10).await.expect("poll");
+    assert!(sweep.complete);
+    let jobs = sweep.jobs;
     let found: BTreeSet<_> = jobs.iter().map(|job| *job.id.as_uuid()).collect();
     assert_eq!(found, expected);
     let job = jobs
@@ -135,7 +139,7 @@ async fn monitor_follows_at_most_max_pages_and_takes_the_oldest_jobs() {
 
     // Two pages of two: the four oldest; the three newest wait for a later poll.
     let fixture = monitor_with_pages(&sim, TOKEN, &["k8s"], &[], 2);
-    let jobs = fixture.monitor.scheduled().await.expect("poll");
+    let jobs = fixture.monitor.scheduled(None).await.expect("poll").jobs;
     let found: BTreeSet<_> = jobs.iter().map(|job| *job.id.as_uuid()).collect();
     let oldest: BTreeSet<_> = scheduled[..4].iter().copied().collect();
     assert_eq!(found, oldest);
@@ -146,7 +150,7 @@ async fn monitor_follows_at_most_max_pages_and_takes_the_oldest_jobs() {
 async fn monitor_reports_a_refused_token_as_unauthorized() {
     let sim = sim().await;
     let fixture = monitor(&sim, "bkua_wrong", &["k8s"], &[]);
-    let error = fixture.monitor.scheduled().await.expect_err("refused");
+    let error = fixture.monitor.scheduled(None).await.expect_err("refused");
     assert!(matches!(error, MonitorError::Unauthorized(_)), "{error:?}");
     assert!(
         !error.to_string().contains("bkua_wrong"),

@@ -7,7 +7,8 @@
 //! [`WorkloadEvent::Restored`] rebuilds them from what the cluster holds.
 //!
 //! Memory stays bounded: a job is forgotten once it is settled (skipped, rejected, deferred or
-//! ended with its workload gone) and Buildkite no longer lists it as scheduled.
+//! ended with its workload gone) and a complete sweep of Buildkite's scheduled jobs no longer
+//! lists it.
 
 use std::collections::HashMap;
 
@@ -62,8 +63,18 @@ pub enum Settled {
 /// Something the book must know.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BookEvent {
-    /// A poll of Buildkite listed these jobs as scheduled.
+    /// A complete poll of Buildkite listed these jobs as scheduled: the same as
+    /// [`SweepStarted`](BookEvent::SweepStarted), [`Listed`](BookEvent::Listed) with these
+    /// jobs and [`SweepCompleted`](BookEvent::SweepCompleted).
     Polled(Vec<JobId>),
+    /// A sweep through Buildkite's scheduled jobs, page by page, begins.
+    SweepStarted,
+    /// A page of the current sweep listed these jobs as scheduled.
+    Listed(Vec<JobId>),
+    /// The current sweep reached the newest scheduled job: settled jobs it did not list are
+    /// no longer scheduled, and are forgotten. A sweep that stops early (nothing more could
+    /// launch) never completes, so it forgets nothing.
+    SweepCompleted,
     /// The job was decided without a launch.
     Decided {
         /// The job.
@@ -108,7 +119,7 @@ struct Entry {
     status: JobStatus,
     queue: Option<String>,
     pipeline: Option<String>,
-    /// The poll generation that last listed the job as scheduled.
+    /// The sweep (generation) that last listed the job as scheduled.
     seen: u64,
     /// Whether its workload is known not to exist (any more).
     gone: bool,
@@ -239,7 +250,14 @@ impl Book {
     /// Takes `event` into account.
     pub fn apply(&mut self, event: BookEvent) {
         match event {
-            BookEvent::Polled(jobs) => self.polled(&jobs),
+            BookEvent::Polled(jobs) => {
+                self.generation += 1;
+                self.listed(&jobs);
+                self.sweep_completed();
+            }
+            BookEvent::SweepStarted => self.generation += 1,
+            BookEvent::Listed(jobs) => self.listed(&jobs),
+            BookEvent::SweepCompleted => self.sweep_completed(),
             BookEvent::Decided {
                 job,
                 pipeline,
@@ -408,14 +426,17 @@ impl Book {
         }
     }
 
-    fn polled(&mut self, jobs: &[JobId]) {
-        self.generation += 1;
+    fn listed(&mut self, jobs: &[JobId]) {
         let generation = self.generation;
         for job in jobs {
             if let Some(entry) = self.entries.get_mut(job) {
                 entry.seen = generation;
             }
         }
+    }
+
+    fn sweep_completed(&mut self) {
+        let generation = self.generation;
         self.entries.retain(|_, entry| {
             let settled = match entry.status {
                 JobStatus::Deferred | JobStatus::Skipped | JobStatus::Rejected => true,

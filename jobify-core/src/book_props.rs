@@ -9,7 +9,7 @@ use crate::book::{Book, BookEvent};
 use crate::decision::{Decision, Reason, ReasonCode, Template};
 use crate::job::{JobId, ScheduledJob};
 use crate::limits::Limits;
-use crate::plan::{Waiting, plan_round, plan_waiting};
+use crate::plan::{Waiting, plan_page, plan_round, plan_waiting};
 use crate::policy::from_fn;
 use crate::workload::{Workload, WorkloadEvent};
 
@@ -23,6 +23,9 @@ enum Op {
     },
     /// jobify polls and carries out the plan's launches as pending.
     Poll,
+    /// jobify sweeps page by page (`page_size` jobs a page) and stops after `pages` pages,
+    /// completing the sweep only if it reached the end.
+    Sweep { page_size: usize, pages: usize },
     /// Between polls, jobify launches what the last poll's limits held back, as after a
     /// slot freed.
     LaunchWaiting,
@@ -46,6 +49,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0u8..3, 0u8..2, 0i32..3).prop_map(|(pipeline, queue, priority)| Op::Appear { pipeline, queue, priority }),
         3 => Just(Op::Poll),
+        2 => (1usize..4, 1usize..5).prop_map(|(page_size, pages)| Op::Sweep { page_size, pages }),
         2 => Just(Op::LaunchWaiting),
         3 => any::<usize>().prop_map(Op::LaunchOk),
         1 => (any::<usize>(), any::<bool>()).prop_map(|(index, retry)| Op::LaunchFails { index, retry }),
@@ -169,6 +173,24 @@ proptest! {
                         world.pending.push(job);
                     }
                     prop_assert!(book.len() <= world.scheduled.len() + world.cluster.len() + world.pending.len(), "the book remembers more than exists");
+                }
+                Op::Sweep { page_size, pages } => {
+                    book.apply(BookEvent::SweepStarted);
+                    world.waiting.clear();
+                    let chunks: Vec<Vec<ScheduledJob>> = world.scheduled.chunks(page_size).map(<[ScheduledJob]>::to_vec).collect();
+                    let read = chunks.len().min(pages);
+                    for chunk in chunks.into_iter().take(read) {
+                        let plan = plan_page(&mut book, &policy, &limits, chunk, |_, _| {});
+                        world.waiting.extend(plan.waiting);
+                        for (job, _) in plan.launches {
+                            prop_assert!(!world.created.contains(&job.id), "job {} launched after its workload was created", job.id);
+                            prop_assert!(world.pending.iter().all(|p| p.id != job.id), "job {} launched twice at once", job.id);
+                            world.pending.push(job);
+                        }
+                    }
+                    if read * page_size >= world.scheduled.len() {
+                        book.apply(BookEvent::SweepCompleted);
+                    }
                 }
                 Op::LaunchWaiting => {
                     let held_back: HashSet<JobId> = world.waiting.iter().map(|w| w.job.id).collect();

@@ -196,6 +196,62 @@ fn settled_jobs_are_forgotten_once_buildkite_stops_listing_them() {
     assert!(book.is_empty());
 }
 
+fn skip(book: &mut Book, job: &ScheduledJob) {
+    book.apply(BookEvent::Decided {
+        job: job.id,
+        pipeline: job.pipeline.clone(),
+        settled: Settled::Skipped,
+    });
+}
+
+#[test]
+fn a_sweep_keeps_the_settled_jobs_any_of_its_pages_listed() {
+    let mut book = Book::new();
+    let on_page_one = ScheduledJob::fixture().build();
+    let on_page_two = ScheduledJob::fixture().build();
+    let gone = ScheduledJob::fixture().build();
+    book.apply(BookEvent::Polled(ids(&[
+        on_page_one.clone(),
+        on_page_two.clone(),
+        gone.clone(),
+    ])));
+    for job in [&on_page_one, &on_page_two, &gone] {
+        skip(&mut book, job);
+    }
+    book.apply(BookEvent::SweepStarted);
+    book.apply(BookEvent::Listed(vec![on_page_one.id]));
+    book.apply(BookEvent::Listed(vec![on_page_two.id]));
+    assert_eq!(
+        book.len(),
+        3,
+        "nothing is forgotten before the sweep completes"
+    );
+    book.apply(BookEvent::SweepCompleted);
+    assert_eq!(book.status(on_page_one.id), Some(JobStatus::Skipped));
+    assert_eq!(book.status(on_page_two.id), Some(JobStatus::Skipped));
+    assert_eq!(book.status(gone.id), None);
+}
+
+#[test]
+fn a_sweep_that_stops_early_forgets_nothing() {
+    let mut book = Book::new();
+    let first = ScheduledJob::fixture().build();
+    let beyond = ScheduledJob::fixture().build();
+    book.apply(BookEvent::Polled(ids(&[first.clone(), beyond.clone()])));
+    skip(&mut book, &first);
+    skip(&mut book, &beyond);
+    // The sweep stopped after its first page: `beyond` may still be scheduled further on.
+    book.apply(BookEvent::SweepStarted);
+    book.apply(BookEvent::Listed(vec![first.id]));
+    book.apply(BookEvent::SweepStarted);
+    book.apply(BookEvent::Listed(vec![first.id]));
+    assert_eq!(book.status(beyond.id), Some(JobStatus::Skipped));
+    // The next complete sweep that does not list it forgets it.
+    book.apply(BookEvent::SweepCompleted);
+    assert_eq!(book.status(beyond.id), None);
+    assert_eq!(book.status(first.id), Some(JobStatus::Skipped));
+}
+
 fn ids(jobs: &[ScheduledJob]) -> Vec<JobId> {
     jobs.iter().map(|j| j.id).collect()
 }

@@ -106,10 +106,13 @@ pub use intake::{JobError, RawJob};
 pub use job::{BuildInfo, Env, JobId, JobState, ScheduledJob};
 pub use jobifier::{CancelError, Jobifier, LaunchError, Launched};
 pub use limits::Limits;
-pub use monitor::{Monitor, MonitorError};
-pub use plan::{Plan, plan_round};
+pub use monitor::{Monitor, MonitorError, PageToken, ScheduledPage, Sweep};
+pub use plan::{Plan, plan_page, plan_round};
 pub use plugin::{KubernetesPlugin, PluginConfig, PluginError, PodMetadata};
 pub use policy::{Decider, Explanation, Policy, RulePolicy};
 pub use rules::{AgentQueryRule, AgentQueryRules};
-pub use scheduler::{Dispatcher, Scheduler, SchedulerConfig, SchedulerError, SchedulerObserver};
+pub use scheduler::{
+    Dispatcher, FeedbackRetry, Scheduler, SchedulerConfig, SchedulerError, SchedulerObserver,
+    SweepEnd, SweepSummary,
+};
 pub use workload::{Workload, WorkloadEvent};

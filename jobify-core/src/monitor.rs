@@ -1,4 +1,10 @@
 //! The port through which the scheduler learns what Buildkite has for us.
+//!
+//! Buildkite may hold thousands of scheduled jobs, so the scheduler reads them a page at a
+//! time, oldest first, and plans each page as it arrives: a *sweep* starts from the oldest
+//! page (`from` is `None`) and follows each page's [`ScheduledPage::next`] until a page has
+//! none. The scheduler may stop a sweep early (nothing more could launch) and start the next
+//! from the oldest page again, so a token is never assumed to stay valid for long.
 
 use async_trait::async_trait;
 
@@ -22,23 +28,99 @@ pub enum MonitorError {
     Transient(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
+/// Where the next page of a sweep starts. Opaque to the scheduler: the [`Monitor`] that
+/// returned it makes and reads it (e.g. a queue and a GraphQL cursor).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PageToken(String);
+
+impl PageToken {
+    /// A token holding `raw`, for a [`Monitor`] implementation to read back.
+    pub fn new(raw: impl Into<String>) -> Self {
+        PageToken(raw.into())
+    }
+
+    /// What the monitor put in.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One page of the jobs currently scheduled, oldest first.
+#[derive(Clone, Debug, Default)]
+pub struct ScheduledPage {
+    /// The jobs. Jobs for other queues may be included; the policy skips them. A job may
+    /// appear on two pages of a sweep (new jobs shift the pages); it is decided once.
+    pub jobs: Vec<ScheduledJob>,
+    /// Where the next (newer) page starts; `None` when this page ends the sweep.
+    pub next: Option<PageToken>,
+}
+
+impl ScheduledPage {
+    /// A page that ends its sweep: all of `jobs`, nothing after them.
+    pub fn last(jobs: Vec<ScheduledJob>) -> Self {
+        ScheduledPage { jobs, next: None }
+    }
+}
+
 /// Produces what Buildkite currently has for us.
 #[cfg_attr(any(test, feature = "testing"), mockall::automock)]
 #[async_trait]
 pub trait Monitor: Send + Sync {
-    /// One poll: every job currently `SCHEDULED` that this controller may be asked to run.
-    /// Jobs for other queues may be included; the policy skips them.
-    async fn scheduled(&self) -> Result<Vec<ScheduledJob>, MonitorError>;
+    /// One page of the jobs currently `SCHEDULED` that this controller may be asked to run:
+    /// the oldest page when `from` is `None`, else the page a previous page's
+    /// [`next`](ScheduledPage::next) pointed at.
+    async fn scheduled(&self, from: Option<PageToken>) -> Result<ScheduledPage, MonitorError>;
 
     /// The current Buildkite state of jobs we launched workloads for, so the scheduler can
     /// remove workloads whose job was cancelled. Jobs Buildkite no longer knows are left out.
     async fn states(&self, jobs: &[JobId]) -> Result<Vec<(JobId, JobState)>, MonitorError>;
 }
 
+/// The jobs of one sweep read to the end, or to `max_pages` pages, whichever comes first;
+/// what a one-off look (`jobify plan`, a test) wants rather than the scheduler's page-by-page
+/// planning. Jobs listed on two pages are kept once.
+#[derive(Clone, Debug, Default)]
+pub struct Sweep {
+    /// The jobs, oldest first.
+    pub jobs: Vec<ScheduledJob>,
+    /// Whether the sweep reached the newest job (`false`: `max_pages` cut it short).
+    pub complete: bool,
+    /// Pages read.
+    pub pages: usize,
+}
+
+impl Sweep {
+    /// Reads pages from `monitor`, oldest first, until a page ends the sweep or `max_pages`
+    /// (at least 1) were read.
+    pub async fn read<M: Monitor + ?Sized>(
+        monitor: &M,
+        max_pages: usize,
+    ) -> Result<Sweep, MonitorError> {
+        let mut sweep = Sweep::default();
+        let mut seen = std::collections::HashSet::new();
+        let mut from = None;
+        while sweep.pages < max_pages.max(1) {
+            let page = monitor.scheduled(from).await?;
+            sweep.pages += 1;
+            sweep
+                .jobs
+                .extend(page.jobs.into_iter().filter(|job| seen.insert(job.id)));
+            match page.next {
+                Some(next) => from = Some(next),
+                None => {
+                    sweep.complete = true;
+                    break;
+                }
+            }
+        }
+        Ok(sweep)
+    }
+}
+
 #[async_trait]
 impl<T: Monitor + ?Sized> Monitor for std::sync::Arc<T> {
-    async fn scheduled(&self) -> Result<Vec<ScheduledJob>, MonitorError> {
-        (**self).scheduled().await
+    async fn scheduled(&self, from: Option<PageToken>) -> Result<ScheduledPage, MonitorError> {
+        (**self).scheduled(from).await
     }
 
     async fn states(&self, jobs: &[JobId]) -> Result<Vec<(JobId, JobState)>, MonitorError> {

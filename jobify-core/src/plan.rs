@@ -2,8 +2,10 @@
 //! returned, it asks the policy about each new one, applies limits in launch order, updates
 //! the book, and returns what the scheduler must carry out.
 //!
-//! [`plan_round`] runs once per poll. [`plan_waiting`] runs when a slot frees between polls:
-//! it re-checks the jobs a limit held back in the last round, without asking the policy again.
+//! The scheduler runs [`plan_page`] on each page of a sweep as it arrives; [`plan_round`]
+//! decides one complete poll at once (`jobify plan`, tests). [`plan_waiting`] runs when a slot
+//! frees between pages and sweeps: it re-checks the jobs a limit held back, without asking the
+//! policy again.
 
 use crate::book::{Book, BookEvent, JobStatus, Settled};
 use crate::decision::{Decision, Reason, Template};
@@ -36,16 +38,33 @@ pub struct Waiting {
     pub reason: Reason,
 }
 
-/// Decides the jobs of one poll. `scheduled` is everything Buildkite listed; jobs the book
-/// already settled are not decided again. `on_decision` sees every decision made, after limits.
+/// Decides the jobs of one complete poll: `scheduled` is everything Buildkite listed, so
+/// settled jobs it does not list are forgotten ([`BookEvent::Polled`]). Jobs the book already
+/// settled are not decided again. `on_decision` sees every decision made, after limits.
 pub fn plan_round<P: Policy + ?Sized>(
+    book: &mut Book,
+    policy: &P,
+    limits: &Limits,
+    scheduled: Vec<ScheduledJob>,
+    on_decision: impl FnMut(&ScheduledJob, &Decision),
+) -> Plan {
+    book.apply(BookEvent::SweepStarted);
+    let plan = plan_page(book, policy, limits, scheduled, on_decision);
+    book.apply(BookEvent::SweepCompleted);
+    plan
+}
+
+/// Decides the jobs of one page of a sweep ([`BookEvent::Listed`]); the caller starts and
+/// completes the sweep ([`BookEvent::SweepStarted`], [`BookEvent::SweepCompleted`]). Launch
+/// order and limits apply within the page: jobs of earlier pages were admitted already.
+pub fn plan_page<P: Policy + ?Sized>(
     book: &mut Book,
     policy: &P,
     limits: &Limits,
     scheduled: Vec<ScheduledJob>,
     mut on_decision: impl FnMut(&ScheduledJob, &Decision),
 ) -> Plan {
-    book.apply(BookEvent::Polled(
+    book.apply(BookEvent::Listed(
         scheduled.iter().map(|j| j.id).collect::<Vec<JobId>>(),
     ));
     let mut plan = Plan::default();

@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 use buildkite_api::{Client, CommandJob, JobLookup, Pacer, RateLimit, ScheduledJobsRequest};
 use jobify_core::config::QueueConfig;
-use jobify_core::{JobId, JobState, Monitor, MonitorError, RawJob, ScheduledJob};
+use jobify_core::{
+    JobId, JobState, Monitor, MonitorError, PageToken, RawJob, ScheduledJob, ScheduledPage,
+};
 use tokio::time::Instant;
 
 use super::monitor_error;
@@ -58,6 +60,7 @@ impl MonitorSettings {
             cluster: self.cluster.clone(),
             page_size: self.page_size,
             max_pages: self.max_pages,
+            priorities: buildkite_api::Priorities::All,
         };
         if self.queues.is_empty() {
             return vec![request(Vec::new())];
@@ -144,53 +147,59 @@ fn raw_job(job: CommandJob) -> RawJob {
 
 #[async_trait]
 impl Monitor for BuildkiteMonitor {
-    async fn scheduled(&self) -> Result<Vec<ScheduledJob>, MonitorError> {
+    async fn scheduled(&self, from: Option<PageToken>) -> Result<ScheduledPage, MonitorError> {
         let wait_until = self.pace().next_poll;
         if let Some(at) = wait_until {
             tokio::time::sleep_until(at).await;
         }
+        let index = from
+            .and_then(|token| token.as_str().parse::<usize>().ok())
+            .unwrap_or(0);
+        let Some(request) = self.requests.get(index) else {
+            return Ok(ScheduledPage::default());
+        };
         let mut jobs = Vec::new();
         let mut seen = HashSet::new();
-        let mut cost = 0u32;
-        let mut last_limit = None;
-        for request in &self.requests {
-            let fetched = match self.client.scheduled_jobs(request).await {
-                Ok(fetched) => fetched,
-                Err(error) => {
-                    if let buildkite_api::Error::RateLimited { retry_after, .. } = &error {
-                        let delay = self.pacer.delay_after_rate_limited(*retry_after);
-                        self.pace().next_poll = Some(Instant::now() + delay);
-                    }
-                    return Err(monitor_error(error));
+        let fetched = match self.client.scheduled_jobs(request).await {
+            Ok(fetched) => fetched,
+            Err(error) => {
+                if let buildkite_api::Error::RateLimited { retry_after, .. } = &error {
+                    let delay = self.pacer.delay_after_rate_limited(*retry_after);
+                    self.pace().next_poll = Some(Instant::now() + delay);
                 }
-            };
-            cost = cost.saturating_add(fetched.complexity_actual);
-            self.observe(fetched.rate_limit.as_ref());
-            last_limit = fetched.rate_limit.or(last_limit);
-            if fetched.value.truncated {
-                tracing::info!(
-                    rules = ?request.agent_query_rules,
-                    total = fetched.value.total,
-                    fetched = fetched.value.jobs.len(),
-                    "more scheduled jobs than one poll fetches; the newest wait for the next poll"
-                );
+                return Err(monitor_error(error));
             }
-            for job in fetched.value.jobs {
-                if !self.keeps_pipeline(&job) || !seen.insert(job.uuid.clone()) {
-                    continue;
-                }
-                let uuid = job.uuid.clone();
-                match ScheduledJob::from_raw(raw_job(job)) {
-                    Ok(job) => jobs.push(job),
-                    // One job Buildkite describes oddly must not stop the others.
-                    Err(error) => tracing::warn!(job = %uuid, %error, "ignoring a scheduled job"),
-                }
+        };
+        let cost = fetched.complexity_actual;
+        self.observe(fetched.rate_limit.as_ref());
+        if fetched.value.truncated {
+            tracing::info!(
+                rules = ?request.agent_query_rules,
+                total = fetched.value.total,
+                fetched = fetched.value.jobs.len(),
+                "more scheduled jobs than one poll fetches; the newest wait for the next poll"
+            );
+        }
+        for job in fetched.value.jobs {
+            if !self.keeps_pipeline(&job) || !seen.insert(job.uuid.clone()) {
+                continue;
+            }
+            let uuid = job.uuid.clone();
+            match ScheduledJob::from_raw(raw_job(job)) {
+                Ok(job) => jobs.push(job),
+                // One job Buildkite describes oddly must not stop the others.
+                Err(error) => tracing::warn!(job = %uuid, %error, "ignoring a scheduled job"),
             }
         }
         let mut pace = self.pace();
         let cost = cost.saturating_add(std::mem::take(&mut pace.unbilled));
-        pace.next_poll = Some(Instant::now() + self.pacer.delay_after(cost, last_limit.as_ref()));
-        Ok(jobs)
+        pace.next_poll =
+            Some(Instant::now() + self.pacer.delay_after(cost, fetched.rate_limit.as_ref()));
+        let next = index + 1;
+        Ok(ScheduledPage {
+            jobs,
+            next: (next < self.requests.len()).then(|| PageToken::new(next.to_string())),
+        })
     }
 
     async fn states(&self, jobs: &[JobId]) -> Result<Vec<(JobId, JobState)>, MonitorError> {

@@ -29,7 +29,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Err(code) => Ok(code),
         },
         Command::Plan(args) => match load(&cli.config) {
-            Ok(config) => plan::execute(&config, args.output).await,
+            Ok(config) => plan::execute(&config, args.output, args.max_pages as usize).await,
             Err(code) => Ok(code),
         },
         Command::Sim(args) => sim::execute(args).await,

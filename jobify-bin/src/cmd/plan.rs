@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use jobify_core::policy::Explanation;
-use jobify_core::{Decider, Decision, Monitor, Policy, ScheduledJob};
+use jobify_core::{Decider, Decision, Policy, ScheduledJob, Sweep};
 use jobify_k8s::RenderError;
 use k8s_openapi::api::batch::v1::Job;
 use prometheus_client::registry::Registry;
@@ -62,17 +62,27 @@ pub fn plan_jobs(config: &Config, mut jobs: Vec<ScheduledJob>) -> Vec<PlannedJob
         .collect()
 }
 
-/// One poll, then the plan printed to stdout as `output` asks.
-pub async fn execute(config: &Config, output: PlanOutput) -> anyhow::Result<ExitCode> {
+/// One sweep of at most `max_pages` pages, then the plan printed to stdout as `output` asks.
+pub async fn execute(
+    config: &Config,
+    output: PlanOutput,
+    max_pages: usize,
+) -> anyhow::Result<ExitCode> {
     let (client, _) = crate::clients::buildkite(config)?;
     // The monitor reports the rate limit to metrics; plan serves none, so they are local.
     let metrics = Metrics::register(&mut Registry::default());
     let monitor = BuildkiteMonitor::new(client, MonitorSettings::from_config(config), metrics);
-    let jobs = monitor
-        .scheduled()
+    let sweep = Sweep::read(&monitor, max_pages)
         .await
         .context("polling Buildkite for scheduled jobs")?;
-    let planned = plan_jobs(config, jobs);
+    if !sweep.complete {
+        eprintln!(
+            "read {} pages of scheduled jobs and more are scheduled; the newest are not shown \
+             (pass --max-pages to read further)",
+            sweep.pages
+        );
+    }
+    let planned = plan_jobs(config, sweep.jobs);
     let mut stdout = std::io::stdout().lock();
     match output {
         PlanOutput::Table => write_table(&mut stdout, &planned)?,

@@ -13,6 +13,9 @@ use super::validate::Problems;
 /// The most launches `launch_concurrency` may allow at once.
 pub const MAX_LAUNCH_CONCURRENCY: usize = 1000;
 
+/// The most pages `lookahead_pages` may ask a poll to read past a held-back job.
+pub(super) const MAX_LOOKAHEAD_PAGES: usize = 100;
+
 /// `[scheduler]`.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -23,6 +26,10 @@ pub struct SchedulerSettings {
     pub cancel_check_interval: Duration,
     /// How many workload launches may be in progress at once.
     pub launch_concurrency: usize,
+    /// Once a limit holds a job back, how many pages of scheduled jobs a poll reads in all
+    /// before it stops: the window in which a job of higher priority can still claim the
+    /// next free slot. While nothing is held back a poll reads on to the newest job.
+    pub lookahead_pages: usize,
     /// The longest wait between polls while polling fails (polls back off exponentially from
     /// `buildkite.poll_interval`).
     #[serde(with = "humantime_serde")]
@@ -38,6 +45,7 @@ impl Default for SchedulerSettings {
         SchedulerSettings {
             cancel_check_interval: core.cancel_check_interval,
             launch_concurrency: core.launch_concurrency,
+            lookahead_pages: core.lookahead_pages,
             max_poll_backoff: core.max_poll_backoff,
             shutdown_grace: core.shutdown_grace,
         }
@@ -51,6 +59,7 @@ impl SchedulerSettings {
             poll_interval,
             cancel_check_interval: self.cancel_check_interval,
             launch_concurrency: self.launch_concurrency,
+            lookahead_pages: self.lookahead_pages,
             max_poll_backoff: self.max_poll_backoff,
             shutdown_grace: self.shutdown_grace,
         }
@@ -72,6 +81,16 @@ impl SchedulerSettings {
                 format!(
                     "must be between 1 and {MAX_LAUNCH_CONCURRENCY}, not {}",
                     self.launch_concurrency
+                ),
+            );
+        }
+        if !(1..=MAX_LOOKAHEAD_PAGES).contains(&self.lookahead_pages) {
+            problems.push(
+                at.key("lookahead_pages"),
+                format!(
+                    "must be between 1 and {MAX_LOOKAHEAD_PAGES}, not {}: each page is a \
+                     Buildkite API request, and the jobs of these pages wait in memory",
+                    self.lookahead_pages
                 ),
             );
         }
@@ -109,6 +128,7 @@ mod tests {
         let settings = SchedulerSettings {
             cancel_check_interval: Duration::from_millis(200),
             launch_concurrency: 0,
+            lookahead_pages: 0,
             max_poll_backoff: Duration::from_secs(2),
             shutdown_grace: Duration::ZERO,
         };
@@ -128,6 +148,7 @@ mod tests {
             [
                 "scheduler.cancel_check_interval",
                 "scheduler.launch_concurrency",
+                "scheduler.lookahead_pages",
                 "scheduler.max_poll_backoff"
             ]
         );

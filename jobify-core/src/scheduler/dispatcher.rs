@@ -135,6 +135,7 @@ where
             queued: VecDeque::new(),
             launching: 0,
             polling: false,
+            sweep: None,
             checking: false,
             leader: is_leader,
             next_poll: now,
@@ -152,7 +153,9 @@ where
         let mut shutdown = std::pin::pin!(shutdown);
         let outcome = loop {
             run.start_launches();
-            let may_poll = run.leader && !run.polling && run.book.is_restored();
+            run.continue_sweep();
+            let may_poll =
+                run.leader && !run.polling && run.sweep.is_none() && run.book.is_restored();
             let may_check = run.leader && !run.checking && run.book.is_restored();
             let retry_due = run.retries.next_due().filter(|_| run.leader);
             tokio::select! {

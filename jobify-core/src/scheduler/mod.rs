@@ -3,17 +3,24 @@
 //! [`Feedback`](crate::Feedback) port.
 //!
 //! ```text
-//!   every poll_interval (leader only)            Jobifier::events()
-//!   Monitor::scheduled ──▶ plan_round ──launch──▶ Jobifier::launch      │
+//!   every poll_interval (leader only), page by page   Jobifier::events()
+//!   Monitor::scheduled ──▶ plan_page ───launch──▶ Jobifier::launch      │
 //!                            │  (policy, limits,    │ Invalid            ▼
 //!                            │   order, book)       ▼               Book::apply ──FailedToStart──▶ Feedback
 //!                            └──reject──────────▶ Feedback::fail_job
 //!   every cancel_check_interval: Monitor::states(not started) ──cancelled──▶ Jobifier::cancel
 //! ```
 //!
-//! Jobs a limit held back in the last poll wait in memory: when a slot frees (a workload
+//! Each poll is a *sweep* through Buildkite's scheduled jobs, oldest first, one page at a
+//! time: a page is planned and its launches start as soon as it arrives, while the next page
+//! is fetched. The sweep reads on while the launch queue holds less than a page and nothing
+//! was held back by a limit; once something was, it reads at most
+//! [`SchedulerConfig::lookahead_pages`] pages in all, then stops. A sweep is due one
+//! `poll_interval` after the previous one started, or as soon as it ends if it took longer.
+//!
+//! Jobs a limit held back in the current sweep wait in memory: when a slot frees (a workload
 //! ends, a launch fails) they are re-planned at once against the limits and the launch order
-//! instead of waiting for the next poll. A `FailedToStart` report Buildkite did not take is
+//! instead of waiting for the next sweep. A `FailedToStart` report Buildkite did not take is
 //! retried with backoff from a small bounded queue (see [`FeedbackRetry`]).
 //!
 //! [`Dispatcher`] is the implementation; [`Scheduler`] is the trait a binary starts it by.
@@ -33,7 +40,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use dispatcher::Dispatcher;
-pub use observer::{FeedbackRetry, SchedulerObserver};
+pub use observer::{FeedbackRetry, SchedulerObserver, SweepEnd, SweepSummary};
 
 /// Runs until `shutdown` completes.
 #[async_trait]
@@ -65,6 +72,10 @@ pub struct SchedulerConfig {
     pub cancel_check_interval: Duration,
     /// How many launches may be in progress at once. Default 10.
     pub launch_concurrency: usize,
+    /// Once a limit holds a job back, how many pages a sweep reads in all before it stops:
+    /// the window in which a job of higher priority can still claim the next free slot.
+    /// While nothing is held back a sweep reads on to the newest scheduled job. Default 5.
+    pub lookahead_pages: usize,
     /// How long a failing poll waits at most before the next one (polls back off
     /// exponentially from `poll_interval` on errors). Default 60 s.
     pub max_poll_backoff: Duration,
@@ -78,6 +89,7 @@ impl Default for SchedulerConfig {
             poll_interval: Duration::from_secs(2),
             cancel_check_interval: Duration::from_secs(15),
             launch_concurrency: 10,
+            lookahead_pages: 5,
             max_poll_backoff: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
         }

@@ -11,9 +11,15 @@ use crate::monitor::MonitorError;
 
 /// What the scheduler reports. Every method has a no-op default; `()` observes nothing.
 pub trait SchedulerObserver: Send + Sync {
-    /// A poll of Buildkite finished: the number of scheduled jobs, or the error.
+    /// A page request to Buildkite finished: the number of scheduled jobs on the page, or
+    /// the error.
     fn on_poll(&self, result: Result<usize, &MonitorError>) {
         let _ = result;
+    }
+
+    /// A sweep through Buildkite's scheduled jobs ended.
+    fn on_sweep(&self, sweep: &SweepSummary) {
+        let _ = sweep;
     }
 
     /// A job was decided (after limits: `Defer` when a limit held it back).
@@ -76,6 +82,45 @@ pub trait SchedulerObserver: Send + Sync {
     }
 }
 
+/// How a sweep ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SweepEnd {
+    /// It read every page, up to the newest scheduled job.
+    Completed,
+    /// A limit held jobs back and it read its lookahead pages
+    /// ([`SchedulerConfig::lookahead_pages`](super::SchedulerConfig::lookahead_pages)).
+    StoppedEarly,
+    /// A page request failed.
+    Failed,
+    /// This replica stopped leading.
+    Abandoned,
+}
+
+impl SweepEnd {
+    /// A label for metrics and logs: `completed`, `stopped_early`, `failed` or `abandoned`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            SweepEnd::Completed => "completed",
+            SweepEnd::StoppedEarly => "stopped_early",
+            SweepEnd::Failed => "failed",
+            SweepEnd::Abandoned => "abandoned",
+        }
+    }
+}
+
+/// A sweep that ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SweepSummary {
+    /// How it ended.
+    pub end: SweepEnd,
+    /// Pages it planned.
+    pub pages: usize,
+    /// Jobs those pages listed (a job on two pages counts once).
+    pub jobs: usize,
+    /// From its first page request to its end.
+    pub duration: Duration,
+}
+
 /// What became of a failed attempt to tell Buildkite that a workload can never start.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FeedbackRetry {
@@ -111,6 +156,9 @@ impl SchedulerObserver for () {}
 impl<O: SchedulerObserver + ?Sized> SchedulerObserver for std::sync::Arc<O> {
     fn on_poll(&self, result: Result<usize, &MonitorError>) {
         (**self).on_poll(result);
+    }
+    fn on_sweep(&self, sweep: &SweepSummary) {
+        (**self).on_sweep(sweep);
     }
     fn on_decision(&self, job: &ScheduledJob, decision: &Decision) {
         (**self).on_decision(job, decision);

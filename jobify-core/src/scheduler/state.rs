@@ -10,21 +10,21 @@ use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 use super::retry::{Message, Retries};
-use super::{FeedbackRetry, SchedulerConfig, SchedulerObserver, deadline};
+use super::{FeedbackRetry, SchedulerConfig, SchedulerObserver, SweepEnd, SweepSummary, deadline};
 use crate::book::{Book, BookEvent, JobStatus};
 use crate::decision::{Reason, ReasonCode, Template};
 use crate::feedback::{Feedback, FeedbackError, JobRef};
 use crate::job::{JobId, JobState, ScheduledJob};
 use crate::jobifier::{CancelError, Jobifier, LaunchError, Launched};
 use crate::limits::Limits;
-use crate::monitor::{Monitor, MonitorError};
-use crate::plan::{Plan, Waiting, plan_round, plan_waiting};
+use crate::monitor::{Monitor, MonitorError, PageToken, ScheduledPage};
+use crate::plan::{Plan, Waiting, plan_page, plan_waiting};
 use crate::policy::Policy;
 use crate::workload::WorkloadEvent;
 
 /// An operation in progress and what it came back with.
 pub(super) enum Done {
-    Polled(Result<Vec<ScheduledJob>, MonitorError>),
+    Polled(Result<ScheduledPage, MonitorError>),
     Launched {
         job: Box<ScheduledJob>,
         result: Result<Launched, LaunchError>,
@@ -44,6 +44,24 @@ pub(super) enum Done {
     },
 }
 
+/// The sweep in progress: how far it got and whether it should go on.
+#[derive(Debug)]
+pub(super) struct Sweep {
+    /// Where the next page starts.
+    next: Option<PageToken>,
+    /// Pages planned so far.
+    pages: usize,
+    /// Jobs the last page listed: the launch queue must drain below this before the next
+    /// page is fetched, so at most about two pages of jobs wait in memory.
+    last_page: usize,
+    /// Whether a limit held a job back in this sweep.
+    held_back: bool,
+    /// The ids this sweep listed so far, to tell jobs seen for the first time.
+    listed: HashSet<JobId>,
+    /// When its first page was asked for.
+    started: Instant,
+}
+
 /// The loop's state, apart from the parts it borrows.
 pub(super) struct Run<'a, M, J, F, P, O> {
     pub(super) monitor: &'a M,
@@ -57,7 +75,10 @@ pub(super) struct Run<'a, M, J, F, P, O> {
     pub(super) ops: FuturesUnordered<BoxFuture<'a, Done>>,
     pub(super) queued: VecDeque<(ScheduledJob, Template)>,
     pub(super) launching: usize,
+    /// A page request is in flight.
     pub(super) polling: bool,
+    /// The sweep in progress, if any.
+    pub(super) sweep: Option<Sweep>,
     pub(super) checking: bool,
     pub(super) leader: bool,
     pub(super) next_poll: Instant,
@@ -65,9 +86,9 @@ pub(super) struct Run<'a, M, J, F, P, O> {
     pub(super) poll_failures: u32,
     /// GraphQL ids of jobs with a workload, for feedback about them.
     pub(super) graphql_ids: HashMap<JobId, String>,
-    /// Jobs of the last successful poll a limit held back, launched when a slot frees.
+    /// Jobs of the current sweep a limit held back, launched when a slot frees.
     pub(super) waiting: Vec<Waiting>,
-    /// The ids the last successful poll listed, to tell jobs seen for the first time.
+    /// The ids the last sweep listed, to tell jobs seen for the first time.
     pub(super) listed: HashSet<JobId>,
     /// `FailedToStart` reports waiting to be tried again.
     pub(super) retries: Retries,
@@ -103,16 +124,77 @@ where
         }
     }
 
+    /// Starts a sweep from the oldest page.
     pub(super) fn start_poll(&mut self) {
-        self.polling = true;
-        // Polls are due an interval after the previous one *started*: counting from its end
-        // would stretch the period by the poll's own duration (many pages, a paced request),
-        // and a job's wait for the next poll with it.
+        // Sweeps are due an interval after the previous one *started*: counting from its end
+        // would stretch the period by the sweep's own duration (many pages, a paced request),
+        // and a job's wait for the next sweep with it.
         self.next_poll = deadline(Instant::now(), self.config.poll_interval);
+        // What waited was decided against an older list; this sweep lists it again.
+        self.waiting.clear();
+        self.apply(BookEvent::SweepStarted);
+        self.sweep = Some(Sweep {
+            next: None,
+            pages: 0,
+            last_page: 0,
+            held_back: false,
+            listed: HashSet::new(),
+            started: Instant::now(),
+        });
+        self.fetch(None);
+    }
+
+    fn fetch(&mut self, from: Option<PageToken>) {
+        self.polling = true;
         let monitor = self.monitor;
-        self.ops.push(Box::pin(
-            async move { Done::Polled(monitor.scheduled().await) },
-        ));
+        self.ops.push(Box::pin(async move {
+            Done::Polled(monitor.scheduled(from).await)
+        }));
+    }
+
+    /// Fetches the next page of the sweep in progress if it should go on and the launch
+    /// queue has room; ends the sweep early once it has read far enough past a job a limit
+    /// held back.
+    pub(super) fn continue_sweep(&mut self) {
+        if !self.leader || self.polling {
+            return;
+        }
+        let Some(sweep) = &mut self.sweep else {
+            return;
+        };
+        if sweep.held_back && sweep.pages >= self.config.lookahead_pages.max(1) {
+            tracing::debug!(
+                pages = sweep.pages,
+                waiting = self.waiting.len(),
+                "a limit holds jobs back; ending the sweep early"
+            );
+            self.end_sweep(SweepEnd::StoppedEarly);
+            return;
+        }
+        if self.queued.len() >= sweep.last_page.max(1) {
+            return;
+        }
+        let next = sweep.next.take();
+        self.fetch(next);
+    }
+
+    /// The sweep in progress ends; a completed one forgets the settled jobs it did not list.
+    fn end_sweep(&mut self, end: SweepEnd) {
+        let Some(sweep) = self.sweep.take() else {
+            return;
+        };
+        let summary = SweepSummary {
+            end,
+            pages: sweep.pages,
+            jobs: sweep.listed.len(),
+            duration: sweep.started.elapsed(),
+        };
+        tracing::debug!(end = end.kind(), pages = summary.pages, jobs = summary.jobs, duration = ?summary.duration, "sweep ended");
+        self.observer.on_sweep(&summary);
+        self.listed = sweep.listed;
+        if end == SweepEnd::Completed {
+            self.apply(BookEvent::SweepCompleted);
+        }
     }
 
     /// A standby does not poll Buildkite, so nothing tells it when jobs stop being scheduled.
@@ -223,7 +305,7 @@ where
             self.tell(job.id, Some(job.graphql_id), reason);
         }
         self.queued.extend(plan.launches);
-        self.waiting = plan.waiting;
+        self.waiting.extend(plan.waiting);
     }
 
     pub(super) fn set_leader(&mut self, leader: bool) {
@@ -238,6 +320,7 @@ where
             self.next_check = deadline(Instant::now(), self.config.cancel_check_interval);
         } else {
             // Launches not yet started are given back; the new leader decides them.
+            self.end_sweep(SweepEnd::Abandoned);
             self.waiting.clear();
             self.listed.clear();
             while let Some((job, _)) = self.queued.pop_front() {
@@ -285,7 +368,7 @@ where
 
     pub(super) fn on_done(&mut self, done: Done) {
         match done {
-            Done::Polled(result) => self.on_polled(result),
+            Done::Polled(result) => self.on_page(result),
             Done::Launched {
                 job,
                 result,
@@ -344,24 +427,35 @@ where
         }
     }
 
-    fn on_polled(&mut self, result: Result<Vec<ScheduledJob>, MonitorError>) {
+    fn on_page(&mut self, result: Result<ScheduledPage, MonitorError>) {
         self.polling = false;
         let now = Instant::now();
         match result {
-            Ok(jobs) => {
-                self.observer.on_poll(Ok(jobs.len()));
+            Ok(page) => {
+                self.observer.on_poll(Ok(page.jobs.len()));
                 self.poll_failures = 0;
-                if !self.leader {
+                // A page of a sweep abandoned on losing leadership is stale.
+                if !self.leader || self.sweep.is_none() {
                     return;
                 }
-                for job in &jobs {
-                    if !self.listed.contains(&job.id) && self.book.status(job.id).is_none() {
-                        self.observer.on_job_seen(job);
-                    }
-                }
-                self.listed = jobs.iter().map(|job| job.id).collect();
+                let jobs = page.jobs;
+                let listed_before = &self.listed;
+                let book = &self.book;
                 let observer = self.observer;
-                let plan = plan_round(
+                if let Some(sweep) = &mut self.sweep {
+                    for job in &jobs {
+                        if sweep.listed.insert(job.id)
+                            && !listed_before.contains(&job.id)
+                            && book.status(job.id).is_none()
+                        {
+                            observer.on_job_seen(job);
+                        }
+                    }
+                    sweep.pages += 1;
+                    sweep.last_page = jobs.len();
+                    sweep.next = page.next;
+                }
+                let plan = plan_page(
                     &mut self.book,
                     self.policy,
                     self.limits,
@@ -371,12 +465,21 @@ where
                         observer.on_decision(job, decision);
                     },
                 );
+                let held_back = !plan.waiting.is_empty();
+                let complete = self.sweep.as_mut().is_some_and(|sweep| {
+                    sweep.held_back |= held_back;
+                    sweep.next.is_none()
+                });
                 self.carry_out(plan);
+                if complete {
+                    self.end_sweep(SweepEnd::Completed);
+                }
                 self.book_changed();
             }
             Err(err) => {
                 self.observer.on_poll(Err(&err));
-                // What waited is as old as the last poll now: let the next poll decide it.
+                self.end_sweep(SweepEnd::Failed);
+                // What waited is as old as the last sweep now: let the next sweep decide it.
                 self.waiting.clear();
                 self.poll_failures = self.poll_failures.saturating_add(1);
                 let backoff = self

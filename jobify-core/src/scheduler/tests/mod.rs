@@ -3,6 +3,7 @@
 
 mod feedback;
 mod slots;
+mod sweep;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +20,7 @@ use crate::feedback::FeedbackError;
 use crate::job::{JobId, JobState, ScheduledJob};
 use crate::jobifier::{LaunchError, Launched};
 use crate::limits::Limits;
-use crate::monitor::MonitorError;
+use crate::monitor::{MonitorError, PageToken, ScheduledPage};
 use crate::policy::{Policy, from_fn};
 use crate::testing::{MockFeedback, MockJobifier, MockMonitor};
 use crate::workload::WorkloadEvent;
@@ -31,6 +32,7 @@ fn config() -> SchedulerConfig {
         poll_interval: POLL,
         cancel_check_interval: Duration::from_secs(15),
         launch_concurrency: 4,
+        lookahead_pages: 5,
         max_poll_backoff: Duration::from_secs(60),
         shutdown_grace: Duration::from_secs(1),
     }
@@ -76,9 +78,9 @@ type Told = (JobId, Option<String>, Reason);
 fn monitor(listed: &Listed, polls: &Arc<AtomicUsize>) -> MockMonitor {
     let mut monitor = MockMonitor::new();
     let (listed, polls) = (listed.clone(), polls.clone());
-    monitor.expect_scheduled().returning(move || {
+    monitor.expect_scheduled().returning(move |_| {
         polls.fetch_add(1, Ordering::SeqCst);
-        Ok(listed.lock().expect("lock").clone())
+        Ok(ScheduledPage::last(listed.lock().expect("lock").clone()))
     });
     monitor
         .expect_states()
@@ -176,10 +178,10 @@ struct SlowMonitor {
 
 #[async_trait::async_trait]
 impl crate::Monitor for SlowMonitor {
-    async fn scheduled(&self) -> Result<Vec<ScheduledJob>, MonitorError> {
+    async fn scheduled(&self, _: Option<PageToken>) -> Result<ScheduledPage, MonitorError> {
         self.polls.fetch_add(1, Ordering::SeqCst);
         sleep(Duration::from_secs(4)).await;
-        Ok(Vec::new())
+        Ok(ScheduledPage::default())
     }
 
     async fn states(&self, jobs: &[JobId]) -> Result<Vec<(JobId, JobState)>, MonitorError> {
@@ -217,6 +219,7 @@ struct Recorder {
     by_queue: Mutex<Vec<Vec<(String, u32)>>>,
     seen: Mutex<Vec<JobId>>,
     retries: Mutex<Vec<(JobId, FeedbackRetry)>>,
+    sweeps: Mutex<Vec<(SweepEnd, usize, usize)>>,
 }
 
 impl Recorder {
@@ -248,6 +251,12 @@ impl SchedulerObserver for Recorder {
     }
     fn on_feedback_retry(&self, job: JobId, retry: FeedbackRetry) {
         self.retries.lock().expect("lock").push((job, retry));
+    }
+    fn on_sweep(&self, sweep: &SweepSummary) {
+        self.sweeps
+            .lock()
+            .expect("lock")
+            .push((sweep.end, sweep.pages, sweep.jobs));
     }
 }
 
@@ -292,7 +301,7 @@ async fn the_workload_of_a_cancelled_job_is_removed_before_it_starts() {
     let listed = vec![job.clone()];
     monitor
         .expect_scheduled()
-        .returning(move || Ok(listed.clone()));
+        .returning(move |_| Ok(ScheduledPage::last(listed.clone())));
     let id = job.id;
     monitor
         .expect_states()
@@ -353,13 +362,13 @@ async fn polling_backs_off_when_rate_limited() {
     let polls = Arc::new(AtomicUsize::new(0));
     let mut monitor = MockMonitor::new();
     let counter = polls.clone();
-    monitor.expect_scheduled().returning(move || {
+    monitor.expect_scheduled().returning(move |_| {
         if counter.fetch_add(1, Ordering::SeqCst) == 0 {
             Err(MonitorError::RateLimited {
                 retry_after: Duration::from_secs(45),
             })
         } else {
-            Ok(vec![])
+            Ok(ScheduledPage::default())
         }
     });
     let launched = Arc::default();
@@ -388,7 +397,7 @@ async fn huge_waits_from_a_monitor_or_the_config_do_not_overflow_the_clock() {
     let polls = Arc::new(AtomicUsize::new(0));
     let mut monitor = MockMonitor::new();
     let counter = polls.clone();
-    monitor.expect_scheduled().returning(move || {
+    monitor.expect_scheduled().returning(move |_| {
         counter.fetch_add(1, Ordering::SeqCst);
         Err(MonitorError::RateLimited {
             retry_after: Duration::MAX,
