@@ -5,14 +5,24 @@
 //! connection without `first`/`last` is assumed to hold 500). The connection field itself, its `pageInfo` and
 //! its `edges` list count once. `tests/complexity.rs` walks each document in `graphql/`
 //! with apollo-compiler and checks these formulas.
+//!
+//! The *actual* complexity Buildkite charges after execution follows the same rule over
+//! what was returned, so for a page of `n` jobs it is the same formula with `n` for the
+//! page size (e.g. `ScheduledJobs`: `5 + 2 × n` for [`Priorities::All`], `5 + n` for
+//! [`Priorities::DefaultOnly`]).
+
+use crate::Priorities;
 
 /// An operation of this crate with the page sizes it is sent with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Operation {
-    /// `ScheduledJobs` with `last: page_size`.
+    /// A scheduled-jobs page with `last: page_size`: operation `ScheduledJobs` for
+    /// [`Priorities::All`], `ScheduledDefaultPriorityJobs` for [`Priorities::DefaultOnly`].
     ScheduledJobs {
         /// Jobs per page.
         page_size: u16,
+        /// Which jobs the page lists (and so what a job costs).
+        priorities: Priorities,
     },
     /// `Pipeline` (lookup by slug).
     Pipeline,
@@ -46,8 +56,18 @@ pub enum Operation {
 /// The requested complexity Buildkite computes for one request of `operation`.
 pub fn requested_complexity(operation: Operation) -> u32 {
     match operation {
-        // organization, jobs, pageInfo, edges + per job: node, priority.
-        Operation::ScheduledJobs { page_size } => 4 + 2 * u32::from(page_size),
+        // organization, jobs, pageInfo, edges, the second (counting) jobs connection
+        // + per job: node, and priority when it is selected.
+        Operation::ScheduledJobs {
+            page_size,
+            priorities,
+        } => {
+            let per_job = match priorities {
+                Priorities::All => 2,
+                Priorities::DefaultOnly => 1,
+            };
+            5 + per_job * u32::from(page_size)
+        }
         // pipeline.
         Operation::Pipeline => 1,
         // node, builds, pageInfo, edges + per build: node, metaData, metaData.edges,
@@ -72,10 +92,14 @@ mod tests {
 
     #[test]
     fn a_scheduled_jobs_page_of_100_stays_under_500_points() {
-        assert_eq!(
-            requested_complexity(Operation::ScheduledJobs { page_size: 100 }),
-            204
-        );
+        let page = |priorities| {
+            requested_complexity(Operation::ScheduledJobs {
+                page_size: 100,
+                priorities,
+            })
+        };
+        assert_eq!(page(Priorities::All), 205);
+        assert_eq!(page(Priorities::DefaultOnly), 105);
     }
 
     #[test]

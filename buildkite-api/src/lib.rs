@@ -66,8 +66,8 @@ pub use error::{Error, Result};
 pub use job::{CommandJob, JobLookup, JobState};
 pub use metrics::{AgentCounts, AgentMetrics, JobCounts};
 pub use operation::{
-    Annotation, AnnotationStyle, JOB_STATES_BATCH, PipelineBuildsRequest, ScheduledJobs,
-    ScheduledJobsRequest, job_states_document,
+    Annotation, AnnotationStyle, JOB_STATES_BATCH, PipelineBuildsRequest, Priorities,
+    ScheduledJobs, ScheduledJobsPage, ScheduledJobsRequest, job_states_document,
 };
 pub use pacer::{BUDGET_WINDOW, ORGANIZATION_BUDGET, Pacer};
 pub use rate_limit::{MAX_RETRY_AFTER, RateLimit};

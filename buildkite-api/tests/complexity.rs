@@ -14,6 +14,7 @@ use apollo_compiler::executable::{Selection, SelectionSet};
 use apollo_compiler::schema::ExtendedType;
 use apollo_compiler::validation::Valid;
 use apollo_compiler::{ExecutableDocument, Schema};
+use buildkite_api::Priorities;
 use buildkite_api::cost::{Operation, requested_complexity};
 
 const ASSUMED_CONNECTION_SIZE: u32 = 500;
@@ -88,7 +89,19 @@ impl Walker<'_> {
     }
 }
 
+/// The requested complexity of `document_text`'s only operation.
 fn walk(document_text: &str, name: &str, variables: &[(&str, u32)]) -> u32 {
+    walk_operation(document_text, name, None, variables)
+}
+
+/// The requested complexity of one operation of `document_text` (its only one when
+/// `operation` is `None`).
+fn walk_operation(
+    document_text: &str,
+    name: &str,
+    operation: Option<&str>,
+    variables: &[(&str, u32)],
+) -> u32 {
     let schema_text = include_str!("../graphql/schema.graphql");
     let schema =
         Schema::parse_and_validate(schema_text, "schema.graphql").expect("valid subset schema");
@@ -100,7 +113,10 @@ fn walk(document_text: &str, name: &str, variables: &[(&str, u32)]) -> u32 {
         document: &document,
         variables: &variables,
     };
-    let operation = document.operations.iter().next().expect("one operation");
+    let operation = document
+        .operations
+        .get(operation)
+        .unwrap_or_else(|_| panic!("{name} has no operation {operation:?}, or several"));
     walker.cost(&operation.selection_set, 1, None)
 }
 
@@ -110,18 +126,36 @@ fn document(file: &str) -> String {
 }
 
 #[test]
-fn scheduled_jobs_costs_four_plus_two_per_job() {
+fn scheduled_jobs_costs_five_plus_two_per_job_and_default_priority_jobs_five_plus_one() {
     let text = document("ScheduledJobs.graphql");
-    for page_size in [1_u16, 50, 100, 200] {
-        // The document pages backwards: its size variable is `last`.
-        let walked = walk(&text, "ScheduledJobs", &[("last", u32::from(page_size))]);
-        assert_eq!(
-            walked,
-            requested_complexity(Operation::ScheduledJobs { page_size })
-        );
+    for (priorities, per_job) in [(Priorities::All, 2), (Priorities::DefaultOnly, 1)] {
+        for page_size in [1_u16, 50, 100, 200] {
+            // The document pages backwards: its size variable is `last`.
+            let walked = walk_operation(
+                &text,
+                "ScheduledJobs.graphql",
+                Some(priorities.operation()),
+                &[("last", u32::from(page_size))],
+            );
+            let expected = requested_complexity(Operation::ScheduledJobs {
+                page_size,
+                priorities,
+            });
+            assert_eq!(walked, expected, "{priorities:?}, {page_size} jobs a page");
+            assert_eq!(walked, 5 + per_job * u32::from(page_size));
+        }
     }
-    // The figure in docs/buildkite-api.md: one 100-job page, well under 500.
-    assert_eq!(walk(&text, "ScheduledJobs", &[("last", 100)]), 204);
+    // The figures in docs/buildkite-api.md: one 100-job page, well under 500.
+    let page_of_100 = |operation| {
+        walk_operation(
+            &text,
+            "ScheduledJobs.graphql",
+            Some(operation),
+            &[("last", 100)],
+        )
+    };
+    assert_eq!(page_of_100("ScheduledJobs"), 205);
+    assert_eq!(page_of_100("ScheduledDefaultPriorityJobs"), 105);
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //! - every operation document validates against the full published schema
 //!   (`../shared/buildkite/schema.graphql`, beside the repository; the tests fail when it is
 //!   absent rather than pass without checking anything);
-//! - the documents checked are exactly the ones the `graphql_client` derives compile;
+//! - the documents checked are exactly the ones the `graphql_client` derives compile, and
+//!   each derive's operation (named like its struct) is in its document, so a document with
+//!   several operations has every one of them checked;
 //! - a document naming a field or argument the full schema lacks is rejected (the check
 //!   can fail);
 //! - every type, field, argument, enum value and input field of the subset exists in the full
@@ -40,12 +42,12 @@ fn operation_documents() -> Vec<(PathBuf, String)> {
         })
         .collect();
     documents.sort();
-    let compiled = compiled_query_paths();
+    let compiled = compiled_operations();
     assert!(
         !compiled.is_empty(),
         "found no `query_path = \"graphql/...\"` in src/operation/*.rs"
     );
-    for query_path in &compiled {
+    for (query_path, _) in &compiled {
         assert!(
             documents.iter().any(|(path, _)| path.ends_with(query_path)),
             "{query_path} is compiled by a graphql_client derive but was not checked"
@@ -54,21 +56,47 @@ fn operation_documents() -> Vec<(PathBuf, String)> {
     documents
 }
 
-/// The operation documents the `graphql_client` derives in `src/operation/` compile.
-fn compiled_query_paths() -> Vec<String> {
+/// The operations the `graphql_client` derives in `src/operation/` compile, as
+/// `(query_path, operation)`: graphql_client picks the operation named like the struct the
+/// derive is on, the first `struct` after the `query_path`.
+fn compiled_operations() -> Vec<(String, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/operation");
-    let mut paths = Vec::new();
+    let mut operations = Vec::new();
     for entry in fs::read_dir(&dir).expect("src/operation/ is readable") {
         let source = fs::read_to_string(entry.expect("directory entry").path())
             .expect("operation source is readable");
+        let mut query_path = None;
         for line in source.lines() {
-            if let Some(rest) = line.trim().strip_prefix("query_path = \"") {
-                let path = rest.split('"').next().unwrap_or_default();
-                paths.push(path.to_owned());
+            let line = line.trim();
+            if let Some(rest) = line.strip_prefix("query_path = \"") {
+                query_path = Some(rest.split('"').next().unwrap_or_default().to_owned());
+            } else if let Some(path) = query_path.take_if(|_| line.contains("struct ")) {
+                let name = line
+                    .split("struct ")
+                    .nth(1)
+                    .unwrap_or_default()
+                    .trim_end_matches(';')
+                    .trim();
+                operations.push((path, name.to_owned()));
             }
         }
     }
-    paths
+    operations
+}
+
+/// Every compiled operation is defined in its document.
+fn check_compiled_operations_exist(schema: &Valid<Schema>) {
+    let mut missing = Vec::new();
+    for (query_path, operation) in compiled_operations() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(&query_path);
+        let text = fs::read_to_string(&path).expect("compiled document is readable");
+        let document = ExecutableDocument::parse_and_validate(schema, text, &path)
+            .unwrap_or_else(|errors| panic!("{errors}"));
+        if document.operations.get(Some(&operation)).is_err() {
+            missing.push(format!("{query_path} has no operation {operation}"));
+        }
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
 }
 
 /// The full schema, or a failure saying how to provide it: skipping would let the
@@ -113,6 +141,21 @@ fn operations_validate_against_subset_schema() {
     let schema = load_schema(SUBSET_SCHEMA);
     validate_all(&schema, "graphql/schema.graphql");
     validate_batched_job_states(&schema);
+    check_compiled_operations_exist(&schema);
+}
+
+#[test]
+fn scheduled_jobs_document_holds_both_operations_and_both_are_compiled() {
+    let compiled = compiled_operations();
+    for operation in ["ScheduledJobs", "ScheduledDefaultPriorityJobs"] {
+        assert!(
+            compiled.contains(&(
+                "graphql/ScheduledJobs.graphql".to_owned(),
+                operation.to_owned()
+            )),
+            "{operation} is not compiled from graphql/ScheduledJobs.graphql: {compiled:?}"
+        );
+    }
 }
 
 #[test]
@@ -120,6 +163,7 @@ fn operations_validate_against_full_buildkite_schema() {
     let schema = full_schema();
     validate_all(&schema, "the full Buildkite schema");
     validate_batched_job_states(&schema);
+    check_compiled_operations_exist(&schema);
 }
 
 #[test]

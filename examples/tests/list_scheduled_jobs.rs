@@ -40,7 +40,8 @@ async fn prints_the_queue_s_scheduled_jobs_as_a_table() {
                     "runnableAt": null,
                     "url": "https://buildkite.com/acme/app/builds/42#1"
                 }}]
-            }}
+            },
+            "defaultPriority": { "count": 0 } }
         }})))
         .expect(1)
         .mount(&server)

@@ -36,10 +36,14 @@ async fn post_with(
     query: &str,
     variables: Value,
 ) -> reqwest::Response {
+    post_body(bk, token, json!({"query": query, "variables": variables})).await
+}
+
+async fn post_body(bk: &BuildkiteSim, token: &str, body: Value) -> reqwest::Response {
     client()
         .post(bk.graphql_url())
         .bearer_auth(token)
-        .json(&json!({"query": query, "variables": variables}))
+        .json(&body)
         .send()
         .await
         .unwrap()
@@ -50,6 +54,24 @@ async fn gql(bk: &BuildkiteSim, query: &str, variables: Value) -> Value {
     let response = post_with(bk, TOKEN, query, variables).await;
     assert_eq!(response.status(), 200);
     response.json().await.unwrap()
+}
+
+/// POSTs one operation of `ScheduledJobs.graphql` (`ScheduledJobs` or
+/// `ScheduledDefaultPriorityJobs`), as `buildkite-api` does; returns the response.
+async fn post_scheduled(bk: &BuildkiteSim, operation: &str, variables: Value) -> reqwest::Response {
+    let body = json!({"query": SCHEDULED_JOBS, "operationName": operation, "variables": variables});
+    let response = post_body(bk, TOKEN, body).await;
+    assert_eq!(response.status(), 200);
+    response
+}
+
+/// `post_scheduled`'s JSON body.
+async fn scheduled(bk: &BuildkiteSim, operation: &str, variables: Value) -> Value {
+    post_scheduled(bk, operation, variables)
+        .await
+        .json()
+        .await
+        .unwrap()
 }
 
 fn scheduled_vars(last: u32, before: Option<&str>) -> Value {
@@ -104,7 +126,7 @@ async fn scheduled_jobs_page_backwards_from_the_oldest_with_start_cursors() {
     let mut pages = Vec::new();
     let mut before: Option<String> = None;
     loop {
-        let body = gql(&bk, SCHEDULED_JOBS, scheduled_vars(2, before.as_deref())).await;
+        let body = scheduled(&bk, "ScheduledJobs", scheduled_vars(2, before.as_deref())).await;
         let jobs = &body["data"]["organization"]["jobs"];
         assert_eq!(jobs["count"], 5, "{body}");
         let mut page = Vec::new();
@@ -148,7 +170,7 @@ async fn scheduled_job_carries_buildkite_env_and_ids() {
             .with_plugins(plugins.clone())
     };
     let job = bk.schedule_job(spec);
-    let body = gql(&bk, SCHEDULED_JOBS, scheduled_vars(10, None)).await;
+    let body = scheduled(&bk, "ScheduledJobs", scheduled_vars(10, None)).await;
     let node = &body["data"]["organization"]["jobs"]["edges"][0]["node"];
     assert_eq!(node["id"], job.graphql_id);
     assert_eq!(node["uuid"], job.uuid.to_string());
@@ -247,19 +269,20 @@ fn header(response: &reqwest::Response, name: &str) -> u64 {
 async fn complexity_headers_follow_buildkites_rule() {
     let bk = sim().await;
     bk.schedule_job(JobSpec::command("one").on_queue("kubernetes"));
-    let response = post_with(&bk, TOKEN, SCHEDULED_JOBS, scheduled_vars(2, None)).await;
-    // Requested: organization 1 + jobs 1 + pageInfo 1 + edges 1 + node 2 + priority 2 = 8.
-    assert_eq!(header(&response, "RateLimit-Complexity-Requested"), 8);
-    // Actual, one job returned: organization 1 + jobs 1 + pageInfo 1 + edges 1 + node 1
-    // + priority 1 = 6.
-    assert_eq!(header(&response, "RateLimit-Complexity-Actual"), 6);
+    let response = post_scheduled(&bk, "ScheduledJobs", scheduled_vars(2, None)).await;
+    // Requested: organization 1 + jobs 1 + pageInfo 1 + edges 1 + defaultPriority 1
+    // + node 2 + priority 2 = 9.
+    assert_eq!(header(&response, "RateLimit-Complexity-Requested"), 9);
+    // Actual, one job returned: organization 1 + jobs 1 + pageInfo 1 + edges 1
+    // + defaultPriority 1 + node 1 + priority 1 = 7.
+    assert_eq!(header(&response, "RateLimit-Complexity-Actual"), 7);
     assert_eq!(header(&response, "RateLimit-Limit"), 20_000);
-    assert_eq!(header(&response, "RateLimit-Remaining"), 20_000 - 6);
+    assert_eq!(header(&response, "RateLimit-Remaining"), 20_000 - 7);
     assert!((1..=300).contains(&header(&response, "RateLimit-Reset")));
     let stats = bk.stats();
     assert_eq!(
         (stats.requested_complexity, stats.actual_complexity),
-        (8, 6)
+        (9, 7)
     );
     bk.shutdown().await;
 }
@@ -286,13 +309,104 @@ async fn query_stats_appear_in_the_body_on_request() {
 #[tokio::test]
 async fn a_query_over_50000_requested_points_is_refused() {
     let bk = sim().await;
-    // 4 + 2 × 30,000 = 60,004 requested.
-    let body = gql(&bk, SCHEDULED_JOBS, scheduled_vars(30_000, None)).await;
+    // 5 + 2 × 30,000 = 60,005 requested.
+    let body = scheduled(&bk, "ScheduledJobs", scheduled_vars(30_000, None)).await;
     assert_eq!(
         body["errors"][0]["message"],
-        "Query has complexity of 60004, which exceeds max complexity of 50000"
+        "Query has complexity of 60005, which exceeds max complexity of 50000"
     );
     assert_eq!(body.get("data"), None);
+    bk.shutdown().await;
+}
+
+/// The uuids of a `ScheduledJobs*` answer's jobs, newest first.
+fn listed(body: &Value) -> Vec<String> {
+    body["data"]["organization"]["jobs"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|edge| edge["node"]["uuid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn default_priority_jobs_cost_one_point_a_job_and_all_jobs_two() {
+    let bk = sim().await;
+    let mut default_priority = Vec::new();
+    let mut urgent = Vec::new();
+    for n in 0..5 {
+        let priority = if n % 2 == 0 { 0 } else { 5 };
+        let spec = JobSpec {
+            priority,
+            ..JobSpec::command(format!("echo {n}")).on_queue("kubernetes")
+        };
+        let uuid = bk.schedule_job(spec).uuid.to_string();
+        if priority == 0 {
+            &mut default_priority
+        } else {
+            &mut urgent
+        }
+        .push(uuid);
+    }
+    let newest_first = |uuids: &[String]| uuids.iter().rev().cloned().collect::<Vec<_>>();
+
+    let response = post_scheduled(
+        &bk,
+        "ScheduledDefaultPriorityJobs",
+        scheduled_vars(10, None),
+    )
+    .await;
+    // Requested: 5 + 10; actual, 3 jobs listed: 5 + 3.
+    assert_eq!(header(&response, "RateLimit-Complexity-Requested"), 15);
+    assert_eq!(header(&response, "RateLimit-Complexity-Actual"), 5 + 3);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body.get("errors"), None, "{body}");
+    assert_eq!(listed(&body), newest_first(&default_priority));
+    let organization = &body["data"]["organization"];
+    assert_eq!(organization["jobs"]["count"], 3);
+    assert_eq!(organization["all"]["count"], 5);
+    let node = &organization["jobs"]["edges"][0]["node"];
+    assert_eq!(node.get("priority"), None, "not selected: {node}");
+
+    let response = post_scheduled(&bk, "ScheduledJobs", scheduled_vars(10, None)).await;
+    // Requested: 5 + 2 × 10; actual, 5 jobs listed: 5 + 2 × 5.
+    assert_eq!(header(&response, "RateLimit-Complexity-Requested"), 25);
+    assert_eq!(header(&response, "RateLimit-Complexity-Actual"), 5 + 2 * 5);
+    let body: Value = response.json().await.unwrap();
+    let all: Vec<String> = (0..5)
+        .map(|n| {
+            if n % 2 == 0 {
+                &default_priority[n / 2]
+            } else {
+                &urgent[n / 2]
+            }
+            .clone()
+        })
+        .collect();
+    assert_eq!(listed(&body), newest_first(&all));
+    let organization = &body["data"]["organization"];
+    assert_eq!(organization["jobs"]["count"], 5);
+    assert_eq!(organization["defaultPriority"]["count"], 3);
+    let stats = bk.stats();
+    assert_eq!(stats.actual_complexity, 8 + 15);
+    bk.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_connection_given_first_and_last_requests_the_larger() {
+    let bk = sim().await;
+    let query = |first: u32, last: u32| {
+        format!(
+            "query {{ organization(slug: \"acme\") {{
+                jobs(first: {first}, last: {last}) {{ edges {{ node {{ __typename }} }} }}
+            }} }}"
+        )
+    };
+    for (first, last) in [(3, 40), (40, 3)] {
+        let response = post_with(&bk, TOKEN, &query(first, last), json!({})).await;
+        // organization + jobs + edges + 40 × node.
+        assert_eq!(header(&response, "RateLimit-Complexity-Requested"), 43);
+    }
     bk.shutdown().await;
 }
 

@@ -54,8 +54,8 @@ async fn client_lists_scheduled_jobs_across_pages() {
     assert!(job.scheduled_at.is_some());
     let limit = fetched.rate_limit.unwrap();
     assert_eq!(limit.limit, Some(20_000));
-    // Pages of 3, 3 and 1 jobs cost 4 + 2 × n each: 10 + 10 + 6.
-    assert_eq!(fetched.complexity_actual, 26);
+    // Pages of 3, 3 and 1 jobs cost 5 + 2 × n each: 11 + 11 + 7.
+    assert_eq!(fetched.complexity_actual, 29);
     bk.shutdown().await;
 }
 

@@ -14,7 +14,7 @@ mod scheduled_jobs;
 pub use annotate::{Annotation, AnnotationStyle};
 pub use job_states::{JOB_STATES_BATCH, job_states_document};
 pub use pipeline_builds::PipelineBuildsRequest;
-pub use scheduled_jobs::{ScheduledJobs, ScheduledJobsRequest};
+pub use scheduled_jobs::{Priorities, ScheduledJobs, ScheduledJobsPage, ScheduledJobsRequest};
 
 use jiff::Timestamp;
 

@@ -1,10 +1,15 @@
-//! `ScheduledJobs`: command jobs waiting for an agent, by agent query rules, oldest first.
+//! `ScheduledJobs` and `ScheduledDefaultPriorityJobs`: command jobs waiting for an agent, by
+//! agent query rules, oldest first.
 //!
-//! Buildkite lists an organization's jobs newest first and has no oldest-first order, so the
+//! Buildkite lists an organization's jobs newest first and has no oldest-first order, so a
 //! call pages from the end of that list: `last: page_size` is the page of the oldest jobs,
 //! and each `before: startCursor` the page of newer jobs above it. When more jobs are
 //! scheduled than one call's bound, the newest wait for the next poll rather than the
 //! oldest waiting forever.
+//!
+//! [`Priorities`] picks the operation. Both live in `graphql/ScheduledJobs.graphql` and
+//! share the `ScheduledCommandJob` fragment; each also counts the jobs the other would list,
+//! so a page always knows how many jobs have a priority other than 0.
 
 use graphql_client::GraphQLQuery;
 
@@ -13,10 +18,12 @@ use crate::build::Skipped;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::job::CommandJob;
-use crate::transport::{Fetched, Tally};
+use crate::transport::{Exchange, Fetched, Tally};
 
-// graphql_client names the module after the struct; the operation is `ScheduledJobs`.
-use gql::scheduled_jobs as generated;
+// graphql_client names each module after its struct, and picks the operation of the same
+// name from the document.
+use gql::scheduled_default_priority_jobs as default_only;
+use gql::scheduled_jobs as all;
 
 /// Types generated from the operation documents; private to this file.
 mod gql {
@@ -30,9 +37,49 @@ mod gql {
         response_derives = "Debug"
     )]
     pub(super) struct ScheduledJobs;
+
+    #[derive(GraphQLQuery)]
+    #[graphql(
+        schema_path = "graphql/schema.graphql",
+        query_path = "graphql/ScheduledJobs.graphql",
+        response_derives = "Debug"
+    )]
+    pub(super) struct ScheduledDefaultPriorityJobs;
 }
 
-const OPERATION: &str = "ScheduledJobs";
+const ALL: &str = "ScheduledJobs";
+const DEFAULT_ONLY: &str = "ScheduledDefaultPriorityJobs";
+
+/// Which scheduled jobs a request lists, and so what each listed job costs.
+///
+/// Buildkite charges 1 actual point per object returned: a page costs 5 (organization, the
+/// jobs connection, its `pageInfo` and `edges`, and the second connection that counts the
+/// jobs the page does not list) plus the per-job figure below. Most organizations never
+/// set step priorities, and Buildkite's default priority is 0: for them `DefaultOnly`
+/// lists the same jobs for half the points.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Priorities {
+    /// Every scheduled job with its priority (operation `ScheduledJobs`): 2 points a job,
+    /// its node and its `priority` object. Actual complexity `5 + 2 × jobs`.
+    #[default]
+    All,
+    /// Only jobs of priority 0, without fetching the priority (operation
+    /// `ScheduledDefaultPriorityJobs`; Buildkite filters them, so every job returned has
+    /// priority 0): 1 point a job. Actual complexity `5 + jobs`. Jobs of other priorities
+    /// are not listed but counted in `other_priorities`, so a caller can switch to
+    /// [`Priorities::All`] when some appear.
+    DefaultOnly,
+}
+
+impl Priorities {
+    /// The operation name sent for this mode.
+    pub fn operation(self) -> &'static str {
+        match self {
+            Priorities::All => ALL,
+            Priorities::DefaultOnly => DEFAULT_ONLY,
+        }
+    }
+}
 
 /// What to list: one organization's scheduled command jobs matching some agent query rules.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,16 +90,23 @@ pub struct ScheduledJobsRequest {
     pub agent_query_rules: Vec<String>,
     /// A cluster's GraphQL id, to list only that cluster's jobs.
     pub cluster: Option<String>,
-    /// Jobs per request (1..=500). The requested complexity of a page is `4 + 2 × page_size`.
+    /// Jobs per request (1..=500). The requested complexity of a page is
+    /// `5 + 2 × page_size` for [`Priorities::All`] and `5 + page_size` for
+    /// [`Priorities::DefaultOnly`].
     pub page_size: u16,
-    /// The most requests one call makes. Of more jobs than `page_size × max_pages`, the
-    /// oldest are returned and the newer ones left for the next poll, reported through
-    /// [`ScheduledJobs::truncated`].
+    /// The most requests [`Client::scheduled_jobs`] makes. Of more jobs than
+    /// `page_size × max_pages`, the oldest are returned and the newer ones left for the next
+    /// poll, reported through [`ScheduledJobs::truncated`]. [`Client::scheduled_jobs_page`]
+    /// ignores it.
     pub max_pages: u16,
+    /// Which jobs to list: every job with its priority, or only priority-0 jobs at half the
+    /// points a job.
+    pub priorities: Priorities,
 }
 
 impl ScheduledJobsRequest {
-    /// Jobs on `queue=<queue>` in `organization`, 100 per page, at most 5 pages.
+    /// Jobs on `queue=<queue>` in `organization`, 100 per page, at most 5 pages, every
+    /// priority ([`Priorities::All`]).
     pub fn for_queue(organization: &str, queue: &str) -> Self {
         ScheduledJobsRequest {
             organization: organization.to_owned(),
@@ -60,17 +114,43 @@ impl ScheduledJobsRequest {
             cluster: None,
             page_size: 100,
             max_pages: 5,
+            priorities: Priorities::All,
         }
     }
 }
 
-/// The scheduled command jobs one call found.
+/// One page of scheduled command jobs: one request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScheduledJobsPage {
+    /// The jobs, oldest first (the reverse of Buildkite's most-recently-created order).
+    pub jobs: Vec<CommandJob>,
+    /// How many jobs match the request (for [`Priorities::DefaultOnly`], the priority-0
+    /// ones), on every page, not just this one.
+    pub total: u64,
+    /// How many scheduled jobs match the filters but have a priority other than 0, from the
+    /// two counts the request makes. For [`Priorities::DefaultOnly`] these are jobs the
+    /// request does not list.
+    pub other_priorities: u64,
+    /// The `before` cursor of the next page, of newer jobs; `None` when this page was the
+    /// newest (or Buildkite gave no cursor, see `truncated`).
+    pub newer: Option<String>,
+    /// Buildkite said newer jobs exist but gave no cursor to fetch them.
+    pub truncated: bool,
+    /// Entries that could not be mapped, with the reason (never silently dropped).
+    pub skipped: Vec<Skipped>,
+}
+
+/// The scheduled command jobs one [`Client::scheduled_jobs`] call found over its pages.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ScheduledJobs {
     /// The jobs, oldest first (the reverse of Buildkite's most-recently-created order).
     pub jobs: Vec<CommandJob>,
-    /// How many matching jobs Buildkite counted.
+    /// How many jobs match the request (for [`Priorities::DefaultOnly`], the priority-0
+    /// ones), as Buildkite counted them on the last page fetched.
     pub total: u64,
+    /// How many scheduled jobs match the filters but have a priority other than 0, as
+    /// counted on the last page fetched (see [`ScheduledJobsPage::other_priorities`]).
+    pub other_priorities: u64,
     /// Whether newer jobs were left for the next poll: more pages existed than `max_pages`
     /// allowed, or Buildkite said there were more without giving a cursor.
     pub truncated: bool,
@@ -80,7 +160,8 @@ pub struct ScheduledJobs {
 
 impl Client {
     /// Lists scheduled command jobs matching the request, oldest first, following cursors
-    /// towards newer jobs for up to `max_pages` requests.
+    /// towards newer jobs for up to `max_pages` requests. Each request costs what
+    /// [`Client::scheduled_jobs_page`] says.
     pub async fn scheduled_jobs(
         &self,
         request: &ScheduledJobsRequest,
@@ -88,43 +169,15 @@ impl Client {
         let mut tally = Tally::default();
         let mut result = ScheduledJobs::default();
         let mut before = None;
-        for page in 0..request.max_pages.max(1) {
-            let variables = generated::Variables {
-                organization: request.organization.clone(),
-                agent_query_rules: Some(request.agent_query_rules.clone()),
-                cluster: request.cluster.clone(),
-                last: page_size(request.page_size),
-                before: before.take(),
-            };
-            let (data, exchange) = self.run::<gql::ScheduledJobs>(OPERATION, variables).await?;
+        for fetched in 1..=request.max_pages.max(1) {
+            let (page, exchange) = self.page(request, before.take()).await?;
             tally.record(exchange);
-            let organization = data.organization.ok_or_else(|| Error::NotFound {
-                what: format!("organization {:?}", request.organization),
-            })?;
-            let jobs = organization.jobs.ok_or_else(|| Error::MissingField {
-                operation: OPERATION,
-                field: "organization.jobs".to_owned(),
-            })?;
-            result.total = count(jobs.count);
-            // A page lists its jobs newest first, like the whole list; reversed, it continues
-            // the oldest-first result after the (older) pages before it.
-            for edge in jobs.edges.unwrap_or_default().into_iter().rev() {
-                match edge.and_then(|edge| edge.node).map(CommandJob::try_from) {
-                    Some(Ok(job)) => result.jobs.push(job),
-                    Some(Err(skipped)) => {
-                        tracing::warn!(uuid = ?skipped.uuid, reason = %skipped.reason, "skipping a scheduled job");
-                        result.skipped.push(skipped);
-                    }
-                    None => result.skipped.push(Skipped {
-                        uuid: None,
-                        reason: "organization.jobs.edges[].node is null".to_owned(),
-                    }),
-                }
-            }
-            let (has_newer, cursor) = jobs.page_info.map_or((false, None), |info| {
-                (info.has_previous_page, info.start_cursor)
-            });
-            match next_page(has_newer, cursor, page + 1, request.max_pages) {
+            result.total = page.total;
+            result.other_priorities = page.other_priorities;
+            result.jobs.extend(page.jobs);
+            result.skipped.extend(page.skipped);
+            let has_newer = page.newer.is_some() || page.truncated;
+            match next_page(has_newer, page.newer, fetched, request.max_pages) {
                 NextPage::Fetch(cursor) => before = Some(cursor),
                 NextPage::Truncated => {
                     result.truncated = true;
@@ -135,43 +188,221 @@ impl Client {
         }
         Ok(tally.finish(result))
     }
-}
 
-impl TryFrom<generated::ScheduledJobsOrganizationJobsEdgesNode> for CommandJob {
-    type Error = Skipped;
+    /// Fetches one page of scheduled command jobs matching the request, oldest first:
+    /// without `before` the page of the oldest jobs, with `before` the page of jobs newer
+    /// than that cursor (a previous page's [`ScheduledJobsPage::newer`]). One request; its
+    /// actual complexity is `5 + 2 × jobs` for [`Priorities::All`] and `5 + jobs` for
+    /// [`Priorities::DefaultOnly`].
+    pub async fn scheduled_jobs_page(
+        &self,
+        request: &ScheduledJobsRequest,
+        before: Option<&str>,
+    ) -> Result<Fetched<ScheduledJobsPage>> {
+        let (page, exchange) = self.page(request, before.map(str::to_owned)).await?;
+        Ok(Tally::single(exchange, page))
+    }
 
-    fn try_from(node: generated::ScheduledJobsOrganizationJobsEdgesNode) -> Result<Self, Skipped> {
-        use generated::ScheduledJobsOrganizationJobsEdgesNode as Node;
-        let job = match node {
-            Node::JobTypeCommand(job) => job,
-            other => {
-                return Err(Skipped {
-                    uuid: None,
-                    reason: format!("expected a JobTypeCommand, got {other:?}"),
-                });
-            }
+    async fn page(
+        &self,
+        request: &ScheduledJobsRequest,
+        before: Option<String>,
+    ) -> Result<(ScheduledJobsPage, Exchange)> {
+        match request.priorities {
+            Priorities::All => self.all_priorities_page(request, before).await,
+            Priorities::DefaultOnly => self.default_priority_page(request, before).await,
+        }
+    }
+
+    async fn all_priorities_page(
+        &self,
+        request: &ScheduledJobsRequest,
+        before: Option<String>,
+    ) -> Result<(ScheduledJobsPage, Exchange)> {
+        let variables = all::Variables {
+            organization: request.organization.clone(),
+            agent_query_rules: Some(request.agent_query_rules.clone()),
+            cluster: request.cluster.clone(),
+            last: page_size(request.page_size),
+            before,
         };
-        let uuid = job.uuid.clone();
-        let skipped = |error: Error| Skipped {
-            uuid: Some(uuid.clone()),
-            reason: error.to_string(),
+        let (data, exchange) = self.run::<gql::ScheduledJobs>(ALL, variables).await?;
+        let organization = data
+            .organization
+            .ok_or_else(|| organization_not_found(request))?;
+        let jobs = organization
+            .jobs
+            .ok_or_else(|| missing(ALL, "organization.jobs"))?;
+        let default_priority = organization
+            .default_priority
+            .ok_or_else(|| missing(ALL, "organization.defaultPriority"))?;
+        let total = count(jobs.count);
+        let page = Listing {
+            total,
+            other_priorities: total.saturating_sub(count(default_priority.count)),
+            page_info: jobs
+                .page_info
+                .map(|info| (info.has_previous_page, info.start_cursor)),
+            nodes: jobs.edges.unwrap_or_default().into_iter().map(|edge| {
+                let node = edge.and_then(|edge| edge.node)?;
+                Some(match node {
+                    all::ScheduledJobsOrganizationJobsEdgesNode::JobTypeCommand(job) => {
+                        let priority = job.priority.number.and_then(|n| i32::try_from(n).ok());
+                        job.scheduled_command_job
+                            .into_command_job(priority.unwrap_or(0))
+                    }
+                    other => Err(not_a_command_job(&other)),
+                })
+            }),
         };
-        Ok(CommandJob {
-            scheduled_at: timestamp(OPERATION, "scheduledAt", job.scheduled_at).map_err(skipped)?,
-            runnable_at: timestamp(OPERATION, "runnableAt", job.runnable_at).map_err(skipped)?,
-            id: job.id,
-            uuid: job.uuid,
-            label: job.label,
-            state: job_state(&job.state),
-            agent_query_rules: job.agent_query_rules.unwrap_or_default(),
-            command: job.command,
-            env: job.env.unwrap_or_default(),
-            priority: job
-                .priority
-                .number
-                .and_then(|n| i32::try_from(n).ok())
-                .unwrap_or(0),
-            url: job.url,
-        })
+        Ok((page.into_page(), exchange))
+    }
+
+    async fn default_priority_page(
+        &self,
+        request: &ScheduledJobsRequest,
+        before: Option<String>,
+    ) -> Result<(ScheduledJobsPage, Exchange)> {
+        let variables = default_only::Variables {
+            organization: request.organization.clone(),
+            agent_query_rules: Some(request.agent_query_rules.clone()),
+            cluster: request.cluster.clone(),
+            last: page_size(request.page_size),
+            before,
+        };
+        let (data, exchange) = self
+            .run::<gql::ScheduledDefaultPriorityJobs>(DEFAULT_ONLY, variables)
+            .await?;
+        let organization = data
+            .organization
+            .ok_or_else(|| organization_not_found(request))?;
+        let jobs = organization
+            .jobs
+            .ok_or_else(|| missing(DEFAULT_ONLY, "organization.jobs"))?;
+        let every = organization
+            .all
+            .ok_or_else(|| missing(DEFAULT_ONLY, "organization.all"))?;
+        let total = count(jobs.count);
+        let page = Listing {
+            total,
+            other_priorities: count(every.count).saturating_sub(total),
+            page_info: jobs
+                .page_info
+                .map(|info| (info.has_previous_page, info.start_cursor)),
+            nodes: jobs.edges.unwrap_or_default().into_iter().map(|edge| {
+                let node = edge.and_then(|edge| edge.node)?;
+                Some(match node {
+                    // The request filters on priority 0: that is every job's priority.
+                    default_only::ScheduledDefaultPriorityJobsOrganizationJobsEdgesNode::JobTypeCommand(job) => {
+                        job.into_command_job(0)
+                    }
+                    other => Err(not_a_command_job(&other)),
+                })
+            }),
+        };
+        Ok((page.into_page(), exchange))
     }
 }
+
+/// A page as either operation returned it, nodes mapped.
+struct Listing<I> {
+    total: u64,
+    other_priorities: u64,
+    /// `hasPreviousPage` and `startCursor`: whether newer jobs exist, and where.
+    page_info: Option<(bool, Option<String>)>,
+    /// The page's nodes, newest first as Buildkite lists them; `None` for a null edge or node.
+    nodes: I,
+}
+
+impl<I> Listing<I>
+where
+    I: DoubleEndedIterator<Item = Option<Result<CommandJob, Skipped>>>,
+{
+    fn into_page(self) -> ScheduledJobsPage {
+        let mut page = ScheduledJobsPage {
+            total: self.total,
+            other_priorities: self.other_priorities,
+            ..ScheduledJobsPage::default()
+        };
+        // Reversed, the page continues an oldest-first result after the (older) pages
+        // before it.
+        for node in self.nodes.rev() {
+            match node {
+                Some(Ok(job)) => page.jobs.push(job),
+                Some(Err(skipped)) => {
+                    tracing::warn!(uuid = ?skipped.uuid, reason = %skipped.reason, "skipping a scheduled job");
+                    page.skipped.push(skipped);
+                }
+                None => page.skipped.push(Skipped {
+                    uuid: None,
+                    reason: "organization.jobs.edges[].node is null".to_owned(),
+                }),
+            }
+        }
+        match self.page_info {
+            Some((true, Some(cursor))) => page.newer = Some(cursor),
+            Some((true, None)) => page.truncated = true,
+            Some((false, _)) | None => {}
+        }
+        page
+    }
+}
+
+fn organization_not_found(request: &ScheduledJobsRequest) -> Error {
+    Error::NotFound {
+        what: format!("organization {:?}", request.organization),
+    }
+}
+
+fn missing(operation: &'static str, field: &str) -> Error {
+    Error::MissingField {
+        operation,
+        field: field.to_owned(),
+    }
+}
+
+fn not_a_command_job(node: &impl std::fmt::Debug) -> Skipped {
+    Skipped {
+        uuid: None,
+        reason: format!("expected a JobTypeCommand, got {node:?}"),
+    }
+}
+
+/// The `ScheduledCommandJob` fragment mapped to a [`CommandJob`] of the given priority.
+trait IntoCommandJob {
+    fn into_command_job(self, priority: i32) -> Result<CommandJob, Skipped>;
+}
+
+/// graphql_client generates the fragment's struct once per operation module; the mapping
+/// is written once, here, for both.
+macro_rules! command_job_from_fragment {
+    ($($operation:ident),+) => {$(
+        impl IntoCommandJob for $operation::ScheduledCommandJob {
+            fn into_command_job(self, priority: i32) -> Result<CommandJob, Skipped> {
+                let operation = $operation::OPERATION_NAME;
+                let uuid = self.uuid.clone();
+                let skipped = |error: Error| Skipped {
+                    uuid: Some(uuid.clone()),
+                    reason: error.to_string(),
+                };
+                Ok(CommandJob {
+                    scheduled_at: timestamp(operation, "scheduledAt", self.scheduled_at)
+                        .map_err(skipped)?,
+                    runnable_at: timestamp(operation, "runnableAt", self.runnable_at)
+                        .map_err(skipped)?,
+                    id: self.id,
+                    uuid: self.uuid,
+                    label: self.label,
+                    state: job_state(&self.state),
+                    agent_query_rules: self.agent_query_rules.unwrap_or_default(),
+                    command: self.command,
+                    env: self.env.unwrap_or_default(),
+                    priority,
+                    url: self.url,
+                })
+            }
+        }
+    )+};
+}
+
+command_job_from_fragment!(all, default_only);

@@ -129,8 +129,16 @@ impl JobNode {
     }
 }
 
-/// A `ScheduledJobs` response page: `jobs` in Buildkite's order (newest first) and, when a
-/// page of newer jobs exists, the `startCursor` to ask for it `before`.
+impl From<Value> for JobNode {
+    fn from(value: Value) -> Self {
+        JobNode { value }
+    }
+}
+
+/// A `ScheduledJobs` or `ScheduledDefaultPriorityJobs` response page: `jobs` in
+/// Buildkite's order (newest first) and, when a page of newer jobs exists, the
+/// `startCursor` to ask for it `before`. Every job has priority 0: both counting aliases
+/// (`defaultPriority` of the first operation, `all` of the second) say `total`.
 pub fn jobs_page(jobs: Vec<JobNode>, total: usize, newer_cursor: Option<&str>) -> Value {
     let edges: Vec<Value> = jobs
         .into_iter()
@@ -146,7 +154,9 @@ pub fn jobs_page(jobs: Vec<JobNode>, total: usize, newer_cursor: Option<&str>) -
                         "startCursor": newer_cursor
                     },
                     "edges": edges
-                }
+                },
+                "defaultPriority": { "count": total },
+                "all": { "count": total }
             }
         }
     })

@@ -63,26 +63,24 @@ impl Cost<'_> {
         }
     }
 
-    /// The page size a connection field asks for: `first`, else `last`, else 500.
+    /// The page size a connection field asks for: `first` or `last`, the larger when both
+    /// are given (as graphql-ruby's complexity counts it), else 500.
     fn page_size(&self, field: &Field) -> u64 {
-        for name in ["first", "last"] {
-            let value = field
-                .arguments
-                .iter()
-                .find(|a| a.name == name)
-                .map(|a| &*a.value);
-            let n = match value {
-                Some(ast::Value::Int(i)) => i.try_to_i32().ok().map(i64::from),
-                Some(ast::Value::Variable(v)) => {
-                    self.variables.get(v.as_str()).and_then(|v| v.as_i64())
-                }
-                _ => None,
-            };
-            if let Some(n) = n {
-                return u64::try_from(n).unwrap_or(0);
-            }
-        }
-        MAX_PAGE as u64
+        ["first", "last"]
+            .into_iter()
+            .filter_map(|name| {
+                let value = field.arguments.iter().find(|a| a.name == name)?;
+                let n = match &*value.value {
+                    ast::Value::Int(i) => i.try_to_i32().ok().map(i64::from),
+                    ast::Value::Variable(v) => {
+                        self.variables.get(v.as_str()).and_then(|v| v.as_i64())
+                    }
+                    _ => None,
+                }?;
+                Some(u64::try_from(n).unwrap_or(0))
+            })
+            .max()
+            .unwrap_or(MAX_PAGE as u64)
     }
 
     fn is_connection(field: &Field) -> bool {
@@ -161,7 +159,7 @@ mod tests {
 
     const SDL: &str = "
         type Query { organization(slug: ID): Organization }
-        type Organization { pipelines(first: Int, last: Int): PipelineConnection }
+        type Organization { pipelines(first: Int, last: Int, after: String): PipelineConnection }
         type PipelineConnection { count: Int! edges: [PipelineEdge] }
         type PipelineEdge { node: Pipeline }
         type Pipeline { slug: String! }
@@ -189,5 +187,39 @@ mod tests {
         assert_eq!(cost.actual(&operation.selection_set, &data), 13);
         let none = json!({"organization": null});
         assert_eq!(cost.actual(&operation.selection_set, &none), 0);
+    }
+
+    fn requested(query: &str, variables: serde_json::Value) -> u64 {
+        let schema = Schema::parse_and_validate(SDL, "schema.graphql").unwrap();
+        let document = ExecutableDocument::parse_and_validate(&schema, query, "q.graphql").unwrap();
+        let variables: JsonMap = serde_json::from_value(variables).unwrap();
+        let cost = Cost {
+            schema: &schema,
+            document: &document,
+            variables: &variables,
+        };
+        cost.requested(&document.operations.get(None).unwrap().selection_set)
+    }
+
+    #[test]
+    fn a_connection_given_first_and_last_is_charged_the_larger_like_graphql_ruby() {
+        let query = |first: &str, last: &str| {
+            let declared = if first == "$n" { "($n: Int)" } else { "" };
+            format!(
+                "query Q{declared} {{ organization(slug: \"acme\") {{
+                    pipelines(first: {first}, last: {last}) {{ edges {{ node {{ slug }} }} }}
+                }} }}"
+            )
+        };
+        // organization + pipelines + edges + N × node.
+        assert_eq!(requested(&query("2", "40"), json!({})), 43);
+        assert_eq!(requested(&query("40", "2"), json!({})), 43);
+        assert_eq!(requested(&query("$n", "3"), json!({"n": 70})), 73);
+        assert_eq!(requested(&query("$n", "3"), json!({"n": 1})), 6);
+        let only_last =
+            "{ organization(slug: \"acme\") { pipelines(last: 9) { edges { node { slug } } } } }";
+        assert_eq!(requested(only_last, json!({})), 12);
+        let neither = "{ organization(slug: \"acme\") { pipelines(after: \"c\") { edges { node { slug } } } } }";
+        assert_eq!(requested(neither, json!({})), 503);
     }
 }
