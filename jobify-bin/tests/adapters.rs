@@ -7,9 +7,7 @@ use std::time::Duration;
 use buildkite_api::Client;
 use jobify::adapters::{ANNOTATION_CONTEXT, BuildkiteFeedback, BuildkiteMonitor, MonitorSettings};
 use jobify::metrics::Metrics;
-use jobify_core::{
-    Feedback, JobRef, JobState, Monitor, MonitorError, Reason, ReasonCode, Sweep,
-};
+use jobify_core::{Feedback, JobRef, JobState, Monitor, MonitorError, Reason, ReasonCode, Sweep};
 use jobify_sim::buildkite::{BuildkiteSim, BuildkiteSimConfig, JobSpec};
 use prometheus_client::registry::Registry;
 use secrecy::SecretString;
@@ -39,17 +37,8 @@ struct Fixture {
     registry: Registry,
 }
 
+/// A monitor with pages of two jobs.
 fn monitor(sim: &BuildkiteSim, token: &str, queues: &[&str], pipelines: &[&str]) -> Fixture {
-    monitor_with_pages(sim, token, queues, pipelines, 5)
-}
-
-fn monitor_with_pages(
-    sim: &BuildkiteSim,
-    token: &str,
-    queues: &[&str],
-    pipelines: &[&str],
-    max_pages: u16,
-) -> Fixture {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let settings = MonitorSettings {
@@ -61,7 +50,6 @@ fn monitor_with_pages(
             .collect::<BTreeSet<_>>(),
         cluster: None,
         page_size: 2,
-        max_pages,
         budget_share: 0.5,
     };
     Fixture {
@@ -124,7 +112,7 @@ async fn monitor_lists_jobs_of_served_queues_and_watched_pipelines_across_pages(
 }
 
 #[tokio::test]
-async fn monitor_follows_at_most_max_pages_and_takes_the_oldest_jobs() {
+async fn monitor_serves_one_page_a_call_oldest_first() {
     let sim = sim().await;
     let scheduled: Vec<_> = (0..7)
         .map(|i| {
@@ -136,13 +124,62 @@ async fn monitor_follows_at_most_max_pages_and_takes_the_oldest_jobs() {
             .uuid
         })
         .collect();
+    let fixture = monitor(&sim, TOKEN, &["k8s"], &[]);
 
-    // Two pages of two: the four oldest; the three newest wait for a later poll.
-    let fixture = monitor_with_pages(&sim, TOKEN, &["k8s"], &[], 2);
-    let jobs = fixture.monitor.scheduled(None).await.expect("poll").jobs;
-    let found: BTreeSet<_> = jobs.iter().map(|job| *job.id.as_uuid()).collect();
-    let oldest: BTreeSet<_> = scheduled[..4].iter().copied().collect();
-    assert_eq!(found, oldest);
+    let first = fixture.monitor.scheduled(None).await.expect("poll");
+    let uuids = |jobs: &[jobify_core::ScheduledJob]| -> Vec<_> {
+        jobs.iter().map(|job| *job.id.as_uuid()).collect()
+    };
+    assert_eq!(uuids(&first.jobs), scheduled[..2], "the two oldest");
+    assert!(first.next.is_some());
+    assert_eq!(sim.stats().graphql_requests, 1, "one request a page");
+
+    let sweep = Sweep::read(&fixture.monitor, 10).await.expect("sweep");
+    assert!(sweep.complete);
+    assert_eq!(sweep.pages, 4);
+    assert_eq!(uuids(&sweep.jobs), scheduled, "every job, oldest first");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn monitor_fetches_priorities_only_while_a_job_has_another_than_the_default() {
+    let sim = sim().await;
+    for _ in 0..2 {
+        sim.schedule_job(JobSpec::command("make").on_queue("k8s"));
+    }
+    let fixture = monitor(&sim, TOKEN, &["k8s"], &[]);
+    let cost_of_sweep = async || {
+        let before = sim.stats().actual_complexity;
+        let sweep = Sweep::read(&fixture.monitor, 10).await.expect("sweep");
+        (sweep, sim.stats().actual_complexity - before)
+    };
+
+    let (sweep, cost) = cost_of_sweep().await;
+    assert_eq!(sweep.jobs.len(), 2);
+    assert_eq!(cost, 5 + 2 * 2, "the first sweep reads priorities");
+    let (sweep, cost) = cost_of_sweep().await;
+    assert_eq!(sweep.jobs.len(), 2);
+    assert_eq!(
+        cost,
+        5 + 2,
+        "no job had another priority: one point a job, without `priority`"
+    );
+
+    let urgent = sim.schedule_job(JobSpec::command("hotfix").on_queue("k8s").with_priority(5));
+    let (sweep, _) = cost_of_sweep().await;
+    assert_eq!(
+        sweep.jobs.len(),
+        2,
+        "the cheap list holds priority-0 jobs only; it counts the other"
+    );
+    let (sweep, cost) = cost_of_sweep().await;
+    assert_eq!(cost, 2 * 5 + 2 * 3, "two pages of the full list");
+    let job = sweep
+        .jobs
+        .iter()
+        .find(|job| *job.id.as_uuid() == urgent.uuid)
+        .expect("the next sweep lists it");
+    assert_eq!(job.priority, 5);
     sim.shutdown().await;
 }
 

@@ -173,7 +173,8 @@ fn semantic_errors_are_all_reported_at_once_with_positions() {
         "organization = \"acme\"\n\
          [buildkite]\n\
          budget_share = 1.5\n\
-         max_pages = 0\n\
+         [scheduler]\n\
+         lookahead_pages = 0\n\
          [[queues]]\n\
          name = \"k8s\"\n\
          max_in_flight = 0\n\
@@ -188,15 +189,15 @@ fn semantic_errors_are_all_reported_at_once_with_positions() {
         "{stderr}"
     );
     assert!(
-        stderr.contains(":4:13: buildkite.max_pages: must be between 1 and 100, not 0"),
+        stderr.contains(":5:19: scheduler.lookahead_pages: must be between 1 and 100, not 0"),
         "{stderr}"
     );
     assert!(
-        stderr.contains(":7:17: `queues[0].max_in_flight` is 0"),
+        stderr.contains(":8:17: `queues[0].max_in_flight` is 0"),
         "{stderr}"
     );
     assert!(
-        stderr.contains(":11:12: policy.rules[0].template: template `gpu` is not defined"),
+        stderr.contains(":12:12: policy.rules[0].template: template `gpu` is not defined"),
         "{stderr}"
     );
     assert!(stderr.contains("4 problems in the config file"), "{stderr}");

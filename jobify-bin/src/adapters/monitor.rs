@@ -4,7 +4,12 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use buildkite_api::{Client, CommandJob, JobLookup, Pacer, RateLimit, ScheduledJobsRequest};
+use std::time::Duration;
+
+use buildkite_api::{
+    BUDGET_WINDOW, Client, CommandJob, JobLookup, Pacer, Priorities, RateLimit, ScheduledJobsPage,
+    ScheduledJobsRequest,
+};
 use jobify_core::config::QueueConfig;
 use jobify_core::{
     JobId, JobState, Monitor, MonitorError, PageToken, RawJob, ScheduledJob, ScheduledPage,
@@ -19,8 +24,8 @@ use crate::metrics::Metrics;
 pub struct MonitorSettings {
     /// Organization slug.
     pub organization: String,
-    /// The queues served; one request per queue (`queue=<name>`). Empty: every scheduled
-    /// job of the organization, left to the policy.
+    /// The queues served; one list per queue (`queue=<name>`), swept one after the other.
+    /// Empty: every scheduled job of the organization, left to the policy.
     pub queues: Vec<String>,
     /// Pipeline slugs to keep; empty keeps all.
     pub pipelines: BTreeSet<String>,
@@ -28,9 +33,6 @@ pub struct MonitorSettings {
     pub cluster: Option<String>,
     /// Jobs per page.
     pub page_size: u16,
-    /// Requests per queue and poll, at most. Of more jobs than `page_size × max_pages`, the
-    /// client fetches the oldest; the newest wait for the next poll.
-    pub max_pages: u16,
     /// Share of the organization's rate-limit budget polls may spend.
     pub budget_share: f64,
 }
@@ -48,7 +50,6 @@ impl MonitorSettings {
             pipelines: config.buildkite.pipelines.iter().cloned().collect(),
             cluster: config.buildkite.cluster.clone(),
             page_size: u16::try_from(config.buildkite.page_size).unwrap_or(u16::MAX),
-            max_pages: u16::try_from(config.buildkite.max_pages).unwrap_or(u16::MAX),
             budget_share: config.buildkite.budget_share,
         }
     }
@@ -59,8 +60,8 @@ impl MonitorSettings {
             agent_query_rules: rules,
             cluster: self.cluster.clone(),
             page_size: self.page_size,
-            max_pages: self.max_pages,
-            priorities: buildkite_api::Priorities::All,
+            max_pages: 1,
+            priorities: Priorities::All,
         };
         if self.queues.is_empty() {
             return vec![request(Vec::new())];
@@ -74,10 +75,19 @@ impl MonitorSettings {
 
 /// [`Monitor`] over the Buildkite GraphQL API.
 ///
-/// Polls are paced to `budget_share` of the organization's GraphQL budget: after each poll
-/// the [`Pacer`] says how long the next must wait given what this one cost and what Buildkite
-/// reported left; a poll asked for sooner waits inside [`Monitor::scheduled`]. The rate-limit
-/// figure goes to [`Metrics`]; counting polls is the scheduler observer's job.
+/// A sweep lists each served queue's scheduled jobs in turn, oldest first, one GraphQL page
+/// per [`Monitor::scheduled`] call; the [`PageToken`] holds the queue, the list and the
+/// cursor. Each queue is listed the cheap way ([`Priorities::DefaultOnly`]: only jobs of the
+/// default priority 0, 1 point a job) while Buildkite counts no scheduled job of another
+/// priority there, and with priorities ([`Priorities::All`], 2 points a job) while it does.
+/// Every page says which applies, and the queue's next sweep follows it: a job given another
+/// priority while the queue was listed the cheap way is picked up one sweep later.
+///
+/// Requests are paced to `budget_share` of the organization's GraphQL budget: after each
+/// page the [`Pacer`] says how long the next request must wait given what this one cost and
+/// what Buildkite reported left; a page asked for sooner waits inside
+/// [`Monitor::scheduled`]. The rate-limit figure goes to [`Metrics`]; counting polls is the
+/// scheduler observer's job.
 pub struct BuildkiteMonitor {
     client: Client,
     settings: MonitorSettings,
@@ -87,25 +97,74 @@ pub struct BuildkiteMonitor {
     pace: Mutex<Pace>,
 }
 
-/// What the pacer needs between calls.
+/// What the pacer and the priority choice need between calls.
 #[derive(Debug, Default)]
 struct Pace {
-    /// No poll before this.
-    next_poll: Option<Instant>,
-    /// Points spent by `states` since the last poll, charged to the next.
+    /// No request before this.
+    next_request: Option<Instant>,
+    /// Points spent by `states` since the last page, charged to the next.
     unbilled: u32,
+    /// Per queue: whether its last page counted scheduled jobs of another priority than 0.
+    prioritized: Vec<bool>,
+}
+
+/// Where a page starts: the queue, the list it is swept in, and the cursor within it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Position {
+    queue: usize,
+    priorities: Priorities,
+    before: Option<String>,
+}
+
+impl Position {
+    fn token(&self) -> PageToken {
+        let list = match self.priorities {
+            Priorities::All => 'a',
+            Priorities::DefaultOnly => 'd',
+        };
+        PageToken::new(format!(
+            "{}:{list}:{}",
+            self.queue,
+            self.before.as_deref().unwrap_or_default()
+        ))
+    }
+
+    /// The position `token` holds; `None` for a token this monitor did not make.
+    fn from_token(token: &PageToken) -> Option<Self> {
+        let (queue, rest) = token.as_str().split_once(':')?;
+        let (list, before) = rest.split_once(':')?;
+        let priorities = match list {
+            "a" => Priorities::All,
+            "d" => Priorities::DefaultOnly,
+            _ => return None,
+        };
+        Some(Position {
+            queue: queue.parse().ok()?,
+            priorities,
+            before: Some(before.to_owned()).filter(|b| !b.is_empty()),
+        })
+    }
 }
 
 impl BuildkiteMonitor {
     /// A monitor polling with `client`.
     pub fn new(client: Client, settings: MonitorSettings, metrics: Metrics) -> Self {
+        let requests = settings.requests();
         BuildkiteMonitor {
-            requests: settings.requests(),
-            pacer: Pacer::new(settings.budget_share),
+            // Sweeps are spaced by the scheduler's poll interval; the pacer only spreads
+            // pages so that they stay within the budget share.
+            pacer: Pacer::new(settings.budget_share)
+                .with_interval_bounds(Duration::ZERO, BUDGET_WINDOW),
+            pace: Mutex::new(Pace {
+                // Until a page says otherwise, list with priorities: never order a backlog
+                // by a priority we did not read.
+                prioritized: vec![true; requests.len()],
+                ..Pace::default()
+            }),
+            requests,
             client,
             settings,
             metrics,
-            pace: Mutex::default(),
         }
     }
 
@@ -128,6 +187,32 @@ impl BuildkiteMonitor {
                 .pipeline_slug()
                 .is_some_and(|slug| self.settings.pipelines.contains(slug))
     }
+
+    /// Where queue `queue`'s sweep starts: its oldest page, in the list its last page chose.
+    fn start_of(&self, queue: usize) -> Position {
+        let prioritized = self.pace().prioritized.get(queue).copied().unwrap_or(true);
+        Position {
+            queue,
+            priorities: if prioritized {
+                Priorities::All
+            } else {
+                Priorities::DefaultOnly
+            },
+            before: None,
+        }
+    }
+
+    /// The position after a page of `at`: further in the same list, else the next queue.
+    fn after(&self, at: &Position, page: &ScheduledJobsPage) -> Option<Position> {
+        if let Some(before) = &page.newer {
+            return Some(Position {
+                before: Some(before.clone()),
+                ..at.clone()
+            });
+        }
+        let next = at.queue + 1;
+        (next < self.requests.len()).then(|| self.start_of(next))
+    }
 }
 
 /// The job as `jobify-core` takes it in.
@@ -148,39 +233,59 @@ fn raw_job(job: CommandJob) -> RawJob {
 #[async_trait]
 impl Monitor for BuildkiteMonitor {
     async fn scheduled(&self, from: Option<PageToken>) -> Result<ScheduledPage, MonitorError> {
-        let wait_until = self.pace().next_poll;
+        let wait_until = self.pace().next_request;
         if let Some(at) = wait_until {
             tokio::time::sleep_until(at).await;
         }
-        let index = from
-            .and_then(|token| token.as_str().parse::<usize>().ok())
-            .unwrap_or(0);
-        let Some(request) = self.requests.get(index) else {
-            return Ok(ScheduledPage::default());
+        let at = match from.as_ref().map(Position::from_token) {
+            None => self.start_of(0),
+            Some(Some(at)) if at.queue < self.requests.len() => at,
+            Some(_) => {
+                tracing::warn!(token = ?from, "a page token this monitor did not make; starting the sweep over");
+                self.start_of(0)
+            }
         };
-        let mut jobs = Vec::new();
-        let mut seen = HashSet::new();
-        let fetched = match self.client.scheduled_jobs(request).await {
+        let request = ScheduledJobsRequest {
+            priorities: at.priorities,
+            ..self.requests[at.queue].clone()
+        };
+        let fetched = match self
+            .client
+            .scheduled_jobs_page(&request, at.before.as_deref())
+            .await
+        {
             Ok(fetched) => fetched,
             Err(error) => {
                 if let buildkite_api::Error::RateLimited { retry_after, .. } = &error {
                     let delay = self.pacer.delay_after_rate_limited(*retry_after);
-                    self.pace().next_poll = Some(Instant::now() + delay);
+                    self.pace().next_request = Some(Instant::now() + delay);
                 }
                 return Err(monitor_error(error));
             }
         };
-        let cost = fetched.complexity_actual;
         self.observe(fetched.rate_limit.as_ref());
-        if fetched.value.truncated {
-            tracing::info!(
+        let page = fetched.value;
+        if page.truncated {
+            tracing::warn!(
                 rules = ?request.agent_query_rules,
-                total = fetched.value.total,
-                fetched = fetched.value.jobs.len(),
-                "more scheduled jobs than one poll fetches; the newest wait for the next poll"
+                "Buildkite said newer scheduled jobs exist but gave no cursor; they wait for the next poll"
             );
         }
-        for job in fetched.value.jobs {
+        let next = self.after(&at, &page);
+        {
+            let mut pace = self.pace();
+            if let Some(prioritized) = pace.prioritized.get_mut(at.queue) {
+                *prioritized = page.other_priorities > 0;
+            }
+            let cost = fetched
+                .complexity_actual
+                .saturating_add(std::mem::take(&mut pace.unbilled));
+            pace.next_request =
+                Some(Instant::now() + self.pacer.delay_after(cost, fetched.rate_limit.as_ref()));
+        }
+        let mut seen = HashSet::new();
+        let mut jobs = Vec::with_capacity(page.jobs.len());
+        for job in page.jobs {
             if !self.keeps_pipeline(&job) || !seen.insert(job.uuid.clone()) {
                 continue;
             }
@@ -191,14 +296,9 @@ impl Monitor for BuildkiteMonitor {
                 Err(error) => tracing::warn!(job = %uuid, %error, "ignoring a scheduled job"),
             }
         }
-        let mut pace = self.pace();
-        let cost = cost.saturating_add(std::mem::take(&mut pace.unbilled));
-        pace.next_poll =
-            Some(Instant::now() + self.pacer.delay_after(cost, fetched.rate_limit.as_ref()));
-        let next = index + 1;
         Ok(ScheduledPage {
             jobs,
-            next: (next < self.requests.len()).then(|| PageToken::new(next.to_string())),
+            next: next.as_ref().map(Position::token),
         })
     }
 

@@ -45,9 +45,6 @@ struct Args {
     /// jobify's GraphQL page size.
     #[arg(long, default_value_t = 100)]
     page_size: u32,
-    /// Pages one jobify poll follows per queue (`[buildkite] max_pages`).
-    #[arg(long, default_value_t = 5)]
-    max_pages: u32,
     /// Job creates in flight at once, for jobify and for the raw loop.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -95,7 +92,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         binary: child::locate(args.jobify.clone())?,
         poll_interval: args.poll_interval,
         page_size: args.page_size,
-        max_pages: args.max_pages,
         concurrency: args.concurrency,
         max_in_flight: sizes.last().copied().unwrap_or(0).max(1) * 2,
     };

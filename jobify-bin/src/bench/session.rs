@@ -34,8 +34,6 @@ pub(crate) struct Settings {
     pub(crate) poll_interval: Duration,
     /// `[buildkite] page_size`.
     pub(crate) page_size: u32,
-    /// `[buildkite] max_pages`.
-    pub(crate) max_pages: u32,
     /// `[kubernetes.client] max_concurrent_creates`, and the raw loop's concurrency.
     pub(crate) concurrency: usize,
     /// Jobs in flight allowed (overall and for the queue).
@@ -85,7 +83,6 @@ impl Session {
                 humantime::format_duration(settings.poll_interval).to_string(),
             )
             .with("page_size", settings.page_size.to_string())
-            .with("max_pages", settings.max_pages.to_string())
             .with("max_in_flight", settings.max_in_flight.to_string())
             .with("concurrency", settings.concurrency.to_string())
             .with("namespace", NAMESPACE);

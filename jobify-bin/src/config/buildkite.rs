@@ -12,9 +12,6 @@ use super::validate::Problems;
 /// The largest page Buildkite's GraphQL API serves.
 pub const MAX_PAGE_SIZE: u32 = 500;
 
-/// The most pages one poll may follow per queue.
-pub const MAX_PAGES_PER_POLL: u32 = 100;
-
 /// `[buildkite]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -37,9 +34,6 @@ pub struct BuildkiteConfig {
     pub poll_interval: Duration,
     /// Jobs fetched per GraphQL page (1..=500).
     pub page_size: u32,
-    /// Pages one poll follows per queue (1..=100); with more scheduled jobs than
-    /// `page_size × max_pages`, the newest wait for the next poll.
-    pub max_pages: u32,
     /// Share of the organization's GraphQL rate-limit budget jobify may spend, in (0, 1].
     pub budget_share: f64,
     /// Timeout of one HTTP request to Buildkite.
@@ -58,7 +52,6 @@ impl Default for BuildkiteConfig {
             cluster: None,
             poll_interval: Duration::from_secs(5),
             page_size: 100,
-            max_pages: 5,
             budget_share: 0.5,
             request_timeout: Duration::from_secs(15),
         }
@@ -100,16 +93,6 @@ impl BuildkiteConfig {
                 format!(
                     "must be between 1 and {MAX_PAGE_SIZE} (Buildkite's largest page), not {}",
                     self.page_size
-                ),
-            );
-        }
-        if !(1..=MAX_PAGES_PER_POLL).contains(&self.max_pages) {
-            problems.push(
-                at.key("max_pages"),
-                format!(
-                    "must be between 1 and {MAX_PAGES_PER_POLL}, not {}: it bounds the requests \
-                     (and rate-limit points) one poll may spend per queue",
-                    self.max_pages
                 ),
             );
         }

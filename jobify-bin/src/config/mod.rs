@@ -20,7 +20,7 @@ use jobify_core::config::{GuardConfig, LimitsConfig, PolicyConfig, QueueConfig};
 use jobify_k8s::config::{KubernetesConfig, LeaderElectionConfig};
 use serde::Deserialize;
 
-pub use buildkite::{BuildkiteConfig, MAX_PAGE_SIZE, MAX_PAGES_PER_POLL};
+pub use buildkite::{BuildkiteConfig, MAX_PAGE_SIZE};
 pub use scheduler::{MAX_LAUNCH_CONCURRENCY, SchedulerSettings};
 pub use secret::{SecretError, SecretRef};
 pub use server::ServerConfig;

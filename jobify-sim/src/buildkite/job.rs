@@ -103,6 +103,13 @@ impl JobSpec {
         self
     }
 
+    /// Gives the job a priority (the step's `priority`; Buildkite's default is 0).
+    #[must_use]
+    pub fn with_priority(mut self, priority: i64) -> Self {
+        self.priority = priority;
+        self
+    }
+
     /// Gives the step plugins (`BUILDKITE_PLUGINS`).
     #[must_use]
     pub fn with_plugins(mut self, plugins: serde_json::Value) -> Self {
