@@ -3,7 +3,7 @@
 //! | component   | families (prefix `jobify_`)                                               |
 //! |-------------|---------------------------------------------------------------------------|
 //! | `monitor`   | `polls_total`, `poll_errors_total{kind}`, `scheduled_jobs`, `rate_limit_remaining` |
-//! | `scheduler` | `jobs_seen_total{queue}`, `decisions_total{decision,reason}`, `launches_total{outcome}`, `launch_errors_total{reason}`, `in_flight{queue}`, `scheduled_to_created_seconds`, `feedback_retries_total{outcome}`, `leader` |
+//! | `scheduler` | `sweeps_total{end}`, `sweep_duration_seconds`, `jobs_seen_total{queue}`, `decisions_total{decision,reason}`, `launches_total{outcome}`, `launch_errors_total{reason}`, `in_flight{queue}`, `scheduled_to_created_seconds`, `feedback_retries_total{outcome}`, `leader` |
 //! | `workloads` | `failed_to_start_total{cause}`, `cancellations_total`                     |
 //! | `buildkite` | `queue_jobs{queue,state}`, `queue_agents{queue,state}` (from `/v3/metrics`) |
 //!
@@ -13,13 +13,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobify_core::{Decision, LaunchError, Launched, Reason};
+use jobify_core::{Decision, LaunchError, Launched, Reason, SweepEnd, SweepSummary};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+/// Labels of `sweeps_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndLabels {
+    end: &'static str,
+}
 
 /// Labels of `poll_errors_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -108,6 +114,8 @@ pub struct Metrics {
     poll_errors: Family<PollErrorLabels, Counter>,
     rate_limit_remaining: Gauge,
     scheduled_jobs: Gauge,
+    sweeps: Family<EndLabels, Counter>,
+    sweep_duration: Histogram,
     decisions: Family<DecisionLabels, Counter>,
     launches: Family<OutcomeLabels, Counter>,
     launch_errors: Family<CodeLabels, Counter>,
@@ -133,6 +141,9 @@ impl Metrics {
             poll_errors: Family::default(),
             rate_limit_remaining: Gauge::default(),
             scheduled_jobs: Gauge::default(),
+            sweeps: Family::default(),
+            // 10 ms .. ~80 s: one page of an idle queue to a backlog of thousands.
+            sweep_duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             decisions: Family::default(),
             launches: Family::default(),
             launch_errors: Family::default(),
@@ -154,17 +165,17 @@ impl Metrics {
         let monitor = jobify.sub_registry_with_prefix("monitor");
         monitor.register(
             "polls",
-            "Polls of Buildkite for scheduled jobs that succeeded",
+            "Requests to Buildkite for a page of scheduled jobs that succeeded",
             metrics.polls.clone(),
         );
         monitor.register(
             "poll_errors",
-            "Polls of Buildkite that failed, by kind",
+            "Requests to Buildkite for a page of scheduled jobs that failed, by kind",
             metrics.poll_errors.clone(),
         );
         monitor.register(
             "scheduled_jobs",
-            "Scheduled jobs Buildkite listed for the served queues in the last successful poll",
+            "Scheduled jobs Buildkite listed for the served queues in the last complete sweep",
             metrics.scheduled_jobs.clone(),
         );
         monitor.register(
@@ -174,6 +185,18 @@ impl Metrics {
         );
 
         let scheduler = jobify.sub_registry_with_prefix("scheduler");
+        scheduler.register(
+            "sweeps",
+            "Polls (sweeps through the scheduled jobs, page by page) that ended, by how: \
+             completed, stopped_early (a limit held jobs back), failed, abandoned (leadership \
+             lost)",
+            metrics.sweeps.clone(),
+        );
+        scheduler.register(
+            "sweep_duration_seconds",
+            "From a sweep's first page request to its end",
+            metrics.sweep_duration.clone(),
+        );
         scheduler.register(
             "jobs_seen",
             "Scheduled jobs seen for the first time in a poll, by queue",
@@ -243,11 +266,24 @@ impl Metrics {
         metrics
     }
 
-    /// A poll of Buildkite succeeded and listed `scheduled` jobs.
-    pub fn poll_succeeded(&self, scheduled: usize) {
+    /// A page request to Buildkite succeeded.
+    pub fn poll_succeeded(&self) {
         self.polls.inc();
-        self.scheduled_jobs
-            .set(saturating_i64(u64::try_from(scheduled).unwrap_or(u64::MAX)));
+    }
+
+    /// A sweep ended; a completed one listed `summary.jobs` scheduled jobs in all.
+    pub fn sweep_ended(&self, summary: &SweepSummary) {
+        self.sweeps
+            .get_or_create(&EndLabels {
+                end: summary.end.kind(),
+            })
+            .inc();
+        self.sweep_duration.observe(summary.duration.as_secs_f64());
+        if summary.end == SweepEnd::Completed {
+            self.scheduled_jobs.set(saturating_i64(
+                u64::try_from(summary.jobs).unwrap_or(u64::MAX),
+            ));
+        }
     }
 
     /// The GraphQL rate-limit points left, as a response reported them.

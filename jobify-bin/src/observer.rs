@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobify_core::scheduler::{FeedbackRetry, SchedulerObserver};
+use jobify_core::scheduler::{FeedbackRetry, SchedulerObserver, SweepSummary};
 use jobify_core::{
     CancelError, Decision, FeedbackError, JobId, LaunchError, Launched, Limits, MonitorError,
     Reason, ScheduledJob,
@@ -39,8 +39,8 @@ fn since_scheduled(job: &ScheduledJob) -> Option<Duration> {
 impl SchedulerObserver for Observer {
     fn on_poll(&self, result: Result<usize, &MonitorError>) {
         match result {
-            Ok(scheduled) => {
-                self.metrics.poll_succeeded(scheduled);
+            Ok(_) => {
+                self.metrics.poll_succeeded();
                 self.readiness.poll_succeeded(Instant::now());
             }
             Err(error) => {
@@ -48,6 +48,10 @@ impl SchedulerObserver for Observer {
                 self.readiness.poll_failed(error.to_string());
             }
         }
+    }
+
+    fn on_sweep(&self, sweep: &SweepSummary) {
+        self.metrics.sweep_ended(sweep);
     }
 
     fn on_decision(&self, job: &ScheduledJob, decision: &Decision) {

@@ -8,7 +8,9 @@ use std::time::Duration;
 use jobify::health::{Leadership, Readiness};
 use jobify::metrics::{Metrics, PollErrorKind, QueueFigures};
 use jobify::server::{AppState, OPENMETRICS, serve};
-use jobify_core::{Decision, LaunchError, Launched, Reason, ReasonCode, Template};
+use jobify_core::{
+    Decision, LaunchError, Launched, Reason, ReasonCode, SweepEnd, SweepSummary, Template,
+};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -148,7 +150,19 @@ impl Running {
 
 /// Gives every family at least one series (a family without one is not on the page).
 fn update_every_family(metrics: &Metrics) {
-    metrics.poll_succeeded(12);
+    metrics.poll_succeeded();
+    metrics.sweep_ended(&SweepSummary {
+        end: SweepEnd::Completed,
+        pages: 2,
+        jobs: 12,
+        duration: Duration::from_millis(40),
+    });
+    metrics.sweep_ended(&SweepSummary {
+        end: SweepEnd::StoppedEarly,
+        pages: 5,
+        jobs: 500,
+        duration: Duration::from_millis(300),
+    });
     metrics.set_rate_limit_remaining(19_500);
     metrics.poll_failed(PollErrorKind::RateLimited);
     metrics.decided(&Decision::Run {
@@ -209,6 +223,8 @@ async fn metrics_page_parses_and_has_every_family_after_updates() {
         "jobify_monitor_poll_errors",
         "jobify_monitor_rate_limit_remaining",
         "jobify_monitor_scheduled_jobs",
+        "jobify_scheduler_sweeps",
+        "jobify_scheduler_sweep_duration_seconds",
         "jobify_scheduler_decisions",
         "jobify_scheduler_launches",
         "jobify_scheduler_launch_errors",
@@ -231,7 +247,19 @@ async fn metrics_page_parses_and_has_every_family_after_updates() {
         value(&samples, "jobify_monitor_rate_limit_remaining", &[]),
         19_500.0
     );
-    assert_eq!(value(&samples, "jobify_monitor_scheduled_jobs", &[]), 12.0);
+    assert_eq!(
+        value(&samples, "jobify_monitor_scheduled_jobs", &[]),
+        12.0,
+        "a sweep that stopped early does not say how many jobs are scheduled"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "jobify_scheduler_sweeps_total",
+            &[("end", "stopped_early")]
+        ),
+        1.0
+    );
     assert_eq!(
         value(
             &samples,
