@@ -110,7 +110,7 @@ impl SchedulerObserver for Observer {
 
 #[cfg(test)]
 mod tests {
-    use jobify_core::{Reason, ReasonCode};
+    use jobify_core::{Reason, ReasonCode, SweepEnd};
     use prometheus_client::registry::Registry;
 
     use super::*;
@@ -138,9 +138,19 @@ mod tests {
         ));
         observer.on_poll(Ok(4));
         assert_eq!(readiness.check(Instant::now()), Ok(()));
+        observer.on_sweep(&SweepSummary {
+            end: SweepEnd::Completed,
+            pages: 1,
+            jobs: 4,
+            duration: Duration::from_millis(30),
+        });
         let text = crate::metrics::encode(&registry);
         assert!(text.contains("jobify_monitor_polls_total 1"), "{text}");
         assert!(text.contains("jobify_monitor_scheduled_jobs 4"), "{text}");
+        assert!(
+            text.contains("jobify_scheduler_sweeps_total{end=\"completed\"} 1"),
+            "{text}"
+        );
         assert!(
             text.contains("jobify_monitor_poll_errors_total{kind=\"unauthorized\"} 1"),
             "{text}"

@@ -125,6 +125,36 @@ async fn duplicate_create_is_409_already_exists() {
 }
 
 #[tokio::test]
+async fn job_creations_log_each_job_the_api_stored_once_in_order() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client, NS);
+    let before = tokio::time::Instant::now();
+    for name in ["first", "second"] {
+        jobs.create(&PostParams::default(), &job(name, "busybox"))
+            .await
+            .unwrap();
+    }
+    jobs.create(&PostParams::default(), &job("first", "busybox"))
+        .await
+        .unwrap_err();
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    jobs.create(&dry_run, &job("dry", "busybox")).await.unwrap();
+    let creations = sim.job_creations();
+    let names: Vec<&str> = creations.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["first", "second"], "no 409, no dry run");
+    assert!(
+        creations
+            .iter()
+            .all(|c| c.namespace == NS && c.at >= before)
+    );
+    assert!(creations[0].at <= creations[1].at);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn list_pages_with_limit_and_continue_and_filters_by_labels() {
     let (sim, client) = start(KubeSimConfig::default()).await;
     let jobs: Api<Job> = Api::namespaced(client, NS);

@@ -99,7 +99,7 @@ use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
 pub use config::{EndpointGroup, KubeSimConfig, Scenario, Scenarios, Timings};
-pub use stats::KubeStats;
+pub use stats::{JobCreation, KubeStats};
 
 use cluster::Cluster;
 use resource::Resource;
@@ -193,6 +193,19 @@ impl KubeSim {
     /// The counters so far.
     pub fn stats(&self) -> KubeStats {
         self.cluster.stats.snapshot()
+    }
+
+    /// The Jobs created through the API, oldest first, with the moment each was stored: what
+    /// a benchmark measures dispatch latency against (the last 100,000 are kept).
+    pub fn job_creations(&self) -> Vec<JobCreation> {
+        self.cluster
+            .stats
+            .job_creations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Ends every open watch with a `410 Expired` `ERROR` event, so clients relist.

@@ -208,7 +208,11 @@ fn handle(
             let created = cluster.create(resource, &ns, object, dry_run);
             if resource == Resource::Jobs {
                 match &created {
-                    Ok(_) if !dry_run => bump(&cluster.stats.job_creates),
+                    Ok(job) if !dry_run => {
+                        bump(&cluster.stats.job_creates);
+                        let name = job["metadata"]["name"].as_str().unwrap_or_default();
+                        cluster.stats.job_created(&ns, name);
+                    }
                     Err(ApiError::AlreadyExists { .. }) => {
                         bump(&cluster.stats.job_create_conflicts);
                     }

@@ -31,9 +31,25 @@ pub struct KubeStats {
     pub agent_acquires: u64,
 }
 
+/// A Job the API created: where, and when the simulator stored it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobCreation {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+    /// When the create was stored (the moment a watch would be told).
+    pub at: tokio::time::Instant,
+}
+
+/// The most Job creations [`Stats::job_creations`] keeps; older ones are dropped.
+pub(crate) const MAX_JOB_CREATIONS: usize = 100_000;
+
 /// The live counters.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
+    /// The last [`MAX_JOB_CREATIONS`] Jobs created through the API, oldest first.
+    pub(crate) job_creations: std::sync::Mutex<std::collections::VecDeque<JobCreation>>,
     pub(crate) requests: AtomicU64,
     pub(crate) job_creates: AtomicU64,
     pub(crate) job_create_conflicts: AtomicU64,
@@ -45,6 +61,24 @@ pub(crate) struct Stats {
     pub(crate) update_conflicts: AtomicU64,
     pub(crate) faults_injected: AtomicU64,
     pub(crate) agent_acquires: AtomicU64,
+}
+
+impl Stats {
+    /// Notes that the API created Job `name` in `namespace` just now.
+    pub(crate) fn job_created(&self, namespace: &str, name: &str) {
+        let mut log = self
+            .job_creations
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if log.len() == MAX_JOB_CREATIONS {
+            log.pop_front();
+        }
+        log.push_back(JobCreation {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            at: tokio::time::Instant::now(),
+        });
+    }
 }
 
 /// Adds one to a counter.
