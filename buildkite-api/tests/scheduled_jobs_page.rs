@@ -183,6 +183,38 @@ async fn a_page_gives_the_cursor_of_the_newer_page() {
 }
 
 #[tokio::test]
+async fn with_an_overlap_the_newer_page_starts_that_many_jobs_back() {
+    for (overlap, newer) in [(0, "start"), (2, "edge-2"), (9, "edge-3")] {
+        let fake = fake().await;
+        let jobs = ["d", "c", "b", "a"]
+            .into_iter()
+            .map(scheduled_job)
+            .collect();
+        answer(&fake, "ScheduledJobs", jobs_page(jobs, 8, Some("start"))).await;
+
+        let page = fake
+            .client
+            .scheduled_jobs_page(
+                &ScheduledJobsRequest {
+                    overlap,
+                    ..request(Priorities::All)
+                },
+                None,
+            )
+            .await
+            .expect("page decodes")
+            .value;
+
+        assert_eq!(
+            page.newer.as_deref(),
+            Some(newer),
+            "overlap {overlap}: the cursor of edge {overlap} (newest first), at most the oldest"
+        );
+        assert_eq!(uuids(&page), ["a", "b", "c", "d"]);
+    }
+}
+
+#[tokio::test]
 async fn the_newest_page_has_no_newer_cursor() {
     let fake = fake().await;
     answer(

@@ -26,7 +26,7 @@ async fn prints_the_queue_s_scheduled_jobs_as_a_table() {
             "organization": { "jobs": {
                 "count": 1,
                 "pageInfo": { "hasPreviousPage": false, "startCursor": null },
-                "edges": [{ "node": {
+                "edges": [{ "cursor": "edge-0", "node": {
                     "__typename": "JobTypeCommand",
                     "id": "JobTypeCommand---1",
                     "uuid": "0190b5d0-6b6e-4c8a-9c53-1a2b3c4d5e6f",

@@ -136,8 +136,36 @@ async fn monitor_serves_one_page_a_call_oldest_first() {
 
     let sweep = Sweep::read(&fixture.monitor, 10).await.expect("sweep");
     assert!(sweep.complete);
-    assert_eq!(sweep.pages, 4);
+    assert_eq!(sweep.pages, 6, "pages of two overlap by one");
     assert_eq!(uuids(&sweep.jobs), scheduled, "every job, oldest first");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_job_scheduled_between_two_pages_does_not_make_the_sweep_skip_one() {
+    let sim = sim().await;
+    let mut older: Vec<_> = (0..4)
+        .map(|_| {
+            sim.schedule_job(JobSpec::command("make").on_queue("k8s"))
+                .uuid
+        })
+        .collect();
+    let fixture = monitor(&sim, TOKEN, &["k8s"], &[]);
+    let first = fixture.monitor.scheduled(None).await.expect("page");
+    // The simulator's cursors are offsets from the newest job, like graphql-ruby's: a new
+    // job shifts every older one by one place.
+    let newest = sim
+        .schedule_job(JobSpec::command("make").on_queue("k8s"))
+        .uuid;
+    let mut seen: BTreeSet<_> = first.jobs.iter().map(|job| *job.id.as_uuid()).collect();
+    let mut next = first.next;
+    while let Some(from) = next {
+        let page = fixture.monitor.scheduled(Some(from)).await.expect("page");
+        seen.extend(page.jobs.iter().map(|job| *job.id.as_uuid()));
+        next = page.next;
+    }
+    older.push(newest);
+    assert_eq!(seen, older.into_iter().collect::<BTreeSet<_>>());
     sim.shutdown().await;
 }
 
@@ -173,7 +201,11 @@ async fn monitor_fetches_priorities_only_while_a_job_has_another_than_the_defaul
         "the cheap list holds priority-0 jobs only; it counts the other"
     );
     let (sweep, cost) = cost_of_sweep().await;
-    assert_eq!(cost, 2 * 5 + 2 * 3, "two pages of the full list");
+    assert_eq!(
+        cost,
+        2 * 5 + 2 * 4,
+        "two pages of the full list, the second repeating one job"
+    );
     let job = sweep
         .jobs
         .iter()

@@ -102,11 +102,17 @@ pub struct ScheduledJobsRequest {
     /// Which jobs to list: every job with its priority, or only priority-0 jobs at half the
     /// points a job.
     pub priorities: Priorities,
+    /// How many of a page's newest jobs the next page lists again (at most `page_size - 1`).
+    /// Buildkite's cursors may stand for offsets in its newest-first list (graphql-ruby's
+    /// default): jobs scheduled between two requests then shift the list, and the next page
+    /// would skip as many jobs as arrived. An overlap of `n` absorbs `n` arrivals between two
+    /// requests, for `n` more points a page. Callers drop the jobs they saw twice.
+    pub overlap: u16,
 }
 
 impl ScheduledJobsRequest {
     /// Jobs on `queue=<queue>` in `organization`, 100 per page, at most 5 pages, every
-    /// priority ([`Priorities::All`]).
+    /// priority ([`Priorities::All`]), pages not overlapping.
     pub fn for_queue(organization: &str, queue: &str) -> Self {
         ScheduledJobsRequest {
             organization: organization.to_owned(),
@@ -115,6 +121,7 @@ impl ScheduledJobsRequest {
             page_size: 100,
             max_pages: 5,
             priorities: Priorities::All,
+            overlap: 0,
         }
     }
 }
@@ -131,8 +138,9 @@ pub struct ScheduledJobsPage {
     /// two counts the request makes. For [`Priorities::DefaultOnly`] these are jobs the
     /// request does not list.
     pub other_priorities: u64,
-    /// The `before` cursor of the next page, of newer jobs; `None` when this page was the
-    /// newest (or Buildkite gave no cursor, see `truncated`).
+    /// The `before` cursor of the next page, of newer jobs (starting
+    /// [`ScheduledJobsRequest::overlap`] jobs back); `None` when this page was the newest (or
+    /// Buildkite gave no cursor, see `truncated`).
     pub newer: Option<String>,
     /// Buildkite said newer jobs exist but gave no cursor to fetch them.
     pub truncated: bool,
@@ -243,16 +251,24 @@ impl Client {
             page_info: jobs
                 .page_info
                 .map(|info| (info.has_previous_page, info.start_cursor)),
-            nodes: jobs.edges.unwrap_or_default().into_iter().map(|edge| {
-                let node = edge.and_then(|edge| edge.node)?;
-                Some(match node {
-                    all::ScheduledJobsOrganizationJobsEdgesNode::JobTypeCommand(job) => {
-                        let priority = job.priority.number.and_then(|n| i32::try_from(n).ok());
-                        job.scheduled_command_job
-                            .into_command_job(priority.unwrap_or(0))
-                    }
-                    other => Err(not_a_command_job(&other)),
-                })
+            overlap: request.overlap,
+            edges: jobs.edges.unwrap_or_default().into_iter().map(|edge| {
+                let edge = edge?;
+                let node = match edge.node {
+                    Some(node) => node,
+                    None => return Some((Some(edge.cursor), None)),
+                };
+                Some((
+                    Some(edge.cursor),
+                    Some(match node {
+                        all::ScheduledJobsOrganizationJobsEdgesNode::JobTypeCommand(job) => {
+                            let priority = job.priority.number.and_then(|n| i32::try_from(n).ok());
+                            job.scheduled_command_job
+                                .into_command_job(priority.unwrap_or(0))
+                        }
+                        other => Err(not_a_command_job(&other)),
+                    }),
+                ))
             }),
         };
         Ok((page.into_page(), exchange))
@@ -289,15 +305,20 @@ impl Client {
             page_info: jobs
                 .page_info
                 .map(|info| (info.has_previous_page, info.start_cursor)),
-            nodes: jobs.edges.unwrap_or_default().into_iter().map(|edge| {
-                let node = edge.and_then(|edge| edge.node)?;
-                Some(match node {
+            overlap: request.overlap,
+            edges: jobs.edges.unwrap_or_default().into_iter().map(|edge| {
+                let edge = edge?;
+                let node = match edge.node {
+                    Some(node) => node,
+                    None => return Some((Some(edge.cursor), None)),
+                };
+                Some((Some(edge.cursor), Some(match node {
                     // The request filters on priority 0: that is every job's priority.
                     default_only::ScheduledDefaultPriorityJobsOrganizationJobsEdgesNode::JobTypeCommand(job) => {
                         job.into_command_job(0)
                     }
                     other => Err(not_a_command_job(&other)),
-                })
+                })))
             }),
         };
         Ok((page.into_page(), exchange))
@@ -310,13 +331,19 @@ struct Listing<I> {
     other_priorities: u64,
     /// `hasPreviousPage` and `startCursor`: whether newer jobs exist, and where.
     page_info: Option<(bool, Option<String>)>,
-    /// The page's nodes, newest first as Buildkite lists them; `None` for a null edge or node.
-    nodes: I,
+    /// How many of the page's newest jobs the next page repeats.
+    overlap: u16,
+    /// The page's edges (cursor and mapped node), newest first as Buildkite lists them;
+    /// `None` for a null edge, a `None` node for a null node.
+    edges: I,
 }
+
+/// An edge as [`Listing`] holds it: its cursor and its mapped node.
+type Edge = (Option<String>, Option<Result<CommandJob, Skipped>>);
 
 impl<I> Listing<I>
 where
-    I: DoubleEndedIterator<Item = Option<Result<CommandJob, Skipped>>>,
+    I: Iterator<Item = Option<Edge>>,
 {
     fn into_page(self) -> ScheduledJobsPage {
         let mut page = ScheduledJobsPage {
@@ -324,9 +351,19 @@ where
             other_priorities: self.other_priorities,
             ..ScheduledJobsPage::default()
         };
+        let edges: Vec<Edge> = self
+            .edges
+            .map(|edge| edge.unwrap_or((None, None)))
+            .collect();
+        // The next page ends just before the edge `overlap` back from the newest, so it
+        // starts with the `overlap` newest jobs of this one; `startCursor` without overlap.
+        let overlap_cursor = edges
+            .get(usize::from(self.overlap).min(edges.len().saturating_sub(1)))
+            .and_then(|(cursor, _)| cursor.clone())
+            .filter(|_| self.overlap > 0);
         // Reversed, the page continues an oldest-first result after the (older) pages
         // before it.
-        for node in self.nodes.rev() {
+        for (_, node) in edges.into_iter().rev() {
             match node {
                 Some(Ok(job)) => page.jobs.push(job),
                 Some(Err(skipped)) => {
@@ -339,10 +376,11 @@ where
                 }),
             }
         }
-        match self.page_info {
-            Some((true, Some(cursor))) => page.newer = Some(cursor),
-            Some((true, None)) => page.truncated = true,
-            Some((false, _)) | None => {}
+        if let Some((true, start)) = self.page_info {
+            match overlap_cursor.or(start) {
+                Some(cursor) => page.newer = Some(cursor),
+                None => page.truncated = true,
+            }
         }
         page
     }

@@ -137,12 +137,13 @@ impl From<Value> for JobNode {
 
 /// A `ScheduledJobs` or `ScheduledDefaultPriorityJobs` response page: `jobs` in
 /// Buildkite's order (newest first) and, when a page of newer jobs exists, the
-/// `startCursor` to ask for it `before`. Every job has priority 0: both counting aliases
+/// `startCursor` to ask for it `before`. Edge `i` (newest first) has cursor `edge-{i}`. Every job has priority 0: both counting aliases
 /// (`defaultPriority` of the first operation, `all` of the second) say `total`.
 pub fn jobs_page(jobs: Vec<JobNode>, total: usize, newer_cursor: Option<&str>) -> Value {
     let edges: Vec<Value> = jobs
         .into_iter()
-        .map(|job| json!({ "node": job.json() }))
+        .enumerate()
+        .map(|(i, job)| json!({ "cursor": format!("edge-{i}"), "node": job.json() }))
         .collect();
     json!({
         "data": {

@@ -62,6 +62,7 @@ impl MonitorSettings {
             page_size: self.page_size,
             max_pages: 1,
             priorities: Priorities::All,
+            overlap: page_overlap(self.page_size),
         };
         if self.queues.is_empty() {
             return vec![request(Vec::new())];
@@ -71,6 +72,15 @@ impl MonitorSettings {
             .map(|queue| request(vec![format!("queue={queue}")]))
             .collect()
     }
+}
+
+/// How many jobs each page repeats of the one before: a tenth of a page (at least one, and
+/// less than a page). Buildkite's cursors may be offsets into its newest-first list, so jobs
+/// scheduled between two page requests shift it and the next page would skip as many jobs;
+/// the overlap absorbs that many arrivals (a tenth of a page in a page's round trip) for a
+/// tenth more points. The scheduler plans a job listed twice in one sweep once.
+fn page_overlap(page_size: u16) -> u16 {
+    (page_size / 10).max(1).min(page_size.saturating_sub(1))
 }
 
 /// [`Monitor`] over the Buildkite GraphQL API.

@@ -438,21 +438,21 @@ where
                 if !self.leader || self.sweep.is_none() {
                     return;
                 }
-                let jobs = page.jobs;
                 let listed_before = &self.listed;
                 let book = &self.book;
                 let observer = self.observer;
+                let mut jobs = page.jobs;
+                let page_len = jobs.len();
                 if let Some(sweep) = &mut self.sweep {
+                    // Pages may overlap: a job listed earlier in this sweep was planned then.
+                    jobs.retain(|job| sweep.listed.insert(job.id));
                     for job in &jobs {
-                        if sweep.listed.insert(job.id)
-                            && !listed_before.contains(&job.id)
-                            && book.status(job.id).is_none()
-                        {
+                        if !listed_before.contains(&job.id) && book.status(job.id).is_none() {
                             observer.on_job_seen(job);
                         }
                     }
                     sweep.pages += 1;
-                    sweep.last_page = jobs.len();
+                    sweep.last_page = page_len;
                     sweep.next = page.next;
                 }
                 let plan = plan_page(

@@ -229,7 +229,6 @@ mod tests {
         }
         type PipelineConnection { count: Int! edges: [PipelineEdge] pageInfo: PageInfo }
         type PipelineEdge { cursor: String! node: Pipeline }
-        extend type JobEdge { cursor: String! }
     ";
 
     #[test]

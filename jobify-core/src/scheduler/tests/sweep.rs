@@ -275,3 +275,40 @@ async fn a_failed_page_ends_the_sweep_and_the_next_starts_from_the_oldest_page()
     assert_eq!(launched_ids(&launched), all, "each job launched once");
     stop(stop_tx, handle).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_job_on_two_overlapping_pages_of_a_sweep_is_decided_once() {
+    let mut pages = pages(2, 2);
+    let repeated = pages[0][1].clone();
+    pages[1].insert(0, repeated.clone());
+    let monitor = PagedMonitor::new(pages.clone());
+    let launched = Arc::default();
+    let (_events, stream) = events();
+    let recorder = Arc::new(Recorder::default());
+    // One slot: the first job runs, every other job is held back.
+    let dispatcher = dispatcher(
+        monitor.clone(),
+        jobifier(stream, &launched),
+        no_feedback(),
+        1,
+    )
+    .with_observer(recorder.clone());
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(launched_ids(&launched), vec![pages[0][0].id]);
+    let decisions = recorder.decisions.lock().expect("lock").clone();
+    assert_eq!(
+        decisions
+            .iter()
+            .filter(|(id, _)| *id == repeated.id)
+            .count(),
+        1,
+        "held back once, not again for its second listing: {decisions:?}"
+    );
+    assert_eq!(decisions.len(), 4, "four distinct jobs");
+    assert_eq!(
+        *recorder.sweeps.lock().expect("lock"),
+        vec![(SweepEnd::Completed, 2, 4)]
+    );
+    stop(stop_tx, handle).await;
+}
