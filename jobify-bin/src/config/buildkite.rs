@@ -12,6 +12,10 @@ use super::validate::Problems;
 /// The largest page Buildkite's GraphQL API serves.
 pub const MAX_PAGE_SIZE: u32 = 500;
 
+/// The shortest `poll_interval`. Even this is paced: requests never spend more than
+/// `budget_share` of the organization's budget (at 0.5, idle polls stay 150 ms apart).
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
 /// `[buildkite]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -81,10 +85,14 @@ impl BuildkiteConfig {
 
     /// Checks what serde cannot: ranges and consistency.
     pub fn validate(&self, at: &KeyPath, problems: &mut Problems) {
-        if self.poll_interval < Duration::from_secs(1) {
+        if self.poll_interval < MIN_POLL_INTERVAL {
             problems.push(
                 at.key("poll_interval"),
-                "must be at least 1s: Buildkite's rate limits leave no room for faster polling",
+                format!(
+                    "must be at least {}: an idle poll costs 5 rate-limit points, and faster \
+                     polling would spend the organization's budget on nothing",
+                    humantime::format_duration(MIN_POLL_INTERVAL)
+                ),
             );
         }
         if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {

@@ -13,7 +13,7 @@
 //!
 //! Each poll is a *sweep* through Buildkite's scheduled jobs, oldest first, one page at a
 //! time: a page is planned and its launches start as soon as it arrives, while the next page
-//! is fetched. The sweep reads on while the launch queue holds less than a page and nothing
+//! is fetched. The sweep reads on while the launch queue holds less than two pages and nothing
 //! was held back by a limit; once something was, it reads at most
 //! [`SchedulerConfig::lookahead_pages`] pages in all, then stops. A sweep is due one
 //! `poll_interval` after the previous one started, or as soon as it ends if it took longer.

@@ -51,8 +51,8 @@ pub(super) struct Sweep {
     next: Option<PageToken>,
     /// Pages planned so far.
     pages: usize,
-    /// Jobs the last page listed: the launch queue must drain below this before the next
-    /// page is fetched, so at most about two pages of jobs wait in memory.
+    /// Jobs the last page listed: the launch queue must drain below twice this before the
+    /// next page is fetched, so at most about three pages of jobs wait in memory.
     last_page: usize,
     /// Whether a limit held a job back in this sweep.
     held_back: bool,
@@ -171,7 +171,9 @@ where
             self.end_sweep(SweepEnd::StoppedEarly);
             return;
         }
-        if self.queued.len() >= sweep.last_page.max(1) {
+        // Two pages of headroom: the next page is fetched while the launches of the last two
+        // drain, so a slow page answer does not leave the launch slots idle.
+        if self.queued.len() >= sweep.last_page.max(1).saturating_mul(2) {
             return;
         }
         let next = sweep.next.take();

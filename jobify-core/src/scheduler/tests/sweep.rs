@@ -214,7 +214,7 @@ impl crate::Jobifier for GatedJobifier {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_next_page_waits_until_less_than_a_page_of_launches_is_queued() {
+async fn the_next_page_waits_until_less_than_two_pages_of_launches_are_queued() {
     let monitor = PagedMonitor::new(pages(4, 3));
     let launched: Arc<Mutex<Vec<JobId>>> = Arc::default();
     let permits = Arc::new(Semaphore::new(0));
@@ -233,8 +233,8 @@ async fn the_next_page_waits_until_less_than_a_page_of_launches_is_queued() {
     );
     let (stop_tx, handle) = start(dispatcher);
     sleep(Duration::from_secs(1)).await;
-    // Page 0: one launch starts, two queue (< 3) so page 1 is fetched; then five queue.
-    assert_eq!(monitor.requests(), vec![None, Some(1)]);
+    // Page 0: one launch starts, two queue; page 1 makes five (< 6), page 2 eight.
+    assert_eq!(monitor.requests(), vec![None, Some(1), Some(2)]);
     permits.add_permits(12);
     sleep(Duration::from_secs(1)).await;
     assert_eq!(monitor.requests(), vec![None, Some(1), Some(2), Some(3)]);
