@@ -516,8 +516,16 @@ where
         match result {
             Ok(launched) => {
                 tracing::info!(job = %job.id, pipeline = %job.pipeline, ?launched, "launched");
-                self.graphql_ids.insert(job.id, job.graphql_id.clone());
                 self.apply(BookEvent::LaunchSucceeded(job.id));
+                // The watch may have reported the workload ended before the create answered:
+                // then there is nothing left to give feedback about.
+                if self
+                    .book
+                    .status(job.id)
+                    .is_some_and(JobStatus::occupies_a_slot)
+                {
+                    self.graphql_ids.insert(job.id, job.graphql_id.clone());
+                }
             }
             Err(LaunchError::Invalid { message }) => {
                 tracing::warn!(job = %job.id, pipeline = %job.pipeline, %message, "workload refused as invalid; rejecting the job");
