@@ -2,10 +2,9 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Mutex;
-
-use async_trait::async_trait;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use buildkite_api::{
     BUDGET_WINDOW, Client, CommandJob, JobLookup, Pacer, Priorities, RateLimit, ScheduledJobsPage,
     ScheduledJobsRequest,

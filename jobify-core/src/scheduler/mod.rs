@@ -30,6 +30,7 @@ mod dispatcher;
 mod observer;
 mod retry;
 mod state;
+mod sweep;
 
 #[cfg(test)]
 mod tests;
