@@ -252,23 +252,17 @@ impl Client {
                 .page_info
                 .map(|info| (info.has_previous_page, info.start_cursor)),
             overlap: request.overlap,
-            edges: jobs.edges.unwrap_or_default().into_iter().map(|edge| {
-                let edge = edge?;
-                let node = match edge.node {
-                    Some(node) => node,
-                    None => return Some((Some(edge.cursor), None)),
-                };
-                Some((
-                    Some(edge.cursor),
-                    Some(match node {
+            edges: jobs.edges.unwrap_or_default().into_iter().map(|e| {
+                e.map(|e| {
+                    edge(e.cursor, e.node, |node| match node {
                         all::ScheduledJobsOrganizationJobsEdgesNode::JobTypeCommand(job) => {
                             let priority = job.priority.number.and_then(|n| i32::try_from(n).ok());
                             job.scheduled_command_job
                                 .into_command_job(priority.unwrap_or(0))
                         }
                         other => Err(not_a_command_job(&other)),
-                    }),
-                ))
+                    })
+                })
             }),
         };
         Ok((page.into_page(), exchange))
@@ -306,19 +300,16 @@ impl Client {
                 .page_info
                 .map(|info| (info.has_previous_page, info.start_cursor)),
             overlap: request.overlap,
-            edges: jobs.edges.unwrap_or_default().into_iter().map(|edge| {
-                let edge = edge?;
-                let node = match edge.node {
-                    Some(node) => node,
-                    None => return Some((Some(edge.cursor), None)),
-                };
-                Some((Some(edge.cursor), Some(match node {
-                    // The request filters on priority 0: that is every job's priority.
-                    default_only::ScheduledDefaultPriorityJobsOrganizationJobsEdgesNode::JobTypeCommand(job) => {
-                        job.into_command_job(0)
-                    }
-                    other => Err(not_a_command_job(&other)),
-                })))
+            edges: jobs.edges.unwrap_or_default().into_iter().map(|e| {
+                e.map(|e| {
+                    edge(e.cursor, e.node, |node| match node {
+                        // The request filters on priority 0: that is every job's priority.
+                        default_only::ScheduledDefaultPriorityJobsOrganizationJobsEdgesNode::JobTypeCommand(job) => {
+                            job.into_command_job(0)
+                        }
+                        other => Err(not_a_command_job(&other)),
+                    })
+                })
             }),
         };
         Ok((page.into_page(), exchange))
@@ -340,6 +331,15 @@ struct Listing<I> {
 
 /// An edge as [`Listing`] holds it: its cursor and its mapped node.
 type Edge = (Option<String>, Option<Result<CommandJob, Skipped>>);
+
+/// An edge of either operation: its cursor, and its node (if not null) mapped by `map`.
+fn edge<N>(
+    cursor: String,
+    node: Option<N>,
+    map: impl FnOnce(N) -> Result<CommandJob, Skipped>,
+) -> Edge {
+    (Some(cursor), node.map(map))
+}
 
 impl<I> Listing<I>
 where
