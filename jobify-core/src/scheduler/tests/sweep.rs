@@ -80,6 +80,53 @@ fn sweep_config(lookahead_pages: usize, launch_concurrency: usize) -> SchedulerC
     }
 }
 
+/// A running dispatcher over `monitor` that runs every job, at most `max_in_flight` at once.
+struct Sweeping {
+    launched: Arc<Mutex<Vec<JobId>>>,
+    recorder: Arc<Recorder>,
+    /// Kept so that the workload event stream stays open.
+    _events: mpsc::UnboundedSender<WorkloadEvent>,
+    stop: oneshot::Sender<()>,
+    handle: JoinHandle<Result<(), SchedulerError>>,
+}
+
+impl Sweeping {
+    fn start(monitor: &Arc<PagedMonitor>, max_in_flight: u32, config: SchedulerConfig) -> Self {
+        let launched = Arc::default();
+        let (events_tx, stream) = events();
+        let recorder = Arc::new(Recorder::default());
+        let dispatcher = Dispatcher::new(
+            monitor.clone(),
+            jobifier(stream, &launched),
+            no_feedback(),
+            run_all(),
+            Limits::global(max_in_flight),
+            config,
+        )
+        .with_observer(recorder.clone());
+        let (stop, handle) = start(dispatcher);
+        Sweeping {
+            launched,
+            recorder,
+            _events: events_tx,
+            stop,
+            handle,
+        }
+    }
+
+    fn launched(&self) -> Vec<JobId> {
+        launched_ids(&self.launched)
+    }
+
+    fn sweeps(&self) -> Vec<(SweepEnd, usize, usize)> {
+        self.recorder.sweeps.lock().expect("lock").clone()
+    }
+
+    async fn stop(self) {
+        stop(self.stop, self.handle).await;
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_sweep_launches_each_page_while_the_next_is_still_being_fetched() {
     let pages = pages(3, 2);
@@ -115,19 +162,7 @@ async fn a_sweep_launches_each_page_while_the_next_is_still_being_fetched() {
 #[tokio::test(start_paused = true)]
 async fn a_sweep_reads_on_past_pages_of_jobs_already_in_flight() {
     let monitor = PagedMonitor::new(pages(8, 3));
-    let launched = Arc::default();
-    let (_events, stream) = events();
-    let recorder = Arc::new(Recorder::default());
-    let dispatcher = Dispatcher::new(
-        monitor.clone(),
-        jobifier(stream, &launched),
-        no_feedback(),
-        run_all(),
-        Limits::global(100),
-        sweep_config(2, 4),
-    )
-    .with_observer(recorder.clone());
-    let (stop_tx, handle) = start(dispatcher);
+    let running = Sweeping::start(&monitor, 100, sweep_config(2, 4));
     sleep(POLL + Duration::from_secs(1)).await;
     let expected: Vec<Option<usize>> = [None]
         .into_iter()
@@ -140,49 +175,31 @@ async fn a_sweep_reads_on_past_pages_of_jobs_already_in_flight() {
         expected,
         "both sweeps read all eight pages: nothing was held back, so the lookahead of 2 does not apply"
     );
-    assert_eq!(launched_ids(&launched).len(), 24, "each job launched once");
-    assert_eq!(
-        *recorder.sweeps.lock().expect("lock"),
-        vec![(SweepEnd::Completed, 8, 24); 2]
-    );
-    stop(stop_tx, handle).await;
+    assert_eq!(running.launched().len(), 24, "each job launched once");
+    assert_eq!(running.sweeps(), vec![(SweepEnd::Completed, 8, 24); 2]);
+    running.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn once_a_limit_holds_a_job_back_a_sweep_reads_only_the_lookahead_pages() {
     let pages = pages(10, 1);
     let monitor = PagedMonitor::new(pages.clone());
-    let launched = Arc::default();
-    let (_events, stream) = events();
-    let recorder = Arc::new(Recorder::default());
-    let dispatcher = Dispatcher::new(
-        monitor.clone(),
-        jobifier(stream, &launched),
-        no_feedback(),
-        run_all(),
-        Limits::global(1),
-        sweep_config(3, 4),
-    )
-    .with_observer(recorder.clone());
-    let (stop_tx, handle) = start(dispatcher);
+    let running = Sweeping::start(&monitor, 1, sweep_config(3, 4));
     sleep(Duration::from_secs(1)).await;
-    assert_eq!(launched_ids(&launched), vec![pages[0][0].id]);
+    assert_eq!(running.launched(), vec![pages[0][0].id]);
     assert_eq!(
         monitor.requests(),
         vec![None, Some(1), Some(2)],
         "page 2 held a job back; the sweep stopped after 3 pages in all"
     );
-    assert_eq!(
-        *recorder.sweeps.lock().expect("lock"),
-        vec![(SweepEnd::StoppedEarly, 3, 3)]
-    );
+    assert_eq!(running.sweeps(), vec![(SweepEnd::StoppedEarly, 3, 3)]);
     sleep(POLL).await;
     assert_eq!(
         monitor.requests().len(),
         6,
         "the next sweep starts from the oldest page again"
     );
-    stop(stop_tx, handle).await;
+    running.stop().await;
 }
 
 /// A jobifier whose launches each wait for a permit the test hands out.
@@ -247,24 +264,11 @@ async fn a_failed_page_ends_the_sweep_and_the_next_starts_from_the_oldest_page()
     let pages = pages(3, 1);
     let monitor = PagedMonitor::new(pages.clone());
     *monitor.fail_once.lock().expect("lock") = Some(1);
-    let launched = Arc::default();
-    let (_events, stream) = events();
-    let recorder = Arc::new(Recorder::default());
-    let dispatcher = dispatcher(
-        monitor.clone(),
-        jobifier(stream, &launched),
-        no_feedback(),
-        100,
-    )
-    .with_observer(recorder.clone());
-    let (stop_tx, handle) = start(dispatcher);
+    let running = Sweeping::start(&monitor, 100, config());
     sleep(Duration::from_secs(1)).await;
     assert_eq!(monitor.requests(), vec![None, Some(1)]);
-    assert_eq!(launched_ids(&launched), vec![pages[0][0].id]);
-    assert_eq!(
-        *recorder.sweeps.lock().expect("lock"),
-        vec![(SweepEnd::Failed, 1, 1)]
-    );
+    assert_eq!(running.launched(), vec![pages[0][0].id]);
+    assert_eq!(running.sweeps(), vec![(SweepEnd::Failed, 1, 1)]);
     // One failure backs off to twice the interval.
     sleep(POLL * 2).await;
     assert_eq!(
@@ -272,8 +276,8 @@ async fn a_failed_page_ends_the_sweep_and_the_next_starts_from_the_oldest_page()
         vec![None, Some(1), None, Some(1), Some(2)]
     );
     let all: Vec<JobId> = pages.iter().flatten().map(|j| j.id).collect();
-    assert_eq!(launched_ids(&launched), all, "each job launched once");
-    stop(stop_tx, handle).await;
+    assert_eq!(running.launched(), all, "each job launched once");
+    running.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -282,21 +286,11 @@ async fn a_job_on_two_overlapping_pages_of_a_sweep_is_decided_once() {
     let repeated = pages[0][1].clone();
     pages[1].insert(0, repeated.clone());
     let monitor = PagedMonitor::new(pages.clone());
-    let launched = Arc::default();
-    let (_events, stream) = events();
-    let recorder = Arc::new(Recorder::default());
     // One slot: the first job runs, every other job is held back.
-    let dispatcher = dispatcher(
-        monitor.clone(),
-        jobifier(stream, &launched),
-        no_feedback(),
-        1,
-    )
-    .with_observer(recorder.clone());
-    let (stop_tx, handle) = start(dispatcher);
+    let running = Sweeping::start(&monitor, 1, config());
     sleep(Duration::from_secs(1)).await;
-    assert_eq!(launched_ids(&launched), vec![pages[0][0].id]);
-    let decisions = recorder.decisions.lock().expect("lock").clone();
+    assert_eq!(running.launched(), vec![pages[0][0].id]);
+    let decisions = running.recorder.decisions.lock().expect("lock").clone();
     assert_eq!(
         decisions
             .iter()
@@ -306,9 +300,6 @@ async fn a_job_on_two_overlapping_pages_of_a_sweep_is_decided_once() {
         "held back once, not again for its second listing: {decisions:?}"
     );
     assert_eq!(decisions.len(), 4, "four distinct jobs");
-    assert_eq!(
-        *recorder.sweeps.lock().expect("lock"),
-        vec![(SweepEnd::Completed, 2, 4)]
-    );
-    stop(stop_tx, handle).await;
+    assert_eq!(running.sweeps(), vec![(SweepEnd::Completed, 2, 4)]);
+    running.stop().await;
 }
