@@ -15,6 +15,7 @@ use super::resource::Resource;
 use super::selector::{FieldSelector, LabelSelector};
 use super::stats::bump;
 use super::status::ApiError;
+use super::store::FRESHNESS_WAIT;
 
 /// Query parameters.
 pub(crate) type Params = HashMap<String, String>;
@@ -57,6 +58,45 @@ fn decode_continue(token: &str) -> Result<(u64, String, String), ApiError> {
 }
 
 const CONTINUE_EXPIRED: &str = "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.";
+
+/// A list with a `resourceVersion` (other than `0`) is served from a state at least that
+/// new. Like the API server: without `limit` the watch cache serves it, waiting up to
+/// [`FRESHNESS_WAIT`] for the version (then `504`, retry after 1 s); with `limit` storage
+/// serves it and fails at once. `continue` lists go by their token and
+/// `resourceVersionMatch=Exact` is not modelled: both pass.
+pub(crate) async fn fresh_enough(cluster: &Cluster, params: &Params) -> Result<(), ApiError> {
+    let asked = match params.get("resourceVersion").map(String::as_str) {
+        None | Some("" | "0") => return Ok(()),
+        Some(rv) => rv
+            .parse::<u64>()
+            .map_err(|_| ApiError::BadRequest(format!("invalid resource version: {rv}")))?,
+    };
+    let continued = params.get("continue").is_some_and(|c| !c.is_empty());
+    let exact = params
+        .get("resourceVersionMatch")
+        .is_some_and(|m| m == "Exact");
+    if continued || exact {
+        return Ok(());
+    }
+    let paged = params
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .is_some_and(|l| l > 0);
+    let (wait, retry_after_seconds) = if paged {
+        (std::time::Duration::ZERO, 0)
+    } else {
+        (FRESHNESS_WAIT, 1)
+    };
+    cluster
+        .store
+        .reached(asked, wait)
+        .await
+        .map_err(|current| ApiError::TooLargeResourceVersion {
+            requested: asked,
+            current,
+            retry_after_seconds,
+        })
+}
 
 pub(crate) fn list(
     cluster: &Arc<Cluster>,

@@ -33,7 +33,8 @@
 //!   merge patches (lists are replaced, not merged by key; no field ownership or conflicts).
 //! - A continued list serves the current objects after the token's key (not a snapshot
 //!   at its resourceVersion), but reports the token's resourceVersion so a watch started
-//!   from it replays whatever changed meanwhile. `resourceVersionMatch` is ignored.
+//!   from it replays whatever changed meanwhile. `resourceVersionMatch=Exact` is not
+//!   honoured: such a list gets the current state, not a snapshot at that version.
 //! - Finalizers are not a general mechanism: only the garbage collector's
 //!   `foregroundDeletion`/`orphan` on Jobs, handled internally; pods carry no
 //!   `batch.kubernetes.io/job-tracking` finalizer.

@@ -152,6 +152,16 @@ async fn dispatch(
             }
         }
     }
+    let lists = method == Method::GET && matches!(target, Target::Collection { .. });
+    if lists && !is_watch(&params) {
+        let fresh = tokio::select! {
+            fresh = list::fresh_enough(&cluster, &params) => fresh,
+            () = cluster.shutdown.cancelled() => Err(ApiError::Internal("shutting down".to_string())),
+        };
+        if let Err(e) = fresh {
+            return e.into_response();
+        }
+    }
     let result = handle(&cluster, &method, target, &params, &headers, &body);
     match result {
         Ok(response) => response,
@@ -189,7 +199,7 @@ fn handle(
             },
             Method::GET,
         ) => {
-            if params.get("watch").is_some_and(|w| w == "true" || w == "1") {
+            if is_watch(params) {
                 let request = WatchRequest::from_params(resource, namespace, params)?;
                 Ok(watch::serve(cluster.clone(), request))
             } else {
@@ -325,6 +335,10 @@ fn handle(
         }
         _ => Err(ApiError::MethodNotAllowed),
     }
+}
+
+fn is_watch(params: &Params) -> bool {
+    params.get("watch").is_some_and(|w| w == "true" || w == "1")
 }
 
 fn ok(value: Value) -> Response {

@@ -135,6 +135,17 @@ pub(crate) enum ApiError {
     /// 410 `Expired`: a continue token or resourceVersion older than the retained window.
     #[error("{0}")]
     Expired(String),
+    /// 504 `Timeout`: a `resourceVersion` newer than the store reached within the wait, as
+    /// apiserver's `storage.NewTooLargeResourceVersionError` words it.
+    #[error("Timeout: Too large resource version: {requested}, current: {current}")]
+    TooLargeResourceVersion {
+        /// The `resourceVersion` asked for.
+        requested: u64,
+        /// The store's `resourceVersion` when the wait ended.
+        current: u64,
+        /// The `retryAfterSeconds` hint: 1 from the watch cache, 0 (left out) from storage.
+        retry_after_seconds: u32,
+    },
     /// 415 `UnsupportedMediaType`: an unsupported patch content type.
     #[error(
         "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json"
@@ -167,6 +178,7 @@ impl ApiError {
             ApiError::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Expired(_) => StatusCode::GONE,
+            ApiError::TooLargeResourceVersion { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -181,6 +193,7 @@ impl ApiError {
             ApiError::Invalid { .. } => "Invalid",
             ApiError::BadRequest(_) => "BadRequest",
             ApiError::Expired(_) => "Expired",
+            ApiError::TooLargeResourceVersion { .. } => "Timeout",
             ApiError::UnsupportedMediaType => "UnsupportedMediaType",
             ApiError::MethodNotAllowed => "MethodNotAllowed",
             ApiError::Internal(_) => "InternalError",
@@ -207,6 +220,19 @@ impl ApiError {
                 Some(d)
             }
             ApiError::Internal(msg) => Some(json!({"causes": [{"message": msg}]})),
+            ApiError::TooLargeResourceVersion {
+                retry_after_seconds,
+                ..
+            } => {
+                let mut d = json!({"causes": [{
+                    "reason": "ResourceVersionTooLarge",
+                    "message": "Too large resource version",
+                }]});
+                if *retry_after_seconds > 0 {
+                    d["retryAfterSeconds"] = json!(retry_after_seconds);
+                }
+                Some(d)
+            }
             _ => None,
         }
     }
@@ -281,6 +307,37 @@ mod tests {
              spec.template.spec.restartPolicy: Unsupported value: \"Always\": supported values: \"OnFailure\", \"Never\"]"
         );
         assert_eq!(e.status()["details"]["kind"], "Job");
+    }
+
+    #[test]
+    fn too_large_resource_version_is_a_504_timeout_with_its_cause() {
+        let e = ApiError::TooLargeResourceVersion {
+            requested: 12,
+            current: 7,
+            retry_after_seconds: 1,
+        };
+        let status = e.status();
+        assert_eq!(status["code"], 504);
+        assert_eq!(status["reason"], "Timeout");
+        assert_eq!(
+            status["message"],
+            "Timeout: Too large resource version: 12, current: 7"
+        );
+        assert_eq!(
+            status["details"],
+            json!({"causes": [{"reason": "ResourceVersionTooLarge",
+                "message": "Too large resource version"}], "retryAfterSeconds": 1})
+        );
+        let from_storage = ApiError::TooLargeResourceVersion {
+            requested: 12,
+            current: 7,
+            retry_after_seconds: 0,
+        };
+        assert!(
+            from_storage.status()["details"]
+                .get("retryAfterSeconds")
+                .is_none()
+        );
     }
 
     #[test]

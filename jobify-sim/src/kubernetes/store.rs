@@ -4,6 +4,12 @@
 //! A watch asking for a `resourceVersion` older than the window gets `410 Expired`, as a real
 //! API server's watch cache answers after compaction; clients then relist.
 //!
+//! A watch's live feed is filled under the store lock, so [`Store::catch_up`] (which drains it
+//! under the same lock) returns exactly the changes up to the `resourceVersion` it reports:
+//! a `BOOKMARK` at that version neither runs ahead of an undelivered change nor behind a
+//! delivered one. [`Store::reached`] waits (boundedly) for the store to reach a version, as
+//! an API server's watch cache does before it answers `Too large resource version`.
+//!
 //! Per-object loops (the job controller's) do not scan: [`Store::owned_by`] reads an index of
 //! objects by owner uid, and [`Store::interest`] hands out a wake-up that fires when the object
 //! or anything it owns changes. Both keep the simulator linear in the number of Jobs, so a
@@ -11,9 +17,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 
 use super::meta;
 use super::resource::Resource;
@@ -82,7 +89,27 @@ struct Inner {
 /// The shared object store.
 pub(crate) struct Store {
     inner: Mutex<Inner>,
+    /// The current `resourceVersion`, for [`Store::reached`] to wait on.
+    version: watch::Sender<u64>,
 }
+
+/// What a watch's live feed held, drained at one instant (see [`Store::catch_up`]).
+#[derive(Debug)]
+pub(crate) struct CaughtUp {
+    /// Every change sent to the feed and not yet received, oldest first.
+    pub(crate) changes: Vec<Change>,
+    /// The store's `resourceVersion` at that instant: `changes` hold every change of the
+    /// resource up to it, and none after it.
+    pub(crate) rv: u64,
+}
+
+/// The live feed lost changes: the watch fell more than the feed's capacity behind.
+#[derive(Debug)]
+pub(crate) struct FellBehind;
+
+/// How long a request for a `resourceVersion` the store has not reached waits for it
+/// before `504 Too large resource version`: the API server's watch cache `blockTimeout`.
+pub(crate) const FRESHNESS_WAIT: Duration = Duration::from_secs(3);
 
 /// Capacity of each live change feed. A watch that falls this far behind ends with
 /// `410 Expired`, like a watcher the API server's cache drops.
@@ -104,6 +131,7 @@ impl Store {
             })
             .collect();
         Store {
+            version: watch::Sender::new(1),
             inner: Mutex::new(Inner {
                 rv: 1,
                 objects: BTreeMap::new(),
@@ -147,6 +175,7 @@ impl Store {
         inner.index(&key, None, Some(&object));
         inner.objects.insert(key, object.clone());
         inner.record(resource, rv, ChangeType::Added, object.clone(), None);
+        self.version.send_replace(rv);
         Ok(object)
     }
 
@@ -228,6 +257,7 @@ impl Store {
             new.clone(),
             Some(old.clone()),
         );
+        self.version.send_replace(rv);
         Ok((old, new))
     }
 
@@ -257,6 +287,7 @@ impl Store {
         last["metadata"]["resourceVersion"] = json!(rv.to_string());
         let last = Arc::new(last);
         inner.record(resource, rv, ChangeType::Deleted, last.clone(), Some(old));
+        self.version.send_replace(rv);
         Ok(last)
     }
 
@@ -296,6 +327,45 @@ impl Store {
             live,
             rv: inner.rv,
         })
+    }
+
+    /// Drains `live` (a feed from [`Store::watch`]) under the store lock. Every write records
+    /// its change in the feed before it releases that lock, so the changes returned are
+    /// exactly those up to the returned `resourceVersion`: a `BOOKMARK` at it is never
+    /// older than a change already drained, and no change at or below it is still queued.
+    pub(crate) fn catch_up(
+        &self,
+        live: &mut broadcast::Receiver<Change>,
+    ) -> Result<CaughtUp, FellBehind> {
+        let inner = self.lock();
+        let mut changes = Vec::new();
+        loop {
+            match live.try_recv() {
+                Ok(change) => changes.push(change),
+                Err(broadcast::error::TryRecvError::Empty) => break,
+                Err(_) => return Err(FellBehind),
+            }
+        }
+        Ok(CaughtUp {
+            changes,
+            rv: inner.rv,
+        })
+    }
+
+    /// Waits up to `wait` for the store's `resourceVersion` to reach `rv`. Returns the
+    /// current `resourceVersion` if it did not (an API server's watch cache waits the same
+    /// way, three seconds, before it answers `Too large resource version`).
+    pub(crate) async fn reached(&self, rv: u64, wait: Duration) -> Result<(), u64> {
+        let mut version = self.version.subscribe();
+        let caught_up = tokio::time::timeout(wait, version.wait_for(|now| *now >= rv))
+            .await
+            .is_ok_and(|reached| reached.is_ok());
+        // The sender lives as long as the store, so `wait_for` fails only by timing out.
+        if caught_up {
+            Ok(())
+        } else {
+            Err(*self.version.borrow())
+        }
     }
 
     /// Objects of `resource` in `namespace` with an owner reference to `owner_uid`, in key
