@@ -112,6 +112,34 @@ async fn monitor_lists_jobs_of_served_queues_and_watched_pipelines_across_pages(
 }
 
 #[tokio::test]
+async fn every_page_of_a_queue_points_at_the_next_queue_so_a_sweep_can_skip_to_it() {
+    let sim = sim().await;
+    for _ in 0..5 {
+        sim.schedule_job(JobSpec::command("make").on_queue("k8s"));
+    }
+    let gpu = sim
+        .schedule_job(JobSpec::command("train").on_queue("gpu"))
+        .uuid;
+    let fixture = monitor(&sim, TOKEN, &["k8s", "gpu"], &[]);
+
+    let first = fixture.monitor.scheduled(None).await.expect("page");
+    assert!(
+        first.next.is_some() && first.next != first.next_list,
+        "k8s has more pages"
+    );
+    let gpu_page = fixture
+        .monitor
+        .scheduled(first.next_list)
+        .await
+        .expect("page");
+    let uuids: Vec<_> = gpu_page.jobs.iter().map(|job| *job.id.as_uuid()).collect();
+    assert_eq!(uuids, [gpu]);
+    assert_eq!(gpu_page.next, None);
+    assert_eq!(gpu_page.next_list, None, "gpu is the last queue");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
 async fn monitor_serves_one_page_a_call_oldest_first() {
     let sim = sim().await;
     let scheduled: Vec<_> = (0..7)

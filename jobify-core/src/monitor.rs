@@ -4,7 +4,9 @@
 //! time, oldest first, and plans each page as it arrives: a *sweep* starts from the oldest
 //! page (`from` is `None`) and follows each page's [`ScheduledPage::next`] until a page has
 //! none. The scheduler may stop a sweep early (nothing more could launch) and start the next
-//! from the oldest page again, so a token is never assumed to stay valid for long.
+//! from the oldest page again, so a token is never assumed to stay valid for long. A sweep
+//! may be made of several lists (one per queue, say): each page says where the next list
+//! starts, so the scheduler can skip the rest of a list whose jobs cannot launch.
 
 use async_trait::async_trait;
 
@@ -53,12 +55,22 @@ pub struct ScheduledPage {
     pub jobs: Vec<ScheduledJob>,
     /// Where the next (newer) page starts; `None` when this page ends the sweep.
     pub next: Option<PageToken>,
+    /// Where the sweep's next list starts (a monitor may sweep several lists one after the
+    /// other, e.g. one per queue); `None` when this page's list is the last. When a limit
+    /// holds this list's jobs back, the scheduler skips to it rather than end the sweep, so
+    /// a full queue does not keep the next queue's jobs from being read. When `next` is the
+    /// next list's first page, the two are equal.
+    pub next_list: Option<PageToken>,
 }
 
 impl ScheduledPage {
     /// A page that ends its sweep: all of `jobs`, nothing after them.
     pub fn last(jobs: Vec<ScheduledJob>) -> Self {
-        ScheduledPage { jobs, next: None }
+        ScheduledPage {
+            jobs,
+            next: None,
+            next_list: None,
+        }
     }
 }
 

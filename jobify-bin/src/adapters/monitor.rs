@@ -305,9 +305,11 @@ impl Monitor for BuildkiteMonitor {
                 Err(error) => tracing::warn!(job = %uuid, %error, "ignoring a scheduled job"),
             }
         }
+        let next_list = (at.queue + 1 < self.requests.len()).then(|| self.start_of(at.queue + 1));
         Ok(ScheduledPage {
             jobs,
             next: next.as_ref().map(Position::token),
+            next_list: next_list.as_ref().map(Position::token),
         })
     }
 

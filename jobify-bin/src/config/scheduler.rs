@@ -26,9 +26,10 @@ pub struct SchedulerSettings {
     pub cancel_check_interval: Duration,
     /// How many workload launches may be in progress at once.
     pub launch_concurrency: usize,
-    /// Once a limit holds a job back, how many pages of scheduled jobs a poll reads in all
-    /// before it stops: the window in which a job of higher priority can still claim the
-    /// next free slot. While nothing is held back a poll reads on to the newest job.
+    /// Once a limit holds a job back, how many pages of that queue's scheduled jobs a poll
+    /// reads before it goes on to the next queue (or stops): the window in which a job of
+    /// higher priority can still claim the next free slot. While nothing is held back a poll
+    /// reads on to the newest job.
     pub lookahead_pages: usize,
     /// The longest wait between polls while polling fails (polls back off exponentially from
     /// `buildkite.poll_interval`).

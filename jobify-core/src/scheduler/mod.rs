@@ -15,7 +15,8 @@
 //! time: a page is planned and its launches start as soon as it arrives, while the next page
 //! is fetched. The sweep reads on while the launch queue holds less than two pages and nothing
 //! was held back by a limit; once something was, it reads at most
-//! [`SchedulerConfig::lookahead_pages`] pages in all, then stops. A sweep is due one
+//! [`SchedulerConfig::lookahead_pages`] pages of that list (one queue's jobs, say), then
+//! skips to the next list, or stops when there is none. A sweep is due one
 //! `poll_interval` after the previous one started, or as soon as it ends if it took longer.
 //!
 //! Jobs a limit held back in the current sweep wait in memory: when a slot frees (a workload
@@ -73,9 +74,11 @@ pub struct SchedulerConfig {
     pub cancel_check_interval: Duration,
     /// How many launches may be in progress at once. Default 10.
     pub launch_concurrency: usize,
-    /// Once a limit holds a job back, how many pages a sweep reads in all before it stops:
-    /// the window in which a job of higher priority can still claim the next free slot.
-    /// While nothing is held back a sweep reads on to the newest scheduled job. Default 5.
+    /// Once a limit holds a job back, how many pages of that list (see
+    /// [`ScheduledPage::next_list`](crate::ScheduledPage::next_list)) a sweep reads before
+    /// it skips to the next list, or stops after the last: the window in which a job of
+    /// higher priority can still claim the next free slot. While nothing is held back a
+    /// sweep reads on to the newest scheduled job. Default 5.
     pub lookahead_pages: usize,
     /// How long a failing poll waits at most before the next one (polls back off
     /// exponentially from `poll_interval` on errors). Default 60 s.

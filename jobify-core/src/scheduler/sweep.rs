@@ -21,12 +21,18 @@ use crate::policy::Policy;
 pub(super) struct Sweep {
     /// Where the next page starts.
     next: Option<PageToken>,
+    /// Where the next list starts, to skip to when this one's jobs cannot launch.
+    next_list: Option<PageToken>,
     /// Pages planned so far.
     pages: usize,
+    /// Pages planned of the current list.
+    list_pages: usize,
+    /// Whether the rest of a list was skipped: the sweep cannot complete then.
+    cut: bool,
     /// Jobs the last page listed: the launch queue must drain below twice this before the
     /// next page is fetched, so at most about three pages of jobs wait in memory.
     last_page: usize,
-    /// Whether a limit held a job back in this sweep.
+    /// Whether a limit held a job of the current list back.
     held_back: bool,
     /// The ids this sweep listed so far, to tell jobs seen for the first time.
     listed: HashSet<JobId>,
@@ -53,7 +59,10 @@ where
         self.apply(BookEvent::SweepStarted);
         self.sweep = Some(Sweep {
             next: None,
+            next_list: None,
             pages: 0,
+            list_pages: 0,
+            cut: false,
             last_page: 0,
             held_back: false,
             listed: HashSet::new(),
@@ -71,8 +80,8 @@ where
     }
 
     /// Fetches the next page of the sweep in progress if it should go on and the launch
-    /// queue has room; ends the sweep early once it has read far enough past a job a limit
-    /// held back.
+    /// queue has room. Once it has read far enough past a job a limit held back, it skips
+    /// to the next list, or ends the sweep early if there is none.
     pub(super) fn continue_sweep(&mut self) {
         if !self.leader || self.polling {
             return;
@@ -80,14 +89,24 @@ where
         let Some(sweep) = &mut self.sweep else {
             return;
         };
-        if sweep.held_back && sweep.pages >= self.config.lookahead_pages.max(1) {
+        if sweep.held_back && sweep.list_pages >= self.config.lookahead_pages.max(1) {
+            let Some(next_list) = sweep.next_list.take() else {
+                tracing::debug!(
+                    pages = sweep.pages,
+                    waiting = self.waiting.len(),
+                    "a limit holds jobs back; ending the sweep early"
+                );
+                self.end_sweep(SweepEnd::StoppedEarly);
+                return;
+            };
             tracing::debug!(
-                pages = sweep.pages,
-                waiting = self.waiting.len(),
-                "a limit holds jobs back; ending the sweep early"
+                pages = sweep.list_pages,
+                "a limit holds this list's jobs back; skipping to the next list"
             );
-            self.end_sweep(SweepEnd::StoppedEarly);
-            return;
+            sweep.cut = true;
+            sweep.next = Some(next_list);
+            sweep.list_pages = 0;
+            sweep.held_back = false;
         }
         // Two pages of headroom: the next page is fetched while the launches of the last two
         // drain, so a slow page answer does not leave the launch slots idle.
@@ -109,9 +128,15 @@ where
             jobs: sweep.listed.len(),
             duration: sweep.started.elapsed(),
         };
+        self.listed = sweep.listed;
+        // A sweep that skipped part of a list did not list everything: it forgets nothing.
+        let end = match end {
+            SweepEnd::Completed if sweep.cut => SweepEnd::StoppedEarly,
+            end => end,
+        };
+        let summary = SweepSummary { end, ..summary };
         tracing::debug!(end = end.kind(), pages = summary.pages, jobs = summary.jobs, duration = ?summary.duration, "sweep ended");
         self.observer.on_sweep(&summary);
-        self.listed = sweep.listed;
         if end == SweepEnd::Completed {
             self.apply(BookEvent::SweepCompleted);
         }
@@ -142,8 +167,10 @@ where
                         }
                     }
                     sweep.pages += 1;
+                    sweep.list_pages += 1;
                     sweep.last_page = page_len;
                     sweep.next = page.next;
+                    sweep.next_list = page.next_list;
                 }
                 let plan = plan_page(
                     &mut self.book,
@@ -158,6 +185,11 @@ where
                 let held_back = !plan.waiting.is_empty();
                 let complete = self.sweep.as_mut().is_some_and(|sweep| {
                     sweep.held_back |= held_back;
+                    // This list is done and the next begins: its lookahead starts afresh.
+                    if sweep.next.is_some() && sweep.next == sweep.next_list {
+                        sweep.list_pages = 0;
+                        sweep.held_back = false;
+                    }
                     sweep.next.is_none()
                 });
                 self.carry_out(plan);

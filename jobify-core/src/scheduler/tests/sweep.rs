@@ -9,6 +9,8 @@ use super::*;
 /// can fail once.
 struct PagedMonitor {
     pages: Vec<Vec<ScheduledJob>>,
+    /// The first page of each list after the first.
+    list_starts: Vec<usize>,
     requests: Mutex<Vec<Option<usize>>>,
     hold: Option<(usize, Arc<Notify>)>,
     fail_once: Mutex<Option<usize>>,
@@ -18,6 +20,7 @@ impl PagedMonitor {
     fn new(pages: Vec<Vec<ScheduledJob>>) -> Arc<Self> {
         Arc::new(PagedMonitor {
             pages,
+            list_starts: Vec::new(),
             requests: Mutex::default(),
             hold: None,
             fail_once: Mutex::default(),
@@ -50,9 +53,11 @@ impl crate::Monitor for PagedMonitor {
             return Err(MonitorError::Transient("connection reset".into()));
         }
         let next = index + 1;
+        let next_list = self.list_starts.iter().find(|start| **start > index);
         Ok(ScheduledPage {
             jobs: self.pages[index].clone(),
             next: (next < self.pages.len()).then(|| PageToken::new(next.to_string())),
+            next_list: next_list.map(|start| PageToken::new(start.to_string())),
         })
     }
 
@@ -80,7 +85,7 @@ fn sweep_config(lookahead_pages: usize, launch_concurrency: usize) -> SchedulerC
     }
 }
 
-/// A running dispatcher over `monitor` that runs every job, at most `max_in_flight` at once.
+/// A running dispatcher over `monitor` that runs every job within `limits`.
 struct Sweeping {
     launched: Arc<Mutex<Vec<JobId>>>,
     recorder: Arc<Recorder>,
@@ -91,7 +96,7 @@ struct Sweeping {
 }
 
 impl Sweeping {
-    fn start(monitor: &Arc<PagedMonitor>, max_in_flight: u32, config: SchedulerConfig) -> Self {
+    fn start(monitor: &Arc<PagedMonitor>, limits: Limits, config: SchedulerConfig) -> Self {
         let launched = Arc::default();
         let (events_tx, stream) = events();
         let recorder = Arc::new(Recorder::default());
@@ -100,7 +105,7 @@ impl Sweeping {
             jobifier(stream, &launched),
             no_feedback(),
             run_all(),
-            Limits::global(max_in_flight),
+            limits,
             config,
         )
         .with_observer(recorder.clone());
@@ -162,7 +167,7 @@ async fn a_sweep_launches_each_page_while_the_next_is_still_being_fetched() {
 #[tokio::test(start_paused = true)]
 async fn a_sweep_reads_on_past_pages_of_jobs_already_in_flight() {
     let monitor = PagedMonitor::new(pages(8, 3));
-    let running = Sweeping::start(&monitor, 100, sweep_config(2, 4));
+    let running = Sweeping::start(&monitor, Limits::global(100), sweep_config(2, 4));
     sleep(POLL + Duration::from_secs(1)).await;
     let expected: Vec<Option<usize>> = [None]
         .into_iter()
@@ -184,7 +189,7 @@ async fn a_sweep_reads_on_past_pages_of_jobs_already_in_flight() {
 async fn once_a_limit_holds_a_job_back_a_sweep_reads_only_the_lookahead_pages() {
     let pages = pages(10, 1);
     let monitor = PagedMonitor::new(pages.clone());
-    let running = Sweeping::start(&monitor, 1, sweep_config(3, 4));
+    let running = Sweeping::start(&monitor, Limits::global(1), sweep_config(3, 4));
     sleep(Duration::from_secs(1)).await;
     assert_eq!(running.launched(), vec![pages[0][0].id]);
     assert_eq!(
@@ -264,7 +269,7 @@ async fn a_failed_page_ends_the_sweep_and_the_next_starts_from_the_oldest_page()
     let pages = pages(3, 1);
     let monitor = PagedMonitor::new(pages.clone());
     *monitor.fail_once.lock().expect("lock") = Some(1);
-    let running = Sweeping::start(&monitor, 100, config());
+    let running = Sweeping::start(&monitor, Limits::global(100), config());
     sleep(Duration::from_secs(1)).await;
     assert_eq!(monitor.requests(), vec![None, Some(1)]);
     assert_eq!(running.launched(), vec![pages[0][0].id]);
@@ -287,7 +292,7 @@ async fn a_job_on_two_overlapping_pages_of_a_sweep_is_decided_once() {
     pages[1].insert(0, repeated.clone());
     let monitor = PagedMonitor::new(pages.clone());
     // One slot: the first job runs, every other job is held back.
-    let running = Sweeping::start(&monitor, 1, config());
+    let running = Sweeping::start(&monitor, Limits::global(1), config());
     sleep(Duration::from_secs(1)).await;
     assert_eq!(running.launched(), vec![pages[0][0].id]);
     let decisions = running.recorder.decisions.lock().expect("lock").clone();
@@ -301,5 +306,40 @@ async fn a_job_on_two_overlapping_pages_of_a_sweep_is_decided_once() {
     );
     assert_eq!(decisions.len(), 4, "four distinct jobs");
     assert_eq!(running.sweeps(), vec![(SweepEnd::Completed, 2, 4)]);
+    running.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_list_whose_jobs_are_held_back_is_skipped_for_the_next_list() {
+    let queued = |queue: &str| vec![ScheduledJob::fixture().queue(queue).build()];
+    // List A: four pages of queue `a`, whose limit is one; list B: queue `b`.
+    let pages = vec![
+        queued("a"),
+        queued("a"),
+        queued("a"),
+        queued("a"),
+        queued("b"),
+    ];
+    let monitor = Arc::new(PagedMonitor {
+        list_starts: vec![4],
+        ..Arc::into_inner(PagedMonitor::new(pages.clone())).expect("sole owner")
+    });
+    let running = Sweeping::start(
+        &monitor,
+        Limits::global(100).with_queue("a", 1),
+        sweep_config(2, 4),
+    );
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        monitor.requests(),
+        vec![None, Some(1), Some(4)],
+        "after two pages of list A, one held back, the sweep goes on with list B"
+    );
+    assert_eq!(running.launched(), vec![pages[0][0].id, pages[4][0].id]);
+    assert_eq!(
+        running.sweeps(),
+        vec![(SweepEnd::StoppedEarly, 3, 3)],
+        "it skipped part of list A, so it is not complete"
+    );
     running.stop().await;
 }
