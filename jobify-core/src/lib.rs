@@ -3,8 +3,8 @@
 //! HTTP. Other tools can use it with their own [`Monitor`] and [`Jobifier`].
 //!
 //! ```text
-//!  Buildkite ──▶ Monitor ──ScheduledJob──▶ Scheduler (Dispatcher) ──launch──▶ Jobifier ──▶ Kubernetes
-//!                                           │   plan_round:                      │
+//!  Buildkite ──▶ Monitor ──ScheduledPage─▶ Scheduler (Dispatcher) ──launch──▶ Jobifier ──▶ Kubernetes
+//!                                           │   plan_page, page by page:         │
 //!                                           │   Decider (queues ▸ Policy ▸ Guard) │
 //!                                           │   ▸ Limits ▸ order ▸ Book           │
 //!                        Feedback ◀─reject──┘   ▲                                 │
@@ -14,13 +14,14 @@
 //! Where to start:
 //! - the domain: [`ScheduledJob`] (built from Buildkite's parts by [`ScheduledJob::from_raw`]),
 //!   [`Decision`] and its [`Reason`] codes;
-//! - the seams a backend implements: [`Monitor`], [`Jobifier`], [`Feedback`];
+//! - the seams a backend implements: [`Monitor`] (scheduled jobs a [`ScheduledPage`] at a
+//!   time; [`Sweep::read`] reads them all), [`Jobifier`], [`Feedback`];
 //! - deciding: the [`Policy`] trait, the declarative [`RulePolicy`] read from
 //!   [`config::PolicyConfig`], the admission [`Guard`], and [`Decider`] which joins them with
 //!   the served queues; [`Policy::explain`] says how a decision was reached;
 //! - running: [`Book`] (book-keeping, a synchronous `apply(event)`), [`Limits`],
-//!   [`plan_round`] (one poll's decisions), and the [`Dispatcher`], the default
-//!   [`Scheduler`];
+//!   [`plan_page`] (one page's decisions; [`plan_round`] for a whole poll at once), and the
+//!   [`Dispatcher`], the default [`Scheduler`], which sweeps the pages of each poll;
 //! - testing (feature `testing`): the `testing` module has fixtures
 //!   (`ScheduledJob::fixture()`) and mockall mocks of the ports (`MockMonitor`,
 //!   `MockJobifier`, `MockFeedback`).
