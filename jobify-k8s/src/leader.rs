@@ -7,6 +7,11 @@
 //! releases it on shutdown by clearing `holderIdentity`, so a standby takes over at once
 //! instead of after `lease_duration`.
 //!
+//! Each elector process writes a random token of its own next to its identity (the
+//! [`TOKEN_ANNOTATION`]) and counts the Lease as its own only when both match, so two
+//! replicas mistakenly given the same identity still elect one leader; the other stands by
+//! and logs an error naming the identity ([`observer`] has the rules).
+//!
 //! Expiry is judged as client-go judges it, on this replica's monotonic clock rather than on
 //! the `renewTime` another machine wrote: a lease held by someone else is expired when its
 //! record has not changed for `leaseDurationSeconds` since this replica first saw it. Clock
@@ -43,106 +48,23 @@ use tokio::time::Instant;
 
 use crate::config::LeaderElectionConfig;
 
-/// What the elector should do after reading the Lease.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// No Lease exists: create it, holding it.
-    Create,
-    /// The Lease is free or expired: take it over (one more transition).
-    Acquire {
-        /// `leaseTransitions` to write.
-        transitions: i32,
-    },
-    /// This replica holds it: renew.
-    Renew,
-    /// Someone else holds a live lease: stand by.
-    Standby {
-        /// The holder.
-        holder: String,
-    },
-}
+pub mod observer;
 
-/// The part of a Lease that identifies one write of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Record {
-    holder: Option<String>,
-    resource_version: Option<String>,
-    renew_time: Option<Timestamp>,
-}
-
-/// Watches the Lease's record change over time: the pure heart of the elector.
-#[derive(Clone, Debug, Default)]
-pub struct Observer {
-    seen: Option<(Record, Instant)>,
-}
-
-impl Observer {
-    /// A fresh observer (has seen nothing yet).
-    pub fn new() -> Self {
-        Observer::default()
-    }
-
-    /// Decides, from the Lease as read at `now`, what `identity` should do.
-    /// `default_duration` applies when the Lease does not say its duration.
-    pub fn decide(
-        &mut self,
-        lease: Option<&Lease>,
-        identity: &str,
-        default_duration: Duration,
-        now: Instant,
-    ) -> Step {
-        let Some(lease) = lease else {
-            self.seen = None;
-            return Step::Create;
-        };
-        let spec = lease.spec.clone().unwrap_or_default();
-        let record = Record {
-            holder: spec.holder_identity.clone().filter(|h| !h.is_empty()),
-            resource_version: lease.metadata.resource_version.clone(),
-            renew_time: spec.renew_time.as_ref().map(|t| t.0),
-        };
-        let first_seen = match &self.seen {
-            Some((seen, at)) if *seen == record => *at,
-            _ => {
-                self.seen = Some((record.clone(), now));
-                now
-            }
-        };
-        let transitions = spec.lease_transitions.unwrap_or(0);
-        let Some(holder) = record.holder else {
-            return Step::Acquire {
-                transitions: transitions.saturating_add(1),
-            };
-        };
-        if holder == identity {
-            return Step::Renew;
-        }
-        let duration = spec
-            .lease_duration_seconds
-            .and_then(|s| u64::try_from(s).ok())
-            .map_or(default_duration, Duration::from_secs);
-        if now.duration_since(first_seen) >= duration {
-            Step::Acquire {
-                transitions: transitions.saturating_add(1),
-            }
-        } else {
-            Step::Standby { holder }
-        }
-    }
-}
+pub use observer::{Claimant, Observer, Step, TOKEN_ANNOTATION};
 
 /// Elects one leader among the replicas sharing a Lease.
 pub struct LeaderElector {
     leases: Api<Lease>,
     name: String,
-    identity: String,
+    claimant: Claimant,
     lease_duration: Duration,
     renew_interval: Duration,
     leading: watch::Sender<bool>,
 }
 
 impl LeaderElector {
-    /// An elector for the Lease `config.lease_name` in `namespace`, as `identity`.
+    /// An elector for the Lease `config.lease_name` in `namespace`, as `identity`, with a
+    /// fresh token of its own (see [`Claimant`]).
     pub fn new(
         client: Client,
         namespace: &str,
@@ -153,7 +75,7 @@ impl LeaderElector {
         LeaderElector {
             leases: Api::namespaced(client, namespace),
             name: config.lease_name.clone(),
-            identity: identity.to_owned(),
+            claimant: Claimant::new(identity),
             lease_duration: config.lease_duration,
             renew_interval: config.renew_interval,
             leading,
@@ -169,6 +91,7 @@ impl LeaderElector {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut observer = Observer::new();
+        let mut shared_identity = SharedIdentityLog::default();
         // When the lease this replica wrote last was written (measured before the write).
         let mut renewed_at: Option<Instant> = None;
         loop {
@@ -177,7 +100,7 @@ impl LeaderElector {
             // A round may hang (an API server that accepts but never answers): leadership
             // ends at the end of the term whether or not the round has come back.
             let round = tokio::select! {
-                round = self.round(&mut observer, now) => Some(round),
+                round = self.round(&mut observer, &mut shared_identity, now) => Some(round),
                 () = sleep_until(term) => None,
             };
             match round {
@@ -220,9 +143,14 @@ impl LeaderElector {
     }
 
     /// One read-decide-write round; whether this replica holds the lease afterwards.
-    async fn round(&self, observer: &mut Observer, now: Instant) -> Result<bool, kube::Error> {
+    async fn round(
+        &self,
+        observer: &mut Observer,
+        shared_identity: &mut SharedIdentityLog,
+        now: Instant,
+    ) -> Result<bool, kube::Error> {
         let lease = self.leases.get_opt(&self.name).await?;
-        let step = observer.decide(lease.as_ref(), &self.identity, self.lease_duration, now);
+        let step = observer.decide(lease.as_ref(), &self.claimant, self.lease_duration, now);
         let written = match (step, lease) {
             (Step::Create, _) => {
                 let lease = self.lease(None, 0, true);
@@ -249,6 +177,10 @@ impl LeaderElector {
                 tracing::trace!(lease = %self.name, %holder, "standing by");
                 return Ok(false);
             }
+            (Step::SharedIdentity { renewed }, _) => {
+                shared_identity.note(&self.name, self.claimant.identity(), renewed);
+                return Ok(false);
+            }
             // Acquire and Renew are only decided for an existing Lease.
             (Step::Acquire { .. } | Step::Renew, None) => return Ok(false),
         };
@@ -262,19 +194,25 @@ impl LeaderElector {
         }
     }
 
-    /// The Lease held by this replica, based on `current` (keeping its resourceVersion for
-    /// optimistic concurrency). `acquired` sets a new `acquireTime`.
+    /// The Lease held by this process, based on `current` (keeping its resourceVersion for
+    /// optimistic concurrency) and carrying this process's token. `acquired` sets a new
+    /// `acquireTime`.
     fn lease(&self, current: Option<&Lease>, transitions: i32, acquired: bool) -> Lease {
         let now = MicroTime(Timestamp::now());
         let previous = current.and_then(|l| l.spec.clone()).unwrap_or_default();
+        let mut metadata = ObjectMeta {
+            name: Some(self.name.clone()),
+            resource_version: current.and_then(|l| l.metadata.resource_version.clone()),
+            ..current.map(|l| l.metadata.clone()).unwrap_or_default()
+        };
+        metadata.annotations.get_or_insert_default().insert(
+            TOKEN_ANNOTATION.to_owned(),
+            self.claimant.token().to_owned(),
+        );
         Lease {
-            metadata: ObjectMeta {
-                name: Some(self.name.clone()),
-                resource_version: current.and_then(|l| l.metadata.resource_version.clone()),
-                ..current.map(|l| l.metadata.clone()).unwrap_or_default()
-            },
+            metadata,
             spec: Some(LeaseSpec {
-                holder_identity: Some(self.identity.clone()),
+                holder_identity: Some(self.claimant.identity().to_owned()),
                 lease_duration_seconds: Some(
                     i32::try_from(self.lease_duration.as_secs()).unwrap_or(i32::MAX),
                 ),
@@ -290,15 +228,19 @@ impl LeaderElector {
         }
     }
 
-    /// Clears the holder so a standby can take over at once.
+    /// Clears the holder (and this process's token) so a standby can take over at once. A
+    /// lease this process no longer holds, even one under its identity, is left alone.
     async fn release(&self) -> Result<(), kube::Error> {
         let Some(mut lease) = self.leases.get_opt(&self.name).await? else {
             return Ok(());
         };
-        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
-        if spec.holder_identity.as_deref() != Some(self.identity.as_str()) {
+        if !self.claimant.holds(&lease) {
             return Ok(());
         }
+        if let Some(annotations) = lease.metadata.annotations.as_mut() {
+            annotations.remove(TOKEN_ANNOTATION);
+        }
+        let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
         spec.holder_identity = None;
         spec.renew_time = None;
         spec.acquire_time = None;
@@ -312,11 +254,47 @@ impl LeaderElector {
         self.leading.send_if_modified(|current| {
             let changed = *current != leading;
             if changed {
-                tracing::info!(identity = %self.identity, leading, "leadership changed");
+                tracing::info!(identity = %self.claimant.identity(), leading, "leadership changed");
             }
             *current = leading;
             changed
         });
+    }
+}
+
+/// What has been logged about another process holding the Lease under this replica's identity,
+/// so that each message is logged once per process.
+#[derive(Debug, Default)]
+struct SharedIdentityLog {
+    suspected: bool,
+    confirmed: bool,
+}
+
+impl SharedIdentityLog {
+    /// Logs that another process holds the Lease `lease` under `identity`; `renewed` when it
+    /// was seen renewing it, which proves two live replicas share the identity.
+    fn note(&mut self, lease: &str, identity: &str, renewed: bool) {
+        if renewed && !self.confirmed {
+            self.confirmed = true;
+            self.suspected = true;
+            tracing::error!(
+                %lease,
+                %identity,
+                "two replicas share the leader-election identity {identity:?}: another process \
+                 keeps renewing the Lease under it, so this replica stands by and cannot take \
+                 over while that one runs; give each replica a unique \
+                 `[leader_election] identity`, or leave it unset to use the pod name"
+            );
+        } else if !self.suspected {
+            self.suspected = true;
+            tracing::warn!(
+                %lease,
+                %identity,
+                "the leader Lease is held under this replica's identity {identity:?} by \
+                 another process (a previous run of this replica that did not release it, or \
+                 another replica with the same identity); standing by until it expires"
+            );
+        }
     }
 }
 
@@ -366,58 +344,6 @@ mod tests {
     }
 
     #[test]
-    fn an_absent_lease_is_created() {
-        let mut observer = Observer::new();
-        assert_eq!(
-            observer.decide(None, "a", DURATION, Instant::now()),
-            Step::Create
-        );
-    }
-
-    #[test]
-    fn a_released_lease_is_acquired_at_once_with_one_more_transition() {
-        let mut observer = Observer::new();
-        let step = observer.decide(Some(&lease(None, "5", 2)), "a", DURATION, Instant::now());
-        assert_eq!(step, Step::Acquire { transitions: 3 });
-    }
-
-    #[test]
-    fn its_own_lease_is_renewed() {
-        let mut observer = Observer::new();
-        let step = observer.decide(
-            Some(&lease(Some("a"), "5", 0)),
-            "a",
-            DURATION,
-            Instant::now(),
-        );
-        assert_eq!(step, Step::Renew);
-    }
-
-    #[test]
-    fn a_live_lease_of_another_is_respected_until_it_stops_changing_for_its_duration() {
-        let t0 = Instant::now();
-        let mut observer = Observer::new();
-        let held = lease(Some("b"), "5", 1);
-        let standby = Step::Standby {
-            holder: "b".to_owned(),
-        };
-        assert_eq!(observer.decide(Some(&held), "a", DURATION, t0), standby);
-        // Renewed by b (new resourceVersion): the clock restarts.
-        let renewed = lease(Some("b"), "6", 1);
-        let t1 = t0 + Duration::from_secs(8);
-        assert_eq!(observer.decide(Some(&renewed), "a", DURATION, t1), standby);
-        assert_eq!(
-            observer.decide(Some(&renewed), "a", DURATION, t1 + Duration::from_secs(9)),
-            standby
-        );
-        // Unchanged for the lease's own 10 s: expired.
-        assert_eq!(
-            observer.decide(Some(&renewed), "a", DURATION, t1 + Duration::from_secs(10)),
-            Step::Acquire { transitions: 2 }
-        );
-    }
-
-    #[test]
     fn a_leader_term_ends_before_a_standby_may_take_over() {
         let written = Instant::now();
         // `lease()` writes leaseDurationSeconds = 10.
@@ -427,14 +353,15 @@ mod tests {
         assert_eq!(end, written + Duration::from_secs(7));
         // A standby saw the write no earlier than it was made, and waits the full duration.
         let mut standby = Observer::new();
+        let a = Claimant::new("a");
         let held = lease(Some("b"), "7", 0);
         let b = Step::Standby {
             holder: "b".to_owned(),
         };
-        assert_eq!(standby.decide(Some(&held), "a", DURATION, written), b);
-        assert_eq!(standby.decide(Some(&held), "a", DURATION, end), b);
+        assert_eq!(standby.decide(Some(&held), &a, DURATION, written), b);
+        assert_eq!(standby.decide(Some(&held), &a, DURATION, end), b);
         assert_eq!(
-            standby.decide(Some(&held), "a", DURATION, written + lease_duration),
+            standby.decide(Some(&held), &a, DURATION, written + lease_duration),
             Step::Acquire { transitions: 1 }
         );
     }

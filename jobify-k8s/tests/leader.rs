@@ -6,7 +6,11 @@ use std::time::Duration;
 
 use jobify_k8s::LeaderElector;
 use jobify_k8s::config::LeaderElectionConfig;
+use jobify_k8s::leader::TOKEN_ANNOTATION;
 use jobify_sim::kubernetes::{KubeSim, KubeSimConfig};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::Api;
+use kube::api::PostParams;
 use support::cluster::{NAMESPACE, PATIENCE, client, eventually, sim};
 use support::proxy::Proxy;
 use tokio::sync::{oneshot, watch};
@@ -57,6 +61,17 @@ async fn until_leading(replica: &mut Replica, leading: bool) {
 
 fn holder(sim: &KubeSim) -> Option<String> {
     sim.lease(NAMESPACE, LEASE)?.spec?.holder_identity
+}
+
+fn token(sim: &KubeSim) -> Option<String> {
+    sim.lease(NAMESPACE, LEASE)?
+        .metadata
+        .annotations?
+        .remove(TOKEN_ANNOTATION)
+}
+
+fn resource_version(sim: &KubeSim) -> Option<String> {
+    sim.lease(NAMESPACE, LEASE)?.metadata.resource_version
 }
 
 fn transitions(sim: &KubeSim) -> i32 {
@@ -158,5 +173,101 @@ async fn a_leader_whose_api_server_stops_answering_steps_down_before_a_standby_t
     let _ = a.task.await;
     let _ = b.stop.send(());
     b.task.await.expect("b stops");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_replicas_given_the_same_identity_never_lead_at_once() {
+    let sim = sim(KubeSimConfig::default()).await;
+    let mut first = replica(&sim, "shared");
+    until_leading(&mut first, true).await;
+    let first_token = token(&sim).expect("the leader writes its token");
+
+    let mut second = replica(&sim, "shared");
+    // Several renew intervals: the first renews (get and replace), the second reads a lease
+    // under its own identity but with another process's token, and stands by.
+    let requests = sim.stats().requests;
+    eventually("several rounds of both", || {
+        sim.stats().requests >= requests + 20
+    })
+    .await;
+    // A watch channel marks every change: neither changed, so at no moment in between did the
+    // second lead or the first step down.
+    assert!(
+        !second.leading.has_changed().expect("second alive"),
+        "two leaders: the second replica took the first's lease for its own"
+    );
+    assert!(!*second.leading.borrow());
+    assert!(
+        !first.leading.has_changed().expect("first alive"),
+        "the first replica lost the lease it holds"
+    );
+    assert!(*first.leading.borrow());
+    assert_eq!(holder(&sim).as_deref(), Some("shared"));
+    assert_eq!(token(&sim).as_ref(), Some(&first_token));
+
+    // The first shuts down and releases: the second takes over at once, with its own token.
+    let _ = first.stop.send(());
+    first.task.await.expect("first stops");
+    until_leading(&mut second, true).await;
+    assert_eq!(holder(&sim).as_deref(), Some("shared"));
+    let second_token = token(&sim).expect("the new leader writes its token");
+    assert_ne!(second_token, first_token);
+    assert_eq!(transitions(&sim), 1);
+
+    let _ = second.stop.send(());
+    second.task.await.expect("second stops");
+    assert_eq!(holder(&sim), None, "released on shutdown");
+    assert_eq!(token(&sim), None, "the token goes with the holder");
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lease_under_this_identity_without_a_token_is_taken_over_only_once_it_expires() {
+    let sim = sim(KubeSimConfig::default()).await;
+    let config = LeaderElectionConfig {
+        lease_duration: Duration::from_secs(3),
+        ..config()
+    };
+    // An older jobify (or another process) holds the lease as "a" and writes no token.
+    let leases: Api<Lease> = Api::namespaced(client(&sim), NAMESPACE);
+    let old: Lease = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": LEASE},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 3, "leaseTransitions": 4}
+    }))
+    .expect("lease");
+    leases
+        .create(&PostParams::default(), &old)
+        .await
+        .expect("old lease created");
+    let written = resource_version(&sim);
+
+    let mut a = replica_with(client(&sim), &config, "a");
+    // Eight reads a renew interval apart take about 0.8 s of the lease's 3 s on a's clock.
+    let requests = sim.stats().requests;
+    eventually("a has read the lease repeatedly", || {
+        sim.stats().requests >= requests + 8
+    })
+    .await;
+    assert!(
+        !a.leading.has_changed().expect("a alive"),
+        "a took over a live lease it did not write"
+    );
+    assert_eq!(
+        resource_version(&sim),
+        written,
+        "the live lease was not renewed"
+    );
+
+    until_leading(&mut a, true).await;
+    assert_eq!(holder(&sim).as_deref(), Some("a"));
+    assert!(token(&sim).is_some(), "a wrote its token");
+    assert_eq!(
+        transitions(&sim),
+        5,
+        "taking over an expired lease is a transition"
+    );
+    let _ = a.stop.send(());
+    a.task.await.expect("a stops");
     sim.shutdown().await;
 }
