@@ -238,7 +238,9 @@ pub struct LeaderElectionConfig {
     /// How often the leader renews, and a standby retries.
     #[serde(with = "humantime_serde")]
     pub renew_interval: Duration,
-    /// This replica's identity in the Lease; the binary defaults it to the pod name.
+    /// This replica's identity in the Lease; the binary defaults it to the pod name. Give
+    /// each replica its own: two processes sharing one never both lead (each also writes a
+    /// per-process token on the Lease), but the second stays a standby and logs an error.
     pub identity: Option<String>,
 }
 
