@@ -122,6 +122,11 @@ where
         let Some(sweep) = self.sweep.take() else {
             return;
         };
+        // A sweep that skipped part of a list did not list everything: it forgets nothing.
+        let end = match end {
+            SweepEnd::Completed if sweep.cut => SweepEnd::StoppedEarly,
+            end => end,
+        };
         let summary = SweepSummary {
             end,
             pages: sweep.pages,
@@ -129,12 +134,6 @@ where
             duration: sweep.started.elapsed(),
         };
         self.listed = sweep.listed;
-        // A sweep that skipped part of a list did not list everything: it forgets nothing.
-        let end = match end {
-            SweepEnd::Completed if sweep.cut => SweepEnd::StoppedEarly,
-            end => end,
-        };
-        let summary = SweepSummary { end, ..summary };
         tracing::debug!(end = end.kind(), pages = summary.pages, jobs = summary.jobs, duration = ?summary.duration, "sweep ended");
         self.observer.on_sweep(&summary);
         if end == SweepEnd::Completed {
