@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use buildkite_api::{
-    BUDGET_WINDOW, Client, CommandJob, JobLookup, Pacer, Priorities, RateLimit, ScheduledJobsPage,
+    BUDGET_WINDOW, Client, CommandJob, JobLookup, Pacer, Priorities, RateLimit,
     ScheduledJobsRequest,
 };
 use jobify_core::config::QueueConfig;
@@ -211,14 +211,8 @@ impl BuildkiteMonitor {
         }
     }
 
-    /// The position after a page of `at`: further in the same list, else the next queue.
-    fn after(&self, at: &Position, page: &ScheduledJobsPage) -> Option<Position> {
-        if let Some(before) = &page.newer {
-            return Some(Position {
-                before: Some(before.clone()),
-                ..at.clone()
-            });
-        }
+    /// Where the queue after `at`'s starts, if there is one.
+    fn next_queue(&self, at: &Position) -> Option<Position> {
         let next = at.queue + 1;
         (next < self.requests.len()).then(|| self.start_of(next))
     }
@@ -280,7 +274,15 @@ impl Monitor for BuildkiteMonitor {
                 "Buildkite said newer scheduled jobs exist but gave no cursor; they wait for the next poll"
             );
         }
-        let next = self.after(&at, &page);
+        // Further in this queue's list, else the next queue's first page.
+        let next_list = self.next_queue(&at);
+        let next = match &page.newer {
+            Some(before) => Some(Position {
+                before: Some(before.clone()),
+                ..at.clone()
+            }),
+            None => next_list.clone(),
+        };
         {
             let mut pace = self.pace();
             if let Some(prioritized) = pace.prioritized.get_mut(at.queue) {
@@ -305,7 +307,6 @@ impl Monitor for BuildkiteMonitor {
                 Err(error) => tracing::warn!(job = %uuid, %error, "ignoring a scheduled job"),
             }
         }
-        let next_list = (at.queue + 1 < self.requests.len()).then(|| self.start_of(at.queue + 1));
         Ok(ScheduledPage {
             jobs,
             next: next.as_ref().map(Position::token),
