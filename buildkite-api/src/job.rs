@@ -167,6 +167,15 @@ pub enum JobLookup {
         /// The uuid that was looked up.
         uuid: String,
     },
+    /// Buildkite's answer about this job could not be read: it reported an error for it, or
+    /// sent a shape the client does not know (a job type added to the schema later). The
+    /// other jobs of the same request are unaffected; the state is unknown, not "gone".
+    Unreadable {
+        /// The uuid that was looked up.
+        uuid: String,
+        /// What was wrong, naming the response path.
+        reason: String,
+    },
 }
 
 impl JobLookup {
@@ -175,7 +184,8 @@ impl JobLookup {
         match self {
             JobLookup::Command { uuid, .. }
             | JobLookup::NotCommand { uuid, .. }
-            | JobLookup::NotFound { uuid } => uuid,
+            | JobLookup::NotFound { uuid }
+            | JobLookup::Unreadable { uuid, .. } => uuid,
         }
     }
 

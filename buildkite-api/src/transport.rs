@@ -79,6 +79,13 @@ impl Tally {
     }
 }
 
+/// A GraphQL answer: its `data` (never null) and the `errors` beside it (often none).
+#[derive(Debug)]
+pub(crate) struct Partial {
+    pub(crate) data: serde_json::Value,
+    pub(crate) errors: Vec<graphql_client::Error>,
+}
+
 #[derive(Deserialize)]
 struct Envelope {
     data: Option<serde_json::Value>,
@@ -98,12 +105,33 @@ impl Client {
         Ok((decode_value(operation, data)?, exchange))
     }
 
-    /// POSTs a GraphQL request body and returns the `data` member.
+    /// POSTs a GraphQL request body and returns the `data` member; any GraphQL `errors`
+    /// fail the call ([`Error::GraphQl`], with the partial data).
     pub(crate) async fn post_graphql(
         &self,
         operation: &'static str,
         body: &impl serde::Serialize,
     ) -> Result<(serde_json::Value, Exchange)> {
+        let (answer, exchange) = self.post_graphql_partial(operation, body).await?;
+        if answer.errors.is_empty() {
+            Ok((answer.data, exchange))
+        } else {
+            Err(Error::GraphQl {
+                operation,
+                errors: answer.errors,
+                partial_data: Some(answer.data),
+            })
+        }
+    }
+
+    /// POSTs a GraphQL request body and returns the `data` member with the `errors` that
+    /// came beside it, for operations that can use the rest of a partial answer. Errors
+    /// without data are [`Error::GraphQl`]; neither is [`Error::MissingField`] (`data`).
+    pub(crate) async fn post_graphql_partial(
+        &self,
+        operation: &'static str,
+        body: &impl serde::Serialize,
+    ) -> Result<(Partial, Exchange)> {
         let inner = &self.inner;
         let endpoint = inner.graphql_url.as_str();
         let token = inner.graphql_token.as_ref().ok_or(Error::MissingToken {
@@ -142,19 +170,18 @@ impl Client {
         )?;
         let envelope: Envelope = decode_bytes(operation, &bytes)?;
         let exchange = Exchange { rate_limit };
-        match envelope.errors {
-            Some(errors) if !errors.is_empty() => Err(Error::GraphQl {
+        let errors = envelope.errors.unwrap_or_default();
+        match envelope.data {
+            Some(data) if !data.is_null() => Ok((Partial { data, errors }, exchange)),
+            _ if !errors.is_empty() => Err(Error::GraphQl {
                 operation,
                 errors,
-                partial_data: envelope.data.filter(|data| !data.is_null()),
+                partial_data: None,
             }),
-            _ => match envelope.data {
-                Some(data) if !data.is_null() => Ok((data, exchange)),
-                _ => Err(Error::MissingField {
-                    operation,
-                    field: "data".to_owned(),
-                }),
-            },
+            _ => Err(Error::MissingField {
+                operation,
+                field: "data".to_owned(),
+            }),
         }
     }
 
@@ -339,10 +366,30 @@ pub(crate) fn decode_value<T: DeserializeOwned>(
     operation: &'static str,
     data: serde_json::Value,
 ) -> Result<T> {
-    serde_path_to_error::deserialize(data).map_err(|e| Error::Decode {
-        operation,
-        path: format!("data.{}", e.path()),
-        source: e.into_inner(),
+    decode_value_at(operation, "data", data)
+}
+
+/// Decodes a value found at `at` (a path such as `data.j3`) into a generated type, naming
+/// the failing path from the top of the response.
+pub(crate) fn decode_value_at<T: DeserializeOwned>(
+    operation: &'static str,
+    at: &str,
+    value: serde_json::Value,
+) -> Result<T> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let path = if inner == "." {
+            at.to_owned()
+        } else if inner.starts_with('[') {
+            format!("{at}{inner}")
+        } else {
+            format!("{at}.{inner}")
+        };
+        Error::Decode {
+            operation,
+            path,
+            source: e.into_inner(),
+        }
     })
 }
 

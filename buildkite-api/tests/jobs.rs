@@ -468,7 +468,7 @@ async fn cancel_job_returns_the_new_state() {
         .expect("cancelled")
         .value;
 
-    assert_eq!(state, JobState::Canceling);
+    assert_eq!(state, Some(JobState::Canceling));
 }
 
 #[tokio::test]
@@ -511,8 +511,8 @@ async fn annotations_send_body_style_context_and_append() {
         .expect("annotated")
         .value;
 
-    assert_eq!(job_annotation, "ann-1");
-    assert_eq!(build_annotation, "ann-2");
+    assert_eq!(job_annotation.as_deref(), Some("ann-1"));
+    assert_eq!(build_annotation.as_deref(), Some("ann-2"));
     let sent = fake
         .server
         .received_requests()

@@ -128,7 +128,7 @@ async fn client_follows_job_states_cancels_and_annotates() {
     );
 
     let state = client.cancel_job(&a.graphql_id).await.unwrap().value;
-    assert_eq!(state, JobState::Canceled);
+    assert_eq!(state, Some(JobState::Canceled));
     assert!(bk.job(a.uuid).unwrap().canceled_by_api);
     assert!(
         client.cancel_job(&a.graphql_id).await.is_err(),

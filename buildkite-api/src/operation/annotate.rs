@@ -3,7 +3,7 @@
 use graphql_client::GraphQLQuery;
 
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::transport::{Fetched, Tally};
 
 /// Types generated from the operation documents; private to this file.
@@ -83,12 +83,14 @@ impl Annotation {
 }
 
 impl Client {
-    /// Attaches an annotation to a job (by GraphQL id). Returns the annotation's uuid.
+    /// Attaches an annotation to a job (by GraphQL id). Returns the annotation's uuid, or
+    /// `None` when Buildkite answered without one (the schema allows `annotation: null`):
+    /// an answer without GraphQL errors is a success either way.
     pub async fn annotate_job(
         &self,
         job_id: &str,
         annotation: &Annotation,
-    ) -> Result<Fetched<String>> {
+    ) -> Result<Fetched<Option<String>>> {
         const OPERATION: &str = "AnnotateJob";
         use gql::annotate_job as generated;
         let variables = generated::Variables {
@@ -99,23 +101,22 @@ impl Client {
             append: annotation.append,
         };
         let (data, exchange) = self.run::<gql::AnnotateJob>(OPERATION, variables).await?;
+        // The schema lets the payload and its annotation be null; without errors the
+        // mutation succeeded all the same, and only the uuid is unknown.
         let uuid = data
             .job_annotate
             .and_then(|payload| payload.annotation)
-            .map(|annotation| annotation.uuid)
-            .ok_or_else(|| Error::MissingField {
-                operation: OPERATION,
-                field: "jobAnnotate.annotation".to_owned(),
-            })?;
+            .map(|annotation| annotation.uuid);
         Ok(Tally::single(exchange, uuid))
     }
 
-    /// Attaches an annotation to a build (by GraphQL id). Returns the annotation's uuid.
+    /// Attaches an annotation to a build (by GraphQL id). Returns the annotation's uuid, or
+    /// `None` when Buildkite answered without one, as [`Client::annotate_job`] does.
     pub async fn annotate_build(
         &self,
         build_id: &str,
         annotation: &Annotation,
-    ) -> Result<Fetched<String>> {
+    ) -> Result<Fetched<Option<String>>> {
         const OPERATION: &str = "AnnotateBuild";
         use gql::annotate_build as generated;
         let variables = generated::Variables {
@@ -126,14 +127,12 @@ impl Client {
             append: annotation.append,
         };
         let (data, exchange) = self.run::<gql::AnnotateBuild>(OPERATION, variables).await?;
+        // The schema lets the payload and its annotation be null; without errors the
+        // mutation succeeded all the same, and only the uuid is unknown.
         let uuid = data
             .build_annotate
             .and_then(|payload| payload.annotation)
-            .map(|annotation| annotation.uuid)
-            .ok_or_else(|| Error::MissingField {
-                operation: OPERATION,
-                field: "buildAnnotate.annotation".to_owned(),
-            })?;
+            .map(|annotation| annotation.uuid);
         Ok(Tally::single(exchange, uuid))
     }
 }

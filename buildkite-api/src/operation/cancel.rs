@@ -4,7 +4,7 @@ use graphql_client::GraphQLQuery;
 
 use super::job_state;
 use crate::client::Client;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::job::JobState;
 use crate::transport::{Fetched, Tally};
 
@@ -24,21 +24,20 @@ mod gql {
 
 impl Client {
     /// Cancels a command job by its GraphQL id and returns the state Buildkite reports
-    /// afterwards (usually `CANCELED` or `CANCELING`).
-    pub async fn cancel_job(&self, job_id: &str) -> Result<Fetched<JobState>> {
+    /// afterwards (usually `CANCELED` or `CANCELING`), or `None` when it answered without
+    /// the job (the schema allows a null payload): without GraphQL errors the mutation
+    /// succeeded.
+    pub async fn cancel_job(&self, job_id: &str) -> Result<Fetched<Option<JobState>>> {
         const OPERATION: &str = "CancelJob";
         let variables = gql::cancel_job::Variables {
             id: job_id.to_owned(),
         };
         let (data, exchange) = self.run::<gql::CancelJob>(OPERATION, variables).await?;
-        let payload = data
-            .job_type_command_cancel
-            .ok_or_else(|| Error::MissingField {
-                operation: OPERATION,
-                field: "jobTypeCommandCancel".to_owned(),
-            })?;
-        let state = job_state(&payload.job_type_command.state);
-        tracing::info!(job = %payload.job_type_command.uuid, %state, "cancelled Buildkite job");
+        let state = data.job_type_command_cancel.map(|payload| {
+            let state = job_state(&payload.job_type_command.state);
+            tracing::info!(job = %payload.job_type_command.uuid, %state, "cancelled Buildkite job");
+            state
+        });
         Ok(Tally::single(exchange, state))
     }
 }

@@ -11,10 +11,11 @@ use graphql_client::GraphQLQuery;
 use serde::Serialize;
 
 use super::job_state;
+use super::partial::{self, ItemErrors};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::job::JobLookup;
-use crate::transport::{Fetched, Tally, decode_value};
+use crate::transport::{Fetched, Tally, decode_value_at};
 
 /// Types generated from the operation documents; private to this file.
 mod gql {
@@ -76,7 +77,9 @@ struct Body {
 impl Client {
     /// The current state of each job, by uuid, in `ceil(n / 100)` requests. The result has
     /// one entry per uuid, in the order given. A response that lacks one of the aliases is
-    /// [`Error::MissingField`] naming it (`j3`), not a [`JobLookup::NotFound`].
+    /// [`Error::MissingField`] naming it (`j3`), not a [`JobLookup::NotFound`]. A job
+    /// Buildkite reported a GraphQL error for, or sent in a shape this client cannot decode,
+    /// is [`JobLookup::Unreadable`]; the other jobs of the request are unaffected.
     pub async fn job_states(&self, uuids: &[String]) -> Result<Fetched<Vec<JobLookup>>> {
         let mut tally = Tally::default();
         let mut lookups = Vec::with_capacity(uuids.len());
@@ -91,8 +94,11 @@ impl Client {
                 operation_name: OPERATION,
                 variables,
             };
-            let (mut data, exchange) = self.post_graphql(OPERATION, &body).await?;
+            let (answer, exchange) = self.post_graphql_partial(OPERATION, &body).await?;
             tally.record(exchange);
+            let mut errors =
+                ItemErrors::split(OPERATION, answer.errors, &answer.data, &[], partial::alias)?;
+            let mut data = answer.data;
             for (i, uuid) in chunk.iter().enumerate() {
                 let alias = format!("j{i}");
                 // `null` means Buildkite has no such job; an absent alias means the response
@@ -104,27 +110,26 @@ impl Client {
                         operation: OPERATION,
                         field: alias.clone(),
                     })?;
-                let job: Option<gql::job_state::JobStateJob> =
-                    decode_value(OPERATION, value).map_err(|e| with_alias(e, &alias))?;
-                lookups.push(lookup(uuid, job));
+                // One job Buildkite failed to resolve, or sent in a shape this client does
+                // not know, leaves the others' states readable.
+                let unreadable = |reason: String| JobLookup::Unreadable {
+                    uuid: uuid.clone(),
+                    reason,
+                };
+                let found = match errors.take(&alias) {
+                    Some(reason) => unreadable(reason),
+                    None => match decode_value_at(OPERATION, &format!("data.{alias}"), value) {
+                        Ok(job) => lookup(uuid, job),
+                        Err(error) => unreadable(error.to_string()),
+                    },
+                };
+                if let JobLookup::Unreadable { reason, .. } = &found {
+                    tracing::warn!(job = %uuid, %reason, "cannot read a job's state");
+                }
+                lookups.push(found);
             }
         }
         Ok(tally.finish(lookups))
-    }
-}
-
-fn with_alias(error: Error, alias: &str) -> Error {
-    match error {
-        Error::Decode {
-            operation,
-            path,
-            source,
-        } => Error::Decode {
-            operation,
-            path: path.replacen("data.", &format!("data.{alias}."), 1),
-            source,
-        },
-        other => other,
     }
 }
 

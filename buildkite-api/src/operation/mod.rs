@@ -8,6 +8,7 @@
 mod annotate;
 mod cancel;
 mod job_states;
+mod partial;
 mod pipeline_builds;
 mod scheduled_jobs;
 

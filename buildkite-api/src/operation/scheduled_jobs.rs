@@ -13,12 +13,13 @@
 
 use graphql_client::GraphQLQuery;
 
+use super::partial::{self, ItemErrors};
 use super::{DateTime, NextPage, count, job_state, next_page, page_size, timestamp};
 use crate::build::Skipped;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::job::CommandJob;
-use crate::transport::{Exchange, Fetched, Tally};
+use crate::transport::{Exchange, Fetched, Partial, Tally, decode_value, decode_value_at};
 
 // graphql_client names each module after its struct, and picks the operation of the same
 // name from the document.
@@ -234,27 +235,30 @@ impl Client {
             last: page_size(request.page_size),
             before,
         };
-        let (data, exchange) = self.run::<gql::ScheduledJobs>(ALL, variables).await?;
+        let body = gql::ScheduledJobs::build_query(variables);
+        let (answer, exchange) = self.post_graphql_partial(ALL, &body).await?;
+        let (data, edges): (all::ResponseData, _) = split_page(ALL, answer)?;
         let organization = data
             .organization
             .ok_or_else(|| organization_not_found(request))?;
         let jobs = organization
             .jobs
             .ok_or_else(|| missing(ALL, "organization.jobs"))?;
-        let default_priority = organization
-            .default_priority
-            .ok_or_else(|| missing(ALL, "organization.defaultPriority"))?;
         let total = count(jobs.count);
         let page = Listing {
             total,
-            other_priorities: total.saturating_sub(count(default_priority.count)),
+            // Unknown without the second count: assume every job may have a priority, so a
+            // caller keeps listing them with theirs.
+            other_priorities: organization
+                .default_priority
+                .map_or(total, |zero| total.saturating_sub(count(zero.count))),
             page_info: jobs
                 .page_info
                 .map(|info| (info.has_previous_page, info.start_cursor)),
             overlap: request.overlap,
-            edges: jobs.edges.unwrap_or_default().into_iter().map(|e| {
-                e.map(|e| {
-                    edge(e.cursor, e.node, |node| match node {
+            edges: edges.map(|edge| {
+                edge.map(|e: all::ScheduledJobsOrganizationJobsEdges| {
+                    edge_of(e.cursor, e.node, |node| match node {
                         all::ScheduledJobsOrganizationJobsEdgesNode::JobTypeCommand(job) => {
                             let priority = job.priority.number.and_then(|n| i32::try_from(n).ok());
                             job.scheduled_command_job
@@ -280,29 +284,30 @@ impl Client {
             last: page_size(request.page_size),
             before,
         };
-        let (data, exchange) = self
-            .run::<gql::ScheduledDefaultPriorityJobs>(DEFAULT_ONLY, variables)
-            .await?;
+        let body = gql::ScheduledDefaultPriorityJobs::build_query(variables);
+        let (answer, exchange) = self.post_graphql_partial(DEFAULT_ONLY, &body).await?;
+        let (data, edges): (default_only::ResponseData, _) = split_page(DEFAULT_ONLY, answer)?;
         let organization = data
             .organization
             .ok_or_else(|| organization_not_found(request))?;
         let jobs = organization
             .jobs
             .ok_or_else(|| missing(DEFAULT_ONLY, "organization.jobs"))?;
-        let every = organization
-            .all
-            .ok_or_else(|| missing(DEFAULT_ONLY, "organization.all"))?;
         let total = count(jobs.count);
         let page = Listing {
             total,
-            other_priorities: count(every.count).saturating_sub(total),
+            // Unknown without the count of every job: say at least one has another priority,
+            // so a caller switches to listing priorities rather than missing such jobs.
+            other_priorities: organization
+                .all
+                .map_or(1, |every| count(every.count).saturating_sub(total)),
             page_info: jobs
                 .page_info
                 .map(|info| (info.has_previous_page, info.start_cursor)),
             overlap: request.overlap,
-            edges: jobs.edges.unwrap_or_default().into_iter().map(|e| {
-                e.map(|e| {
-                    edge(e.cursor, e.node, |node| match node {
+            edges: edges.map(|edge| {
+                edge.map(|e: default_only::ScheduledDefaultPriorityJobsOrganizationJobsEdges| {
+                    edge_of(e.cursor, e.node, |node| match node {
                         // The request filters on priority 0: that is every job's priority.
                         default_only::ScheduledDefaultPriorityJobsOrganizationJobsEdgesNode::JobTypeCommand(job) => {
                             job.into_command_job(0)
@@ -316,11 +321,102 @@ impl Client {
     }
 }
 
+/// Where a page's edges are in its answer.
+const EDGES: [&str; 3] = ["organization", "jobs", "edges"];
+
+/// A page's edges, each decoded on its own: an edge Buildkite reported an error for, or one
+/// this client cannot decode (a job type added to the schema later), is skipped with the
+/// reason and costs only its job.
+struct Edges {
+    operation: &'static str,
+    raw: std::vec::IntoIter<serde_json::Value>,
+    index: usize,
+    errors: ItemErrors,
+}
+
+/// An edge as [`Edges`] yields it: decoded (`None` for a null edge), or skipped.
+type RawEdge<E> = std::result::Result<Option<E>, (Option<String>, Skipped)>;
+
+impl Edges {
+    fn map<E, F>(self, mut mapped: F) -> impl Iterator<Item = Option<Edge>>
+    where
+        E: serde::de::DeserializeOwned,
+        F: FnMut(Option<E>) -> Option<Edge>,
+    {
+        self.decoded::<E>().map(move |edge| match edge {
+            Ok(edge) => mapped(edge),
+            Err((cursor, skipped)) => Some((cursor, Some(Err(skipped)))),
+        })
+    }
+
+    fn decoded<E: serde::de::DeserializeOwned>(mut self) -> impl Iterator<Item = RawEdge<E>> {
+        std::iter::from_fn(move || {
+            let raw = self.raw.next()?;
+            let index = self.index;
+            self.index += 1;
+            let cursor = raw["cursor"].as_str().map(str::to_owned);
+            let uuid = raw["node"]["uuid"].as_str().map(str::to_owned);
+            if let Some(reason) = self.errors.take(&index.to_string()) {
+                return Some(Err((cursor, Skipped { uuid, reason })));
+            }
+            let at = format!("data.{}[{index}]", EDGES.join("."));
+            Some(
+                decode_value_at::<Option<E>>(self.operation, &at, raw).map_err(|error| {
+                    (
+                        cursor,
+                        Skipped {
+                            uuid,
+                            reason: error.to_string(),
+                        },
+                    )
+                }),
+            )
+        })
+    }
+}
+
+/// Splits an answer into its data (without the edges) and its edges. GraphQL errors about
+/// one edge are kept with that edge; any other error fails the page. A null edge list is
+/// [`Error::MissingField`]: the page says nothing about its jobs.
+fn split_page<D: serde::de::DeserializeOwned>(
+    operation: &'static str,
+    answer: Partial,
+) -> Result<(D, Edges)> {
+    let errors = ItemErrors::split(
+        operation,
+        answer.errors,
+        &answer.data,
+        &EDGES,
+        partial::index,
+    )?;
+    let mut data = answer.data;
+    let jobs_listed = !data["organization"]["jobs"].is_null();
+    let raw = match data
+        .pointer_mut("/organization/jobs/edges")
+        .map(serde_json::Value::take)
+    {
+        Some(serde_json::Value::Array(raw)) => raw,
+        _ if jobs_listed => return Err(missing(operation, "organization.jobs.edges")),
+        _ => Vec::new(),
+    };
+    let data = decode_value(operation, data)?;
+    Ok((
+        data,
+        Edges {
+            operation,
+            raw: raw.into_iter(),
+            index: 0,
+            errors,
+        },
+    ))
+}
+
 /// A page as either operation returned it, nodes mapped.
 struct Listing<I> {
     total: u64,
     other_priorities: u64,
-    /// `hasPreviousPage` and `startCursor`: whether newer jobs exist, and where.
+    /// `hasPreviousPage` and `startCursor`: whether newer jobs exist, and where (`None`
+    /// when Buildkite did not say: the page reports itself truncated).
     page_info: Option<(bool, Option<String>)>,
     /// How many of the page's newest jobs the next page repeats.
     overlap: u16,
@@ -333,7 +429,7 @@ struct Listing<I> {
 type Edge = (Option<String>, Option<Result<CommandJob, Skipped>>);
 
 /// An edge of either operation: its cursor, and its node (if not null) mapped by `map`.
-fn edge<N>(
+fn edge_of<N>(
     cursor: String,
     node: Option<N>,
     map: impl FnOnce(N) -> Result<CommandJob, Skipped>,
@@ -376,11 +472,14 @@ where
                 }),
             }
         }
-        if let Some((true, start)) = self.page_info {
-            match overlap_cursor.or(start) {
+        match self.page_info {
+            Some((true, start)) => match overlap_cursor.or(start) {
                 Some(cursor) => page.newer = Some(cursor),
                 None => page.truncated = true,
-            }
+            },
+            Some((false, _)) => {}
+            // Whether newer jobs exist is unknown: they wait for the next poll.
+            None => page.truncated = true,
         }
         page
     }

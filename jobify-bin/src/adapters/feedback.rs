@@ -70,8 +70,9 @@ impl Feedback for BuildkiteFeedback {
             .annotate_job(&id, &Annotation::error(ANNOTATION_CONTEXT, &body(reason)))
             .await
             .map_err(failed)?;
-        let state = self.client.cancel_job(&id).await.map_err(failed)?;
-        tracing::info!(job = %job.id, reason = %reason.code, state = %state.value, "failed the job in Buildkite");
+        let state = self.client.cancel_job(&id).await.map_err(failed)?.value;
+        let state = state.map_or_else(|| "not reported".to_owned(), |state| state.to_string());
+        tracing::info!(job = %job.id, reason = %reason.code, %state, "failed the job in Buildkite");
         Ok(())
     }
 }

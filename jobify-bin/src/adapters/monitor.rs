@@ -336,7 +336,9 @@ impl Monitor for BuildkiteMonitor {
                     let id = uuid.parse::<JobId>().ok()?;
                     Some((id, JobState::from_graphql(state.as_str())))
                 }
-                JobLookup::NotCommand { .. } | JobLookup::NotFound { .. } => None,
+                JobLookup::NotCommand { .. }
+                | JobLookup::NotFound { .. }
+                | JobLookup::Unreadable { .. } => None,
             })
             .collect();
         Ok(states)
