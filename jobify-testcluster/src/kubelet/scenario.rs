@@ -1,0 +1,418 @@
+//! What the simulated kubelet does with a pod: its scenario, chosen by the test.
+//!
+//! The vocabulary is `jobify-sim`'s (`Scenarios`): the same label values and image markers
+//! select the same behaviour here, so a test written against the simulator reads the same
+//! against the real control plane.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+
+/// The label (or annotation) naming a pod's scenario, as in `jobify-sim`.
+pub const SCENARIO_LABEL: &str = "sim.jobify.dev/scenario";
+/// The annotation naming a pod's scenario (the same values as [`SCENARIO_LABEL`]).
+pub const SCENARIO_ANNOTATION: &str = "jobify-testcluster/scenario";
+/// The annotation setting how long a pod's containers run (`1500ms`, `2s`, `1m`).
+pub const RUN_FOR_ANNOTATION: &str = "jobify-testcluster/run-for";
+/// The annotation setting the exit code of a pod's main container.
+pub const EXIT_CODE_ANNOTATION: &str = "jobify-testcluster/exit-code";
+
+/// An image containing this cannot be pulled (`ErrImagePull`, then `ImagePullBackOff`).
+pub const MISSING_IMAGE_MARKER: &str = "does-not-exist";
+/// An image containing this is OOM-killed after it ran.
+pub const OOM_IMAGE_MARKER: &str = "oomkill";
+/// An image containing this takes [`Timings::slow_start`] longer to start.
+pub const SLOW_IMAGE_MARKER: &str = "slow-start";
+
+/// What happens to a pod.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// Bound, started, runs for the script's `run_for`, exits with its `exit_code`
+    /// (`Succeeded` for 0, else `Failed`).
+    Normal,
+    /// An image cannot be pulled: `ErrImagePull` and `ImagePullBackOff` in turn, forever.
+    ImagePullFailure,
+    /// An image reference does not parse: `InvalidImageName`, forever.
+    InvalidImageName,
+    /// A container cannot be created (missing Secret or ConfigMap): the message.
+    CreateContainerConfigError(String),
+    /// Never bound: `PodScheduled=False`, reason `Unschedulable`, a `FailedScheduling` event.
+    Unschedulable,
+    /// Bound, but its containers stay `ContainerCreating` until it is deleted.
+    StaysPending,
+    /// Like [`Scenario::Normal`] after a long `ContainerCreating` ([`Timings::slow_start`]).
+    SlowStart,
+    /// The first init container exits with this code: the pod fails
+    /// (`restartPolicy: Never`).
+    InitContainerFailure(i32),
+    /// The main container runs, then is OOM-killed (exit 137, reason `OOMKilled`).
+    OomKilled,
+    /// The pod runs, then the kubelet evicts it (phase `Failed`, reason `Evicted`).
+    Evicted,
+}
+
+impl Scenario {
+    /// The scenario a label value names (`jobify-sim`'s values plus this crate's own).
+    pub fn from_name(name: &str) -> Option<Scenario> {
+        Some(match name {
+            "normal" => Scenario::Normal,
+            "image-pull-failure" | "image-pull-error" => Scenario::ImagePullFailure,
+            "invalid-image-name" => Scenario::InvalidImageName,
+            "create-container-config-error" => Scenario::CreateContainerConfigError(
+                "secret \"missing-secret\" not found".to_owned(),
+            ),
+            "unschedulable" => Scenario::Unschedulable,
+            "stays-pending" | "pending" => Scenario::StaysPending,
+            "slow-start" => Scenario::SlowStart,
+            "init-container-failure" => Scenario::InitContainerFailure(1),
+            "oom-killed" => Scenario::OomKilled,
+            "evicted" => Scenario::Evicted,
+            _ => return None,
+        })
+    }
+}
+
+/// A scenario with its parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodScript {
+    /// What happens.
+    pub scenario: Scenario,
+    /// How long the containers run before they exit (or are OOM-killed or evicted).
+    pub run_for: Duration,
+    /// The main container's exit code ([`Scenario::Normal`] and [`Scenario::SlowStart`]).
+    pub exit_code: i32,
+}
+
+impl PodScript {
+    /// The default script of this scenario: runs for [`DEFAULT_RUN_FOR`], exits 0.
+    pub fn new(scenario: Scenario) -> Self {
+        PodScript {
+            scenario,
+            run_for: DEFAULT_RUN_FOR,
+            exit_code: 0,
+        }
+    }
+
+    /// Runs for `run_for`.
+    pub fn running_for(mut self, run_for: Duration) -> Self {
+        self.run_for = run_for;
+        self
+    }
+
+    /// Exits with `exit_code`.
+    pub fn exiting(mut self, exit_code: i32) -> Self {
+        self.exit_code = exit_code;
+        self
+    }
+}
+
+impl Default for PodScript {
+    fn default() -> Self {
+        PodScript::new(Scenario::Normal)
+    }
+}
+
+/// How long a pod's containers run unless told otherwise.
+pub const DEFAULT_RUN_FOR: Duration = Duration::from_secs(1);
+
+/// How long each step of the simulated kubelet takes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timings {
+    /// From binding to the containers being created (`ContainerCreating`, image pulls).
+    pub start: Duration,
+    /// The extra `ContainerCreating` time of [`Scenario::SlowStart`].
+    pub slow_start: Duration,
+    /// Between `ErrImagePull` and `ImagePullBackOff` and back.
+    pub pull_retry: Duration,
+    /// The back-off before a container is restarted (`restartPolicy: OnFailure`).
+    pub restart_backoff: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            start: Duration::from_millis(200),
+            slow_start: Duration::from_secs(5),
+            pull_retry: Duration::from_secs(1),
+            restart_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The scenario a pod's own metadata and spec select, with what it needs checked against
+/// the API server (`missing`: the first Secret or ConfigMap its env refers to that does not
+/// exist, as the kubelet's message words it).
+///
+/// In order: a scenario label or annotation; an invalid image reference; an image with
+/// [`MISSING_IMAGE_MARKER`]; `missing`; a `nodeSelector` the node's labels do not satisfy;
+/// [`OOM_IMAGE_MARKER`]; [`SLOW_IMAGE_MARKER`]; else normal. The run time and exit code come
+/// from [`RUN_FOR_ANNOTATION`] and [`EXIT_CODE_ANNOTATION`].
+pub(crate) fn classify(
+    pod: &Pod,
+    node_labels: &std::collections::BTreeMap<String, String>,
+    missing: Option<String>,
+) -> PodScript {
+    let meta = &pod.metadata;
+    let annotations = meta.annotations.clone().unwrap_or_default();
+    let labels = meta.labels.clone().unwrap_or_default();
+    let mut script = PodScript::default();
+    if let Some(run_for) = annotations
+        .get(RUN_FOR_ANNOTATION)
+        .and_then(|v| parse_duration(v))
+    {
+        script.run_for = run_for;
+    }
+    if let Some(code) = annotations
+        .get(EXIT_CODE_ANNOTATION)
+        .and_then(|v| v.trim().parse().ok())
+    {
+        script.exit_code = code;
+    }
+    let named = [
+        labels.get(SCENARIO_LABEL),
+        annotations.get(SCENARIO_ANNOTATION),
+        annotations.get(SCENARIO_LABEL),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|n| Scenario::from_name(n));
+    if let Some(scenario) = named {
+        script.scenario = scenario;
+        return script;
+    }
+    let images: Vec<String> = all_containers(pod)
+        .iter()
+        .map(|c| c.image.clone().unwrap_or_default())
+        .collect();
+    let selector = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_selector.clone())
+        .unwrap_or_default();
+    script.scenario = if images.iter().any(|i| !is_valid_reference(i)) {
+        Scenario::InvalidImageName
+    } else if images.iter().any(|i| i.contains(MISSING_IMAGE_MARKER)) {
+        Scenario::ImagePullFailure
+    } else if let Some(message) = missing {
+        Scenario::CreateContainerConfigError(message)
+    } else if selector.iter().any(|(k, v)| node_labels.get(k) != Some(v)) {
+        Scenario::Unschedulable
+    } else if images.iter().any(|i| i.contains(OOM_IMAGE_MARKER)) {
+        Scenario::OomKilled
+    } else if images.iter().any(|i| i.contains(SLOW_IMAGE_MARKER)) {
+        Scenario::SlowStart
+    } else {
+        Scenario::Normal
+    };
+    script
+}
+
+/// Init containers, then containers.
+pub(crate) fn all_containers(pod: &Pod) -> Vec<&k8s_openapi::api::core::v1::Container> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(spec.containers.iter())
+        .collect()
+}
+
+/// The Secrets and ConfigMaps the pod's containers need (env `valueFrom` and `envFrom`,
+/// not marked optional): `(is_secret, name)`.
+pub(crate) fn required_references(pod: &Pod) -> Vec<(bool, String)> {
+    let mut refs = Vec::new();
+    for c in all_containers(pod) {
+        for e in c.env.iter().flatten() {
+            let Some(from) = &e.value_from else { continue };
+            if let Some(s) = &from.secret_key_ref
+                && s.optional != Some(true)
+            {
+                refs.push((true, s.name.clone()));
+            }
+            if let Some(m) = &from.config_map_key_ref
+                && m.optional != Some(true)
+            {
+                refs.push((false, m.name.clone()));
+            }
+        }
+        for e in c.env_from.iter().flatten() {
+            if let Some(s) = &e.secret_ref
+                && s.optional != Some(true)
+            {
+                refs.push((true, s.name.clone()));
+            }
+            if let Some(m) = &e.config_map_ref
+                && m.optional != Some(true)
+            {
+                refs.push((false, m.name.clone()));
+            }
+        }
+    }
+    refs
+}
+
+/// `1500ms`, `2s`, `1m`; a bare number is seconds.
+fn parse_duration(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    let (number, unit) = value
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((value, "s"), |i| value.split_at(i));
+    let n: u64 = number.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "m" => Some(Duration::from_secs(n * 60)),
+        _ => None,
+    }
+}
+
+/// Whether `image` parses as a container image reference (the grammar of
+/// `github.com/distribution/reference`: lowercase path components, optional registry host
+/// and port, tag, digest).
+pub(crate) fn is_valid_reference(image: &str) -> bool {
+    let (rest, digest) = match image.split_once('@') {
+        Some((r, d)) => (r, Some(d)),
+        None => (image, None),
+    };
+    if let Some(d) = digest
+        && !d.split_once(':').is_some_and(|(alg, hex)| {
+            !alg.is_empty() && hex.len() >= 32 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+    {
+        return false;
+    }
+    let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match rest[last_slash..].rfind(':') {
+        Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
+        None => (rest, None),
+    };
+    if let Some(tag) = tag {
+        let ok = !tag.is_empty()
+            && tag.len() <= 128
+            && tag
+                .bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        if !ok {
+            return false;
+        }
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    if parts.len() > 1 {
+        let first = parts[0];
+        if first.contains('.') || first.contains(':') || first == "localhost" {
+            if !first
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
+            {
+                return false;
+            }
+            parts.remove(0);
+        }
+    }
+    !parts.is_empty() && parts.iter().all(|p| is_path_component(p))
+}
+
+/// `[a-z0-9]+(?:(?:[._]|__|[-]*)[a-z0-9]+)*`
+fn is_path_component(p: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let b = p.as_bytes();
+    if b.is_empty() || !alnum(b[0]) || !alnum(b[b.len() - 1]) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &p[start..i];
+        if !(sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|c| c == b'-')) {
+            return false;
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn pod(value: serde_json::Value) -> Pod {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn scenarios_follow_labels_images_and_selectors() {
+        let node: BTreeMap<String, String> =
+            [("kubernetes.io/os".to_owned(), "linux".to_owned())].into();
+        let c = |image: &str| {
+            pod(
+                json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "a", "image": image}]}}),
+            )
+        };
+        assert_eq!(
+            classify(&c("busybox"), &node, None).scenario,
+            Scenario::Normal
+        );
+        assert_eq!(
+            classify(&c("Not A Valid::Image"), &node, None).scenario,
+            Scenario::InvalidImageName
+        );
+        assert_eq!(
+            classify(&c("registry.example/does-not-exist:1"), &node, None).scenario,
+            Scenario::ImagePullFailure
+        );
+        assert_eq!(
+            classify(&c("app:oomkill"), &node, None).scenario,
+            Scenario::OomKilled
+        );
+        assert_eq!(
+            classify(&c("busybox"), &node, Some("secret \"s\" not found".into())).scenario,
+            Scenario::CreateContainerConfigError("secret \"s\" not found".into())
+        );
+        let labelled = pod(json!({
+            "metadata": {"name": "p", "labels": {SCENARIO_LABEL: "evicted"},
+                         "annotations": {RUN_FOR_ANNOTATION: "250ms", EXIT_CODE_ANNOTATION: "3"}},
+            "spec": {"containers": [{"name": "a", "image": "busybox"}], "nodeSelector": {"gpu": "x"}}
+        }));
+        assert_eq!(
+            classify(&labelled, &node, None),
+            PodScript {
+                scenario: Scenario::Evicted,
+                run_for: Duration::from_millis(250),
+                exit_code: 3
+            }
+        );
+        let unschedulable = pod(json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "a", "image": "busybox"}], "nodeSelector": {"gpu": "x"}}
+        }));
+        assert_eq!(
+            classify(&unschedulable, &node, None).scenario,
+            Scenario::Unschedulable
+        );
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1500ms"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("1m"), Some(Duration::from_secs(60)));
+        assert_eq!(parse_duration("x"), None);
+    }
+}
