@@ -3,7 +3,7 @@
 //! | component   | families (prefix `jobify_`)                                               |
 //! |-------------|---------------------------------------------------------------------------|
 //! | `monitor`   | `polls_total`, `poll_errors_total{kind}`, `scheduled_jobs`, `rate_limit_remaining` |
-//! | `scheduler` | `sweeps_total{end}`, `sweep_duration_seconds`, `jobs_seen_total{queue}`, `decisions_total{decision,reason}`, `launches_total{outcome}`, `launch_errors_total{reason}`, `in_flight{queue}`, `scheduled_to_created_seconds`, `feedback_retries_total{outcome}`, `leader` |
+//! | `scheduler` | `sweeps_total{end}`, `sweep_duration_seconds`, `jobs_seen_total{queue}`, `decisions_total{decision,reason}`, `launches_total{outcome}`, `launch_errors_total{reason}`, `in_flight{queue}`, `scheduled_to_created_seconds`, `feedback_retries_total{report,outcome}`, `leader` |
 //! | `workloads` | `failed_to_start_total{cause}`, `cancellations_total`                     |
 //! | `buildkite` | `queue_jobs{queue,state}`, `queue_agents{queue,state}` (from `/v3/metrics`) |
 //!
@@ -43,6 +43,13 @@ struct DecisionLabels {
 /// Labels of `launches_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// Labels of `feedback_retries_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetryLabels {
+    report: &'static str,
     outcome: &'static str,
 }
 
@@ -123,7 +130,7 @@ pub struct Metrics {
     in_flight: Family<QueueLabels, Gauge>,
     /// Queues with an `in_flight` series: a queue that empties keeps its series at 0.
     in_flight_queues: Arc<std::sync::Mutex<Vec<String>>>,
-    feedback_retries: Family<OutcomeLabels, Counter>,
+    feedback_retries: Family<RetryLabels, Counter>,
     scheduled_to_created: Histogram,
     leader: Gauge,
     failed_to_start: Family<CauseLabels, Counter>,
@@ -224,9 +231,9 @@ impl Metrics {
         );
         scheduler.register(
             "feedback_retries",
-            "Failed reports to Buildkite that a workload can never start, by what became of \
-             them (scheduled for a retry, given_up after the last attempt, dropped when too many \
-             wait)",
+            "Failed reports to Buildkite (a rejection, or a workload that can never start), by \
+             report and by what became of them (scheduled for a retry, given_up after the last \
+             attempt, dropped when too many wait)",
             metrics.feedback_retries.clone(),
         );
         scheduler.register(
@@ -383,11 +390,11 @@ impl Metrics {
         }
     }
 
-    /// A report to Buildkite that a workload can never start failed; `outcome` is what
-    /// became of it (`scheduled`, `given_up`, `dropped`).
-    pub fn feedback_retry(&self, outcome: &'static str) {
+    /// A report to Buildkite failed: `report` is what it said (`rejected`,
+    /// `failed_to_start`), `outcome` what became of it (`scheduled`, `given_up`, `dropped`).
+    pub fn feedback_retry(&self, report: &'static str, outcome: &'static str) {
         self.feedback_retries
-            .get_or_create(&OutcomeLabels { outcome })
+            .get_or_create(&RetryLabels { report, outcome })
             .inc();
     }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobify_core::scheduler::{FeedbackRetry, SchedulerObserver, SweepSummary};
+use jobify_core::scheduler::{FeedbackReport, FeedbackRetry, SchedulerObserver, SweepSummary};
 use jobify_core::{
     CancelError, Decision, FeedbackError, JobId, LaunchError, Launched, Limits, MonitorError,
     Reason, ScheduledJob,
@@ -99,8 +99,8 @@ impl SchedulerObserver for Observer {
         self.metrics.job_seen(Limits::queue_key(job));
     }
 
-    fn on_feedback_retry(&self, _job: JobId, retry: FeedbackRetry) {
-        self.metrics.feedback_retry(retry.kind());
+    fn on_feedback_retry(&self, _job: JobId, report: FeedbackReport, retry: FeedbackRetry) {
+        self.metrics.feedback_retry(report.kind(), retry.kind());
     }
 
     fn on_leadership(&self, leader: bool) {
@@ -179,6 +179,7 @@ mod tests {
         observer.on_in_flight_by_queue(&[("kubernetes".to_owned(), 7)]);
         observer.on_feedback_retry(
             job.id,
+            FeedbackReport::Rejected,
             FeedbackRetry::Scheduled {
                 attempt: 2,
                 after: Duration::from_secs(2),
@@ -193,7 +194,7 @@ mod tests {
             "jobify_workloads_cancellations_total 1",
             "jobify_scheduler_in_flight{queue=\"kubernetes\"} 7",
             "jobify_scheduler_jobs_seen_total{queue=\"kubernetes\"} 1",
-            "jobify_scheduler_feedback_retries_total{outcome=\"scheduled\"} 1",
+            "jobify_scheduler_feedback_retries_total{report=\"rejected\",outcome=\"scheduled\"} 1",
             "jobify_scheduler_leader 1",
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");

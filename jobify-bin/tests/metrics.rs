@@ -181,7 +181,7 @@ fn update_every_family(metrics: &Metrics) {
     metrics.job_seen("kubernetes");
     metrics.job_seen("gpu");
     metrics.set_in_flight_by_queue(&[("gpu".to_owned(), 1), ("kubernetes".to_owned(), 3)]);
-    metrics.feedback_retry("scheduled");
+    metrics.feedback_retry("failed_to_start", "scheduled");
     metrics.set_leader(true);
     metrics.failed_to_start(&Reason::new(
         ReasonCode("image_pull_failed"),

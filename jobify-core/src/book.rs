@@ -103,9 +103,6 @@ pub enum BookEvent {
         /// Whether to try again on a later poll.
         retry: bool,
     },
-    /// Telling Buildkite about a rejection failed: forget the job so the next poll decides
-    /// (and rejects) it again.
-    FeedbackFailed(JobId),
     /// The job's workload is being removed because its Buildkite job was cancelled.
     CancelStarted(JobId),
     /// Removing the workload failed; it is in flight again and will be retried.
@@ -307,11 +304,6 @@ impl Book {
                         self.set(job, JobStatus::Rejected);
                         self.mark_gone(job);
                     }
-                }
-            }
-            BookEvent::FeedbackFailed(job) => {
-                if self.status(job) == Some(JobStatus::Rejected) {
-                    self.forget(job);
                 }
             }
             BookEvent::CancelStarted(job) => {

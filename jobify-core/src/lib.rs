@@ -113,7 +113,7 @@ pub use plugin::{KubernetesPlugin, PluginConfig, PluginError, PodMetadata};
 pub use policy::{Decider, Explanation, Policy, RulePolicy};
 pub use rules::{AgentQueryRule, AgentQueryRules};
 pub use scheduler::{
-    Dispatcher, FeedbackRetry, Scheduler, SchedulerConfig, SchedulerError, SchedulerObserver,
-    SweepEnd, SweepSummary,
+    Dispatcher, FeedbackReport, FeedbackRetry, Scheduler, SchedulerConfig, SchedulerError,
+    SchedulerObserver, SweepEnd, SweepSummary,
 };
 pub use workload::{Workload, WorkloadEvent};

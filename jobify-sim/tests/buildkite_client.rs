@@ -183,3 +183,58 @@ async fn client_reads_pipelines_builds_and_metrics() {
     );
     bk.shutdown().await;
 }
+
+#[tokio::test]
+async fn schema_answers_switched_on_reach_the_client_as_the_schema_allows() {
+    let (bk, client) = sim_and_client().await;
+    let good = bk.schedule_job(JobSpec::command("good").on_queue("kubernetes"));
+    let bad = bk.schedule_job(JobSpec::command("bad").on_queue("kubernetes"));
+    bk.set_schema_answers(jobify_sim::buildkite::SchemaAnswers {
+        null_annotations: true,
+        null_cancel_payloads: true,
+        failing_jobs: [bad.uuid].into(),
+    });
+
+    let page = client
+        .scheduled_jobs(&ScheduledJobsRequest::for_queue("acme", "kubernetes"))
+        .await
+        .unwrap()
+        .value;
+    let listed: Vec<String> = page.jobs.iter().map(|job| job.uuid.clone()).collect();
+    assert_eq!(listed, [good.uuid.to_string()]);
+    assert_eq!(page.skipped.len(), 1, "{:?}", page.skipped);
+    assert!(
+        page.skipped[0].reason.contains("Internal server error"),
+        "{:?}",
+        page.skipped
+    );
+
+    let states = client
+        .job_states(&[good.uuid.to_string(), bad.uuid.to_string()])
+        .await
+        .unwrap()
+        .value;
+    assert!(
+        matches!(&states[0], JobLookup::Command { .. }),
+        "{:?}",
+        states[0]
+    );
+    assert!(
+        matches!(&states[1], JobLookup::Unreadable { .. }),
+        "{:?}",
+        states[1]
+    );
+
+    let note = Annotation::error("jobify", "refused");
+    let uuid = client
+        .annotate_job(&good.graphql_id, &note)
+        .await
+        .unwrap()
+        .value;
+    assert_eq!(uuid, None, "annotation: null");
+    assert_eq!(bk.job(good.uuid).unwrap().annotations, ["refused"]);
+    let state = client.cancel_job(&good.graphql_id).await.unwrap().value;
+    assert_eq!(state, None, "a null payload");
+    assert_eq!(bk.job(good.uuid).unwrap().state, "CANCELED");
+    bk.shutdown().await;
+}

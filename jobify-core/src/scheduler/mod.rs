@@ -21,8 +21,10 @@
 //!
 //! Jobs a limit held back in the current sweep wait in memory: when a slot frees (a workload
 //! ends, a launch fails) they are re-planned at once against the limits and the launch order
-//! instead of waiting for the next sweep. A `FailedToStart` report Buildkite did not take is
-//! retried with backoff from a small bounded queue (see [`FeedbackRetry`]).
+//! instead of waiting for the next sweep. A report Buildkite did not take (a rejection, or a
+//! workload that can never start) is retried with backoff from a small bounded queue, a
+//! bounded number of times (see [`FeedbackRetry`]); a rejected job stays rejected meanwhile,
+//! so polls do not decide it again.
 //!
 //! [`Dispatcher`] is the implementation; [`Scheduler`] is the trait a binary starts it by.
 //! Time comes from tokio (tests pause it) and shutdown is an input future.
@@ -42,7 +44,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 pub use dispatcher::Dispatcher;
-pub use observer::{FeedbackRetry, SchedulerObserver, SweepEnd, SweepSummary};
+pub use observer::{FeedbackReport, FeedbackRetry, SchedulerObserver, SweepEnd, SweepSummary};
 
 /// Runs until `shutdown` completes.
 #[async_trait]

@@ -70,10 +70,10 @@ pub trait SchedulerObserver: Send + Sync {
         let _ = job;
     }
 
-    /// Telling Buildkite that a workload can never start failed, and this is what happens to
-    /// the message (see [`FeedbackRetry`]).
-    fn on_feedback_retry(&self, job: JobId, retry: FeedbackRetry) {
-        let _ = (job, retry);
+    /// Telling Buildkite about `job` failed (a rejection, or a workload that can never
+    /// start), and this is what happens to the message (see [`FeedbackRetry`]).
+    fn on_feedback_retry(&self, job: JobId, report: FeedbackReport, retry: FeedbackRetry) {
+        let _ = (job, report, retry);
     }
 
     /// This replica became the leader (`true`) or a standby (`false`).
@@ -121,7 +121,26 @@ pub struct SweepSummary {
     pub duration: Duration,
 }
 
-/// What became of a failed attempt to tell Buildkite that a workload can never start.
+/// What a message to Buildkite reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FeedbackReport {
+    /// jobify refused the job (the policy, or a workload the API server refused as invalid).
+    Rejected,
+    /// The job's workload can never start.
+    FailedToStart,
+}
+
+impl FeedbackReport {
+    /// A label for metrics and logs: `rejected` or `failed_to_start`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            FeedbackReport::Rejected => "rejected",
+            FeedbackReport::FailedToStart => "failed_to_start",
+        }
+    }
+}
+
+/// What became of a failed attempt to tell Buildkite about a job.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FeedbackRetry {
     /// Attempt number `attempt` (2 for the first retry) is due after `after`.
@@ -189,8 +208,8 @@ impl<O: SchedulerObserver + ?Sized> SchedulerObserver for std::sync::Arc<O> {
     fn on_job_seen(&self, job: &ScheduledJob) {
         (**self).on_job_seen(job);
     }
-    fn on_feedback_retry(&self, job: JobId, retry: FeedbackRetry) {
-        (**self).on_feedback_retry(job, retry);
+    fn on_feedback_retry(&self, job: JobId, report: FeedbackReport, retry: FeedbackRetry) {
+        (**self).on_feedback_retry(job, report, retry);
     }
     fn on_leadership(&self, leader: bool) {
         (**self).on_leadership(leader);

@@ -1,13 +1,14 @@
-//! The retry queue for `FailedToStart` feedback: a report Buildkite did not take is tried
-//! again with exponential backoff, a bounded number of times, and only so many wait at once.
-//! Rejections need none of this: the book forgets them and the next poll rejects them again.
+//! The retry queue for feedback: a report Buildkite did not take (a rejection, or a workload
+//! that can never start) is tried again with exponential backoff, a bounded number of times,
+//! and only so many wait at once. No report is retried forever: after the last attempt it is
+//! given up on, counted and logged with the job's uuid.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::FeedbackRetry;
+use super::{FeedbackReport, FeedbackRetry};
 use crate::decision::Reason;
 use crate::job::JobId;
 
@@ -20,14 +21,16 @@ pub(super) const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 /// The longest wait between two attempts.
 pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// A message to deliver: which job, and why its workload can never start.
+/// A message to deliver: which job, and why jobify will not run it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Message {
     /// The job.
     pub(super) job: JobId,
     /// Its GraphQL id, when known.
     pub(super) graphql_id: Option<String>,
-    /// Why its workload can never start.
+    /// What the message reports.
+    pub(super) report: FeedbackReport,
+    /// Why jobify will not run the job.
     pub(super) reason: Reason,
     /// Which attempt this is (1 for the first).
     pub(super) attempt: u32,
@@ -104,6 +107,7 @@ mod tests {
         Message {
             job: crate::testing::next_job_id(),
             graphql_id: None,
+            report: FeedbackReport::FailedToStart,
             reason: Reason::new(ReasonCode("image_pull_failed"), "no such image"),
             attempt,
         }

@@ -11,7 +11,9 @@ use tokio::time::Instant;
 
 use super::retry::{Message, Retries};
 use super::sweep::Sweep;
-use super::{FeedbackRetry, SchedulerConfig, SchedulerObserver, SweepEnd, deadline};
+use super::{
+    FeedbackReport, FeedbackRetry, SchedulerConfig, SchedulerObserver, SweepEnd, deadline,
+};
 use crate::book::{Book, BookEvent, JobStatus};
 use crate::decision::{Reason, ReasonCode, Template};
 use crate::feedback::{Feedback, FeedbackError, JobRef};
@@ -32,11 +34,9 @@ pub(super) enum Done {
         latency: Duration,
     },
     Told {
-        job: JobId,
         result: Result<(), FeedbackError>,
-        /// For a `FailedToStart` report: the message, to retry it if it failed. Rejections
-        /// have none (the book forgets them and the next poll rejects them again).
-        retry: Option<Message>,
+        /// The message, to retry it if it failed.
+        message: Message,
     },
     States(Result<Vec<(JobId, JobState)>, MonitorError>),
     Cancelled {
@@ -128,26 +128,20 @@ where
         }));
     }
 
-    /// Rejects `job` in Buildkite; a failure is handled by the book (the next poll rejects
-    /// the job again).
-    fn tell(&mut self, job: JobId, graphql_id: Option<String>, reason: Reason) {
-        let feedback = self.feedback;
-        self.ops.push(Box::pin(async move {
-            let target = JobRef {
-                id: job,
-                graphql_id,
-            };
-            let result = feedback.fail_job(&target, &reason).await;
-            Done::Told {
-                job,
-                result,
-                retry: None,
-            }
-        }));
+    /// Rejects `job` in Buildkite. The book keeps it rejected, so polls do not decide it
+    /// again; a failure is retried from `retries`.
+    fn reject(&mut self, job: JobId, graphql_id: Option<String>, reason: Reason) {
+        self.tell(Message {
+            job,
+            graphql_id,
+            report: FeedbackReport::Rejected,
+            reason,
+            attempt: 1,
+        });
     }
 
-    /// Tells Buildkite a workload can never start; a failure is retried from `retries`.
-    fn tell_failed_to_start(&mut self, message: Message) {
+    /// Tells Buildkite why jobify will not run a job; a failure is retried from `retries`.
+    fn tell(&mut self, message: Message) {
         let feedback = self.feedback;
         self.ops.push(Box::pin(async move {
             let target = JobRef {
@@ -155,18 +149,22 @@ where
                 graphql_id: message.graphql_id.clone(),
             };
             let result = feedback.fail_job(&target, &message.reason).await;
-            Done::Told {
-                job: message.job,
-                result,
-                retry: Some(message),
-            }
+            Done::Told { result, message }
         }));
     }
 
     pub(super) fn start_due_retries(&mut self) {
         for message in self.retries.take_due(Instant::now()) {
-            tracing::info!(job = %message.job, attempt = message.attempt, "telling Buildkite again that the workload can never start");
-            self.tell_failed_to_start(message);
+            // A rejected job Buildkite stopped listing meanwhile (cancelled by a person, say)
+            // needs no more telling.
+            if message.report == FeedbackReport::Rejected
+                && self.book.status(message.job) != Some(JobStatus::Rejected)
+            {
+                tracing::debug!(job = %message.job, "a rejected job is no longer scheduled; not telling Buildkite again");
+                continue;
+            }
+            tracing::info!(job = %message.job, report = message.report.kind(), attempt = message.attempt, "telling Buildkite again why jobify will not run the job");
+            self.tell(message);
         }
     }
 
@@ -212,7 +210,7 @@ where
     pub(super) fn carry_out(&mut self, plan: Plan) {
         for (job, reason) in plan.rejections {
             tracing::info!(job = %job.id, pipeline = %job.pipeline, code = %reason.code, reason = %reason.message, "rejecting job");
-            self.tell(job.id, Some(job.graphql_id), reason);
+            self.reject(job.id, Some(job.graphql_id), reason);
         }
         self.queued.extend(plan.launches);
         self.waiting.extend(plan.waiting);
@@ -249,9 +247,10 @@ where
                 self.observer.on_failed_to_start(*job, reason);
                 let graphql_id = self.graphql_ids.remove(job);
                 if self.leader {
-                    self.tell_failed_to_start(Message {
+                    self.tell(Message {
                         job: *job,
                         graphql_id,
+                        report: FeedbackReport::FailedToStart,
                         reason: reason.clone(),
                         attempt: 1,
                     });
@@ -284,15 +283,11 @@ where
                 result,
                 latency,
             } => self.on_launched(*job, result, latency),
-            Done::Told { job, result, retry } => {
-                self.observer.on_feedback(job, result.as_ref().map(|_| ()));
-                match (result, retry) {
-                    (Ok(()), _) => {}
-                    (Err(err), None) => {
-                        tracing::warn!(%job, error = %err, "could not tell Buildkite; will retry");
-                        self.apply(BookEvent::FeedbackFailed(job));
-                    }
-                    (Err(err), Some(message)) => self.feedback_failed(message, &err),
+            Done::Told { result, message } => {
+                self.observer
+                    .on_feedback(message.job, result.as_ref().map(|_| ()));
+                if let Err(err) = result {
+                    self.feedback_failed(message, &err);
                 }
             }
             Done::States(result) => {
@@ -315,24 +310,31 @@ where
         }
     }
 
-    /// A `FailedToStart` report failed: retry it later, or give up on it, and say so.
+    /// A report failed: retry it later, or give up on it, and say so. A rejected job stays
+    /// rejected in the book either way: jobify does not decide it again while Buildkite
+    /// lists it (a restart does).
     fn feedback_failed(&mut self, message: Message, err: &FeedbackError) {
         let job = message.job;
         let attempt = message.attempt;
+        let report = message.report;
+        let what = match report {
+            FeedbackReport::Rejected => "that jobify rejected the job",
+            FeedbackReport::FailedToStart => "that the workload can never start",
+        };
         let retry = self.retries.failed(message, Instant::now());
-        self.observer.on_feedback_retry(job, retry);
+        self.observer.on_feedback_retry(job, report, retry);
         match retry {
             FeedbackRetry::Scheduled {
                 attempt: next,
                 after,
             } => {
-                tracing::warn!(%job, attempt, error = %err, next_attempt = next, retry_in = ?after, "could not tell Buildkite the workload can never start; will retry");
+                tracing::warn!(%job, report = report.kind(), attempt, error = %err, next_attempt = next, retry_in = ?after, "could not tell Buildkite {what}; will retry");
             }
             FeedbackRetry::GivenUp { attempts } => {
-                tracing::error!(%job, attempts, error = %err, "could not tell Buildkite the workload can never start; giving up, the job stays scheduled in Buildkite");
+                tracing::error!(%job, report = report.kind(), attempts, error = %err, "could not tell Buildkite {what}; giving up: the job stays scheduled in Buildkite until it is cancelled there or jobify restarts");
             }
             FeedbackRetry::Dropped => {
-                tracing::error!(%job, attempt, error = %err, waiting = self.retries.len(), "could not tell Buildkite the workload can never start, and too many reports wait for a retry; dropping this one, the job stays scheduled in Buildkite");
+                tracing::error!(%job, report = report.kind(), attempt, error = %err, waiting = self.retries.len(), "could not tell Buildkite {what}, and too many reports wait for a retry; dropping this one: the job stays scheduled in Buildkite until it is cancelled there or jobify restarts");
             }
         }
     }
@@ -373,7 +375,7 @@ where
                     ),
                 );
                 if self.leader {
-                    self.tell(job.id, Some(job.graphql_id), reason);
+                    self.reject(job.id, Some(job.graphql_id), reason);
                 }
             }
             Err(err @ LaunchError::Forbidden { .. }) => {

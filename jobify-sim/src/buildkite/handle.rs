@@ -315,6 +315,12 @@ impl BuildkiteSim {
         lock(&self.shared.state).expire(uuid)
     }
 
+    /// Switches on the schema-permitted answers in `answers` (and off the others), from the
+    /// next request on.
+    pub fn set_schema_answers(&self, answers: crate::buildkite::SchemaAnswers) {
+        lock(&self.shared.state).answers = answers;
+    }
+
     /// Cancels the job as a user pressing Cancel in the UI would; `false` if it was already
     /// finished, cancelled or unknown.
     pub fn cancel_job(&self, uuid: Uuid) -> bool {

@@ -29,6 +29,7 @@
 //! - A connection without `first`/`last` serves at most 500 items; `Build.jobs` lists jobs in
 //!   step order; clusters exist only as ids on jobs (`JobSpec::cluster`).
 
+mod answers;
 mod connection;
 mod cost;
 mod env;
@@ -46,6 +47,7 @@ mod server;
 mod state;
 mod variables;
 
+pub use answers::SchemaAnswers;
 pub use handle::{BuildkiteSim, BuildkiteSimConfig, BuildkiteStats, Error, JobHandle, JobSnapshot};
 pub use job::{Annotation, JobSpec, JobState};
 pub use rate_limit::Budget;

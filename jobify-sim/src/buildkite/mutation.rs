@@ -40,6 +40,11 @@ fn annotation(input: &JsonMap) -> Annotation {
     }
 }
 
+/// The stored annotation, or null when [`super::SchemaAnswers::null_annotations`] is on.
+fn annotation_answer(state: &super::state::State, note: Annotation) -> Option<Kind> {
+    (!state.answers.null_annotations).then_some(Kind::Annotation(note))
+}
+
 fn client_mutation_id(input: &JsonMap) -> Option<String> {
     str_arg(input, "clientMutationId").map(str::to_owned)
 }
@@ -54,10 +59,13 @@ pub(crate) fn resolve<'a, 'c: 'a>(root: &Obj<'c>, field: &str, args: &JsonMap) -
             state.cancel(job, true).map_err(|e| FieldError {
                 message: e.to_string(),
             })?;
+            if state.answers.null_cancel_payloads {
+                return Ok(ResolvedValue::null());
+            }
             Kind::Payload {
                 type_name: "JobTypeCommandCancelPayload",
                 client_mutation_id: client_mutation_id(input),
-                fields: vec![("jobTypeCommand", Kind::Job(job))],
+                fields: vec![("jobTypeCommand", Some(Kind::Job(job)))],
             }
         }
         "jobAnnotate" => {
@@ -76,8 +84,8 @@ pub(crate) fn resolve<'a, 'c: 'a>(root: &Obj<'c>, field: &str, args: &JsonMap) -
                 type_name: "JobAnnotatePayload",
                 client_mutation_id: client_mutation_id(input),
                 fields: vec![
-                    ("annotation", Kind::Annotation(note)),
-                    ("job", Kind::Job(job)),
+                    ("annotation", annotation_answer(&state, note)),
+                    ("job", Some(Kind::Job(job))),
                 ],
             }
         }
@@ -97,8 +105,8 @@ pub(crate) fn resolve<'a, 'c: 'a>(root: &Obj<'c>, field: &str, args: &JsonMap) -
                 type_name: "BuildAnnotatePayload",
                 client_mutation_id: client_mutation_id(input),
                 fields: vec![
-                    ("annotation", Kind::Annotation(note)),
-                    ("build", Kind::Build(build)),
+                    ("annotation", annotation_answer(&state, note)),
+                    ("build", Some(Kind::Build(build))),
                 ],
             }
         }

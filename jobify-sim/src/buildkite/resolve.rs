@@ -55,11 +55,12 @@ pub(crate) enum Kind {
         value: String,
     },
     Annotation(Annotation),
-    /// A mutation's payload: its type name, `clientMutationId`, and its object fields.
+    /// A mutation's payload: its type name, `clientMutationId`, and its object fields
+    /// (`None`: the field is null).
     Payload {
         type_name: &'static str,
         client_mutation_id: Option<String>,
-        fields: Vec<(&'static str, Kind)>,
+        fields: Vec<(&'static str, Option<Kind>)>,
     },
 }
 
@@ -149,7 +150,11 @@ impl<'c> Obj<'c> {
     where
         'c: 'a,
     {
-        let found = root_lookup(&self.cx.state.borrow(), field, args)?;
+        let state = self.cx.state.borrow();
+        let found = root_lookup(&state, field, args)?;
+        if let Some(Kind::Job(uuid)) = &found {
+            failing_job(&state, *uuid)?;
+        }
         Ok(self.maybe(found))
     }
 
@@ -345,7 +350,12 @@ impl<'c> Obj<'c> {
             (Kind::PageInfo { next, .. }, "hasNextPage") => (*next).into(),
             (Kind::PageInfo { previous, .. }, "hasPreviousPage") => (*previous).into(),
             (Kind::Edge { cursor, .. }, "cursor") => cursor.clone().into(),
-            (Kind::Edge { node, .. }, "node") => return Ok(self.obj((**node).clone())),
+            (Kind::Edge { node, .. }, "node") => {
+                if let Kind::Job(uuid) = **node {
+                    failing_job(&self.cx.state.borrow(), uuid)?;
+                }
+                return Ok(self.obj((**node).clone()));
+            }
             (Kind::Connection(c), "count") => c.page.count.into(),
             (Kind::Connection(c), "pageInfo") => {
                 let items = &c.page.items;
@@ -385,7 +395,7 @@ impl<'c> Obj<'c> {
                     .find(|(n, _)| *n == name)
                     .map(|(_, k)| k.clone());
                 return match found {
-                    Some(kind) => Ok(self.obj(kind)),
+                    Some(kind) => Ok(self.maybe(kind)),
                     None => Err(not_served(self.kind.type_name(), field)),
                 };
             }
@@ -416,6 +426,17 @@ impl ObjectValue for Obj<'_> {
             _ => self.plain(field),
         }
     }
+}
+
+/// A job switched to fail to resolve ([`super::SchemaAnswers::failing_jobs`]) is a field
+/// error: its node is null and `errors` names the path.
+fn failing_job(state: &State, uuid: Uuid) -> Result<(), FieldError> {
+    if state.answers.failing_jobs.contains(&uuid) {
+        return Err(FieldError {
+            message: super::answers::FAILING_JOB.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// What a `Query` field finds: `organization`, `node`, `job`, `pipeline`, `build`.

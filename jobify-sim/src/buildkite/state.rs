@@ -68,6 +68,8 @@ pub(crate) struct State {
     /// Job uuids in creation order.
     pub(crate) job_order: Vec<Uuid>,
     agents_started: u64,
+    /// Schema-permitted answers switched on for this run.
+    pub(crate) answers: super::answers::SchemaAnswers,
 }
 
 impl State {
@@ -84,6 +86,7 @@ impl State {
             jobs: HashMap::new(),
             job_order: Vec::new(),
             agents_started: 0,
+            answers: super::answers::SchemaAnswers::default(),
         }
     }
 

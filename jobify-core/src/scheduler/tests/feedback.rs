@@ -142,6 +142,7 @@ async fn a_failed_to_start_report_buildkite_did_not_take_is_retried_after_a_back
         *recorder.retries.lock().expect("lock"),
         vec![(
             job.id,
+            FeedbackReport::FailedToStart,
             FeedbackRetry::Scheduled {
                 attempt: 2,
                 after: Duration::from_secs(2)
@@ -199,10 +200,102 @@ async fn a_failed_to_start_report_is_given_up_after_its_last_attempt() {
         retries.last(),
         Some(&(
             job.id,
+            FeedbackReport::FailedToStart,
             FeedbackRetry::GivenUp {
                 attempts: super::retry::MAX_ATTEMPTS
             }
         ))
+    );
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejection_buildkite_never_takes_is_retried_a_bounded_number_of_times() {
+    // Buildkite keeps listing the job, and every report fails (an answer that can never
+    // succeed): the rejection is retried with backoff, not at every poll, and given up on.
+    let refused = ScheduledJob::fixture().on_pipeline("refused").build();
+    let listed: Listed = Arc::new(Mutex::new(vec![refused.clone()]));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let (_events, stream) = events();
+    let mut jobifier = MockJobifier::new();
+    jobifier.expect_launch().never();
+    jobifier.expect_events().return_once(move || stream);
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counter = attempts.clone();
+    let mut feedback = MockFeedback::new();
+    feedback.expect_fail_job().returning(move |target, _| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Err(FeedbackError {
+            job: target.id,
+            source: "jobAnnotate returned no annotation".into(),
+        })
+    });
+    let recorder = Arc::new(Recorder::default());
+    let dispatcher =
+        dispatcher(monitor(&listed, &polls), jobifier, feedback, 5).with_observer(recorder.clone());
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        2,
+        "the first report, and one retry after 2 s: not one per poll"
+    );
+    sleep(Duration::from_secs(600)).await;
+    assert!(
+        polls.load(Ordering::SeqCst) > 50,
+        "Buildkite was polled all along"
+    );
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        super::retry::MAX_ATTEMPTS as usize,
+        "given up after the last attempt"
+    );
+    let retries = recorder.retries.lock().expect("lock").clone();
+    assert_eq!(
+        retries.last(),
+        Some(&(
+            refused.id,
+            FeedbackReport::Rejected,
+            FeedbackRetry::GivenUp {
+                attempts: super::retry::MAX_ATTEMPTS
+            }
+        ))
+    );
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejection_retry_is_not_sent_for_a_job_buildkite_stopped_listing() {
+    let refused = ScheduledJob::fixture().on_pipeline("refused").build();
+    let listed: Listed = Arc::new(Mutex::new(vec![refused.clone()]));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let (_events, stream) = events();
+    let mut jobifier = MockJobifier::new();
+    jobifier.expect_events().return_once(move || stream);
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let counter = attempts.clone();
+    let mut feedback = MockFeedback::new();
+    feedback.expect_fail_job().returning(move |target, _| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Err(FeedbackError {
+            job: target.id,
+            source: "HTTP 502 from Buildkite".into(),
+        })
+    });
+    let dispatcher = dispatcher(monitor(&listed, &polls), jobifier, feedback, 5);
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(1)).await;
+    assert_eq!(attempts.load(Ordering::SeqCst), 1);
+    // Cancelled by a person: Buildkite no longer lists it, and the next complete sweep
+    // forgets it.
+    listed.lock().expect("lock").clear();
+    sleep(POLL).await;
+    let before = attempts.load(Ordering::SeqCst);
+    sleep(Duration::from_secs(300)).await;
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        before,
+        "no retry for a job Buildkite no longer lists"
     );
     stop(stop_tx, handle).await;
 }

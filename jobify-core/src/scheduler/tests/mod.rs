@@ -218,7 +218,7 @@ struct Recorder {
     in_flight: Mutex<Vec<u32>>,
     by_queue: Mutex<Vec<Vec<(String, u32)>>>,
     seen: Mutex<Vec<JobId>>,
-    retries: Mutex<Vec<(JobId, FeedbackRetry)>>,
+    retries: Mutex<Vec<(JobId, FeedbackReport, FeedbackRetry)>>,
     sweeps: Mutex<Vec<(SweepEnd, usize, usize)>>,
 }
 
@@ -249,8 +249,11 @@ impl SchedulerObserver for Recorder {
     fn on_job_seen(&self, job: &ScheduledJob) {
         self.seen.lock().expect("lock").push(job.id);
     }
-    fn on_feedback_retry(&self, job: JobId, retry: FeedbackRetry) {
-        self.retries.lock().expect("lock").push((job, retry));
+    fn on_feedback_retry(&self, job: JobId, report: FeedbackReport, retry: FeedbackRetry) {
+        self.retries
+            .lock()
+            .expect("lock")
+            .push((job, report, retry));
     }
     fn on_sweep(&self, sweep: &SweepSummary) {
         self.sweeps
