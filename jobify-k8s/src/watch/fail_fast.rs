@@ -8,6 +8,9 @@
 //! | `ErrImagePull` / `ImagePullBackOff`                  | after `image_pull_grace`    |
 //! | pod pending (unschedulable or not)                   | after `pending_timeout`     |
 //! | Job without a pod                                    | after `no_pod_grace`        |
+//! | an init container exited non-zero                    | at once                     |
+//! | the pod failed before it started (evicted, ...)      | at once                     |
+//! | the Job failed before its pod started                | at once                     |
 //!
 //! Timers start when jobify first observes the condition, so after a restart they start
 //! again: a restart delays giving up, never hastens it.
@@ -37,6 +40,15 @@ pub enum Cause {
     PendingTooLong,
     /// The Job never got a pod (quota, admission webhook, ...).
     NoPod,
+    /// An init container exited with a non-zero code: the agent never ran.
+    InitContainerFailed(ContainerTerminated),
+    /// The pod failed before it started (evicted, its node lost, killed while initializing).
+    PodFailed {
+        /// The pod's reason and message, e.g. `Evicted: The node was low on resource: memory`.
+        detail: String,
+    },
+    /// The Job failed while its pod had not started (deadline exceeded, its pod deleted, ...).
+    JobFailedBeforeStart,
 }
 
 impl Cause {
@@ -49,6 +61,9 @@ impl Cause {
             Cause::Unschedulable { .. } => "unschedulable",
             Cause::PendingTooLong => "pending_timeout",
             Cause::NoPod => "no_pod",
+            Cause::InitContainerFailed(_) => "init_container_failed",
+            Cause::PodFailed { .. } => "pod_failed_before_start",
+            Cause::JobFailedBeforeStart => "job_failed_before_start",
         })
     }
 
@@ -92,6 +107,18 @@ impl Cause {
                  webhooks)",
                 humantime::format_duration(config.no_pod_grace)
             ),
+            Cause::InitContainerFailed(t) => {
+                format!(
+                    "init container `{}` failed before the agent started: {t}",
+                    t.container
+                )
+            }
+            Cause::PodFailed { detail } => {
+                format!("the pod failed before the agent started: {detail}")
+            }
+            Cause::JobFailedBeforeStart => "the Kubernetes Job failed before its pod started \
+                 (its deadline passed, or its pod was deleted)"
+                .to_owned(),
         }
     }
 }
@@ -119,6 +146,35 @@ impl fmt::Display for ContainerWaiting {
     }
 }
 
+/// A container that exited with a non-zero code, as the kubelet reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContainerTerminated {
+    /// Container name.
+    pub container: String,
+    /// Its exit code.
+    pub exit_code: i32,
+    /// The kubelet's reason, e.g. `Error` or `OOMKilled`.
+    pub reason: String,
+    /// The end of its termination message (at most [`MESSAGE_TAIL`] bytes).
+    pub message: String,
+}
+
+/// How much of a termination message a report keeps: its end, where the error usually is.
+pub const MESSAGE_TAIL: usize = 512;
+
+impl fmt::Display for ContainerTerminated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exit code {}", self.exit_code)?;
+        if !self.reason.is_empty() {
+            write!(f, " ({})", self.reason)?;
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
+    }
+}
+
 /// What was observed of a job's pod: the few fields fail-fast needs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PodObservation {
@@ -130,6 +186,10 @@ pub struct PodObservation {
     pub unschedulable: Option<String>,
     /// Containers (init containers included) waiting to start.
     pub waiting: Vec<ContainerWaiting>,
+    /// Init containers that exited with a non-zero code.
+    pub init_failures: Vec<ContainerTerminated>,
+    /// The pod is `Failed` and none of its containers ever ran: its reason and message.
+    pub failed_before_start: Option<String>,
 }
 
 /// The start-up watch of one job.
@@ -185,6 +245,19 @@ impl StartWatch {
         self.started
     }
 
+    /// Why a Job that failed while its pod had not started failed: what its pod showed,
+    /// or, when it showed nothing clearer, that the Job failed first.
+    pub fn cause_of_failure(&self) -> Cause {
+        let pod = self.last.as_ref();
+        if let Some(failed) = pod.and_then(|p| p.init_failures.first()) {
+            return Cause::InitContainerFailed(failed.clone());
+        }
+        match pod.and_then(|p| p.failed_before_start.clone()) {
+            Some(detail) => Cause::PodFailed { detail },
+            None => Cause::JobFailedBeforeStart,
+        }
+    }
+
     /// The last observed pod's name.
     pub fn pod_name(&self) -> Option<&str> {
         self.last.as_ref().map(|p| p.name.as_str())
@@ -206,6 +279,14 @@ impl StartWatch {
                 .find(|w| reasons.contains(&w.reason.as_str()))
                 .cloned()
         };
+        if let Some(failed) = pod.init_failures.first() {
+            return Some(Cause::InitContainerFailed(failed.clone()));
+        }
+        if let Some(detail) = &pod.failed_before_start {
+            return Some(Cause::PodFailed {
+                detail: detail.clone(),
+            });
+        }
         if let Some(waiting) = with(INVALID_IMAGE_REASONS) {
             return Some(Cause::InvalidImage(waiting));
         }
@@ -252,6 +333,8 @@ mod tests {
             name: "pod-1".to_owned(),
             started: false,
             unschedulable: None,
+            init_failures: Vec::new(),
+            failed_before_start: None,
             waiting: vec![ContainerWaiting {
                 container: "agent".to_owned(),
                 image: "nope:latest".to_owned(),
@@ -374,6 +457,50 @@ mod tests {
             ..config()
         };
         assert_eq!(watch.check(&disabled, t0 + secs(10_000)), None);
+    }
+
+    #[test]
+    fn an_init_container_that_exits_non_zero_fails_at_once_with_its_exit_code_and_message() {
+        let t0 = Instant::now();
+        let mut watch = StartWatch::new(t0);
+        watch.observe(
+            PodObservation {
+                init_failures: vec![ContainerTerminated {
+                    container: "checkout".to_owned(),
+                    exit_code: 128,
+                    reason: "Error".to_owned(),
+                    message: "fatal: repository not found".to_owned(),
+                }],
+                ..pending()
+            },
+            t0,
+        );
+        let reason = watch
+            .check(&config(), t0)
+            .expect("gives up at once")
+            .into_reason(&config(), &[]);
+        assert_eq!(reason.code.as_str(), "init_container_failed");
+        assert_eq!(
+            reason.message,
+            "init container `checkout` failed before the agent started: exit code 128 (Error): \
+             fatal: repository not found"
+        );
+    }
+
+    #[test]
+    fn a_pod_that_failed_before_it_started_fails_at_once() {
+        let t0 = Instant::now();
+        let mut watch = StartWatch::new(t0);
+        watch.observe(
+            PodObservation {
+                failed_before_start: Some("Evicted: low on memory".to_owned()),
+                ..pending()
+            },
+            t0,
+        );
+        let cause = watch.check(&config(), t0).expect("gives up");
+        assert_eq!(cause.code().as_str(), "pod_failed_before_start");
+        assert_eq!(watch.cause_of_failure(), cause);
     }
 
     #[test]

@@ -6,7 +6,9 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 
 use crate::labels;
-use crate::watch::fail_fast::{ContainerWaiting, PodObservation};
+use crate::watch::fail_fast::{
+    ContainerTerminated, ContainerWaiting, MESSAGE_TAIL, PodObservation,
+};
 
 /// How a Job ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,19 +113,80 @@ impl PodSummary {
                     .unwrap_or_else(|| "Unschedulable".to_owned())
             });
         let waiting = statuses().filter_map(waiting).collect();
+        let init_failures = status
+            .into_iter()
+            .flat_map(|s| s.init_container_statuses.iter().flatten())
+            .filter_map(failed)
+            .collect();
+        // A container ran if it runs, or ended after it started.
+        let any_ran = status
+            .into_iter()
+            .flat_map(|s| s.container_statuses.iter().flatten())
+            .any(|c| {
+                c.state.as_ref().is_some_and(|s| {
+                    s.running.is_some()
+                        || s.terminated
+                            .as_ref()
+                            .is_some_and(|t| t.started_at.is_some())
+                }) || c
+                    .last_state
+                    .as_ref()
+                    .is_some_and(|s| s.terminated.is_some())
+            });
+        let failed_before_start = (phase == "Failed" && !any_ran).then(|| {
+            let reason = status
+                .and_then(|s| s.reason.clone())
+                .unwrap_or_else(|| "Failed".to_owned());
+            match status.and_then(|s| s.message.clone()) {
+                Some(message) if !message.is_empty() => format!("{reason}: {message}"),
+                _ => reason,
+            }
+        });
         Some(PodSummary {
             job,
             observation: PodObservation {
                 name: meta.name.clone().unwrap_or_default(),
                 // Kubernetes keeps a pod Pending until every container has been created: the
                 // agent may already run while a command container's image cannot be pulled,
-                // and that pod still can never run the job.
-                started: phase != "Pending",
+                // and that pod still can never run the job. A pod that failed before any of
+                // its containers ran never started either.
+                started: match phase {
+                    "Pending" => false,
+                    "Failed" => any_ran,
+                    _ => true,
+                },
                 unschedulable,
                 waiting,
+                init_failures,
+                failed_before_start,
             },
         })
     }
+}
+
+/// An init container that exited non-zero, now or on its last run (`restartPolicy:
+/// OnFailure` restarts it).
+fn failed(status: &ContainerStatus) -> Option<ContainerTerminated> {
+    let terminated = [status.state.as_ref(), status.last_state.as_ref()]
+        .into_iter()
+        .flatten()
+        .find_map(|s| s.terminated.as_ref().filter(|t| t.exit_code != 0))?;
+    let message = terminated.message.clone().unwrap_or_default();
+    Some(ContainerTerminated {
+        container: status.name.clone(),
+        exit_code: terminated.exit_code,
+        reason: terminated.reason.clone().unwrap_or_default(),
+        message: tail(&message, MESSAGE_TAIL).to_owned(),
+    })
+}
+
+/// The last `max` bytes of `text`, cut at a character boundary.
+fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    &text[start..]
 }
 
 fn waiting(status: &ContainerStatus) -> Option<ContainerWaiting> {
@@ -201,6 +264,56 @@ mod tests {
             summary.observation.unschedulable.as_deref(),
             Some("0/1 nodes are available")
         );
+    }
+
+    #[test]
+    fn a_failed_init_container_is_kept_with_its_exit_code_and_the_tail_of_its_message() {
+        let long = format!("{}fatal: repository not found", "x".repeat(2_000));
+        let summary = PodSummary::from_pod(&pod(json!({
+            "phase": "Failed",
+            "initContainerStatuses": [{"name": "checkout", "image": "agent:3", "imageID": "",
+                "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 128, "reason": "Error", "message": long}}}],
+            "containerStatuses": [{"name": "agent", "image": "agent:3", "imageID": "",
+                "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "PodInitializing"}}}]
+        })))
+        .expect("summary");
+        let observation = &summary.observation;
+        assert!(!observation.started, "no container ran");
+        let failed = &observation.init_failures[0];
+        assert_eq!(
+            (failed.container.as_str(), failed.exit_code),
+            ("checkout", 128)
+        );
+        assert!(failed.message.ends_with("fatal: repository not found"));
+        assert_eq!(failed.message.len(), MESSAGE_TAIL);
+        assert_eq!(observation.failed_before_start.as_deref(), Some("Failed"));
+    }
+
+    #[test]
+    fn an_evicted_pod_whose_containers_never_ran_failed_before_start_but_one_that_ran_did_not() {
+        let evicted = PodSummary::from_pod(&pod(json!({
+            "phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory."
+        })))
+        .expect("summary");
+        assert!(!evicted.observation.started);
+        assert_eq!(
+            evicted.observation.failed_before_start.as_deref(),
+            Some("Evicted: The node was low on resource: memory.")
+        );
+        let ran = PodSummary::from_pod(&pod(json!({
+            "phase": "Failed", "reason": "Evicted",
+            "containerStatuses": [{"name": "agent", "image": "agent:3", "imageID": "",
+                "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 137, "startedAt": "2026-12-03T10:00:00Z"}}}]
+        })))
+        .expect("summary");
+        assert!(
+            ran.observation.started,
+            "the agent ran: Buildkite knows the job"
+        );
+        assert_eq!(ran.observation.failed_before_start, None);
     }
 
     #[test]

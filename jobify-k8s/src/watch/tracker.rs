@@ -146,6 +146,17 @@ impl Tracker {
                 Some(Outcome::Succeeded) => {
                     actions.push(Action::Emit(WorkloadEvent::Succeeded(id)));
                 }
+                // Its pod never started, so no agent acquired the job: Buildkite must be told,
+                // or the job stays scheduled with nothing running for it.
+                Some(Outcome::Failed) if !tracked.gave_up && !tracked.start.started() => {
+                    tracked.gave_up = true;
+                    actions.push(Action::GiveUp {
+                        job: id,
+                        name: summary.name.clone(),
+                        pod: tracked.start.pod_name().map(str::to_owned),
+                        cause: tracked.start.cause_of_failure(),
+                    });
+                }
                 Some(Outcome::Failed) if !tracked.gave_up => {
                     actions.push(Action::Emit(WorkloadEvent::Failed(id)));
                 }
@@ -284,6 +295,8 @@ mod tests {
                     })
                     .into_iter()
                     .collect(),
+                init_failures: Vec::new(),
+                failed_before_start: None,
             },
         }
     }
@@ -385,6 +398,54 @@ mod tests {
         );
         // The Job may fail before the deletion lands: FailedToStart already said so.
         assert!(emitted(tracker.job_applied(job(1, Some(Outcome::Failed)), now)).is_empty());
+    }
+
+    #[test]
+    fn a_job_that_fails_before_its_pod_starts_is_given_up_not_just_failed() {
+        let now = Instant::now();
+        let mut tracker = Tracker::new();
+        tracker.job_applied(job(1, None), now);
+        let mut evicted = pod(1, false, None);
+        evicted.observation.failed_before_start =
+            Some("Evicted: The node was low on resource: memory".to_owned());
+        tracker.pod_applied(evicted, now);
+        let actions = tracker.job_applied(job(1, Some(Outcome::Failed)), now);
+        assert!(
+            matches!(
+                actions.as_slice(),
+                [Action::GiveUp { cause: Cause::PodFailed { detail }, pod: Some(pod), .. }]
+                    if detail.starts_with("Evicted") && pod == "pod-1"
+            ),
+            "{actions:?}"
+        );
+        assert!(
+            tracker.tick(&FailFastConfig::default(), now).is_empty(),
+            "given up once"
+        );
+
+        // No pod at all: the Job failed first (its deadline, say).
+        tracker.job_applied(job(2, None), now);
+        let actions = tracker.job_applied(job(2, Some(Outcome::Failed)), now);
+        assert!(
+            matches!(
+                actions.as_slice(),
+                [Action::GiveUp {
+                    cause: Cause::JobFailedBeforeStart,
+                    ..
+                }]
+            ),
+            "{actions:?}"
+        );
+    }
+
+    #[test]
+    fn a_job_whose_pod_ran_fails_as_before() {
+        let now = Instant::now();
+        let mut tracker = Tracker::new();
+        tracker.job_applied(job(1, None), now);
+        tracker.pod_applied(pod(1, true, None), now);
+        let events = emitted(tracker.job_applied(job(1, Some(Outcome::Failed)), now));
+        assert!(events.contains(&WorkloadEvent::Failed(id(1))), "{events:?}");
     }
 
     #[test]
