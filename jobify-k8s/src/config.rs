@@ -17,6 +17,11 @@ use crate::labels::is_dns1123_label;
 
 /// Length of a hyphenated uuid, the part of a Job name after the prefix.
 const UUID_LEN: usize = 36;
+/// Pods a Job tries by default ([`KubernetesConfig::pod_attempts`]).
+pub const DEFAULT_POD_ATTEMPTS: u8 = 3;
+/// The most pods a Job may try.
+pub const MAX_POD_ATTEMPTS: u8 = 10;
+
 /// Longest DNS-1123 label: a Job's name becomes its pods' `job-name` label.
 const MAX_JOB_NAME_LEN: usize = 63;
 
@@ -46,6 +51,12 @@ pub struct KubernetesConfig {
     /// plugin's `jobActiveDeadlineSeconds` overrides it per job.
     #[serde(with = "humantime_serde")]
     pub active_deadline: Duration,
+    /// Pods a Job may try, the first included (`backoffLimit` is one less), when a pod dies
+    /// before its agent runs: evicted, its node lost, deleted while pending. A pod in which
+    /// any container exited non-zero (the agent ran, or an init container failed) is never
+    /// tried again (`podFailurePolicy`), and only one pod exists at a time
+    /// (`podReplacementPolicy: Failed`). `1..=10`.
+    pub pod_attempts: u8,
     /// `terminationGracePeriodSeconds` of the pod: time the agent gets to report a
     /// cancelled job before it is killed.
     #[serde(with = "humantime_serde")]
@@ -83,6 +94,7 @@ impl Default for KubernetesConfig {
             agent_tags: Vec::new(),
             ttl_after_finished: Duration::from_secs(10 * 60),
             active_deadline: Duration::from_secs(6 * 60 * 60),
+            pod_attempts: DEFAULT_POD_ATTEMPTS,
             termination_grace_period: Duration::from_secs(60),
             service_account_name: None,
             node_selector: BTreeMap::new(),
@@ -343,6 +355,15 @@ impl KubernetesConfig {
             if duration.as_secs() == 0 {
                 errors.push(ConfigError::new(key, "must be at least 1s"));
             }
+        }
+        if !(1..=MAX_POD_ATTEMPTS).contains(&self.pod_attempts) {
+            errors.push(ConfigError::new(
+                "kubernetes.pod_attempts",
+                format!(
+                    "must be 1 to {MAX_POD_ATTEMPTS} (the first pod included), not {}",
+                    self.pod_attempts
+                ),
+            ));
         }
         if let Some(name) = &self.default_resource_class
             && !self.resource_classes.contains_key(name)
@@ -621,6 +642,22 @@ mod tests {
             .err()
             .expect("unknown key refused");
         assert!(err.to_string().contains("namespac"), "{err}");
+    }
+
+    #[test]
+    fn pod_attempts_must_be_one_to_ten() {
+        for (attempts, valid) in [(0, false), (1, true), (3, true), (10, true), (11, false)] {
+            let config = KubernetesConfig {
+                pod_attempts: attempts,
+                ..KubernetesConfig::default()
+            };
+            let errors = config.validate();
+            assert_eq!(errors.is_empty(), valid, "{attempts}: {errors:?}");
+            if !valid {
+                assert_eq!(errors[0].key, "kubernetes.pod_attempts");
+                assert!(errors[0].to_string().contains("1 to 10"), "{}", errors[0]);
+            }
+        }
     }
 
     #[test]

@@ -82,7 +82,24 @@ fn default_job_runs_the_agent_for_exactly_this_job() {
     assert_eq!(annotations["jobify.dev/priority"], "0");
 
     let spec = rendered.spec.as_ref().expect("spec");
-    assert_eq!(spec.backoff_limit, Some(0));
+    // Three pods at most, and only for pods that died before any container exited non-zero.
+    assert_eq!(spec.backoff_limit, Some(2));
+    assert_eq!(spec.pod_replacement_policy.as_deref(), Some("Failed"));
+    let rules = &spec
+        .pod_failure_policy
+        .as_ref()
+        .expect("a pod failure policy")
+        .rules;
+    assert_eq!(rules.len(), 2);
+    assert_eq!(rules[0].action, "Count");
+    let conditions = rules[0].on_pod_conditions.as_ref().expect("on conditions");
+    assert_eq!(conditions[0].type_, "DisruptionTarget");
+    assert_eq!(rules[1].action, "FailJob");
+    let exit_codes = rules[1].on_exit_codes.as_ref().expect("on exit codes");
+    assert_eq!(
+        (exit_codes.operator.as_str(), exit_codes.values.as_slice()),
+        ("NotIn", &[0][..])
+    );
     assert_eq!(spec.ttl_seconds_after_finished, Some(600));
     assert_eq!(spec.active_deadline_seconds, Some(6 * 3600));
     let pod_meta = spec.template.metadata.as_ref().expect("pod metadata");

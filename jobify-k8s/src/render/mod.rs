@@ -19,7 +19,10 @@ mod typed;
 use std::collections::{BTreeMap, BTreeSet};
 
 use jobify_core::{JobId, ScheduledJob, Template};
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
+use k8s_openapi::api::batch::v1::{
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
+    PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
+};
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
@@ -80,7 +83,9 @@ pub fn render_job(
             ..ObjectMeta::default()
         },
         spec: Some(JobSpec {
-            backoff_limit: Some(0),
+            backoff_limit: Some(i32::from(config.pod_attempts.max(1)) - 1),
+            pod_failure_policy: Some(pod_failure_policy()),
+            pod_replacement_policy: Some("Failed".to_owned()),
             ttl_seconds_after_finished: Some(
                 i32::try_from(config.ttl_after_finished.as_secs()).unwrap_or(i32::MAX),
             ),
@@ -97,6 +102,39 @@ pub fn render_job(
         }),
         status: None,
     })
+}
+
+/// Which failed pods the Job controller replaces, by the first rule that matches. A pod
+/// disrupted (evicted, preempted, its node lost: condition `DisruptionTarget`) counts towards
+/// `backoffLimit` and is replaced after the Job controller's back-off (10 s, doubling), even
+/// though the kubelet reports its killed containers with exit code 137; jobify stops a Job
+/// whose pod was disrupted after it started, and Buildkite refuses a second agent for a job
+/// already acquired. Any other pod in which a container exited non-zero (the agent ran and
+/// Buildkite knows the job's fate, or an init container failed and would fail again) fails
+/// the Job at once. A pod that ended with no container exit code (deleted while pending)
+/// counts and is replaced.
+fn pod_failure_policy() -> PodFailurePolicy {
+    PodFailurePolicy {
+        rules: vec![
+            PodFailurePolicyRule {
+                action: "Count".to_owned(),
+                on_exit_codes: None,
+                on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                    type_: "DisruptionTarget".to_owned(),
+                    status: "True".to_owned(),
+                }]),
+            },
+            PodFailurePolicyRule {
+                action: "FailJob".to_owned(),
+                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                    operator: "NotIn".to_owned(),
+                    values: vec![0],
+                    container_name: None,
+                }),
+                on_pod_conditions: None,
+            },
+        ],
+    }
 }
 
 /// The agent tags for `job`: one per agent query rule, so the agent is sure to match the job

@@ -9,8 +9,11 @@
 //! | pod pending (unschedulable or not)                   | after `pending_timeout`     |
 //! | Job without a pod                                    | after `no_pod_grace`        |
 //! | an init container exited non-zero                    | at once                     |
-//! | the pod failed before it started (evicted, ...)      | at once                     |
-//! | the Job failed before its pod started                | at once                     |
+//! | the Job failed while its pod had not started         | at once (its pods are spent) |
+//!
+//! A pod that dies before its agent runs (evicted, its node lost, deleted while pending) is
+//! replaced by the Job controller up to `pod_attempts` times; only when the Job itself fails
+//! is the job given up on, with what its last pod showed.
 //!
 //! Timers start when jobify first observes the condition, so after a restart they start
 //! again: a restart delays giving up, never hastens it.
@@ -42,13 +45,19 @@ pub enum Cause {
     NoPod,
     /// An init container exited with a non-zero code: the agent never ran.
     InitContainerFailed(ContainerTerminated),
-    /// The pod failed before it started (evicted, its node lost, killed while initializing).
+    /// The Job failed after its last pod failed before it started (evicted, its node lost,
+    /// killed while initializing).
     PodFailed {
         /// The pod's reason and message, e.g. `Evicted: The node was low on resource: memory`.
         detail: String,
+        /// How many pods the Job tried.
+        pods: u32,
     },
     /// The Job failed while its pod had not started (deadline exceeded, its pod deleted, ...).
-    JobFailedBeforeStart,
+    JobFailedBeforeStart {
+        /// How many pods the Job tried.
+        pods: u32,
+    },
 }
 
 impl Cause {
@@ -63,7 +72,7 @@ impl Cause {
             Cause::NoPod => "no_pod",
             Cause::InitContainerFailed(_) => "init_container_failed",
             Cause::PodFailed { .. } => "pod_failed_before_start",
-            Cause::JobFailedBeforeStart => "job_failed_before_start",
+            Cause::JobFailedBeforeStart { .. } => "job_failed_before_start",
         })
     }
 
@@ -113,12 +122,15 @@ impl Cause {
                     t.container
                 )
             }
-            Cause::PodFailed { detail } => {
-                format!("the pod failed before the agent started: {detail}")
-            }
-            Cause::JobFailedBeforeStart => "the Kubernetes Job failed before its pod started \
-                 (its deadline passed, or its pod was deleted)"
-                .to_owned(),
+            Cause::PodFailed { detail, pods } => format!(
+                "the pod failed before the agent started ({}): {detail}",
+                tried(*pods)
+            ),
+            Cause::JobFailedBeforeStart { pods } => format!(
+                "the Kubernetes Job failed before its pod started ({}; its deadline passed, or \
+                 its pod was deleted)",
+                tried(*pods)
+            ),
         }
     }
 }
@@ -143,6 +155,15 @@ impl fmt::Display for ContainerWaiting {
             write!(f, ": {}", self.message)?;
         }
         Ok(())
+    }
+}
+
+/// How many pods were tried, in words.
+fn tried(pods: u32) -> String {
+    match pods {
+        0 => "no pod ran".to_owned(),
+        1 => "1 pod tried".to_owned(),
+        n => format!("{n} pods tried"),
     }
 }
 
@@ -245,16 +266,16 @@ impl StartWatch {
         self.started
     }
 
-    /// Why a Job that failed while its pod had not started failed: what its pod showed,
-    /// or, when it showed nothing clearer, that the Job failed first.
-    pub fn cause_of_failure(&self) -> Cause {
+    /// Why a Job that failed after trying `pods` pods, none of which started, failed: what
+    /// its last pod showed, or, when it showed nothing clearer, that the Job failed first.
+    pub fn cause_of_failure(&self, pods: u32) -> Cause {
         let pod = self.last.as_ref();
         if let Some(failed) = pod.and_then(|p| p.init_failures.first()) {
             return Cause::InitContainerFailed(failed.clone());
         }
         match pod.and_then(|p| p.failed_before_start.clone()) {
-            Some(detail) => Cause::PodFailed { detail },
-            None => Cause::JobFailedBeforeStart,
+            Some(detail) => Cause::PodFailed { detail, pods },
+            None => Cause::JobFailedBeforeStart { pods },
         }
     }
 
@@ -282,10 +303,10 @@ impl StartWatch {
         if let Some(failed) = pod.init_failures.first() {
             return Some(Cause::InitContainerFailed(failed.clone()));
         }
-        if let Some(detail) = &pod.failed_before_start {
-            return Some(Cause::PodFailed {
-                detail: detail.clone(),
-            });
+        // A pod that failed before it started is the Job controller's to replace: the job
+        // is given up on when the Job fails (`cause_of_failure`).
+        if pod.failed_before_start.is_some() {
+            return None;
         }
         if let Some(waiting) = with(INVALID_IMAGE_REASONS) {
             return Some(Cause::InvalidImage(waiting));
@@ -488,7 +509,7 @@ mod tests {
     }
 
     #[test]
-    fn a_pod_that_failed_before_it_started_fails_at_once() {
+    fn a_pod_that_failed_before_it_started_is_left_to_the_job_controller_to_replace() {
         let t0 = Instant::now();
         let mut watch = StartWatch::new(t0);
         watch.observe(
@@ -498,9 +519,17 @@ mod tests {
             },
             t0,
         );
-        let cause = watch.check(&config(), t0).expect("gives up");
-        assert_eq!(cause.code().as_str(), "pod_failed_before_start");
-        assert_eq!(watch.cause_of_failure(), cause);
+        assert_eq!(
+            watch.check(&config(), t0 + secs(60)),
+            None,
+            "a new pod may come"
+        );
+        let reason = watch.cause_of_failure(3).into_reason(&config(), &[]);
+        assert_eq!(reason.code.as_str(), "pod_failed_before_start");
+        assert_eq!(
+            reason.message,
+            "the pod failed before the agent started (3 pods tried): Evicted: low on memory"
+        );
     }
 
     #[test]

@@ -32,6 +32,8 @@ pub struct JobSummary {
     pub pipeline: Option<String>,
     /// How it ended, if it has.
     pub outcome: Option<Outcome>,
+    /// Its pods that failed (`status.failed`): the pods it tried, when it failed.
+    pub failed_pods: u32,
 }
 
 impl JobSummary {
@@ -46,6 +48,12 @@ impl JobSummary {
             queue: annotation(labels::QUEUE_ANNOTATION),
             pipeline: annotation(labels::PIPELINE_ANNOTATION),
             outcome: outcome(job),
+            failed_pods: job
+                .status
+                .as_ref()
+                .and_then(|s| s.failed)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(0),
         })
     }
 

@@ -2,6 +2,7 @@
 //! clock ticks, answering with the `WorkloadEvent`s to emit and the Jobs to give up on.
 
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 use jobify_core::{JobId, WorkloadEvent};
 use tokio::time::Instant;
@@ -35,6 +36,10 @@ pub enum Action {
     },
 }
 
+/// How long a Job that failed while its pod had not started waits for the pod's last state
+/// before it is given up on without it.
+pub const FAILED_POD_WAIT: Duration = Duration::from_secs(2);
+
 #[derive(Debug)]
 struct Tracked {
     summary: JobSummary,
@@ -43,6 +48,9 @@ struct Tracked {
     gave_up: bool,
     /// Given up on, and deleting its Job failed: delete again on the next tick.
     delete_failed: bool,
+    /// When its Job failed while its pod had not started, until it is given up on: the
+    /// pod's last state may still be on its way (Jobs and pods are separate watches).
+    failed_unstarted: Option<Instant>,
 }
 
 impl Tracked {
@@ -53,7 +61,27 @@ impl Tracked {
             announced_start: false,
             gave_up: false,
             delete_failed: false,
+            failed_unstarted: None,
         }
+    }
+
+    /// Gives up on a Job that failed while its pod had not started, once the pod's last
+    /// state explains why, or `wait` after the Job failed when it does not.
+    fn give_up_failed(&mut self, now: Instant, wait: Duration) -> Option<Action> {
+        let since = self.failed_unstarted?;
+        let cause = self.start.cause_of_failure(self.summary.failed_pods);
+        let explained = !matches!(cause, Cause::JobFailedBeforeStart { .. });
+        if self.gave_up || !(explained || now.duration_since(since) >= wait) {
+            return None;
+        }
+        self.gave_up = true;
+        self.failed_unstarted = None;
+        Some(Action::GiveUp {
+            job: self.summary.job,
+            name: self.summary.name.clone(),
+            pod: self.start.pod_name().map(str::to_owned),
+            cause,
+        })
     }
 
     /// `Started`, the first time the pod is seen started while the Job has not `ended`.
@@ -149,13 +177,7 @@ impl Tracker {
                 // Its pod never started, so no agent acquired the job: Buildkite must be told,
                 // or the job stays scheduled with nothing running for it.
                 Some(Outcome::Failed) if !tracked.gave_up && !tracked.start.started() => {
-                    tracked.gave_up = true;
-                    actions.push(Action::GiveUp {
-                        job: id,
-                        name: summary.name.clone(),
-                        pod: tracked.start.pod_name().map(str::to_owned),
-                        cause: tracked.start.cause_of_failure(),
-                    });
+                    tracked.failed_unstarted = Some(now);
                 }
                 Some(Outcome::Failed) if !tracked.gave_up => {
                     actions.push(Action::Emit(WorkloadEvent::Failed(id)));
@@ -164,6 +186,7 @@ impl Tracker {
             }
         }
         tracked.summary = summary;
+        actions.extend(tracked.give_up_failed(now, FAILED_POD_WAIT));
         actions
     }
 
@@ -198,6 +221,7 @@ impl Tracker {
         if let Some(tracked) = self.jobs.get_mut(&id) {
             tracked.start.observe(pod.observation.clone(), now);
             actions.extend(tracked.announce_start(tracked.summary.outcome.is_some()));
+            actions.extend(tracked.give_up_failed(now, FAILED_POD_WAIT));
         }
         self.pods.insert(id, pod);
         actions
@@ -224,6 +248,7 @@ impl Tracker {
     pub fn tick(&mut self, config: &FailFastConfig, now: Instant) -> Vec<Action> {
         let mut actions = Vec::new();
         for (id, tracked) in &mut self.jobs {
+            actions.extend(tracked.give_up_failed(now, FAILED_POD_WAIT));
             if tracked.summary.outcome.is_some() {
                 continue;
             }
@@ -276,6 +301,7 @@ mod tests {
             queue: Some("k8s".to_owned()),
             pipeline: Some("app".to_owned()),
             outcome,
+            failed_pods: 0,
         }
     }
 
@@ -409,11 +435,19 @@ mod tests {
         evicted.observation.failed_before_start =
             Some("Evicted: The node was low on resource: memory".to_owned());
         tracker.pod_applied(evicted, now);
-        let actions = tracker.job_applied(job(1, Some(Outcome::Failed)), now);
+        assert!(
+            tracker.tick(&FailFastConfig::default(), now).is_empty(),
+            "the Job controller may replace the pod"
+        );
+        let failed = JobSummary {
+            failed_pods: 3,
+            ..job(1, Some(Outcome::Failed))
+        };
+        let actions = tracker.job_applied(failed, now);
         assert!(
             matches!(
                 actions.as_slice(),
-                [Action::GiveUp { cause: Cause::PodFailed { detail }, pod: Some(pod), .. }]
+                [Action::GiveUp { cause: Cause::PodFailed { detail, pods: 3 }, pod: Some(pod), .. }]
                     if detail.starts_with("Evicted") && pod == "pod-1"
             ),
             "{actions:?}"
@@ -423,14 +457,17 @@ mod tests {
             "given up once"
         );
 
-        // No pod at all: the Job failed first (its deadline, say).
+        // No pod at all: the Job failed first (its deadline, say). Its pod's last state may
+        // still come; without it, the job is given up on after a short wait.
         tracker.job_applied(job(2, None), now);
-        let actions = tracker.job_applied(job(2, Some(Outcome::Failed)), now);
+        assert!(emitted(tracker.job_applied(job(2, Some(Outcome::Failed)), now)).is_empty());
+        assert!(tracker.tick(&FailFastConfig::default(), now).is_empty());
+        let actions = tracker.tick(&FailFastConfig::default(), now + FAILED_POD_WAIT);
         assert!(
             matches!(
                 actions.as_slice(),
                 [Action::GiveUp {
-                    cause: Cause::JobFailedBeforeStart,
+                    cause: Cause::JobFailedBeforeStart { pods: 0 },
                     ..
                 }]
             ),

@@ -29,7 +29,13 @@ fn default_job(job: &mut Value) {
     set_default(spec, "parallelism", json!(1));
     set_default(spec, "completionMode", json!("NonIndexed"));
     set_default(spec, "suspend", json!(false));
-    set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
+    // With a pod failure policy a replacement waits for the failed pod to end.
+    let replacement = if spec["podFailurePolicy"].is_object() {
+        "Failed"
+    } else {
+        "TerminatingOrFailed"
+    };
+    set_default(spec, "podReplacementPolicy", json!(replacement));
     // Defaulting copies the template's labels to an unlabelled Job before the selector
     // labels are generated, so the Job itself never carries `controller-uid`.
     let template_labels = spec["template"]["metadata"]["labels"].clone();

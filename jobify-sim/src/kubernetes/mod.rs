@@ -39,9 +39,12 @@
 //!   `foregroundDeletion`/`orphan` on Jobs, handled internally; pods carry no
 //!   `batch.kubernetes.io/job-tracking` finalizer.
 //! - The job controller supports `completions`/`parallelism` (non-indexed), `backoffLimit`,
-//!   `activeDeadlineSeconds`, `suspend` and `ttlSecondsAfterFinished`; not indexed jobs,
-//!   `podFailurePolicy`, `successPolicy`, `backoffLimitPerIndex` or `managedBy`. Its
-//!   replacement back-off is [`Timings::job_backoff`], not 10s doubling.
+//!   `activeDeadlineSeconds`, `suspend`, `ttlSecondsAfterFinished`, `podFailurePolicy`
+//!   (`FailJob`, `Ignore`, `Count` on exit codes and pod conditions; not `FailIndex`) and
+//!   `podReplacementPolicy`; not indexed jobs, `successPolicy`, `backoffLimitPerIndex` or
+//!   `managedBy`. Its replacement back-off is [`Timings::job_backoff`], not 10s doubling.
+//!   [`KubeSim::evict_pod`] evicts a pod as the Eviction API does (a `DisruptionTarget`
+//!   condition, then a graceful deletion).
 //! - The kubelet runs no processes: a pod's main container (the agent) runs for the agent
 //!   script's duration; other containers run alongside and exit 0; init containers
 //!   complete at once. Pod logs are a line or two saying what the container did; no exec,
@@ -75,6 +78,7 @@ mod list;
 mod logs;
 mod meta;
 mod patch;
+mod pod_failure_policy;
 mod pod_status;
 mod quantity;
 mod reconcile;
@@ -207,6 +211,52 @@ impl KubeSim {
             .iter()
             .cloned()
             .collect()
+    }
+
+    /// Evicts pod `name` as a kubelet under node pressure does: its containers stop (none
+    /// ran, if it had not started), it gets the `DisruptionTarget` condition and ends
+    /// `Failed` with reason `Evicted` and `message`, and stays until someone deletes it.
+    /// `false` if there is no such pod or it had already ended.
+    pub fn evict_pod(&self, namespace: &str, name: &str, message: &str) -> bool {
+        let Some(pod) = self.cluster.store.get(Resource::Pods, namespace, name) else {
+            return false;
+        };
+        if matches!(
+            pod["status"]["phase"].as_str(),
+            Some("Succeeded" | "Failed")
+        ) {
+            return false;
+        }
+        self.cluster.stop(meta::uid(&pod));
+        let now = meta::now();
+        self.cluster
+            .write_status(Resource::Pods, namespace, name, |pod| {
+                let status = &mut pod["status"];
+                status["phase"] = serde_json::json!("Failed");
+                status["reason"] = serde_json::json!("Evicted");
+                status["message"] = serde_json::json!(message);
+                let mut conditions = status["conditions"].as_array().cloned().unwrap_or_default();
+                conditions.retain(|c| c["type"] != "DisruptionTarget");
+                conditions.push(serde_json::json!({
+                    "type": "DisruptionTarget", "status": "True",
+                    "reason": "TerminationByKubelet", "message": message,
+                    "lastTransitionTime": now,
+                }));
+                status["conditions"] = serde_json::Value::Array(conditions);
+                for key in ["initContainerStatuses", "containerStatuses"] {
+                    for c in status[key].as_array_mut().into_iter().flatten() {
+                        if c["state"]["running"].is_object() {
+                            c["state"] = serde_json::json!({"terminated": {
+                                "exitCode": 137, "reason": "Error",
+                                "startedAt": c["state"]["running"]["startedAt"].clone(),
+                                "finishedAt": now,
+                            }});
+                        }
+                        c["ready"] = serde_json::json!(false);
+                    }
+                }
+            })
+            .is_some()
     }
 
     /// Ends every open watch with a `410 Expired` `ERROR` event, so clients relist.

@@ -2,7 +2,7 @@
 //! controller loop remembers, returning the status to write and the pods to create or
 //! delete. Conditions, counts and messages follow the real job controller.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::meta;
+use super::pod_failure_policy::{self, Verdict};
 
 /// What the loop remembers between reconciles.
 #[derive(Debug, Default)]
@@ -20,6 +21,9 @@ pub(crate) struct Memory {
     created: HashSet<String>,
     /// No replacement pod before this instant.
     backoff_until: Option<Instant>,
+    /// The last state seen of each pod not yet counted, to judge one that vanished by its
+    /// pod failure policy.
+    last_seen: HashMap<String, Arc<Value>>,
 }
 
 impl Memory {
@@ -35,6 +39,8 @@ pub(crate) enum Finish {
     Complete,
     BackoffLimitExceeded,
     DeadlineExceeded,
+    /// A `FailJob` rule of the pod failure policy matched a failed pod.
+    PodFailurePolicy,
 }
 
 /// What to do after looking at a Job and its pods.
@@ -80,6 +86,21 @@ pub(crate) fn reconcile(
     }
     let mut succeeded = status["succeeded"].as_i64().unwrap_or(0);
     let mut failed = status["failed"].as_i64().unwrap_or(0);
+    let mut fail_job: Option<String> = None;
+    let mut judge =
+        |pod: &Value, failed: &mut i64, memory: &mut Memory| match pod_failure_policy::verdict(
+            job, pod,
+        ) {
+            Verdict::FailJob(message) => {
+                *failed += 1;
+                fail_job.get_or_insert(message);
+            }
+            Verdict::Ignore => {}
+            Verdict::Count => {
+                *failed += 1;
+                memory.backoff_until = Some(instant + job_backoff);
+            }
+        };
     let present: HashSet<&str> = pods.iter().map(|p| meta::uid(p)).collect();
     for pod in pods {
         let uid = meta::uid(pod);
@@ -90,16 +111,20 @@ pub(crate) fn reconcile(
             Some("Succeeded") => {
                 succeeded += 1;
                 memory.counted.insert(uid.to_string());
+                memory.last_seen.remove(uid);
             }
             Some("Failed") => {
-                failed += 1;
                 memory.counted.insert(uid.to_string());
-                memory.backoff_until = Some(instant + job_backoff);
+                memory.last_seen.remove(uid);
+                judge(pod, &mut failed, memory);
             }
-            _ => {}
+            _ => {
+                memory.last_seen.insert(uid.to_string(), pod.clone());
+            }
         }
     }
-    // A pod that vanished before it finished counts as failed, as with finalizer tracking.
+    // A pod that vanished before it finished counts as failed, as with finalizer tracking,
+    // judged by what it last showed.
     let vanished: Vec<String> = memory
         .created
         .iter()
@@ -107,9 +132,9 @@ pub(crate) fn reconcile(
         .cloned()
         .collect();
     for uid in vanished {
-        failed += 1;
-        memory.counted.insert(uid);
-        memory.backoff_until = Some(instant + job_backoff);
+        memory.counted.insert(uid.clone());
+        let last = memory.last_seen.remove(&uid).unwrap_or_default();
+        judge(&last, &mut failed, memory);
     }
     let uncounted: Vec<&Arc<Value>> = pods
         .iter()
@@ -175,6 +200,8 @@ pub(crate) fn reconcile(
         let parallelism = job["spec"]["parallelism"].as_i64().unwrap_or(1);
         let finish = if succeeded >= completions {
             Some(Finish::Complete)
+        } else if fail_job.is_some() {
+            Some(Finish::PodFailurePolicy)
         } else if failed + restarts > backoff_limit {
             Some(Finish::BackoffLimitExceeded)
         } else if deadline.is_some_and(|d| now >= d) {
@@ -191,12 +218,20 @@ pub(crate) fn reconcile(
                 }
                 active_count = 0;
             }
-            finish_status(&mut status, finish, &t);
+            finish_status(&mut status, finish, fail_job.as_deref(), &t);
             plan.events.push(finish_event(finish));
             plan.finished = Some(finish);
         } else {
             let wanted = parallelism.min(completions - succeeded).max(0);
-            let missing = wanted - active_count;
+            // `Failed`: a replacement waits until a terminating pod has ended.
+            let waits_for_terminating = job["spec"]["podReplacementPolicy"] == "Failed";
+            let busy = active_count
+                + if waits_for_terminating {
+                    i64::try_from(terminating).unwrap_or(i64::MAX)
+                } else {
+                    0
+                };
+            let missing = wanted - busy;
             if missing > 0 {
                 match memory.backoff_until {
                     Some(until) if until > instant => plan.wake_at = Some(until),
@@ -234,6 +269,11 @@ fn finish_event(finish: Finish) -> (&'static str, &'static str, &'static str) {
             "Warning",
             "DeadlineExceeded",
             "Job was active longer than specified deadline",
+        ),
+        Finish::PodFailurePolicy => (
+            "Warning",
+            "PodFailurePolicy",
+            "Job failed by a pod failure policy rule",
         ),
     }
 }
@@ -293,7 +333,7 @@ fn set_count(status: &mut Value, key: &str, n: i64) {
     }
 }
 
-fn finish_status(status: &mut Value, finish: Finish, t: &str) {
+fn finish_status(status: &mut Value, finish: Finish, rule: Option<&str>, t: &str) {
     let (target, kind, reason, msg) = match finish {
         Finish::Complete => {
             status["completionTime"] = json!(t);
@@ -315,6 +355,12 @@ fn finish_status(status: &mut Value, finish: Finish, t: &str) {
             "Failed",
             "DeadlineExceeded",
             "Job was active longer than specified deadline",
+        ),
+        Finish::PodFailurePolicy => (
+            "FailureTarget",
+            "Failed",
+            "PodFailurePolicy",
+            rule.unwrap_or("a pod failure policy rule matched"),
         ),
     };
     set_condition(status, target, true, reason, msg, t);
