@@ -4,7 +4,7 @@
 //! |-------------|---------------------------------------------------------------------------|
 //! | `monitor`   | `polls_total`, `poll_errors_total{kind}`, `scheduled_jobs`, `rate_limit_remaining` |
 //! | `scheduler` | `sweeps_total{end}`, `sweep_duration_seconds`, `jobs_seen_total{queue}`, `decisions_total{decision,reason}`, `launches_total{outcome}`, `launch_errors_total{reason}`, `in_flight{queue}`, `scheduled_to_created_seconds`, `feedback_retries_total{report,outcome}`, `leader` |
-//! | `workloads` | `failed_to_start_total{cause}`, `cancellations_total`                     |
+//! | `workloads` | `failed_to_start_total{cause}`, `agents_lost_total{cause}`, `cancellations_total` |
 //! | `buildkite` | `queue_jobs{queue,state}`, `queue_agents{queue,state}` (from `/v3/metrics`) |
 //!
 //! [`Metrics`] is the one handle the rest of the binary updates; it is cheap to clone.
@@ -134,6 +134,7 @@ pub struct Metrics {
     scheduled_to_created: Histogram,
     leader: Gauge,
     failed_to_start: Family<CauseLabels, Counter>,
+    agents_lost: Family<CauseLabels, Counter>,
     cancellations: Counter,
     queue_jobs: Family<QueueStateLabels, Gauge>,
     queue_agents: Family<QueueStateLabels, Gauge>,
@@ -162,6 +163,7 @@ impl Metrics {
             scheduled_to_created: Histogram::new(exponential_buckets(0.05, 2.0, 14)),
             leader: Gauge::default(),
             failed_to_start: Family::default(),
+            agents_lost: Family::default(),
             cancellations: Counter::default(),
             queue_jobs: Family::default(),
             queue_agents: Family::default(),
@@ -252,6 +254,12 @@ impl Metrics {
             "failed_to_start",
             "Workloads given up on because their pod could never start, by cause",
             metrics.failed_to_start.clone(),
+        );
+        workloads.register(
+            "agents_lost",
+            "Running workloads whose pod was disrupted (evicted, preempted, its node lost) \
+             before the Job ended: the agent was lost and jobify stopped the Job, by cause",
+            metrics.agents_lost.clone(),
         );
         workloads.register(
             "cancellations",
@@ -406,6 +414,15 @@ impl Metrics {
     /// A workload's pod could never start.
     pub fn failed_to_start(&self, reason: &Reason) {
         self.failed_to_start
+            .get_or_create(&CauseLabels {
+                cause: reason.code.as_str(),
+            })
+            .inc();
+    }
+
+    /// The agent of a running workload was lost.
+    pub fn agent_lost(&self, reason: &Reason) {
+        self.agents_lost
             .get_or_create(&CauseLabels {
                 cause: reason.code.as_str(),
             })

@@ -83,6 +83,10 @@ impl SchedulerObserver for Observer {
         self.metrics.failed_to_start(reason);
     }
 
+    fn on_agent_lost(&self, _job: JobId, reason: &Reason) {
+        self.metrics.agent_lost(reason);
+    }
+
     fn on_feedback(&self, _job: JobId, _result: Result<(), &FeedbackError>) {}
 
     fn on_cancel(&self, _job: JobId, result: &Result<(), CancelError>) {

@@ -187,6 +187,7 @@ fn update_every_family(metrics: &Metrics) {
         ReasonCode("image_pull_failed"),
         "no such image",
     ));
+    metrics.agent_lost(&Reason::new(ReasonCode("pod_disrupted"), "evicted"));
     metrics.cancelled();
     metrics.set_queue_figures(&BTreeMap::from([(
         "kubernetes".to_owned(),

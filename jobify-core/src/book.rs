@@ -334,7 +334,8 @@ impl Book {
             }
             WorkloadEvent::Succeeded(job)
             | WorkloadEvent::Failed(job)
-            | WorkloadEvent::FailedToStart { job, .. } => {
+            | WorkloadEvent::FailedToStart { job, .. }
+            | WorkloadEvent::AgentLost { job, .. } => {
                 if self.entries.contains_key(&job) {
                     self.set(job, JobStatus::Ended);
                 }

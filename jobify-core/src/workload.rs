@@ -41,6 +41,15 @@ pub enum WorkloadEvent {
         /// The cause, e.g. code `image_pull_failed` with the image and the Kubernetes events.
         reason: Reason,
     },
+    /// Its pod was disrupted (evicted, preempted, its node lost) after it started, while the
+    /// workload had not ended: the agent was lost, and Buildkite reports the job as such. The
+    /// backend stops the workload so that no second pod runs for the job.
+    AgentLost {
+        /// The Buildkite job.
+        job: JobId,
+        /// What happened, e.g. code `pod_disrupted` with the pod's reason.
+        reason: Reason,
+    },
     /// It no longer exists (deleted, or garbage collected after its TTL).
     Gone(JobId),
 }
@@ -55,7 +64,9 @@ impl WorkloadEvent {
             | WorkloadEvent::Succeeded(job)
             | WorkloadEvent::Failed(job)
             | WorkloadEvent::Gone(job) => Some(*job),
-            WorkloadEvent::FailedToStart { job, .. } => Some(*job),
+            WorkloadEvent::FailedToStart { job, .. } | WorkloadEvent::AgentLost { job, .. } => {
+                Some(*job)
+            }
         }
     }
 }

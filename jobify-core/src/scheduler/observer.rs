@@ -42,6 +42,12 @@ pub trait SchedulerObserver: Send + Sync {
         let _ = (job, reason);
     }
 
+    /// The agent of a running job was lost: its pod was disrupted or vanished (see
+    /// [`WorkloadEvent::AgentLost`](crate::WorkloadEvent::AgentLost)).
+    fn on_agent_lost(&self, job: JobId, reason: &Reason) {
+        let _ = (job, reason);
+    }
+
     /// Telling Buildkite about a rejected or failed job finished.
     fn on_feedback(&self, job: JobId, result: Result<(), &FeedbackError>) {
         let _ = (job, result);
@@ -210,6 +216,9 @@ impl<O: SchedulerObserver + ?Sized> SchedulerObserver for std::sync::Arc<O> {
     }
     fn on_feedback_retry(&self, job: JobId, report: FeedbackReport, retry: FeedbackRetry) {
         (**self).on_feedback_retry(job, report, retry);
+    }
+    fn on_agent_lost(&self, job: JobId, reason: &Reason) {
+        (**self).on_agent_lost(job, reason);
     }
     fn on_leadership(&self, leader: bool) {
         (**self).on_leadership(leader);

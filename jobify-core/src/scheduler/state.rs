@@ -256,6 +256,11 @@ where
                     });
                 }
             }
+            WorkloadEvent::AgentLost { job, reason } => {
+                tracing::warn!(%job, code = %reason.code, reason = %reason.message, "the agent of a running job was lost; Buildkite reports the job as lost, and jobify starts no second pod for it");
+                self.observer.on_agent_lost(*job, reason);
+                self.graphql_ids.remove(job);
+            }
             WorkloadEvent::Succeeded(job)
             | WorkloadEvent::Failed(job)
             | WorkloadEvent::Gone(job) => {

@@ -211,6 +211,9 @@ pub struct PodObservation {
     pub init_failures: Vec<ContainerTerminated>,
     /// The pod is `Failed` and none of its containers ever ran: its reason and message.
     pub failed_before_start: Option<String>,
+    /// The pod has condition `DisruptionTarget` (evicted, preempted, its node lost): the Job
+    /// controller would replace it. Its reason, e.g. `DisruptionTarget: TerminationByKubelet`.
+    pub disrupted: Option<String>,
 }
 
 /// The start-up watch of one job.
@@ -356,6 +359,7 @@ mod tests {
             unschedulable: None,
             init_failures: Vec::new(),
             failed_before_start: None,
+            disrupted: None,
             waiting: vec![ContainerWaiting {
                 container: "agent".to_owned(),
                 image: "nope:latest".to_owned(),

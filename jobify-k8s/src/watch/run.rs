@@ -127,6 +127,19 @@ pub(crate) async fn run(
                 Action::Delete { job, name } => {
                     deletes.spawn(delete(Arc::clone(&context.launcher), job, name));
                 }
+                Action::Lose { job, name, reason } => {
+                    // Only the leader stops Jobs; every replica counts the loss.
+                    if *context.leading.borrow() {
+                        tracing::warn!(%job, job_name = %name, code = %reason.code, "the agent of a running job was lost; deleting its Job so that no second pod starts");
+                        deletes.spawn(delete(Arc::clone(&context.launcher), job, name));
+                    }
+                    tokio::select! {
+                        () = &mut shutdown => return,
+                        sent = events.send(WorkloadEvent::AgentLost { job, reason }) => if sent.is_err() {
+                            tracing::debug!("nobody listens to workload events");
+                        },
+                    }
+                }
             }
         }
     }
@@ -211,7 +224,7 @@ async fn delete(launcher: Arc<Launcher>, job: JobId, name: String) -> (JobId, bo
         Ok(()) => (job, true),
         Err(err) => {
             tracing::warn!(%job, error = %err,
-                "could not delete the Job of a pod that cannot start; trying again on the next check");
+                "could not delete the Job; trying again on the next check");
             (job, false)
         }
     }

@@ -34,6 +34,8 @@ pub struct JobSummary {
     pub outcome: Option<Outcome>,
     /// Its pods that failed (`status.failed`): the pods it tried, when it failed.
     pub failed_pods: u32,
+    /// It is being deleted (jobify, a person or the TTL controller removes it).
+    pub deleting: bool,
 }
 
 impl JobSummary {
@@ -54,6 +56,7 @@ impl JobSummary {
                 .and_then(|s| s.failed)
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(0),
+            deleting: meta.deletion_timestamp.is_some(),
         })
     }
 
@@ -150,6 +153,14 @@ impl PodSummary {
                 _ => reason,
             }
         });
+        let disrupted = status
+            .into_iter()
+            .flat_map(|s| s.conditions.iter().flatten())
+            .find(|c| c.type_ == "DisruptionTarget" && c.status == "True")
+            .map(|c| match &c.reason {
+                Some(reason) => format!("DisruptionTarget: {reason}"),
+                None => "DisruptionTarget".to_owned(),
+            });
         Some(PodSummary {
             job,
             observation: PodObservation {
@@ -167,6 +178,7 @@ impl PodSummary {
                 waiting,
                 init_failures,
                 failed_before_start,
+                disrupted,
             },
         })
     }

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use jobify_core::{JobId, WorkloadEvent};
+use jobify_core::{JobId, Reason, ReasonCode, WorkloadEvent};
 use tokio::time::Instant;
 
 use crate::config::FailFastConfig;
@@ -26,6 +26,16 @@ pub enum Action {
         pod: Option<String>,
         /// Why.
         cause: Cause,
+    },
+    /// The agent of a running job was lost (its pod disrupted or vanished while the Job ran):
+    /// report it, and delete the Job so that the Job controller starts no second pod.
+    Lose {
+        /// The Buildkite job.
+        job: JobId,
+        /// The Kubernetes Job's name.
+        name: String,
+        /// What happened.
+        reason: Reason,
     },
     /// Delete the Job of a job given up on again: the last attempt failed.
     Delete {
@@ -51,6 +61,8 @@ struct Tracked {
     /// When its Job failed while its pod had not started, until it is given up on: the
     /// pod's last state may still be on its way (Jobs and pods are separate watches).
     failed_unstarted: Option<Instant>,
+    /// Its agent was reported lost.
+    lost: bool,
 }
 
 impl Tracked {
@@ -62,7 +74,30 @@ impl Tracked {
             gave_up: false,
             delete_failed: false,
             failed_unstarted: None,
+            lost: false,
         }
+    }
+
+    /// `Lose`, the first time the pod of a started, running Job is disrupted (evicted,
+    /// preempted, its node lost): its agent cannot finish the job, and the Job controller
+    /// would start a second pod. A pod deleted otherwise ends with its containers' exit codes,
+    /// which fail the Job (`podFailurePolicy`), so no second pod starts.
+    fn lose(&mut self, disrupted: Option<&str>) -> Option<Action> {
+        let running = self.announced_start
+            && self.summary.outcome.is_none()
+            && !self.summary.deleting
+            && !self.gave_up;
+        let how = disrupted.filter(|_| running && !self.lost)?;
+        self.lost = true;
+        let reason = Reason::new(
+            ReasonCode("pod_disrupted"),
+            format!("the pod of the running job was disrupted ({how}); its agent was lost"),
+        );
+        Some(Action::Lose {
+            job: self.summary.job,
+            name: self.summary.name.clone(),
+            reason,
+        })
     }
 
     /// Gives up on a Job that failed while its pod had not started, once the pod's last
@@ -221,6 +256,7 @@ impl Tracker {
         if let Some(tracked) = self.jobs.get_mut(&id) {
             tracked.start.observe(pod.observation.clone(), now);
             actions.extend(tracked.announce_start(tracked.summary.outcome.is_some()));
+            actions.extend(tracked.lose(pod.observation.disrupted.as_deref()));
             actions.extend(tracked.give_up_failed(now, FAILED_POD_WAIT));
         }
         self.pods.insert(id, pod);
@@ -239,7 +275,7 @@ impl Tracker {
     /// it is gone or has ended.
     pub fn delete_failed(&mut self, job: JobId) {
         if let Some(tracked) = self.jobs.get_mut(&job) {
-            tracked.delete_failed = tracked.gave_up;
+            tracked.delete_failed = tracked.gave_up || tracked.lost;
         }
     }
 
@@ -274,7 +310,9 @@ impl Tracker {
             }
         }
         actions.sort_by_key(|a| match a {
-            Action::GiveUp { job, .. } | Action::Delete { job, .. } => Some(*job),
+            Action::GiveUp { job, .. } | Action::Delete { job, .. } | Action::Lose { job, .. } => {
+                Some(*job)
+            }
             Action::Emit(e) => e.job(),
         });
         actions
@@ -302,6 +340,7 @@ mod tests {
             pipeline: Some("app".to_owned()),
             outcome,
             failed_pods: 0,
+            deleting: false,
         }
     }
 
@@ -323,6 +362,7 @@ mod tests {
                     .collect(),
                 init_failures: Vec::new(),
                 failed_before_start: None,
+                disrupted: None,
             },
         }
     }
@@ -332,7 +372,7 @@ mod tests {
             .into_iter()
             .filter_map(|a| match a {
                 Action::Emit(e) => Some(e),
-                Action::GiveUp { .. } | Action::Delete { .. } => None,
+                Action::GiveUp { .. } | Action::Delete { .. } | Action::Lose { .. } => None,
             })
             .collect()
     }
@@ -473,6 +513,46 @@ mod tests {
             ),
             "{actions:?}"
         );
+    }
+
+    #[test]
+    fn a_running_pod_that_is_disrupted_loses_its_agent_once_and_its_job_is_stopped() {
+        let now = Instant::now();
+        let mut tracker = Tracker::new();
+        tracker.job_applied(job(1, None), now);
+        tracker.pod_applied(pod(1, true, None), now);
+        let mut evicted = pod(1, true, None);
+        evicted.observation.disrupted = Some("DisruptionTarget: EvictionByEvictionAPI".to_owned());
+        let actions = tracker.pod_applied(evicted.clone(), now);
+        assert!(
+            matches!(
+                actions.as_slice(),
+                [Action::Lose { job, name, reason }]
+                    if *job == id(1) && name == "jobify-1"
+                        && reason.code.as_str() == "pod_disrupted"
+                        && reason.message.contains("EvictionByEvictionAPI")
+            ),
+            "{actions:?}"
+        );
+        assert!(tracker.pod_applied(evicted, now).is_empty(), "once");
+        tracker.delete_failed(id(1));
+        assert!(
+            matches!(
+                tracker.tick(&FailFastConfig::default(), now).as_slice(),
+                [Action::Delete { .. }]
+            ),
+            "a failed delete is tried again"
+        );
+    }
+
+    #[test]
+    fn a_disrupted_pod_that_never_started_is_the_job_controllers_to_replace() {
+        let now = Instant::now();
+        let mut tracker = Tracker::new();
+        tracker.job_applied(job(1, None), now);
+        let mut evicted = pod(1, false, None);
+        evicted.observation.disrupted = Some("DisruptionTarget: TerminationByKubelet".to_owned());
+        assert!(tracker.pod_applied(evicted, now).is_empty());
     }
 
     #[test]
