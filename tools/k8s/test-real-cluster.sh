@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The real-cluster tier: builds (or reuses) kube-apiserver, kube-controller-manager and etcd
+# with tools/k8s/build-testbins.sh, then runs the ignored real-cluster tests against them.
+#
+#   tools/k8s/test-real-cluster.sh               # every real-cluster test binary
+#   tools/k8s/test-real-cluster.sh -p jobify-k8s --test real_cluster   # cargo test selection
+#
+# Each test binary starts one control plane (etcd + kube-apiserver + kube-controller-manager
+# + a simulated kubelet) that its tests share; binaries run one after another (cargo's
+# default), and tests within one run JOBIFY_REAL_CLUSTER_THREADS at a time (default 4).
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+
+JOBIFY_TESTBINS=$(tools/k8s/build-testbins.sh | tail -n1)
+export JOBIFY_TESTBINS
+echo "real-cluster tier: binaries in $JOBIFY_TESTBINS" >&2
+
+threads=${JOBIFY_REAL_CLUSTER_THREADS:-4}
+if [[ $# -eq 0 ]]; then
+    set -- -p jobify-testcluster -p jobify-k8s --test cluster --test real_cluster
+fi
+exec cargo test --locked "$@" -- --ignored --test-threads "$threads"
