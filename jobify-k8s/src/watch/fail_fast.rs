@@ -76,6 +76,15 @@ impl Cause {
         })
     }
 
+    /// Whether this cause was read from a Job that failed (rather than seen on its pod): the
+    /// pod's last state may not have reached the watch yet, so it is checked again first.
+    pub fn is_job_failure(&self) -> bool {
+        matches!(
+            self,
+            Cause::PodFailed { .. } | Cause::JobFailedBeforeStart { .. }
+        )
+    }
+
     /// The reason to report, with `events` (the pod's Kubernetes events, already formatted)
     /// appended to the message.
     pub fn into_reason(self, config: &FailFastConfig, events: &[String]) -> Reason {

@@ -5,3 +5,5 @@ pub mod fail_fast;
 pub(crate) mod run;
 pub mod summary;
 pub mod tracker;
+#[cfg(test)]
+mod tracker_props;

@@ -57,7 +57,7 @@ pub(crate) async fn run(
     let mut tick = tokio::time::interval(context.fail_fast.check_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut tracker = Tracker::new();
-    let mut give_ups: JoinSet<(JobId, String, Reason)> = JoinSet::new();
+    let mut give_ups: JoinSet<(JobId, String, Option<Reason>)> = JoinSet::new();
     let mut deletes: JoinSet<(JobId, bool)> = JoinSet::new();
 
     loop {
@@ -79,11 +79,12 @@ pub(crate) async fn run(
                 }
             },
             Some(done) = give_ups.join_next() => match done {
-                Ok((job, name, reason)) => {
+                Ok((job, name, Some(reason))) => {
                     // Reported before the deletion, so the core hears why before `Gone`.
                     deletes.spawn(delete(Arc::clone(&context.launcher), job, name));
                     vec![Action::Emit(WorkloadEvent::FailedToStart { job, reason })]
                 }
+                Ok((job, _, None)) => vec![Action::Emit(WorkloadEvent::Failed(job))],
                 Err(err) => {
                     tracing::error!(error = %err, "a fail-fast task ended abnormally");
                     Vec::new()
@@ -198,23 +199,47 @@ fn on_pod(tracker: &mut Tracker, event: watcher::Event<Pod>) -> Vec<Action> {
     }
 }
 
-/// Gathers the events that explain `cause` and answers the reason.
+/// Gathers the events that explain `cause` and answers the reason; `None` when the Job
+/// failed after all its pod started (read again from the API: the pods watch may lag the
+/// Jobs watch), so its agent ran and Buildkite knows.
 fn give_up(
     context: &WatchContext,
     job: JobId,
     name: String,
     pod: Option<String>,
     cause: Cause,
-) -> impl Future<Output = (JobId, String, Reason)> + Send + 'static {
+) -> impl Future<Output = (JobId, String, Option<Reason>)> + Send + 'static {
     let events_api: Api<Event> = Api::namespaced(context.client.clone(), &context.namespace);
+    let pods_api: Api<Pod> = Api::namespaced(context.client.clone(), &context.namespace);
     let fail_fast = context.fail_fast.clone();
     async move {
+        if cause.is_job_failure() && any_pod_started(&pods_api, job).await {
+            tracing::info!(%job, job_name = %name, "the Job failed after its pod started; the agent reported the job");
+            return (job, name, None);
+        }
         let object = pod.as_deref().unwrap_or(&name);
         let events = events_about(&events_api, object).await;
         let reason = cause.into_reason(&fail_fast, &events);
         tracing::info!(%job, job_name = %name, code = %reason.code, message = %reason.message,
             "pod cannot start; deleting its Job");
-        (job, name, reason)
+        (job, name, Some(reason))
+    }
+}
+
+/// Whether a pod of `job` started, read from the API now. A failed read answers `false`:
+/// the watch saw none start.
+async fn any_pod_started(api: &Api<Pod>, job: JobId) -> bool {
+    let params = ListParams::default().labels(&format!("{}={job}", crate::labels::JOB_UUID));
+    match api.list(&params).await {
+        Ok(list) => list
+            .items
+            .iter()
+            .filter_map(PodSummary::from_pod)
+            .any(|pod| pod.observation.started),
+        Err(err) => {
+            tracing::warn!(%job, error = %err, "could not read the pods of a failed Job again");
+            false
+        }
     }
 }
 

@@ -102,8 +102,16 @@ impl Tracked {
 
     /// Gives up on a Job that failed while its pod had not started, once the pod's last
     /// state explains why, or `wait` after the Job failed when it does not.
-    fn give_up_failed(&mut self, now: Instant, wait: Duration) -> Option<Action> {
+    fn give_up_failed(&mut self, now: Instant, wait: Duration, pods_known: bool) -> Option<Action> {
         let since = self.failed_unstarted?;
+        // Until the pods have been listed, a pod that ran may simply not be known yet.
+        if !pods_known {
+            return None;
+        }
+        if self.start.started() {
+            self.failed_unstarted = None;
+            return None;
+        }
         let cause = self.start.cause_of_failure(self.summary.failed_pods);
         let explained = !matches!(cause, Cause::JobFailedBeforeStart { .. });
         if self.gave_up || !(explained || now.duration_since(since) >= wait) {
@@ -137,6 +145,8 @@ pub struct Tracker {
     pods: HashMap<JobId, PodSummary>,
     listing_jobs: Option<Vec<JobSummary>>,
     listing_pods: Option<HashSet<JobId>>,
+    /// A pods listing has completed, and none is in progress: every pod is known.
+    pods_listed: bool,
 }
 
 impl Tracker {
@@ -180,6 +190,14 @@ impl Tracker {
             let mut tracked = previous
                 .remove(&id)
                 .unwrap_or_else(|| Tracked::new(summary.clone(), now));
+            // A Job that failed while jobify was not watching (a restart, a watch gap) may
+            // not have been reported: once the pods are known, it is, unless its pod started.
+            let newly_failed = summary.outcome == Some(Outcome::Failed)
+                && (tracked.summary.outcome.is_none() || !tracked.announced_start)
+                && !tracked.gave_up;
+            if newly_failed {
+                tracked.failed_unstarted.get_or_insert(now);
+            }
             tracked.summary = summary;
             if let Some(pod) = self.pods.get(&id) {
                 tracked.start.observe(pod.observation.clone(), now);
@@ -193,6 +211,7 @@ impl Tracker {
     /// A Job was created or changed.
     pub fn job_applied(&mut self, summary: JobSummary, now: Instant) -> Vec<Action> {
         let id = summary.job;
+        let pods_known = self.pods_known();
         let mut actions = Vec::new();
         let tracked = self.jobs.entry(id).or_insert_with(|| {
             actions.push(Action::Emit(WorkloadEvent::Observed(summary.workload())));
@@ -221,7 +240,7 @@ impl Tracker {
             }
         }
         tracked.summary = summary;
-        actions.extend(tracked.give_up_failed(now, FAILED_POD_WAIT));
+        actions.extend(tracked.give_up_failed(now, FAILED_POD_WAIT, pods_known));
         actions
     }
 
@@ -244,11 +263,18 @@ impl Tracker {
         if let Some(listed) = self.listing_pods.take() {
             self.pods.retain(|job, _| listed.contains(job));
         }
+        self.pods_listed = true;
+    }
+
+    /// Whether every pod is known: a listing completed and none is in progress.
+    fn pods_known(&self) -> bool {
+        self.pods_listed && self.listing_pods.is_none()
     }
 
     /// A pod was created or changed (or listed).
     pub fn pod_applied(&mut self, pod: PodSummary, now: Instant) -> Vec<Action> {
         let id = pod.job;
+        let pods_known = self.pods_known();
         if let Some(listed) = &mut self.listing_pods {
             listed.insert(id);
         }
@@ -257,7 +283,7 @@ impl Tracker {
             tracked.start.observe(pod.observation.clone(), now);
             actions.extend(tracked.announce_start(tracked.summary.outcome.is_some()));
             actions.extend(tracked.lose(pod.observation.disrupted.as_deref()));
-            actions.extend(tracked.give_up_failed(now, FAILED_POD_WAIT));
+            actions.extend(tracked.give_up_failed(now, FAILED_POD_WAIT, pods_known));
         }
         self.pods.insert(id, pod);
         actions
@@ -282,9 +308,10 @@ impl Tracker {
     /// Checks every unstarted job's fail-fast timers at `now`. A job is given up on once;
     /// its Job is deleted again while deleting it fails.
     pub fn tick(&mut self, config: &FailFastConfig, now: Instant) -> Vec<Action> {
+        let pods_known = self.pods_known();
         let mut actions = Vec::new();
         for (id, tracked) in &mut self.jobs {
-            actions.extend(tracked.give_up_failed(now, FAILED_POD_WAIT));
+            actions.extend(tracked.give_up_failed(now, FAILED_POD_WAIT, pods_known));
             if tracked.summary.outcome.is_some() {
                 continue;
             }
@@ -470,6 +497,8 @@ mod tests {
     fn a_job_that_fails_before_its_pod_starts_is_given_up_not_just_failed() {
         let now = Instant::now();
         let mut tracker = Tracker::new();
+        tracker.pods_listing();
+        tracker.pods_listed();
         tracker.job_applied(job(1, None), now);
         let mut evicted = pod(1, false, None);
         evicted.observation.failed_before_start =
@@ -512,6 +541,33 @@ mod tests {
                 }]
             ),
             "{actions:?}"
+        );
+    }
+
+    #[test]
+    fn after_a_restart_a_job_that_failed_unstarted_is_reported_once_the_pods_are_listed() {
+        let now = Instant::now();
+        let mut tracker = Tracker::new();
+        tracker.jobs_listing();
+        tracker.job_listed(job(1, Some(Outcome::Failed)));
+        tracker.job_listed(job(2, Some(Outcome::Failed)));
+        tracker.jobs_listed(now);
+        let later = now + FAILED_POD_WAIT * 3;
+        assert!(
+            tracker.tick(&FailFastConfig::default(), later).is_empty(),
+            "the pods are not known yet: job 2's pod may have run"
+        );
+        tracker.pods_listing();
+        tracker.pod_applied(pod(2, true, None), later);
+        tracker.pods_listed();
+        let actions = tracker.tick(&FailFastConfig::default(), later);
+        assert!(
+            matches!(actions.as_slice(), [Action::GiveUp { job, .. }] if *job == id(1)),
+            "only the job whose pod never ran: {actions:?}"
+        );
+        assert!(
+            tracker.tick(&FailFastConfig::default(), later).is_empty(),
+            "once"
         );
     }
 
