@@ -58,6 +58,23 @@ fn names(spec: &PodSpec) -> Vec<&str> {
     spec.containers.iter().map(|c| c.name.as_str()).collect()
 }
 
+fn init_names(spec: &PodSpec) -> Vec<&str> {
+    spec.init_containers
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect()
+}
+
+fn init_container<'a>(job: &'a Job, name: &str) -> &'a Container {
+    pod(job)
+        .init_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == name)
+        .unwrap_or_else(|| panic!("no init container {name}"))
+}
+
 #[test]
 fn default_job_runs_the_agent_for_exactly_this_job() {
     let job = scheduled("queue=kubernetes");
@@ -162,7 +179,7 @@ fn a_literal_agent_token_from_a_pipeline_is_refused_without_repeating_it() {
             patched,
             "containers[0] (`agent`) after podSpecPatch.env[0]",
         ),
-        ("sidecars", sidecar, "containers[1] (`helper`).env[0]"),
+        ("sidecars", sidecar, "initContainers[0] (`helper`).env[0]"),
     ] {
         let err = render(&job).expect_err(case);
         let message = err.to_string();
@@ -412,8 +429,14 @@ fn sidecars_extra_mounts_and_git_env_from_are_added() {
     }));
     let rendered = render(&job).expect("renders");
     let pod = pod(&rendered);
-    assert_eq!(names(pod), ["agent", "checkout", "container-0", "redis"]);
-    for c in &pod.containers {
+    assert_eq!(names(pod), ["agent", "checkout", "container-0"]);
+    assert_eq!(init_names(pod), ["copy-agent", "redis"]);
+    let sidecars = pod
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| c.name == "redis");
+    for c in pod.containers.iter().chain(sidecars) {
         assert!(
             c.volume_mounts
                 .iter()
@@ -433,6 +456,61 @@ fn sidecars_extra_mounts_and_git_env_from_are_added() {
         env(container(&rendered, "agent"), "BUILDKITE_CONTAINER_COUNT"),
         Some("2")
     );
+}
+
+#[test]
+fn sidecars_are_native_sidecars_after_the_other_init_containers() {
+    let sidecars = json!([
+        {"name": "dind", "image": "docker:dind"},
+        {"name": "postgres", "image": "postgres:17"}
+    ]);
+    let cases = [
+        (
+            "default pod",
+            json!({"sidecars": sidecars}),
+            vec!["dind", "postgres"],
+            vec!["agent"],
+        ),
+        (
+            "podSpec without init containers",
+            json!({"podSpec": {"containers": [{"image": "alpine"}]}, "sidecars": sidecars}),
+            vec!["copy-agent", "dind", "postgres"],
+            vec!["agent", "checkout", "container-0"],
+        ),
+        (
+            "podSpec with its own init containers",
+            json!({
+                "podSpec": {
+                    "initContainers": [{"name": "migrate", "image": "alpine"}],
+                    "containers": [{"image": "alpine"}]
+                },
+                "sidecars": sidecars
+            }),
+            vec!["copy-agent", "migrate", "dind", "postgres"],
+            vec!["agent", "checkout", "container-0"],
+        ),
+    ];
+    for (case, plugin, init, regular) in cases {
+        let rendered = render(&scheduled("queue=kubernetes").with_plugin(plugin)).expect(case);
+        let pod = pod(&rendered);
+        assert_eq!(init_names(pod), init, "{case}: init containers, in order");
+        assert_eq!(
+            names(pod),
+            regular,
+            "{case}: sidecars are not regular containers"
+        );
+        for c in pod.init_containers.iter().flatten() {
+            let sidecar = ["dind", "postgres"].contains(&c.name.as_str());
+            assert_eq!(
+                c.restart_policy.as_deref(),
+                sidecar.then_some("Always"),
+                "{case}: {}",
+                c.name
+            );
+            assert_eq!(jobify_k8s::render::is_native_sidecar(c), sidecar, "{case}");
+        }
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"), "{case}");
+    }
 }
 
 #[test]
@@ -506,7 +584,8 @@ fn podspec_patch_sidecars_and_a_resource_class_combine() {
     let (job, config) = everything_job();
     let rendered = render_job(&job, &Template::PodSpec, &config, CONTROLLER).expect("renders");
     let pod = pod(&rendered);
-    assert_eq!(names(pod), ["agent", "checkout", "build", "redis"]);
+    assert_eq!(names(pod), ["agent", "checkout", "build"]);
+    assert_eq!(init_names(pod), ["copy-agent", "redis"]);
     assert_eq!(pod.priority_class_name.as_deref(), Some("ci"));
     assert_eq!(
         pod.node_selector.as_ref().map(|s| s["pool"].as_str()),
@@ -525,7 +604,7 @@ fn podspec_patch_sidecars_and_a_resource_class_combine() {
     assert_eq!(requests["cpu"].0, "4", "from the resource class");
     assert_eq!(limits["memory"].0, "8Gi", "from the resource class");
     assert_eq!(limits["cpu"].0, "8", "from the job's patch");
-    let redis = container(&rendered, "redis");
+    let redis = init_container(&rendered, "redis");
     assert!(
         redis
             .volume_mounts
@@ -707,6 +786,35 @@ fn writes_the_manifest_corpus() {
                     "jobActiveDeadlineSeconds": 900
                 })),
             Template::PodSpec,
+            &classes,
+        ),
+        (
+            "native-sidecars",
+            scheduled("queue=kubernetes")
+                .with_id(fixed(8))
+                .with_plugin(json!({
+                    "podSpec": {
+                        "initContainers": [{"name": "migrate", "image": "alpine",
+                                            "command": ["true"]}],
+                        "containers": [{"image": "alpine", "command": ["make"]}]
+                    },
+                    "sidecars": [
+                        {"name": "dind", "image": "docker:dind",
+                         "securityContext": {"privileged": true}},
+                        {"name": "postgres", "image": "postgres:17",
+                         "env": [{"name": "POSTGRES_PASSWORD", "value": "ci"}],
+                         "readinessProbe": {"exec": {"command": ["pg_isready"]}}}
+                    ]
+                })),
+            Template::PodSpec,
+            &classes,
+        ),
+        (
+            "default-sidecar",
+            scheduled("queue=kubernetes")
+                .with_id(fixed(9))
+                .with_plugin(json!({"sidecars": [{"name": "redis", "image": "redis:7"}]})),
+            default_template(),
             &classes,
         ),
         (

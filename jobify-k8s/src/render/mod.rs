@@ -32,7 +32,8 @@ use crate::labels;
 pub use error::RenderError;
 pub use plugin_keys::SUPPORTED_KEYS;
 pub use pod::{
-    AGENT_CONTAINER, CHECKOUT_CONTAINER, COPY_AGENT_CONTAINER, WORKSPACE_PATH, WORKSPACE_VOLUME,
+    AGENT_CONTAINER, CHECKOUT_CONTAINER, COPY_AGENT_CONTAINER, SIDECAR_RESTART_POLICY,
+    WORKSPACE_PATH, WORKSPACE_VOLUME, is_native_sidecar,
 };
 
 use plugin_keys::PodRequest;

@@ -7,6 +7,12 @@
 //!   `agent` container acquires the job with `BUILDKITE_KUBERNETES_EXEC=true` and drives the
 //!   `checkout` container and one container per `podSpec` container, each running
 //!   `buildkite-agent kubernetes-bootstrap` from the workspace, over a socket in it.
+//!
+//! In both layouts the plugin's `sidecars` are **native sidecars** (Kubernetes 1.29+), as
+//! agent-stack-k8s renders them: init containers with `restartPolicy: Always`, after every
+//! other init container, so they start before the agent, keep running beside it, and are
+//! stopped by the kubelet once the agent and command containers have ended. The pod then
+//! completes by the exit codes of its regular containers instead of staying Running.
 
 use std::collections::BTreeMap;
 
@@ -48,12 +54,11 @@ pub(crate) struct Inputs<'a> {
 pub(crate) fn agent_pod(inputs: &Inputs<'_>) -> PodSpec {
     let mut agent = agent_container(inputs, None);
     agent.resources = inputs.class.map(resources);
-    let mut containers = vec![agent];
-    containers.extend(inputs.request.sidecars.iter().cloned());
     let mut spec = PodSpec {
-        containers,
+        containers: vec![agent],
         ..PodSpec::default()
     };
+    add_sidecars(&mut spec, inputs, false);
     add_extra_mounts(&mut spec, inputs);
     pod_settings(&mut spec, inputs);
     spec
@@ -101,16 +106,12 @@ pub(crate) fn exec_pod(inputs: &Inputs<'_>) -> Result<PodSpec, RenderError> {
         containers.push(command_container(inputs, container, index, next_id)?);
         next_id += 1;
     }
-    for sidecar in &inputs.request.sidecars {
-        let mut sidecar = sidecar.clone();
-        add_mount(&mut sidecar, workspace_mount());
-        containers.push(sidecar);
-    }
     spec.containers = containers;
 
     let mut init = vec![copy_agent_container(inputs.config)];
     init.extend(spec.init_containers.take().unwrap_or_default());
     spec.init_containers = Some(init);
+    add_sidecars(&mut spec, inputs, true);
     spec.volumes.get_or_insert_with(Vec::new).push(Volume {
         name: WORKSPACE_VOLUME.to_owned(),
         empty_dir: Some(EmptyDirVolumeSource::default()),
@@ -119,6 +120,32 @@ pub(crate) fn exec_pod(inputs: &Inputs<'_>) -> Result<PodSpec, RenderError> {
     add_extra_mounts(&mut spec, inputs);
     pod_settings(&mut spec, inputs);
     Ok(spec)
+}
+
+/// The restart policy that makes an init container a native sidecar.
+pub const SIDECAR_RESTART_POLICY: &str = "Always";
+
+/// Appends the plugin's `sidecars` to the init containers as native sidecars (restart policy
+/// `Always`), after the init containers already there, sharing the workspace when there is one.
+fn add_sidecars(spec: &mut PodSpec, inputs: &Inputs<'_>, workspace: bool) {
+    if inputs.request.sidecars.is_empty() {
+        return;
+    }
+    let init = spec.init_containers.get_or_insert_with(Vec::new);
+    for sidecar in &inputs.request.sidecars {
+        let mut sidecar = sidecar.clone();
+        sidecar.restart_policy = Some(SIDECAR_RESTART_POLICY.to_owned());
+        if workspace {
+            add_mount(&mut sidecar, workspace_mount());
+        }
+        init.push(sidecar);
+    }
+}
+
+/// Whether `container`, an init container, is a native sidecar: it keeps running beside the
+/// regular containers instead of running to completion before them.
+pub fn is_native_sidecar(container: &Container) -> bool {
+    container.restart_policy.as_deref() == Some(SIDECAR_RESTART_POLICY)
 }
 
 fn agent_container(inputs: &Inputs<'_>, exec_containers: Option<usize>) -> Container {
@@ -289,7 +316,12 @@ fn add_mount(container: &mut Container, mount: VolumeMount) {
 }
 
 fn add_extra_mounts(spec: &mut PodSpec, inputs: &Inputs<'_>) {
-    for container in &mut spec.containers {
+    let sidecars = spec
+        .init_containers
+        .iter_mut()
+        .flatten()
+        .filter(|c| is_native_sidecar(c));
+    for container in spec.containers.iter_mut().chain(sidecars) {
         for mount in &inputs.request.extra_volume_mounts {
             add_mount(container, mount.clone());
         }

@@ -124,9 +124,13 @@ impl PodSummary {
                     .unwrap_or_else(|| "Unschedulable".to_owned())
             });
         let waiting = statuses().filter_map(waiting).collect();
+        // A native sidecar that exits is restarted by the kubelet, and is stopped (often
+        // with a non-zero code) once the regular containers end: neither is a job failure.
+        let sidecars = native_sidecars(pod);
         let init_failures = status
             .into_iter()
             .flat_map(|s| s.init_container_statuses.iter().flatten())
+            .filter(|c| !sidecars.contains(&c.name.as_str()))
             .filter_map(failed)
             .collect();
         // A container ran if it runs, or ended after it started.
@@ -182,6 +186,16 @@ impl PodSummary {
             },
         })
     }
+}
+
+/// The names of the pod's native sidecars: init containers with `restartPolicy: Always`.
+pub(crate) fn native_sidecars(pod: &Pod) -> Vec<&str> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .filter(|c| crate::render::is_native_sidecar(c))
+        .map(|c| c.name.as_str())
+        .collect()
 }
 
 /// An init container that exited non-zero, now or on its last run (`restartPolicy:
@@ -309,6 +323,33 @@ mod tests {
         assert!(failed.message.ends_with("fatal: repository not found"));
         assert_eq!(failed.message.len(), MESSAGE_TAIL);
         assert_eq!(observation.failed_before_start.as_deref(), Some("Failed"));
+    }
+
+    #[test]
+    fn a_native_sidecar_that_exited_non_zero_is_no_init_failure() {
+        let mut pod = pod(json!({
+            "phase": "Running",
+            "initContainerStatuses": [
+                {"name": "copy-agent", "image": "agent:3", "imageID": "", "ready": false,
+                 "restartCount": 0, "state": {"terminated": {"exitCode": 0}}},
+                {"name": "postgres", "image": "postgres:17", "imageID": "", "ready": true,
+                 "restartCount": 1, "started": true, "state": {"running": {}},
+                 "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}}}],
+            "containerStatuses": [{"name": "agent", "image": "agent:3", "imageID": "",
+                "ready": true, "restartCount": 0, "state": {"running": {}}}]
+        }));
+        pod.spec = Some(
+            serde_json::from_value(json!({
+                "initContainers": [
+                    {"name": "copy-agent", "image": "agent:3"},
+                    {"name": "postgres", "image": "postgres:17", "restartPolicy": "Always"}],
+                "containers": [{"name": "agent", "image": "agent:3"}]
+            }))
+            .expect("spec"),
+        );
+        let summary = PodSummary::from_pod(&pod).expect("summary");
+        assert!(summary.observation.started);
+        assert!(summary.observation.init_failures.is_empty());
     }
 
     #[test]
