@@ -104,6 +104,7 @@ use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
 pub use config::{EndpointGroup, KubeSimConfig, Scenario, Scenarios, Timings};
+pub use scenario::is_valid_reference as is_valid_image_reference;
 pub use stats::{JobCreation, KubeStats};
 
 use cluster::Cluster;

@@ -108,8 +108,9 @@ fn missing_reference(containers: &[&Value], config: &Scenarios) -> Option<String
 }
 
 /// Whether `image` parses as a container image reference (docker's reference grammar:
-/// lowercase path components, optional registry host and port, tag, digest).
-pub(crate) fn is_valid_reference(image: &str) -> bool {
+/// lowercase path components, optional registry host and port, tag, digest): what a kubelet
+/// refuses with `InvalidImageName`.
+pub fn is_valid_reference(image: &str) -> bool {
     let (rest, digest) = match image.split_once('@') {
         Some((r, d)) => (r, Some(d)),
         None => (image, None),
