@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use jobify_core::{Jobifier, Launched, ScheduledJob, Template, WorkloadEvent};
-use jobify_k8s::config::{KubernetesConfig, LeaderElectionConfig, ResourceClass, SecretKeyRef};
+use jobify_core::{Jobifier, Launched, ScheduledJob, WorkloadEvent};
+use jobify_k8s::config::{KubernetesConfig, LeaderElectionConfig, SecretKeyRef};
 use jobify_k8s::{KubeJobifier, LeaderElector, render_job};
 use jobify_testcluster::{PodScript, Scenario, TestCluster};
 use k8s_openapi::api::batch::v1::Job;
@@ -19,19 +19,14 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
-use std::collections::BTreeMap;
 use support::cluster::{CONTROLLER, fast_config};
+use support::corpus::{self, default_template};
 use support::fixtures::{JobExt, scheduled};
 use tokio::sync::{oneshot, watch};
-use uuid::Uuid;
 
 /// How long a test waits for the real control plane (slower than the simulator's 10 s on
 /// two busy cores).
 const PATIENCE: Duration = Duration::from_secs(60);
-
-fn default_template() -> Template {
-    Template::Default { name: None }
-}
 
 /// The shared control plane, an admin client, a fresh namespace holding the agent token
 /// Secret, and a fast configuration for that namespace.
@@ -183,114 +178,6 @@ async fn launching_twice_is_success_the_second_time() {
 
 /// The render corpus of `tests/render.rs` (`writes_the_manifest_corpus`), rebuilt here; keep
 /// the two in step.
-fn corpus() -> Vec<(&'static str, ScheduledJob, Template, KubernetesConfig)> {
-    let fixed = |n: u128| Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + n);
-    let large = ResourceClass {
-        requests: BTreeMap::from([
-            ("cpu".to_owned(), "4".to_owned()),
-            ("memory".to_owned(), "8Gi".to_owned()),
-        ]),
-        limits: BTreeMap::from([("memory".to_owned(), "8Gi".to_owned())]),
-        node_selector: BTreeMap::from([("pool".to_owned(), "large".to_owned())]),
-        tolerations: Vec::new(),
-    };
-    let classes = KubernetesConfig {
-        resource_classes: BTreeMap::from([("large".to_owned(), large)]),
-        node_selector: BTreeMap::from([("kubernetes.io/os".to_owned(), "linux".to_owned())]),
-        ..KubernetesConfig::default()
-    };
-    let podspec_job = scheduled("queue=kubernetes").with_plugin(json!({
-        "podSpec": {"containers": [
-            {"image": "rust:1.95", "command": ["cargo"], "args": ["test", "--all"]},
-            {"name": "lint", "image": "rust:1.95", "command": ["cargo clippy"]}
-        ]}
-    }));
-    let everything_job = scheduled("queue=kubernetes").with_plugin(json!({
-        "podSpec": {"containers": [{"name": "build", "image": "rust:1.95", "command": ["make"]}]},
-        "podSpecPatch": {"containers": [{"name": "build",
-            "resources": {"limits": {"cpu": "8"}},
-            "env": [{"name": "LEVEL", "value": "job"}]}]},
-        "sidecars": [{"name": "redis", "image": "redis:7"}]
-    }));
-    let everything_config = KubernetesConfig {
-        default_resource_class: Some("large".to_owned()),
-        pod_spec_patch: Some(json!({"priorityClassName": "ci",
-            "containers": [{"name": "build", "env": [{"name": "LEVEL", "value": "controller"}]}]})),
-        ..classes.clone()
-    };
-    let patched_config = KubernetesConfig {
-        pod_spec_patch: Some(json!({"priorityClassName": "ci",
-            "tolerations": [{"key": "ci", "operator": "Exists", "effect": "NoSchedule"}]})),
-        service_account_name: Some("builder".to_owned()),
-        env: BTreeMap::from([("BUILDKITE_GIT_CLONE_FLAGS".to_owned(), "-v".to_owned())]),
-        image_pull_policy: Some("IfNotPresent".to_owned()),
-        ..KubernetesConfig::default()
-    };
-    vec![
-        (
-            "default",
-            scheduled("queue=kubernetes").with_id(fixed(1)),
-            default_template(),
-            classes.clone(),
-        ),
-        (
-            "podspec",
-            podspec_job.with_id(fixed(2)),
-            Template::PodSpec,
-            classes.clone(),
-        ),
-        (
-            "patched",
-            scheduled("queue=kubernetes")
-                .with_id(fixed(3))
-                .with_plugin(json!({
-                    "podSpecPatch": {"containers": [{"name": "agent",
-                        "resources": {"requests": {"cpu": "2", "memory": "1Gi"}}}]}
-                })),
-            default_template(),
-            patched_config,
-        ),
-        (
-            "sidecars",
-            scheduled("queue=kubernetes")
-                .with_id(fixed(4))
-                .with_plugin(json!({
-                    "podSpec": {"containers": [{"image": "alpine", "command": ["make"]}],
-                                "volumes": [{"name": "cache", "emptyDir": {}}]},
-                    "sidecars": [{"name": "redis", "image": "redis:7"}],
-                    "extraVolumeMounts": [{"name": "cache", "mountPath": "/cache"}],
-                    "gitEnvFrom": [{"secretRef": {"name": "git-creds"}}],
-                    "metadata": {"labels": {"team": "ci"}},
-                    "jobActiveDeadlineSeconds": 900
-                })),
-            Template::PodSpec,
-            classes.clone(),
-        ),
-        (
-            "resource-class",
-            scheduled("queue=kubernetes").with_id(fixed(5)),
-            Template::Default {
-                name: Some("large".to_owned()),
-            },
-            classes.clone(),
-        ),
-        (
-            "everything",
-            everything_job.with_id(fixed(7)),
-            Template::PodSpec,
-            everything_config,
-        ),
-        (
-            "label-unsafe",
-            scheduled("queue=GPU large/fast,arch=*")
-                .with_id(fixed(6))
-                .on_pipeline(&format!("{}!", "p".repeat(80))),
-            default_template(),
-            classes,
-        ),
-    ]
-}
-
 /// `POST` of `body` to the namespace's Jobs with `fieldValidation=Strict`.
 async fn create_strict(
     client: &kube::Client,
@@ -311,7 +198,7 @@ async fn create_strict(
 async fn the_render_corpus_is_created_with_strict_field_validation() {
     let (_cluster, client, config) = setup("render-corpus").await;
     let namespace = config.namespace;
-    for (name, job, template, config) in corpus() {
+    for (name, job, template, config) in corpus::cases() {
         let rendered = render_job(&job, &template, &config, CONTROLLER)
             .unwrap_or_else(|err| panic!("{name}: {err}"));
         let mut body = serde_json::to_value(&rendered).expect("json");
@@ -326,7 +213,7 @@ async fn the_render_corpus_is_created_with_strict_field_validation() {
         );
     }
     // The same request with a field the schema does not have is refused: Strict is on.
-    let (_, job, template, config) = corpus().remove(0);
+    let (_, job, template, config) = corpus::cases().remove(0);
     let mut body =
         serde_json::to_value(render_job(&job, &template, &config, CONTROLLER).expect("renders"))
             .expect("json");

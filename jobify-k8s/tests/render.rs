@@ -3,23 +3,17 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-
 use jobify_core::{AgentQueryRules, ScheduledJob, Template};
-use jobify_k8s::config::{KubernetesConfig, ResourceClass};
+use jobify_k8s::config::KubernetesConfig;
 use jobify_k8s::render::{RenderError, agent_tags, render_job};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use pretty_assertions::assert_eq;
 use serde_json::json;
+use support::corpus::{self, config_with_classes, default_template, everything_job, podspec_job};
 use support::fixtures::{JobExt, scheduled};
-use uuid::Uuid;
 
 const CONTROLLER: &str = "jobify-test";
-
-fn default_template() -> Template {
-    Template::Default { name: None }
-}
 
 fn render(job: &ScheduledJob) -> Result<Job, RenderError> {
     render_job(
@@ -210,15 +204,6 @@ fn a_job_without_rules_gets_no_tags_from_them() {
     let mut job = scheduled("");
     job.rules = AgentQueryRules::default();
     assert!(agent_tags(&job, &[]).is_empty());
-}
-
-fn podspec_job() -> ScheduledJob {
-    scheduled("queue=kubernetes").with_plugin(json!({
-        "podSpec": {"containers": [
-            {"image": "rust:1.95", "command": ["cargo"], "args": ["test", "--all"]},
-            {"name": "lint", "image": "rust:1.95", "command": ["cargo clippy"]}
-        ]}
-    }))
 }
 
 #[test]
@@ -543,42 +528,6 @@ fn checkout_skip_drops_the_checkout_container() {
     );
 }
 
-fn config_with_classes() -> KubernetesConfig {
-    let large = ResourceClass {
-        requests: BTreeMap::from([
-            ("cpu".to_owned(), "4".to_owned()),
-            ("memory".to_owned(), "8Gi".to_owned()),
-        ]),
-        limits: BTreeMap::from([("memory".to_owned(), "8Gi".to_owned())]),
-        node_selector: BTreeMap::from([("pool".to_owned(), "large".to_owned())]),
-        tolerations: Vec::new(),
-    };
-    KubernetesConfig {
-        resource_classes: BTreeMap::from([("large".to_owned(), large)]),
-        node_selector: BTreeMap::from([("kubernetes.io/os".to_owned(), "linux".to_owned())]),
-        ..KubernetesConfig::default()
-    }
-}
-
-/// A podSpec job with everything at once: the controller's patch, the job's podSpecPatch,
-/// sidecars, and the default resource class.
-fn everything_job() -> (ScheduledJob, KubernetesConfig) {
-    let job = scheduled("queue=kubernetes").with_plugin(json!({
-        "podSpec": {"containers": [{"name": "build", "image": "rust:1.95", "command": ["make"]}]},
-        "podSpecPatch": {"containers": [{"name": "build",
-            "resources": {"limits": {"cpu": "8"}},
-            "env": [{"name": "LEVEL", "value": "job"}]}]},
-        "sidecars": [{"name": "redis", "image": "redis:7"}]
-    }));
-    let config = KubernetesConfig {
-        default_resource_class: Some("large".to_owned()),
-        pod_spec_patch: Some(json!({"priorityClassName": "ci",
-            "containers": [{"name": "build", "env": [{"name": "LEVEL", "value": "controller"}]}]})),
-        ..config_with_classes()
-    };
-    (job, config)
-}
-
 #[test]
 fn podspec_patch_sidecars_and_a_resource_class_combine() {
     let (job, config) = everything_job();
@@ -737,111 +686,8 @@ fn job_names_fit_a_dns_label_with_the_longest_prefix() {
 fn writes_the_manifest_corpus() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/manifests");
     std::fs::create_dir_all(dir).expect("create corpus dir");
-    let fixed = |n: u128| Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + n);
-    let classes = config_with_classes();
-    let everything = everything_job();
-    let patched_config = KubernetesConfig {
-        pod_spec_patch: Some(json!({"priorityClassName": "ci",
-            "tolerations": [{"key": "ci", "operator": "Exists", "effect": "NoSchedule"}]})),
-        service_account_name: Some("builder".to_owned()),
-        env: BTreeMap::from([("BUILDKITE_GIT_CLONE_FLAGS".to_owned(), "-v".to_owned())]),
-        image_pull_policy: Some("IfNotPresent".to_owned()),
-        ..KubernetesConfig::default()
-    };
-    let cases: Vec<(&str, ScheduledJob, Template, &KubernetesConfig)> = vec![
-        (
-            "default",
-            scheduled("queue=kubernetes").with_id(fixed(1)),
-            default_template(),
-            &classes,
-        ),
-        (
-            "podspec",
-            podspec_job().with_id(fixed(2)),
-            Template::PodSpec,
-            &classes,
-        ),
-        (
-            "patched",
-            scheduled("queue=kubernetes")
-                .with_id(fixed(3))
-                .with_plugin(json!({
-                    "podSpecPatch": {"containers": [{"name": "agent",
-                        "resources": {"requests": {"cpu": "2", "memory": "1Gi"}}}]}
-                })),
-            default_template(),
-            &patched_config,
-        ),
-        (
-            "sidecars",
-            scheduled("queue=kubernetes")
-                .with_id(fixed(4))
-                .with_plugin(json!({
-                    "podSpec": {"containers": [{"image": "alpine", "command": ["make"]}],
-                                "volumes": [{"name": "cache", "emptyDir": {}}]},
-                    "sidecars": [{"name": "redis", "image": "redis:7"}],
-                    "extraVolumeMounts": [{"name": "cache", "mountPath": "/cache"}],
-                    "gitEnvFrom": [{"secretRef": {"name": "git-creds"}}],
-                    "metadata": {"labels": {"team": "ci"}},
-                    "jobActiveDeadlineSeconds": 900
-                })),
-            Template::PodSpec,
-            &classes,
-        ),
-        (
-            "native-sidecars",
-            scheduled("queue=kubernetes")
-                .with_id(fixed(8))
-                .with_plugin(json!({
-                    "podSpec": {
-                        "initContainers": [{"name": "migrate", "image": "alpine",
-                                            "command": ["true"]}],
-                        "containers": [{"image": "alpine", "command": ["make"]}]
-                    },
-                    "sidecars": [
-                        {"name": "dind", "image": "docker:dind",
-                         "securityContext": {"privileged": true}},
-                        {"name": "postgres", "image": "postgres:17",
-                         "env": [{"name": "POSTGRES_PASSWORD", "value": "ci"}],
-                         "readinessProbe": {"exec": {"command": ["pg_isready"]}}}
-                    ]
-                })),
-            Template::PodSpec,
-            &classes,
-        ),
-        (
-            "default-sidecar",
-            scheduled("queue=kubernetes")
-                .with_id(fixed(9))
-                .with_plugin(json!({"sidecars": [{"name": "redis", "image": "redis:7"}]})),
-            default_template(),
-            &classes,
-        ),
-        (
-            "resource-class",
-            scheduled("queue=kubernetes").with_id(fixed(5)),
-            Template::Default {
-                name: Some("large".to_owned()),
-            },
-            &classes,
-        ),
-        (
-            "everything",
-            everything.0.with_id(fixed(7)),
-            Template::PodSpec,
-            &everything.1,
-        ),
-        (
-            "label-unsafe",
-            scheduled("queue=GPU large/fast,arch=*")
-                .with_id(fixed(6))
-                .on_pipeline(&format!("{}!", "p".repeat(80))),
-            default_template(),
-            &classes,
-        ),
-    ];
-    for (name, job, template, config) in cases {
-        let rendered = render_job(&job, &template, config, CONTROLLER)
+    for (name, job, template, config) in corpus::cases() {
+        let rendered = render_job(&job, &template, &config, CONTROLLER)
             .unwrap_or_else(|err| panic!("{name}: {err}"));
         let mut value = serde_json::to_value(&rendered).expect("json");
         // k8s-openapi serialises apiVersion and kind; make sure of it for the validator.

@@ -2,5 +2,6 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod cluster;
+pub mod corpus;
 pub mod fixtures;
 pub mod proxy;
