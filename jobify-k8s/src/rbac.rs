@@ -17,7 +17,7 @@ pub const PERMISSIONS: &[Permission] = &[
     Permission {
         api_group: "batch",
         resource: "jobs",
-        verbs: &["create", "list", "watch", "delete"],
+        verbs: &["create", "list", "watch", "patch", "delete"],
     },
     Permission {
         api_group: "",
