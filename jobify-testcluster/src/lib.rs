@@ -68,6 +68,16 @@ pub struct TestCluster {
     kubelet: tokio::task::AbortHandle,
     /// Whether drop removes `dir`.
     owned: bool,
+    /// etcd's client URL, `http://127.0.0.1:<port>`.
+    etcd: String,
+}
+
+/// How a control plane of a test's own is started ([`TestCluster::start_with_options`]).
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// More kube-apiserver flags, after the harness's own (a flag given twice: the later
+    /// wins), e.g. `--watch-cache=false`.
+    pub apiserver_args: Vec<String>,
 }
 
 static SHARED: OnceLock<Result<TestCluster, String>> = OnceLock::new();
@@ -139,8 +149,25 @@ impl TestCluster {
         TestCluster::start_with(&Binaries::from_env(), true).await
     }
 
+    /// Like [`TestCluster::start`], with `options` (API server flags of the test's own).
+    ///
+    /// # Panics
+    ///
+    /// When `JOBIFY_TESTBINS` is unset or lacks a binary.
+    pub async fn start_with_options(options: &Options) -> Result<TestCluster, Error> {
+        TestCluster::start_inner(&Binaries::from_env(), true, options).await
+    }
+
     /// Starts a control plane from `bins`; `owned`: removed on drop.
     pub async fn start_with(bins: &Binaries, owned: bool) -> Result<TestCluster, Error> {
+        TestCluster::start_inner(bins, owned, &Options::default()).await
+    }
+
+    async fn start_inner(
+        bins: &Binaries,
+        owned: bool,
+        options: &Options,
+    ) -> Result<TestCluster, Error> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let base = std::env::temp_dir().join("jobify-testcluster");
         remove_stale_runs(&base);
@@ -173,7 +200,7 @@ impl TestCluster {
         processes.push(Process::spawn("etcd", &bins.etcd, &etcd_args, &logs)?);
 
         let p = |path: &Path| path.display().to_string();
-        let apiserver_args = vec![
+        let mut apiserver_args = vec![
             format!("--etcd-servers={etcd_url}"),
             "--bind-address=127.0.0.1".to_owned(),
             "--advertise-address=127.0.0.1".to_owned(),
@@ -194,6 +221,7 @@ impl TestCluster {
             "--profiling=false".to_owned(),
             "--v=1".to_owned(),
         ];
+        apiserver_args.extend(options.apiserver_args.iter().cloned());
         processes.push(Process::spawn(
             "kube-apiserver",
             &bins.kube_apiserver,
@@ -275,6 +303,7 @@ impl TestCluster {
             processes: Mutex::new(processes),
             kubelet,
             owned,
+            etcd: etcd_url,
         };
         cluster.canary(&client).await?;
         Ok(cluster)
@@ -360,6 +389,59 @@ impl TestCluster {
     /// `kube-controller-manager.log`).
     pub fn logs(&self) -> &Path {
         &self.logs
+    }
+
+    /// etcd's client URL (`http://127.0.0.1:<port>`, no TLS).
+    pub fn etcd_url(&self) -> &str {
+        &self.etcd
+    }
+
+    /// Compacts etcd's history up to its current revision (etcd's maintenance API, through
+    /// its JSON gateway) and answers that revision: afterwards a watch from an older
+    /// resourceVersion that the API server serves from etcd (`--watch-cache=false`) gets
+    /// 410 Gone. Compacting the shared control plane disturbs other tests' watches: use it
+    /// on a control plane of the test's own.
+    pub async fn compact_etcd(&self) -> Result<i64, Error> {
+        let http = reqwest::Client::new();
+        let call = |path: &'static str, body: serde_json::Value| {
+            let http = http.clone();
+            let url = format!("{}{path}", self.etcd);
+            async move {
+                let answer = http
+                    .post(&url)
+                    .json(&body)
+                    .send()
+                    .await
+                    .and_then(reqwest::Response::error_for_status)
+                    .map_err(|e| Error::Io {
+                        what: format!("POST {url}"),
+                        source: std::io::Error::other(e),
+                    })?;
+                answer
+                    .json::<serde_json::Value>()
+                    .await
+                    .map_err(|e| Error::Io {
+                        what: format!("reading the answer to POST {url}"),
+                        source: std::io::Error::other(e),
+                    })
+            }
+        };
+        // Any range read carries the store's current revision in its header (int64 fields
+        // are JSON strings in the gateway's encoding).
+        let range = call("/v3/kv/range", json!({"key": "AA==", "limit": 1})).await?;
+        let revision = range["header"]["revision"]
+            .as_str()
+            .and_then(|r| r.parse::<i64>().ok())
+            .ok_or_else(|| Error::Io {
+                what: format!("etcd's revision in {range}"),
+                source: std::io::Error::other("missing"),
+            })?;
+        call(
+            "/v3/kv/compaction",
+            json!({"revision": revision.to_string(), "physical": true}),
+        )
+        .await?;
+        Ok(revision)
     }
 
     /// The CA certificate that signed the API server's serving certificate.

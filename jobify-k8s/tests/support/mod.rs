@@ -4,4 +4,7 @@
 pub mod cluster;
 pub mod corpus;
 pub mod fixtures;
+pub mod logs;
 pub mod proxy;
+pub mod real;
+pub mod requests;
