@@ -4,7 +4,7 @@
 //! |-------------|---------------------------------------------------------------------------|
 //! | `monitor`   | `polls_total`, `poll_errors_total{kind}`, `scheduled_jobs`, `rate_limit_remaining` |
 //! | `scheduler` | `sweeps_total{end}`, `sweep_duration_seconds`, `jobs_seen_total{queue}`, `decisions_total{decision,reason}`, `launches_total{outcome}`, `launch_errors_total{reason}`, `in_flight{queue}`, `scheduled_to_created_seconds`, `feedback_retries_total{report,outcome}`, `leader` |
-//! | `workloads` | `failed_to_start_total{cause}`, `agents_lost_total{cause}`, `cancellations_total` |
+//! | `workloads` | `failed_to_start_total{cause}`, `agents_lost_total{cause}`, `stopped_total{cause}`, `cancellations_total` |
 //! | `buildkite` | `queue_jobs{queue,state}`, `queue_agents{queue,state}` (from `/v3/metrics`) |
 //!
 //! [`Metrics`] is the one handle the rest of the binary updates; it is cheap to clone.
@@ -135,6 +135,7 @@ pub struct Metrics {
     leader: Gauge,
     failed_to_start: Family<CauseLabels, Counter>,
     agents_lost: Family<CauseLabels, Counter>,
+    stopped: Family<CauseLabels, Counter>,
     cancellations: Counter,
     queue_jobs: Family<QueueStateLabels, Gauge>,
     queue_agents: Family<QueueStateLabels, Gauge>,
@@ -164,6 +165,7 @@ impl Metrics {
             leader: Gauge::default(),
             failed_to_start: Family::default(),
             agents_lost: Family::default(),
+            stopped: Family::default(),
             cancellations: Counter::default(),
             queue_jobs: Family::default(),
             queue_agents: Family::default(),
@@ -260,6 +262,12 @@ impl Metrics {
             "Running workloads whose pod was disrupted (evicted, preempted, its node lost) \
              before the Job ended: the agent was lost and jobify stopped the Job, by cause",
             metrics.agents_lost.clone(),
+        );
+        workloads.register(
+            "stopped",
+            "Workloads stopped by jobify because containers kept their pod running after the \
+             agent had ended, by cause",
+            metrics.stopped.clone(),
         );
         workloads.register(
             "cancellations",
@@ -423,6 +431,15 @@ impl Metrics {
     /// The agent of a running workload was lost.
     pub fn agent_lost(&self, reason: &Reason) {
         self.agents_lost
+            .get_or_create(&CauseLabels {
+                cause: reason.code.as_str(),
+            })
+            .inc();
+    }
+
+    /// A workload whose containers outlived its agent was stopped.
+    pub fn stopped(&self, reason: &Reason) {
+        self.stopped
             .get_or_create(&CauseLabels {
                 cause: reason.code.as_str(),
             })

@@ -87,6 +87,10 @@ impl SchedulerObserver for Observer {
         self.metrics.agent_lost(reason);
     }
 
+    fn on_workload_stopped(&self, _job: JobId, reason: &Reason) {
+        self.metrics.stopped(reason);
+    }
+
     fn on_feedback(&self, _job: JobId, _result: Result<(), &FeedbackError>) {}
 
     fn on_cancel(&self, _job: JobId, result: &Result<(), CancelError>) {

@@ -219,3 +219,74 @@ async fn a_job_whose_every_pod_dies_before_its_agent_is_failed_in_buildkite_with
     jobify.stop().await;
     harness.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_job_whose_pod_is_evicted_loses_its_agent_and_gets_no_second_pod() {
+    let mut harness = Harness::start(SimEnvConfig::default()).await;
+    let job = harness.env.buildkite().schedule_job(
+        JobSpec::command("long build")
+            .on_queue("linux")
+            .on_pipeline("app")
+            .running(Duration::from_secs(600), 0),
+    );
+    let (config, listen) = harness.config(CONFIG, &[]);
+    let jobify = harness.start_jobify(config, listen);
+    let mut running = None;
+    eventually("the agent runs the job", async || {
+        let state = harness.env.buildkite().job(job.uuid).ok_or("unknown job")?;
+        let pods = pods_of(&harness, job.uuid);
+        match pods.iter().find(|(_, phase)| phase == "Running") {
+            Some((name, _)) if state.state == "RUNNING" => {
+                running = Some(name.clone());
+                Ok(())
+            }
+            _ => Err(format!("{} with pods {pods:?}", state.state)),
+        }
+    })
+    .await;
+    let pod = running.expect("found");
+    assert!(harness.env.kubernetes().evict_pod(
+        NAMESPACE,
+        &pod,
+        "The node was low on resource: memory."
+    ));
+    eventually("the Job is deleted and the slot freed", async || {
+        let jobs = harness.kube_jobs(NAMESPACE);
+        if !jobs.is_empty() {
+            return Err(format!(
+                "Jobs left: {jobs:?}; agents lost {:?}; Job statuses {:?}",
+                jobify.metric("jobify_workloads_agents_lost_total").await,
+                harness
+                    .env
+                    .kubernetes()
+                    .jobs(NAMESPACE)
+                    .iter()
+                    .map(|p| p.status.clone())
+                    .collect::<Vec<_>>()
+            ));
+        }
+        nothing_in_flight(&jobify).await
+    })
+    .await;
+    assert_eq!(
+        jobify.metric("jobify_workloads_agents_lost_total").await,
+        Some(1.0)
+    );
+    let state = harness.env.buildkite().job(job.uuid).expect("job");
+    assert_eq!(state.acquired_count, 1, "acquired once, never again");
+    assert_ne!(state.state, "SCHEDULED", "the lost agent ended the job");
+    assert!(
+        !state.canceled_by_api,
+        "Buildkite reports the lost agent; jobify cancels nothing"
+    );
+    assert_eq!(jobs_created(&harness, job.uuid), 1, "one Kubernetes Job");
+    assert!(
+        pods_of(&harness, job.uuid)
+            .iter()
+            .all(|(name, _)| *name == pod),
+        "no second pod: {:?}",
+        pods_of(&harness, job.uuid)
+    );
+    jobify.stop().await;
+    harness.shutdown().await;
+}

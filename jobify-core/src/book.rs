@@ -335,7 +335,8 @@ impl Book {
             WorkloadEvent::Succeeded(job)
             | WorkloadEvent::Failed(job)
             | WorkloadEvent::FailedToStart { job, .. }
-            | WorkloadEvent::AgentLost { job, .. } => {
+            | WorkloadEvent::AgentLost { job, .. }
+            | WorkloadEvent::Stopped { job, .. } => {
                 if self.entries.contains_key(&job) {
                     self.set(job, JobStatus::Ended);
                 }

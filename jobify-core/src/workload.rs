@@ -50,6 +50,15 @@ pub enum WorkloadEvent {
         /// What happened, e.g. code `pod_disrupted` with the pod's reason.
         reason: Reason,
     },
+    /// Its agent ended while other containers kept the workload running (a service declared
+    /// as a regular container, a process that ignores the end of the job); the backend
+    /// stopped them, so no pod outlives its job. The agent has reported the job's result.
+    Stopped {
+        /// The Buildkite job.
+        job: JobId,
+        /// Why, e.g. code `containers_outlived_agent`, naming the containers.
+        reason: Reason,
+    },
     /// It no longer exists (deleted, or garbage collected after its TTL).
     Gone(JobId),
 }
@@ -64,9 +73,9 @@ impl WorkloadEvent {
             | WorkloadEvent::Succeeded(job)
             | WorkloadEvent::Failed(job)
             | WorkloadEvent::Gone(job) => Some(*job),
-            WorkloadEvent::FailedToStart { job, .. } | WorkloadEvent::AgentLost { job, .. } => {
-                Some(*job)
-            }
+            WorkloadEvent::FailedToStart { job, .. }
+            | WorkloadEvent::AgentLost { job, .. }
+            | WorkloadEvent::Stopped { job, .. } => Some(*job),
         }
     }
 }

@@ -28,6 +28,9 @@ pub const BRANCH: &str = "jobify.dev/branch";
 pub const PRIORITY: &str = "jobify.dev/priority";
 /// Annotation: the Buildkite organization.
 pub const ORGANIZATION: &str = "jobify.dev/organization";
+/// Annotation jobify sets when it stops a Job whose agent has ended while other containers
+/// kept its pod running: why, naming those containers.
+pub const STOPPED_ANNOTATION: &str = "jobify.dev/stopped";
 
 /// Longest label value (and DNS-1123 label).
 const MAX_LABEL_LEN: usize = 63;

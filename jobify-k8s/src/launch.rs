@@ -1,4 +1,4 @@
-//! Creating and deleting Jobs: the API errors sorted by what the scheduler should do, bounded
+//! Creating, stopping and deleting Jobs: the API errors sorted by what the scheduler should do, bounded
 //! retries with backoff for passing failures, and the pace of creates.
 //!
 //! Creates pass a semaphore (at most `max_concurrent_creates` in flight) and, when
@@ -10,7 +10,7 @@ use std::time::Duration;
 use jobify_core::{CancelError, JobId, LaunchError, Launched};
 use k8s_openapi::api::batch::v1::Job;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 
@@ -82,6 +82,34 @@ pub(crate) fn classify_delete(
         429 | 500.. => return Attempt::Retry(format!("HTTP {}: {}", status.code, status.message)),
         403 => format!(
             "jobify may not delete Jobs in namespace `{namespace}`: grant verb `delete` on \
+             resource `jobs` (API group `batch`); the API server said: {}",
+            status.message
+        ),
+        code => format!("HTTP {code}: {}", status.message),
+    };
+    Attempt::Done(Err(CancelError { job, message }))
+}
+
+/// Sorts the answer to stopping a Job (a patch). Stopping a Job that does not exist succeeds.
+pub(crate) fn classify_stop(
+    result: Result<(), kube::Error>,
+    job: JobId,
+    namespace: &str,
+) -> Attempt<(), CancelError> {
+    let err = match result {
+        Ok(()) => return Attempt::Done(Ok(())),
+        Err(err) => err,
+    };
+    let kube::Error::Api(status) = &err else {
+        return Attempt::Retry(format!("could not reach the Kubernetes API: {err}"));
+    };
+    let message = match status.code {
+        404 => return Attempt::Done(Ok(())),
+        409 | 429 | 500.. => {
+            return Attempt::Retry(format!("HTTP {}: {}", status.code, status.message));
+        }
+        403 => format!(
+            "jobify may not patch Jobs in namespace `{namespace}`: grant verb `patch` on \
              resource `jobs` (API group `batch`); the API server said: {}",
             status.message
         ),
@@ -204,6 +232,30 @@ impl Launcher {
         result.unwrap_or_else(|message| Err(CancelError { job, message }))
     }
 
+    /// Stops the Job `name` without deleting it: its active deadline becomes one second, so
+    /// the Job controller terminates its pods and marks it failed (`DeadlineExceeded`), and
+    /// the annotation [`STOPPED_ANNOTATION`](crate::labels::STOPPED_ANNOTATION) says why.
+    /// A Job already gone is stopped.
+    pub(crate) async fn stop(&self, job: JobId, name: &str, why: &str) -> Result<(), CancelError> {
+        let patch = Patch::Merge(serde_json::json!({
+            "metadata": {"annotations": {crate::labels::STOPPED_ANNOTATION: why}},
+            "spec": {"activeDeadlineSeconds": 1},
+        }));
+        let result = retry(&self.client, || async {
+            let patched = tokio::time::timeout(
+                self.client.request_timeout,
+                self.jobs.patch(name, &PatchParams::default(), &patch),
+            )
+            .await;
+            match patched {
+                Ok(result) => classify_stop(result.map(drop), job, &self.namespace),
+                Err(_) => Attempt::Retry("no answer in time".to_owned()),
+            }
+        })
+        .await;
+        result.unwrap_or_else(|message| Err(CancelError { job, message }))
+    }
+
     async fn pace(&self) {
         if let Some(bucket) = &self.bucket {
             let wait = bucket.lock().await.reserve(Instant::now());
@@ -250,6 +302,27 @@ mod tests {
             message: format!("said {code}"),
             ..Status::default()
         }))
+    }
+
+    #[test]
+    fn stop_answers_are_sorted_by_what_to_do() {
+        let job = JobId(uuid::Uuid::nil());
+        let stop = |code| classify_stop(Err(api_error(code, "x")), job, "ci");
+        assert_eq!(classify_stop(Ok(()), job, "ci"), Attempt::Done(Ok(())));
+        assert_eq!(stop(404), Attempt::Done(Ok(())));
+        assert!(matches!(stop(409), Attempt::Retry(_)));
+        assert!(matches!(stop(503), Attempt::Retry(_)));
+        let Attempt::Done(Err(forbidden)) = stop(403) else {
+            panic!("a 403 is final")
+        };
+        assert!(
+            forbidden
+                .message
+                .contains("grant verb `patch` on resource `jobs`"),
+            "{}",
+            forbidden.message
+        );
+        assert!(matches!(stop(422), Attempt::Done(Err(_))));
     }
 
     #[test]

@@ -499,6 +499,17 @@ fn sidecars_are_native_sidecars_after_the_other_init_containers() {
 }
 
 #[test]
+fn unnamed_sidecars_are_named_by_their_place_as_agent_stack_k8s_pipelines_expect() {
+    let job = scheduled("queue=kubernetes").with_plugin(json!({"sidecars": [
+        {"image": "nginx:latest"},
+        {"name": "db", "image": "postgres:17"},
+        {"image": "redis:7"}
+    ]}));
+    let rendered = render(&job).expect("renders");
+    assert_eq!(init_names(pod(&rendered)), ["sidecar-0", "db", "sidecar-2"]);
+}
+
+#[test]
 fn a_sidecar_without_image_is_named() {
     let job = scheduled("queue=kubernetes").with_plugin(json!({"sidecars": [{"name": "x"}]}));
     assert_eq!(
@@ -715,7 +726,6 @@ fn hostile_plugin_configurations_are_errors_never_panics() {
         json!({"podSpecPatch": {"containers": "agent"}}),
         json!({"podSpecPatch": {"volumes": [{"name": 1}]}}),
         json!({"podSpecPatch": {"containers": [{"name": "agent", "env": {"A": "b"}}]}}),
-        json!({"sidecars": [{"name": "", "image": "x"}]}),
         json!({"sidecars": {"name": "x"}}),
         json!({"extraVolumeMounts": [{"name": "missing", "mountPath": "/m"}]}),
         json!({"metadata": {"labels": {"a": "not a label value!"}}}),

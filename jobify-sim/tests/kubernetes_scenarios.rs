@@ -544,3 +544,125 @@ async fn deleting_a_running_agent_pod_terminates_it_and_fails_the_job() {
     assert!(failed.status.unwrap().failed.unwrap() >= 1);
     sim.shutdown().await;
 }
+
+fn with_pod_spec(name: &str, spec: serde_json::Value) -> Job {
+    let mut job = job(name, "busybox");
+    let template = &mut job.spec.as_mut().unwrap().template;
+    template.spec = Some(serde_json::from_value(spec).unwrap());
+    job
+}
+
+fn state(
+    statuses: &[k8s_openapi::api::core::v1::ContainerStatus],
+    name: &str,
+) -> serde_json::Value {
+    let status = statuses.iter().find(|s| s.name == name).unwrap();
+    serde_json::to_value(status.state.as_ref().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn native_sidecars_run_beside_the_containers_and_are_stopped_when_they_end() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client, NS);
+    let spec = json!({"restartPolicy": "Never",
+        "initContainers": [
+            {"name": "setup", "image": "busybox"},
+            {"name": "postgres", "image": "postgres:17", "restartPolicy": "Always"}],
+        "containers": [{"name": "agent", "image": "busybox"}]});
+    jobs.create(&PostParams::default(), &with_pod_spec("sidecar", spec))
+        .await
+        .unwrap();
+    let running = eventually("a running pod", || {
+        sim.pods(NS)
+            .into_iter()
+            .find(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+    })
+    .await;
+    let inits = running.status.unwrap().init_container_statuses.unwrap();
+    assert!(state(&inits, "setup")["terminated"]["exitCode"] == 0);
+    assert!(
+        state(&inits, "postgres")["running"].is_object(),
+        "{inits:?}"
+    );
+    let done = job_with_condition(&sim, "Complete").await;
+    assert!(job_condition(&done, "Complete").is_some());
+    let pod = &sim.pods(NS)[0];
+    let status = pod.status.as_ref().unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Succeeded"));
+    let inits = status.init_container_statuses.as_ref().unwrap();
+    assert_eq!(state(inits, "postgres")["terminated"]["exitCode"], 143);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_failing_init_container_fails_the_pod_before_its_containers_start() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client, NS);
+    let spec = json!({"restartPolicy": "Never",
+        "initContainers": [{"name": "migrate", "image": "migrate:init-fails"}],
+        "containers": [{"name": "agent", "image": "busybox"}]});
+    jobs.create(&PostParams::default(), &with_pod_spec("init", spec))
+        .await
+        .unwrap();
+    job_with_condition(&sim, "Failed").await;
+    let pod = &sim.pods(NS)[0];
+    let status = pod.status.as_ref().unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Failed"));
+    let inits = status.init_container_statuses.as_ref().unwrap();
+    assert_eq!(state(inits, "migrate")["terminated"]["exitCode"], 1);
+    let containers = status.container_statuses.as_ref().unwrap();
+    assert_eq!(
+        state(containers, "agent")["waiting"]["reason"],
+        "PodInitializing"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_container_that_runs_forever_keeps_the_pod_running_until_it_is_stopped() {
+    let (sim, client) = start(KubeSimConfig::default()).await;
+    let jobs: Api<Job> = Api::namespaced(client, NS);
+    let spec = json!({"restartPolicy": "Never",
+        "containers": [
+            {"name": "agent", "image": "busybox"},
+            {"name": "dind", "image": "docker:runs-forever"}]});
+    jobs.create(&PostParams::default(), &with_pod_spec("linger", spec))
+        .await
+        .unwrap();
+    let lingering = eventually("the agent exited, dind still running", || {
+        sim.pods(NS).into_iter().find(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|c| state(c, "agent")["terminated"].is_object())
+        })
+    })
+    .await;
+    let status = lingering.status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+    let containers = status.container_statuses.unwrap();
+    assert!(state(&containers, "dind")["running"].is_object());
+    assert!(
+        sim.jobs(NS).iter().all(|j| j
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_none_or(|c| c.is_empty())),
+        "the Job has not ended"
+    );
+    // What jobify's completion watch does: end the Job by its deadline.
+    jobs.patch(
+        "linger",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"activeDeadlineSeconds": 1}})),
+    )
+    .await
+    .unwrap();
+    let failed = job_with_condition(&sim, "Failed").await;
+    assert_eq!(
+        job_condition(&failed, "Failed").as_deref(),
+        Some("DeadlineExceeded")
+    );
+    eventually("the pod is gone", || sim.pods(NS).is_empty().then_some(())).await;
+    sim.shutdown().await;
+}

@@ -48,6 +48,12 @@ pub trait SchedulerObserver: Send + Sync {
         let _ = (job, reason);
     }
 
+    /// A workload whose containers outlived its agent was stopped (see
+    /// [`WorkloadEvent::Stopped`](crate::WorkloadEvent::Stopped)).
+    fn on_workload_stopped(&self, job: JobId, reason: &Reason) {
+        let _ = (job, reason);
+    }
+
     /// Telling Buildkite about a rejected or failed job finished.
     fn on_feedback(&self, job: JobId, result: Result<(), &FeedbackError>) {
         let _ = (job, result);
@@ -219,6 +225,9 @@ impl<O: SchedulerObserver + ?Sized> SchedulerObserver for std::sync::Arc<O> {
     }
     fn on_agent_lost(&self, job: JobId, reason: &Reason) {
         (**self).on_agent_lost(job, reason);
+    }
+    fn on_workload_stopped(&self, job: JobId, reason: &Reason) {
+        (**self).on_workload_stopped(job, reason);
     }
     fn on_leadership(&self, leader: bool) {
         (**self).on_leadership(leader);

@@ -261,6 +261,11 @@ where
                 self.observer.on_agent_lost(*job, reason);
                 self.graphql_ids.remove(job);
             }
+            WorkloadEvent::Stopped { job, reason } => {
+                tracing::info!(%job, code = %reason.code, reason = %reason.message, "stopped a workload that outlived its agent");
+                self.observer.on_workload_stopped(*job, reason);
+                self.graphql_ids.remove(job);
+            }
             WorkloadEvent::Succeeded(job)
             | WorkloadEvent::Failed(job)
             | WorkloadEvent::Gone(job) => {

@@ -127,13 +127,19 @@ pub const SIDECAR_RESTART_POLICY: &str = "Always";
 
 /// Appends the plugin's `sidecars` to the init containers as native sidecars (restart policy
 /// `Always`), after the init containers already there, sharing the workspace when there is one.
+/// An unnamed sidecar is named `sidecar-<index>`.
 fn add_sidecars(spec: &mut PodSpec, inputs: &Inputs<'_>, workspace: bool) {
     if inputs.request.sidecars.is_empty() {
         return;
     }
     let init = spec.init_containers.get_or_insert_with(Vec::new);
-    for sidecar in &inputs.request.sidecars {
+    for (index, sidecar) in inputs.request.sidecars.iter().enumerate() {
         let mut sidecar = sidecar.clone();
+        // Pipelines written for agent-stack-k8s often leave sidecars unnamed (Buildkite's
+        // docs do); they are named by their place, as there.
+        if sidecar.name.is_empty() {
+            sidecar.name = format!("sidecar-{index}");
+        }
         sidecar.restart_policy = Some(SIDECAR_RESTART_POLICY.to_owned());
         if workspace {
             add_mount(&mut sidecar, workspace_mount());

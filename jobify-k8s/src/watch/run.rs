@@ -1,6 +1,7 @@
 //! The watch loop: kube-runtime watchers on the controller's Jobs and pods feed the
-//! [`Tracker`]; its actions become `WorkloadEvent`s, or give-ups (gather the pod's events,
-//! delete the Job, report `FailedToStart`).
+//! [`Tracker`]; its actions become `WorkloadEvent`s, give-ups (gather the pod's events,
+//! delete the Job, report `FailedToStart`), or stops of Jobs whose containers outlived their
+//! agent.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -59,6 +60,7 @@ pub(crate) async fn run(
     let mut tracker = Tracker::new();
     let mut give_ups: JoinSet<(JobId, String, Option<Reason>)> = JoinSet::new();
     let mut deletes: JoinSet<(JobId, bool)> = JoinSet::new();
+    let mut stops: JoinSet<(JobId, Option<Reason>)> = JoinSet::new();
 
     loop {
         let actions = tokio::select! {
@@ -96,6 +98,17 @@ pub(crate) async fn run(
                 }
                 Vec::new()
             }
+            Some(done) = stops.join_next() => match done {
+                Ok((job, Some(reason))) => vec![Action::Emit(WorkloadEvent::Stopped { job, reason })],
+                Ok((job, None)) => {
+                    tracker.stop_failed(job);
+                    Vec::new()
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "a stop task ended abnormally");
+                    Vec::new()
+                }
+            },
             _ = tick.tick() => {
                 // Only the leader deletes; a standby's timers keep running and it acts on
                 // them once it leads.
@@ -128,6 +141,9 @@ pub(crate) async fn run(
                 Action::Delete { job, name } => {
                     deletes.spawn(delete(Arc::clone(&context.launcher), job, name));
                 }
+                Action::Stop { job, name, reason } => {
+                    stops.spawn(stop(Arc::clone(&context.launcher), job, name, reason));
+                }
                 Action::Lose { job, name, reason } => {
                     // Only the leader stops Jobs; every replica counts the loss.
                     if *context.leading.borrow() {
@@ -146,6 +162,7 @@ pub(crate) async fn run(
     }
     give_ups.shutdown().await;
     deletes.shutdown().await;
+    stops.shutdown().await;
 }
 
 fn on_job(tracker: &mut Tracker, event: watcher::Event<Job>) -> Vec<Action> {
@@ -251,6 +268,25 @@ async fn delete(launcher: Arc<Launcher>, job: JobId, name: String) -> (JobId, bo
             tracing::warn!(%job, error = %err,
                 "could not delete the Job; trying again on the next check");
             (job, false)
+        }
+    }
+}
+
+/// Stops the Job of a pod whose containers outlived its agent; the reason when it did.
+async fn stop(
+    launcher: Arc<Launcher>,
+    job: JobId,
+    name: String,
+    reason: Reason,
+) -> (JobId, Option<Reason>) {
+    tracing::info!(%job, job_name = %name, code = %reason.code, message = %reason.message,
+        "stopping a Job whose containers outlived its agent");
+    match launcher.stop(job, &name, &reason.message).await {
+        Ok(()) => (job, Some(reason)),
+        Err(err) => {
+            tracing::warn!(%job, job_name = %name, error = %err,
+                "could not stop the Job; trying again on the next check");
+            (job, None)
         }
     }
 }

@@ -36,6 +36,9 @@ pub struct JobSummary {
     pub failed_pods: u32,
     /// It is being deleted (jobify, a person or the TTL controller removes it).
     pub deleting: bool,
+    /// jobify stopped it (annotation [`labels::STOPPED_ANNOTATION`]): its agent had ended
+    /// while other containers kept its pod running.
+    pub stopped: bool,
 }
 
 impl JobSummary {
@@ -57,6 +60,7 @@ impl JobSummary {
                 .and_then(|n| u32::try_from(n).ok())
                 .unwrap_or(0),
             deleting: meta.deletion_timestamp.is_some(),
+            stopped: annotation(labels::STOPPED_ANNOTATION).is_some(),
         })
     }
 
@@ -93,6 +97,10 @@ pub struct PodSummary {
     pub job: JobId,
     /// What fail-fast needs.
     pub observation: PodObservation,
+    /// The regular containers still running although the agent container has terminated
+    /// (a service declared as a container rather than a sidecar, a process that ignores the
+    /// end of the job), sorted; empty while the agent runs or once they all ended.
+    pub lingering: Vec<String>,
 }
 
 impl PodSummary {
@@ -165,8 +173,10 @@ impl PodSummary {
                 Some(reason) => format!("DisruptionTarget: {reason}"),
                 None => "DisruptionTarget".to_owned(),
             });
+        let lingering = status.map(outlived_agent).unwrap_or_default();
         Some(PodSummary {
             job,
+            lingering,
             observation: PodObservation {
                 name: meta.name.clone().unwrap_or_default(),
                 // Kubernetes keeps a pod Pending until every container has been created: the
@@ -186,6 +196,25 @@ impl PodSummary {
             },
         })
     }
+}
+
+/// The regular containers running after the agent container terminated, sorted.
+fn outlived_agent(status: &k8s_openapi::api::core::v1::PodStatus) -> Vec<String> {
+    let containers = status.container_statuses.iter().flatten();
+    let agent_ended = containers.clone().any(|c| {
+        c.name == crate::render::AGENT_CONTAINER
+            && c.state.as_ref().is_some_and(|s| s.terminated.is_some())
+    });
+    if !agent_ended {
+        return Vec::new();
+    }
+    let mut running: Vec<String> = containers
+        .filter(|c| c.name != crate::render::AGENT_CONTAINER)
+        .filter(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+        .map(|c| c.name.clone())
+        .collect();
+    running.sort();
+    running
 }
 
 /// The names of the pod's native sidecars: init containers with `restartPolicy: Always`.
@@ -404,5 +433,51 @@ mod tests {
         let workload = summary.workload();
         assert_eq!(workload.queue.as_deref(), Some("k8s"));
         assert!(workload.finished);
+    }
+
+    fn container(name: &str, state: serde_json::Value) -> serde_json::Value {
+        json!({"name": name, "image": "x", "imageID": "", "ready": false, "restartCount": 0,
+            "state": state})
+    }
+
+    #[test]
+    fn containers_running_after_the_agent_ended_are_lingering() {
+        let running = json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}});
+        let ended = json!({"terminated": {"exitCode": 0, "startedAt": "2026-01-01T00:00:00Z"}});
+        let summary = |agent: &serde_json::Value| {
+            PodSummary::from_pod(&pod(json!({
+                "phase": "Running",
+                // A native sidecar still running is the kubelet's to stop, not jobify's.
+                "initContainerStatuses": [container("postgres", running.clone())],
+                "containerStatuses": [
+                    container("agent", agent.clone()),
+                    container("container-0", ended.clone()),
+                    container("logger", running.clone()),
+                    container("dind", running.clone()),
+                ]
+            })))
+            .expect("summary")
+        };
+        assert_eq!(summary(&ended).lingering, ["dind", "logger"]);
+        assert!(
+            summary(&running).lingering.is_empty(),
+            "the agent still runs"
+        );
+        let all_ended = PodSummary::from_pod(&pod(json!({
+            "phase": "Succeeded",
+            "containerStatuses": [container("agent", ended.clone()), container("x", ended)]
+        })))
+        .expect("summary");
+        assert!(all_ended.lingering.is_empty());
+    }
+
+    #[test]
+    fn a_job_jobify_stopped_says_so() {
+        let job: Job = serde_json::from_value(json!({
+            "metadata": {"name": "x", "labels": {"jobify.dev/job-uuid": UUID},
+                         "annotations": {"jobify.dev/stopped": "the agent ended"}}
+        }))
+        .expect("job");
+        assert!(JobSummary::from_job(&job).expect("ours").stopped);
     }
 }

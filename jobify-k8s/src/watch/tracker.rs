@@ -37,6 +37,16 @@ pub enum Action {
         /// What happened.
         reason: Reason,
     },
+    /// The agent has ended while other containers keep the pod running: stop the Job (its
+    /// pods are terminated; the Job object stays, marked), so no pod outlives its job.
+    Stop {
+        /// The Buildkite job.
+        job: JobId,
+        /// The Kubernetes Job's name.
+        name: String,
+        /// Why, naming the containers still running.
+        reason: Reason,
+    },
     /// Delete the Job of a job given up on again: the last attempt failed.
     Delete {
         /// The Buildkite job.
@@ -63,6 +73,19 @@ struct Tracked {
     failed_unstarted: Option<Instant>,
     /// Its agent was reported lost.
     lost: bool,
+    /// Stopping it because containers outlived its agent.
+    stop: Stop,
+}
+
+/// Where stopping a Job whose containers outlived its agent stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Stop {
+    /// Nothing to stop.
+    Idle,
+    /// To stop on the leader's next tick: these containers outlived the agent.
+    Wanted(Vec<String>),
+    /// The stop was sent.
+    Sent(Vec<String>),
 }
 
 impl Tracked {
@@ -75,7 +98,55 @@ impl Tracked {
             delete_failed: false,
             failed_unstarted: None,
             lost: false,
+            stop: Stop::Idle,
         }
+    }
+
+    /// Whether the Job still runs as far as jobify is concerned: not ended, not being
+    /// deleted, not stopped, given up on or lost.
+    fn live(&self) -> bool {
+        self.summary.outcome.is_none()
+            && !self.summary.deleting
+            && !self.summary.stopped
+            && !self.gave_up
+            && !self.lost
+    }
+
+    /// Notes the containers of `pod` that outlived its agent: the Job is to be stopped.
+    fn outlived(&mut self, pod: &PodSummary) {
+        if self.stop == Stop::Idle && self.live() && !pod.lingering.is_empty() {
+            self.stop = Stop::Wanted(pod.lingering.clone());
+        }
+    }
+
+    /// `Stop`, on a tick, for a Job whose containers outlived its agent, once.
+    fn stop(&mut self) -> Option<Action> {
+        let Stop::Wanted(containers) = &self.stop else {
+            return None;
+        };
+        let containers = containers.clone();
+        if !self.live() {
+            self.stop = Stop::Idle;
+            return None;
+        }
+        let reason = Reason::new(
+            ReasonCode("containers_outlived_agent"),
+            format!(
+                "the agent has ended, but container{} {} kept the pod running: jobify stopped the Job",
+                if containers.len() == 1 { "" } else { "s" },
+                containers
+                    .iter()
+                    .map(|c| format!("`{c}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        );
+        self.stop = Stop::Sent(containers);
+        Some(Action::Stop {
+            job: self.summary.job,
+            name: self.summary.name.clone(),
+            reason,
+        })
     }
 
     /// `Lose`, the first time the pod of a started, running Job is disrupted (evicted,
@@ -201,6 +272,7 @@ impl Tracker {
             tracked.summary = summary;
             if let Some(pod) = self.pods.get(&id) {
                 tracked.start.observe(pod.observation.clone(), now);
+                tracked.outlived(pod);
             }
             actions.extend(tracked.announce_start(tracked.summary.outcome.is_some()));
             self.jobs.insert(id, tracked);
@@ -217,10 +289,11 @@ impl Tracker {
             actions.push(Action::Emit(WorkloadEvent::Observed(summary.workload())));
             Tracked::new(summary.clone(), now)
         });
-        if let Some(pod) = self.pods.get(&id)
-            && !tracked.start.started()
-        {
-            tracked.start.observe(pod.observation.clone(), now);
+        if let Some(pod) = self.pods.get(&id) {
+            if !tracked.start.started() {
+                tracked.start.observe(pod.observation.clone(), now);
+            }
+            tracked.outlived(pod);
         }
         actions.extend(tracked.announce_start(summary.outcome.is_some()));
         if tracked.summary.outcome.is_none() {
@@ -284,6 +357,7 @@ impl Tracker {
             actions.extend(tracked.announce_start(tracked.summary.outcome.is_some()));
             actions.extend(tracked.lose(pod.observation.disrupted.as_deref()));
             actions.extend(tracked.give_up_failed(now, FAILED_POD_WAIT, pods_known));
+            tracked.outlived(&pod);
         }
         self.pods.insert(id, pod);
         actions
@@ -305,13 +379,24 @@ impl Tracker {
         }
     }
 
-    /// Checks every unstarted job's fail-fast timers at `now`. A job is given up on once;
+    /// Stopping the Job of `job` failed: the next tick stops it again, while it still runs.
+    pub fn stop_failed(&mut self, job: JobId) {
+        if let Some(tracked) = self.jobs.get_mut(&job)
+            && let Stop::Sent(containers) = &tracked.stop
+        {
+            tracked.stop = Stop::Wanted(containers.clone());
+        }
+    }
+
+    /// Checks every unstarted job's fail-fast timers at `now`, and stops the Jobs whose
+    /// containers outlived their agent. A job is given up on once;
     /// its Job is deleted again while deleting it fails.
     pub fn tick(&mut self, config: &FailFastConfig, now: Instant) -> Vec<Action> {
         let pods_known = self.pods_known();
         let mut actions = Vec::new();
         for (id, tracked) in &mut self.jobs {
             actions.extend(tracked.give_up_failed(now, FAILED_POD_WAIT, pods_known));
+            actions.extend(tracked.stop());
             if tracked.summary.outcome.is_some() {
                 continue;
             }
@@ -337,9 +422,10 @@ impl Tracker {
             }
         }
         actions.sort_by_key(|a| match a {
-            Action::GiveUp { job, .. } | Action::Delete { job, .. } | Action::Lose { job, .. } => {
-                Some(*job)
-            }
+            Action::GiveUp { job, .. }
+            | Action::Delete { job, .. }
+            | Action::Lose { job, .. }
+            | Action::Stop { job, .. } => Some(*job),
             Action::Emit(e) => e.job(),
         });
         actions
@@ -368,12 +454,14 @@ mod tests {
             outcome,
             failed_pods: 0,
             deleting: false,
+            stopped: false,
         }
     }
 
     fn pod(n: u128, started: bool, reason: Option<&str>) -> PodSummary {
         PodSummary {
             job: id(n),
+            lingering: Vec::new(),
             observation: PodObservation {
                 name: format!("pod-{n}"),
                 started,
@@ -399,7 +487,10 @@ mod tests {
             .into_iter()
             .filter_map(|a| match a {
                 Action::Emit(e) => Some(e),
-                Action::GiveUp { .. } | Action::Delete { .. } | Action::Lose { .. } => None,
+                Action::GiveUp { .. }
+                | Action::Delete { .. }
+                | Action::Lose { .. }
+                | Action::Stop { .. } => None,
             })
             .collect()
     }
@@ -692,5 +783,104 @@ mod tests {
         assert!(tracker.pod_applied(pod(1, true, None), now).is_empty());
         let events = emitted(tracker.job_applied(job(1, None), now));
         assert_eq!(events[1], WorkloadEvent::Started(id(1)));
+    }
+
+    fn lingering(n: u128, containers: &[&str]) -> PodSummary {
+        PodSummary {
+            lingering: containers.iter().map(|c| (*c).to_owned()).collect(),
+            ..pod(n, true, None)
+        }
+    }
+
+    fn stops(actions: &[Action]) -> Vec<(JobId, String)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Stop { job, reason, .. } => Some((*job, reason.message.to_string())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_pod_whose_containers_outlive_its_agent_is_stopped_once_on_a_tick() {
+        let now = Instant::now();
+        let config = FailFastConfig::default();
+        let mut tracker = Tracker::new();
+        tracker.job_applied(job(1, None), now);
+        tracker.pod_applied(pod(1, true, None), now);
+        assert!(
+            stops(&tracker.tick(&config, now)).is_empty(),
+            "the agent runs"
+        );
+        let seen = tracker.pod_applied(lingering(1, &["dind", "postgres"]), now);
+        assert!(stops(&seen).is_empty(), "only the leader's tick stops Jobs");
+        let stopped = stops(&tracker.tick(&config, now));
+        assert_eq!(stopped.len(), 1);
+        assert_eq!(stopped[0].0, id(1));
+        assert!(
+            stopped[0].1.contains("`dind`, `postgres`"),
+            "names the containers: {}",
+            stopped[0].1
+        );
+        tracker.pod_applied(lingering(1, &["dind", "postgres"]), now);
+        assert!(stops(&tracker.tick(&config, now)).is_empty(), "once");
+    }
+
+    #[test]
+    fn a_failed_stop_is_sent_again_until_the_job_ends() {
+        let now = Instant::now();
+        let config = FailFastConfig::default();
+        let mut tracker = Tracker::new();
+        tracker.job_applied(job(1, None), now);
+        tracker.pod_applied(lingering(1, &["dind"]), now);
+        assert_eq!(stops(&tracker.tick(&config, now)).len(), 1);
+        tracker.stop_failed(id(1));
+        assert_eq!(stops(&tracker.tick(&config, now)).len(), 1, "again");
+        tracker.stop_failed(id(1));
+        tracker.job_applied(job(1, Some(Outcome::Failed)), now);
+        assert!(
+            stops(&tracker.tick(&config, now)).is_empty(),
+            "a Job that ended needs no stop"
+        );
+    }
+
+    #[test]
+    fn a_job_already_stopped_ending_or_lost_is_not_stopped() {
+        let now = Instant::now();
+        let config = FailFastConfig::default();
+        let variants = [
+            JobSummary {
+                stopped: true,
+                ..job(1, None)
+            },
+            JobSummary {
+                deleting: true,
+                ..job(1, None)
+            },
+            job(1, Some(Outcome::Succeeded)),
+        ];
+        for summary in variants {
+            let mut tracker = Tracker::new();
+            tracker.job_applied(summary.clone(), now);
+            tracker.pod_applied(lingering(1, &["dind"]), now);
+            assert!(stops(&tracker.tick(&config, now)).is_empty(), "{summary:?}");
+        }
+    }
+
+    #[test]
+    fn after_a_restart_a_pod_that_outlived_its_agent_is_stopped_from_the_listing() {
+        let now = Instant::now();
+        let config = FailFastConfig::default();
+        let mut tracker = Tracker::new();
+        tracker.pods_listing();
+        tracker.pod_applied(lingering(1, &["dind"]), now);
+        tracker.pods_listed();
+        tracker.jobs_listing();
+        tracker.job_listed(job(1, None));
+        tracker.job_listed(job(2, None));
+        tracker.jobs_listed(now);
+        let stopped = stops(&tracker.tick(&config, now));
+        assert_eq!(stopped.iter().map(|s| s.0).collect::<Vec<_>>(), [id(1)]);
     }
 }

@@ -85,12 +85,14 @@ impl World {
             outcome: self.outcome,
             failed_pods: self.failed_pods,
             deleting: false,
+            stopped: false,
         }
     }
 
     fn pod(&self) -> Option<PodSummary> {
         self.pods.last().map(|observation| PodSummary {
             job: self.job,
+            lingering: Vec::new(),
             observation: observation.clone(),
         })
     }
@@ -181,7 +183,7 @@ fn run(steps: &[Step], attempts: u32) -> Result<(), String> {
                     }
                 }
                 Action::Lose { .. } => world.deleted = true,
-                Action::Emit(_) | Action::Delete { .. } => {}
+                Action::Emit(_) | Action::Delete { .. } | Action::Stop { .. } => {}
             }
         }
     };

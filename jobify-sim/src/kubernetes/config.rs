@@ -112,6 +112,12 @@ impl Default for Timings {
 /// `nodeSelector` the nodes' labels do not satisfy → [`Scenario::Unschedulable`]; an image
 /// containing [`Scenarios::oom_image_marker`] → [`Scenario::OomKilled`]; an image containing
 /// [`Scenarios::slow_image_marker`] → [`Scenario::SlowStart`]; else [`Scenario::Normal`].
+///
+/// Two markers change a pod whatever its scenario: an init container (not a native sidecar)
+/// whose image contains [`Scenarios::failing_init_image_marker`] exits 1 and fails the pod
+/// before its containers are created; a container whose image contains
+/// [`Scenarios::lingering_image_marker`] keeps running after the main container exited, so
+/// the pod stays `Running` until it is deleted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Scenarios {
     /// Label whose value names a scenario (`normal`, `image-pull-failure`,
@@ -124,6 +130,10 @@ pub struct Scenarios {
     pub oom_image_marker: String,
     /// Default `slow-start` (e.g. `app:slow-start`).
     pub slow_image_marker: String,
+    /// Default `init-fails` (e.g. `migrate:init-fails`).
+    pub failing_init_image_marker: String,
+    /// Default `runs-forever` (e.g. `postgres:runs-forever`).
+    pub lingering_image_marker: String,
     /// Secrets that do not exist. Default `["missing-secret"]`.
     pub missing_secrets: Vec<String>,
     /// ConfigMaps that do not exist. Default `["missing-config"]`.
@@ -142,6 +152,8 @@ impl Default for Scenarios {
             missing_image_marker: "does-not-exist".to_string(),
             oom_image_marker: "oomkill".to_string(),
             slow_image_marker: "slow-start".to_string(),
+            failing_init_image_marker: "init-fails".to_string(),
+            lingering_image_marker: "runs-forever".to_string(),
             missing_secrets: vec!["missing-secret".to_string()],
             missing_config_maps: vec!["missing-config".to_string()],
             node_labels: [

@@ -228,9 +228,11 @@ impl KubeSim {
         ) {
             return false;
         }
-        self.cluster.stop(meta::uid(&pod));
         let now = meta::now();
-        self.cluster
+        // As a kubelet does: the pod says why first, then its containers are stopped, so the
+        // Job controller never sees the failed pod without its `DisruptionTarget` condition.
+        let written = self
+            .cluster
             .write_status(Resource::Pods, namespace, name, |pod| {
                 let status = &mut pod["status"];
                 status["phase"] = serde_json::json!("Failed");
@@ -257,7 +259,9 @@ impl KubeSim {
                     }
                 }
             })
-            .is_some()
+            .is_some();
+        self.cluster.stop(meta::uid(&pod));
+        written
     }
 
     /// Ends every open watch with a `410 Expired` `ERROR` event, so clients relist.

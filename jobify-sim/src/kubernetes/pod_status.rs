@@ -23,13 +23,31 @@ pub(crate) enum Stage {
     /// The main container failed and waits to restart (`restartPolicy: OnFailure`); the
     /// pod stays `Running`.
     CrashLoopBackOff { main: String, message: String },
-    /// The main container exited.
+    /// The main container exited; `killed` containers were stopped (SIGTERM, exit 143).
     Terminated {
         started_at: String,
         finished_at: String,
         main: String,
         exit_code: i32,
         reason: String,
+        killed: Vec<String>,
+    },
+    /// The main container exited, but the `lingering` containers keep running: the pod
+    /// stays `Running` until it is deleted.
+    MainExited {
+        started_at: String,
+        finished_at: String,
+        main: String,
+        exit_code: i32,
+        reason: String,
+        lingering: Vec<String>,
+    },
+    /// The init container `container` exited with `exit_code` (`restartPolicy: Never`): the
+    /// pod failed before its containers were created.
+    InitFailed {
+        container: String,
+        exit_code: i32,
+        message: String,
     },
 }
 
@@ -133,9 +151,17 @@ pub(crate) fn pod_status(
         }
         Stage::Running { .. } => ("Running", true, true, None),
         Stage::CrashLoopBackOff { .. } => ("Running", true, false, Some("ContainersNotReady")),
-        Stage::Terminated { exit_code: 0, .. } => ("Succeeded", false, false, Some("PodCompleted")),
-        Stage::Terminated { .. } => ("Failed", false, false, Some("ContainersNotReady")),
+        Stage::Terminated {
+            exit_code: 0,
+            killed,
+            ..
+        } if killed.is_empty() => ("Succeeded", false, false, Some("PodCompleted")),
+        Stage::Terminated { .. } | Stage::InitFailed { .. } => {
+            ("Failed", false, false, Some("ContainersNotReady"))
+        }
+        Stage::MainExited { .. } => ("Running", true, false, Some("ContainersNotReady")),
     };
+    let initialized = !matches!(stage, Stage::InitFailed { .. });
     let ready_msg = (ready_reason == Some("ContainersNotReady")).then_some(unready.as_str());
     let flag = |b: bool| if b { "True" } else { "False" };
     let conditions = vec![
@@ -148,10 +174,10 @@ pub(crate) fn pod_status(
         ),
         condition(
             "Initialized",
-            true,
+            initialized,
+            (!initialized).then_some("ContainersNotInitialized"),
             None,
-            None,
-            &keep_time("Initialized", "True"),
+            &keep_time("Initialized", flag(initialized)),
         ),
         condition(
             "Ready",
@@ -226,15 +252,39 @@ pub(crate) fn pod_status(
                     true,
                     true,
                 ),
+                Stage::InitFailed { .. } => (
+                    json!({"waiting": {"reason": "PodInitializing"}}),
+                    false,
+                    false,
+                    false,
+                ),
+                Stage::MainExited { lingering, .. } if lingering.iter().any(|l| l == name) => (
+                    json!({"running": {"startedAt": pod["status"]["startTime"]}}),
+                    true,
+                    true,
+                    true,
+                ),
                 Stage::Terminated {
                     started_at,
                     finished_at,
                     main,
                     exit_code,
                     reason,
+                    ..
+                }
+                | Stage::MainExited {
+                    started_at,
+                    finished_at,
+                    main,
+                    exit_code,
+                    reason,
+                    ..
                 } => {
+                    let killed = matches!(stage, Stage::Terminated { killed, .. } if killed.iter().any(|k| k == name));
                     let (code, why) = if main == name {
                         (*exit_code, reason.as_str())
+                    } else if killed {
+                        (143, "Error")
                     } else {
                         (0, "Completed")
                     };
@@ -277,6 +327,20 @@ pub(crate) fn pod_status(
             s
         })
         .collect();
+    // A pod the kubelet terminates for a disruption (eviction, preemption) keeps saying so,
+    // whatever its containers do next, and ends `Failed`.
+    let mut conditions = conditions;
+    let disruption = old_conditions
+        .iter()
+        .find(|c| c["type"] == "DisruptionTarget" && c["status"] == "True")
+        .cloned();
+    let phase = match &disruption {
+        Some(_) if matches!(stage, Stage::Terminated { .. }) => "Failed",
+        _ => phase,
+    };
+    if let Some(condition) = disruption {
+        conditions.push(condition);
+    }
     let mut status = json!({
         "phase": phase,
         "conditions": conditions,
@@ -288,26 +352,69 @@ pub(crate) fn pod_status(
         "containerStatuses": statuses,
         "qosClass": pod["status"]["qosClass"].as_str().unwrap_or("BestEffort"),
     });
+    for key in ["reason", "message"] {
+        if pod["status"]["reason"] == "Evicted" {
+            status[key] = pod["status"][key].clone();
+        }
+    }
     if let Some(inits) = pod["spec"]["initContainers"].as_array() {
-        let done: Vec<Value> = inits
-            .iter()
-            .map(|c| {
-                let name = c["name"].as_str().unwrap_or_default();
-                json!({
-                    "name": name,
-                    "image": c["image"],
-                    "imageID": "",
-                    "lastState": {},
-                    "ready": true,
-                    "restartCount": 0,
-                    "started": false,
-                    "state": {"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": now, "finishedAt": now}},
-                })
-            })
-            .collect();
-        status["initContainerStatuses"] = json!(done);
+        status["initContainerStatuses"] = json!(init_statuses(pod, inits, stage, &now));
     }
     status
+}
+
+/// The init containers' statuses: run-to-completion ones have completed (or, for
+/// [`Stage::InitFailed`], one failed and those after it never ran); native sidecars
+/// (`restartPolicy: Always`) run beside the containers until the pod ends, when the kubelet
+/// stops them (SIGTERM: exit 143).
+fn init_statuses(pod: &Value, inits: &[Value], stage: &Stage, now: &Value) -> Vec<Value> {
+    let failed_at = match stage {
+        Stage::InitFailed { container, .. } => inits.iter().position(|c| c["name"] == *container),
+        _ => None,
+    };
+    let ended = matches!(stage, Stage::Terminated { .. } | Stage::InitFailed { .. });
+    inits
+        .iter()
+        .enumerate()
+        .map(|(index, c)| {
+            let name = c["name"].as_str().unwrap_or_default();
+            let sidecar = c["restartPolicy"] == "Always";
+            let terminated = |code: i32, reason: &str, message: Option<&str>| {
+                let mut t = json!({"exitCode": code, "reason": reason, "startedAt": now,
+                    "finishedAt": now, "containerID": container_id(meta::uid(pod), name)});
+                if let Some(m) = message {
+                    t["message"] = json!(m);
+                }
+                json!({"terminated": t})
+            };
+            let (state, started, ready) = match (stage, failed_at) {
+                (_, Some(at)) if index > at => (
+                    json!({"waiting": {"reason": "PodInitializing"}}),
+                    false,
+                    false,
+                ),
+                (
+                    Stage::InitFailed {
+                        exit_code, message, ..
+                    },
+                    Some(at),
+                ) if index == at => (terminated(*exit_code, "Error", Some(message)), false, false),
+                _ if sidecar && ended => (terminated(143, "Error", None), false, false),
+                _ if sidecar => (json!({"running": {"startedAt": now}}), true, true),
+                _ => (terminated(0, "Completed", None), false, true),
+            };
+            json!({
+                "name": name,
+                "image": c["image"],
+                "imageID": "",
+                "lastState": {},
+                "ready": ready,
+                "restartCount": 0,
+                "started": started,
+                "state": state,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -336,6 +443,7 @@ mod tests {
                 main: "agent".into(),
                 exit_code: 137,
                 reason: "OOMKilled".into(),
+                killed: Vec::new(),
             },
             ("172.18.0.2", "10.0.0.1"),
             &Restarts::default(),

@@ -177,6 +177,9 @@ impl Kubelet {
             self.config_error(pod, message).await;
             return stopped;
         }
+        if let Some(init) = self.failing_init_container(pod) {
+            return self.init_failed(&init).await;
+        }
         let mut delay = self.timings().pod_start_delay;
         if scenario == Scenario::SlowStart {
             delay += self.timings().slow_start_delay;
@@ -249,13 +252,20 @@ impl Kubelet {
                 _ => false,
             };
             if !restarts {
-                self.set_stage(&Stage::Terminated {
-                    started_at,
-                    finished_at,
-                    main,
-                    exit_code,
-                    reason: reason.to_string(),
-                });
+                let lingering = self.lingering_containers(pod, &main);
+                if lingering.is_empty() {
+                    self.set_stage(&Stage::Terminated {
+                        started_at,
+                        finished_at,
+                        main,
+                        exit_code,
+                        reason: reason.to_string(),
+                        killed: Vec::new(),
+                    });
+                    return Ended::Finished;
+                }
+                self.linger(started_at, finished_at, main, exit_code, reason, lingering)
+                    .await;
                 return Ended::Finished;
             }
             // Always / OnFailure: the kubelet restarts the container in place, with back-off.
@@ -310,6 +320,98 @@ impl Kubelet {
                 started_at: started_at.clone(),
             });
         }
+    }
+
+    /// The first init container (not a native sidecar) whose image says it fails.
+    fn failing_init_container(&self, pod: &Value) -> Option<String> {
+        let marker = &self.cluster.config.scenarios.failing_init_image_marker;
+        pod["spec"]["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["restartPolicy"] != "Always")
+            .find(|c| {
+                c["image"]
+                    .as_str()
+                    .is_some_and(|i| i.contains(marker.as_str()))
+            })
+            .and_then(|c| c["name"].as_str().map(str::to_owned))
+    }
+
+    /// The init container `container` exits 1: the pod fails before its containers are
+    /// created (`restartPolicy: Never`), and stays until it is deleted.
+    async fn init_failed(&self, container: &str) -> Ended {
+        let message = format!("{container}: exit status 1\nerror: the init step failed");
+        self.event(
+            "Normal",
+            "Started",
+            &format!("Started container {container}"),
+            None,
+        );
+        self.set_stage(&Stage::InitFailed {
+            container: container.to_owned(),
+            exit_code: 1,
+            message,
+        });
+        Ended::Finished
+    }
+
+    /// The containers, besides `main`, whose image says they run until they are killed.
+    fn lingering_containers(&self, pod: &Value, main: &str) -> Vec<String> {
+        let marker = &self.cluster.config.scenarios.lingering_image_marker;
+        pod["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["name"] != main)
+            .filter(|c| {
+                c["image"]
+                    .as_str()
+                    .is_some_and(|i| i.contains(marker.as_str()))
+            })
+            .filter_map(|c| c["name"].as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// The main container exited, the `lingering` ones keep running: the pod stays
+    /// `Running` until it is deleted, when they are killed (exit 143).
+    async fn linger(
+        &self,
+        started_at: String,
+        finished_at: String,
+        main: String,
+        exit_code: i32,
+        reason: &str,
+        lingering: Vec<String>,
+    ) {
+        self.set_stage(&Stage::MainExited {
+            started_at: started_at.clone(),
+            finished_at: finished_at.clone(),
+            main: main.clone(),
+            exit_code,
+            reason: reason.to_owned(),
+            lingering: lingering.clone(),
+        });
+        self.stop.cancelled().await;
+        if self.cluster.shutdown.is_cancelled() {
+            return;
+        }
+        for name in &lingering {
+            self.event(
+                "Normal",
+                "Killing",
+                &format!("Stopping container {name}"),
+                Some(name),
+            );
+        }
+        self.set_stage(&Stage::Terminated {
+            started_at,
+            finished_at,
+            main,
+            exit_code,
+            reason: reason.to_owned(),
+            killed: lingering,
+        });
     }
 
     /// What the agent does: `(run_for, exit_code, acquired job)`.
@@ -368,6 +470,7 @@ impl Kubelet {
                     main,
                     exit_code: 143,
                     reason: "Error".to_string(),
+                    killed: Vec::new(),
                 });
             }
         } else {
