@@ -188,6 +188,10 @@ fn update_every_family(metrics: &Metrics) {
         "no such image",
     ));
     metrics.agent_lost(&Reason::new(ReasonCode("pod_disrupted"), "evicted"));
+    metrics.stopped(&Reason::new(
+        ReasonCode("containers_outlived_agent"),
+        "`dind` kept running",
+    ));
     metrics.cancelled();
     metrics.set_queue_figures(&BTreeMap::from([(
         "kubernetes".to_owned(),

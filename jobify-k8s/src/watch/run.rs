@@ -235,8 +235,17 @@ fn give_up(
             return (job, name, None);
         }
         let object = pod.as_deref().unwrap_or(&name);
-        let events = events_about(&events_api, object).await;
-        let reason = cause.into_reason(&fail_fast, &events);
+        let reason = match events_about(&events_api, object).await {
+            Ok(events) => cause.into_reason(&fail_fast, &events),
+            Err(err) => {
+                tracing::warn!(%job, object, error = %err,
+                    "could not read the Kubernetes events of a pod that cannot start; grant verb `list` on resource `events`");
+                let mut reason = cause.into_reason(&fail_fast, &[]);
+                reason.message =
+                    format!("{} (its events could not be read: {err})", reason.message).into();
+                reason
+            }
+        };
         tracing::info!(%job, job_name = %name, code = %reason.code, message = %reason.message,
             "pod cannot start; deleting its Job");
         (job, name, Some(reason))
@@ -292,33 +301,26 @@ async fn stop(
 }
 
 /// The latest Kubernetes events about `object`, formatted `Type Reason: message`.
-async fn events_about(api: &Api<Event>, object: &str) -> Vec<String> {
+async fn events_about(api: &Api<Event>, object: &str) -> Result<Vec<String>, kube::Error> {
     let params = ListParams::default().fields(&format!("involvedObject.name={object}"));
-    match api.list(&params).await {
-        Ok(list) => {
-            let mut events: Vec<&Event> = list
-                .items
-                .iter()
-                .filter(|e| e.involved_object.name.as_deref() == Some(object))
-                .collect();
-            events.sort_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0));
-            let skip = events.len().saturating_sub(EVENTS_IN_REASON);
-            events
-                .into_iter()
-                .skip(skip)
-                .map(|e| {
-                    format!(
-                        "{} {}: {}",
-                        e.type_.as_deref().unwrap_or("Normal"),
-                        e.reason.as_deref().unwrap_or(""),
-                        e.message.as_deref().unwrap_or("")
-                    )
-                })
-                .collect()
-        }
-        Err(err) => {
-            tracing::debug!(object, error = %err, "could not list events");
-            Vec::new()
-        }
-    }
+    let list = api.list(&params).await?;
+    let mut events: Vec<&Event> = list
+        .items
+        .iter()
+        .filter(|e| e.involved_object.name.as_deref() == Some(object))
+        .collect();
+    events.sort_by_key(|e| e.last_timestamp.as_ref().map(|t| t.0));
+    let skip = events.len().saturating_sub(EVENTS_IN_REASON);
+    Ok(events
+        .into_iter()
+        .skip(skip)
+        .map(|e| {
+            format!(
+                "{} {}: {}",
+                e.type_.as_deref().unwrap_or("Normal"),
+                e.reason.as_deref().unwrap_or(""),
+                e.message.as_deref().unwrap_or("")
+            )
+        })
+        .collect())
 }
