@@ -264,6 +264,12 @@ impl TestCluster {
              garbage-collector-controller,namespace-controller"
                 .to_owned(),
             "--leader-elect=false".to_owned(),
+            // The defaults (20 requests a second, 5 Jobs synced at once) would make the Job
+            // controller, not jobify, the bottleneck of the thousand-job tests; production
+            // clusters of that size raise them too.
+            "--kube-api-qps=200".to_owned(),
+            "--kube-api-burst=400".to_owned(),
+            "--concurrent-job-syncs=20".to_owned(),
             "--secure-port=0".to_owned(),
             "--v=1".to_owned(),
         ];
