@@ -6,6 +6,28 @@
 //! [`Scenario`], recording the `core/v1` Events a kubelet records; and honours deletion as a
 //! kubelet does: a pod being deleted that is not terminal has its containers stopped and is
 //! marked `Failed`, then it is deleted with grace period 0.
+//!
+//! What it models of a real kubelet, step by step:
+//!
+//! - Init containers run in order. A run-to-completion one runs to `Completed` (or, in
+//!   [`Scenario::InitContainerFailure`], exits non-zero: the pod fails, the sidecars started
+//!   so far are stopped, the containers stay `PodInitializing` and never start). A native
+//!   sidecar (`restartPolicy: Always`) is started and keeps running (`started: true`) while
+//!   the next init containers and then the regular containers run.
+//! - When the regular containers have ended, the sidecars are stopped (`Killing` events,
+//!   SIGTERM: exit 143, reason `Error`); until then the pod stays `Running`. The phase then
+//!   follows the regular containers' exit codes only, so a sidecar killed non-zero does not
+//!   fail the pod.
+//! - Eviction of a running pod ([`Scenario::Evicted`]): an `Evicted` event, then condition
+//!   `DisruptionTarget` (reason `TerminationByKubelet`) written while the containers still
+//!   run, then the containers killed (exit 137) and the pod `Failed` with reason `Evicted`.
+//!   Eviction before the containers start ([`Scenario::EvictedBeforeStart`]) is the same on a
+//!   pod still `Pending`, whose containers end `ContainerStatusUnknown` without `startedAt`.
+//! - [`Scenario::OutlivesAgent`]: the agent exits, other regular containers keep the pod
+//!   `Running` until it is deleted.
+//! - Deletion of a pod that is not terminal: running containers (sidecars included) are
+//!   stopped with exit 143, containers that never started end `ContainerStatusUnknown`
+//!   (exit 137, no `startedAt`), the pod is marked `Failed`, then deleted with grace 0.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -156,6 +178,12 @@ impl PodRun {
                 .collect()
         };
         let init = pairs(spec.init_containers.as_deref().unwrap_or_default());
+        let sidecar = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .map(scenario::is_sidecar)
+            .collect();
         let main = pairs(&spec.containers);
         let primary = main
             .iter()
@@ -165,6 +193,7 @@ impl PodRun {
             .unwrap_or_default();
         let shape = Shape {
             init: init.clone(),
+            sidecar,
             main: main.clone(),
             primary,
             uid: uid.clone(),
@@ -189,6 +218,7 @@ impl PodRun {
                 .collect(),
             restarts: (0, None),
             pod_reason: None,
+            disruption: None,
             force_failed: false,
         };
         PodRun {
@@ -323,7 +353,12 @@ impl PodRun {
             "name": self.name, "uid": self.uid,
         });
         if let Some(c) = container {
-            involved["fieldPath"] = json!(format!("spec.containers{{{c}}}"));
+            let list = if self.shape.init.iter().any(|(n, _)| n == c) {
+                "initContainers"
+            } else {
+                "containers"
+            };
+            involved["fieldPath"] = json!(format!("spec.{list}{{{c}}}"));
         }
         let at = now();
         let event = json!({
@@ -442,7 +477,11 @@ impl PodRun {
         if !self.pause(timings.start).await {
             return false;
         }
-        // Init containers, in order.
+        // Init containers, in order; native sidecars start and keep running.
+        let failing = match self.script.scenario {
+            Scenario::InitContainerFailure(code) => self.failing_init().map(|i| (i, code)),
+            _ => None,
+        };
         for i in 0..self.shape.init.len() {
             let (name, image) = self.shape.init[i].clone();
             self.pulled(&name, &image).await;
@@ -461,8 +500,15 @@ impl PodRun {
             )
             .await;
             let started_at = now();
-            let (exit_code, reason) = match self.script.scenario {
-                Scenario::InitContainerFailure(code) if i == 0 => (code, "Error"),
+            if self.shape.sidecar[i] {
+                self.snap.init[i] = State::Running(started_at);
+                if !self.write().await {
+                    return false;
+                }
+                continue;
+            }
+            let (exit_code, reason) = match failing {
+                Some((at, code)) if at == i => (code, "Error"),
                 _ => (0, "Completed"),
             };
             self.snap.init[i] = State::Terminated {
@@ -472,6 +518,13 @@ impl PodRun {
                 finished_at: now(),
             };
             if exit_code != 0 {
+                // The pod failed: the kubelet stops the sidecars it started.
+                if self.any_sidecar_running() {
+                    if !self.write().await {
+                        return false;
+                    }
+                    self.stop_sidecars().await;
+                }
                 return self.write().await;
             }
         }
@@ -508,6 +561,12 @@ impl PodRun {
         if self.script.scenario == Scenario::SlowStart && !self.pause(timings.slow_start).await {
             return false;
         }
+        if self.script.scenario == Scenario::EvictedBeforeStart {
+            if !self.pause(self.script.run_for).await {
+                return false;
+            }
+            return self.evict().await;
+        }
         loop {
             let started_at = now();
             for (i, (name, _)) in main_images.iter().enumerate() {
@@ -538,8 +597,9 @@ impl PodRun {
                 Scenario::Evicted => return self.evict().await,
                 Scenario::OomKilled => {
                     self.terminate_all(137, "OOMKilled");
-                    return self.write().await;
+                    return self.end().await;
                 }
+                Scenario::OutlivesAgent => return self.outlive_agent().await,
                 _ => {}
             }
             let exit_code = self.script.exit_code;
@@ -552,7 +612,7 @@ impl PodRun {
             if !restarts {
                 let reason = if exit_code == 0 { "Completed" } else { "Error" };
                 self.terminate_all(exit_code, reason);
-                return self.write().await;
+                return self.end().await;
             }
             // The kubelet restarts the container in place, with a back-off.
             let started = match &self.snap.main[primary] {
@@ -584,6 +644,120 @@ impl PodRun {
                 return false;
             }
         }
+    }
+
+    /// The init container [`Scenario::InitContainerFailure`] fails: the first
+    /// run-to-completion one whose image has the marker, else the first run-to-completion one.
+    fn failing_init(&self) -> Option<usize> {
+        let candidates = || {
+            self.shape
+                .init
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !self.shape.sidecar[*i])
+        };
+        candidates()
+            .find(|(_, (_, image))| image.contains(scenario::FAILING_INIT_IMAGE_MARKER))
+            .or_else(|| candidates().next())
+            .map(|(i, _)| i)
+    }
+
+    fn any_sidecar_running(&self) -> bool {
+        self.snap
+            .init
+            .iter()
+            .zip(&self.shape.sidecar)
+            .any(|(s, sidecar)| *sidecar && matches!(s, State::Running(_)))
+    }
+
+    /// Stops the running native sidecars, last first (SIGTERM: exit 143), as the kubelet does
+    /// once the regular containers have ended.
+    async fn stop_sidecars(&mut self) {
+        let finished_at = now();
+        for i in (0..self.shape.init.len()).rev() {
+            let State::Running(started_at) = self.snap.init[i].clone() else {
+                continue;
+            };
+            if !self.shape.sidecar[i] {
+                continue;
+            }
+            let name = self.shape.init[i].0.clone();
+            self.event(
+                "Normal",
+                "Killing",
+                &format!("Stopping container {name}"),
+                Some(&name),
+            )
+            .await;
+            self.snap.init[i] = State::Terminated {
+                exit_code: 143,
+                reason: "Error".to_owned(),
+                started_at,
+                finished_at: finished_at.clone(),
+            };
+        }
+    }
+
+    /// The regular containers have ended: the status says so (the pod still `Running` while
+    /// sidecars run), then the sidecars are stopped and the pod is terminal.
+    async fn end(&mut self) -> bool {
+        if !self.write().await {
+            return false;
+        }
+        if !self.any_sidecar_running() {
+            return true;
+        }
+        self.stop_sidecars().await;
+        self.write().await
+    }
+
+    /// The indexes of the regular containers that keep running after the agent exited in
+    /// [`Scenario::OutlivesAgent`].
+    fn lingering(&self) -> Vec<usize> {
+        let primary = self.primary_index();
+        let others: Vec<usize> = (0..self.shape.main.len())
+            .filter(|i| *i != primary)
+            .collect();
+        let marked: Vec<usize> = others
+            .iter()
+            .copied()
+            .filter(|i| {
+                self.shape.main[*i]
+                    .1
+                    .contains(scenario::LINGERING_IMAGE_MARKER)
+            })
+            .collect();
+        if marked.is_empty() { others } else { marked }
+    }
+
+    /// The agent exits with the script's exit code; the lingering containers keep running
+    /// until the pod is deleted, the others complete.
+    async fn outlive_agent(&mut self) -> bool {
+        let primary = self.primary_index();
+        let lingering = self.lingering();
+        let finished_at = now();
+        let exit_code = self.script.exit_code;
+        for (i, s) in self.snap.main.iter_mut().enumerate() {
+            if lingering.contains(&i) {
+                continue;
+            }
+            let started_at = match s {
+                State::Running(at) => at.clone(),
+                _ => finished_at.clone(),
+            };
+            let (code, why) = if i == primary && exit_code != 0 {
+                (exit_code, "Error")
+            } else {
+                (if i == primary { exit_code } else { 0 }, "Completed")
+            };
+            *s = State::Terminated {
+                exit_code: code,
+                reason: why.to_owned(),
+                started_at,
+                finished_at: finished_at.clone(),
+            };
+        }
+        self.write().await
     }
 
     fn primary_index(&self) -> usize {
@@ -649,12 +823,16 @@ impl PodRun {
             self.snap.init[at.1] = state;
         } else {
             let finished_at = now();
-            for s in &mut self.snap.init {
-                *s = State::Terminated {
-                    exit_code: 0,
-                    reason: "Completed".to_owned(),
-                    started_at: finished_at.clone(),
-                    finished_at: finished_at.clone(),
+            for (s, sidecar) in self.snap.init.iter_mut().zip(&self.shape.sidecar) {
+                *s = if *sidecar {
+                    State::Running(finished_at.clone())
+                } else {
+                    State::Terminated {
+                        exit_code: 0,
+                        reason: "Completed".to_owned(),
+                        started_at: finished_at.clone(),
+                        finished_at: finished_at.clone(),
+                    }
                 };
             }
             self.snap.main[at.1] = state;
@@ -745,27 +923,58 @@ impl PodRun {
         true
     }
 
+    /// The eviction manager evicts the pod: an `Evicted` event; condition `DisruptionTarget`
+    /// written while the containers are as they were (a running pod stays `Running`, a
+    /// starting one `Pending`); then its running containers killed (exit 137, sidecars too)
+    /// and those that never started `ContainerStatusUnknown`; then `Failed`, reason
+    /// `Evicted`.
     async fn evict(&mut self) -> bool {
         let message = "The node was low on resource: memory. Threshold quantity: 100Mi, \
                        available: 51200Ki. ";
         self.event("Warning", "Evicted", message, None).await;
-        for (name, _) in self.shape.main.clone() {
-            self.event(
-                "Normal",
-                "Killing",
-                &format!("Stopping container {name}"),
-                Some(&name),
-            )
-            .await;
+        self.snap.disruption = Some(message.to_owned());
+        if !self.write().await {
+            return false;
         }
-        self.terminate_all(137, "Error");
-        for s in &mut self.snap.main {
-            if let State::Terminated {
-                exit_code, reason, ..
-            } = s
-            {
-                *exit_code = 137;
-                *reason = "Error".to_owned();
+        let finished_at = now();
+        for i in 0..self.shape.main.len() {
+            let name = self.shape.main[i].0.clone();
+            self.snap.main[i] = match self.snap.main[i].clone() {
+                State::Running(started_at) => {
+                    self.event(
+                        "Normal",
+                        "Killing",
+                        &format!("Stopping container {name}"),
+                        Some(&name),
+                    )
+                    .await;
+                    State::Terminated {
+                        exit_code: 137,
+                        reason: "Error".to_owned(),
+                        started_at,
+                        finished_at: finished_at.clone(),
+                    }
+                }
+                State::Waiting(..) => State::Unknown,
+                done => done,
+            };
+        }
+        for i in 0..self.shape.init.len() {
+            if let State::Running(started_at) = self.snap.init[i].clone() {
+                let name = self.shape.init[i].0.clone();
+                self.event(
+                    "Normal",
+                    "Killing",
+                    &format!("Stopping container {name}"),
+                    Some(&name),
+                )
+                .await;
+                self.snap.init[i] = State::Terminated {
+                    exit_code: 137,
+                    reason: "Error".to_owned(),
+                    started_at,
+                    finished_at: finished_at.clone(),
+                };
             }
         }
         self.snap.pod_reason = Some(("Evicted".to_owned(), message.to_owned()));
@@ -787,19 +996,24 @@ impl PodRun {
                 .and_then(|s| s.node_name.as_ref())
                 .is_some()
         {
-            for (i, (name, _)) in self.shape.main.clone().iter().enumerate() {
-                if matches!(self.snap.main[i], State::Running(_)) {
-                    self.event(
-                        "Normal",
-                        "Killing",
-                        &format!("Stopping container {name}"),
-                        Some(name),
-                    )
-                    .await;
-                }
+            let containers = self.shape.main.iter().zip(&self.snap.main);
+            let sidecars = self.shape.init.iter().zip(&self.snap.init).rev();
+            let running: Vec<String> = containers
+                .chain(sidecars)
+                .filter(|(_, s)| matches!(s, State::Running(_)))
+                .map(|((name, _), _)| name.clone())
+                .collect();
+            for name in &running {
+                self.event(
+                    "Normal",
+                    "Killing",
+                    &format!("Stopping container {name}"),
+                    Some(name),
+                )
+                .await;
             }
             let finished_at = now();
-            for s in self.snap.init.iter_mut().chain(self.snap.main.iter_mut()) {
+            let stop = |s: &mut State, unstarted: State| {
                 *s = match &*s {
                     State::Running(at) => State::Terminated {
                         exit_code: 143,
@@ -807,14 +1021,29 @@ impl PodRun {
                         started_at: at.clone(),
                         finished_at: finished_at.clone(),
                     },
-                    State::Waiting(..) => State::Terminated {
-                        exit_code: 137,
-                        reason: "ContainerStatusUnknown".to_owned(),
-                        started_at: finished_at.clone(),
-                        finished_at: finished_at.clone(),
-                    },
-                    State::Terminated { .. } => s.clone(),
+                    State::Waiting(..) => unstarted,
+                    State::Terminated { .. } | State::Unknown => s.clone(),
                 };
+            };
+            // A waiting init container stays waiting; a container that never started is
+            // reported `ContainerStatusUnknown`, unless the init containers never finished.
+            let initialized = self
+                .snap
+                .init
+                .iter()
+                .zip(&self.shape.sidecar)
+                .all(|(s, sidecar)| *sidecar || matches!(s, State::Terminated { .. }));
+            for s in &mut self.snap.init {
+                let waiting = s.clone();
+                stop(s, waiting);
+            }
+            for s in &mut self.snap.main {
+                let unstarted = if initialized {
+                    State::Unknown
+                } else {
+                    s.clone()
+                };
+                stop(s, unstarted);
             }
             self.snap.force_failed = true;
             if !self.write().await {

@@ -23,6 +23,12 @@ pub const MISSING_IMAGE_MARKER: &str = "does-not-exist";
 pub const OOM_IMAGE_MARKER: &str = "oomkill";
 /// An image containing this takes [`Timings::slow_start`] longer to start.
 pub const SLOW_IMAGE_MARKER: &str = "slow-start";
+/// A run-to-completion init container whose image contains this exits 1
+/// ([`Scenario::InitContainerFailure`]), as in `jobify-sim`.
+pub const FAILING_INIT_IMAGE_MARKER: &str = "init-fails";
+/// A regular container whose image contains this keeps running after the agent exited
+/// ([`Scenario::OutlivesAgent`]), as in `jobify-sim`.
+pub const LINGERING_IMAGE_MARKER: &str = "runs-forever";
 
 /// What happens to a pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,13 +48,24 @@ pub enum Scenario {
     StaysPending,
     /// Like [`Scenario::Normal`] after a long `ContainerCreating` ([`Timings::slow_start`]).
     SlowStart,
-    /// The first init container exits with this code: the pod fails
-    /// (`restartPolicy: Never`).
+    /// A run-to-completion init container exits with this code (the first whose image has
+    /// [`FAILING_INIT_IMAGE_MARKER`], else the first): the pod fails (`restartPolicy:
+    /// Never`), the sidecars started before it are stopped, its containers never start.
     InitContainerFailure(i32),
     /// The main container runs, then is OOM-killed (exit 137, reason `OOMKilled`).
     OomKilled,
-    /// The pod runs, then the kubelet evicts it (phase `Failed`, reason `Evicted`).
+    /// The pod runs for the script's `run_for`, then the kubelet evicts it: condition
+    /// `DisruptionTarget` first, then its containers are killed (exit 137) and it is
+    /// `Failed` with reason `Evicted`.
     Evicted,
+    /// The pod is evicted before its containers start: its containers stay
+    /// `ContainerCreating` for the script's `run_for`, then `DisruptionTarget`, then `Failed`
+    /// with reason `Evicted` and the containers `ContainerStatusUnknown` (never started).
+    EvictedBeforeStart,
+    /// The primary (agent) container exits with the script's `exit_code` after `run_for`,
+    /// but the other regular containers (those whose image has [`LINGERING_IMAGE_MARKER`],
+    /// else all the others) keep running, so the pod stays `Running` until it is deleted.
+    OutlivesAgent,
 }
 
 impl Scenario {
@@ -67,6 +84,8 @@ impl Scenario {
             "init-container-failure" => Scenario::InitContainerFailure(1),
             "oom-killed" => Scenario::OomKilled,
             "evicted" => Scenario::Evicted,
+            "evicted-before-start" | "evicted-pending" => Scenario::EvictedBeforeStart,
+            "outlives-agent" | "runs-forever" => Scenario::OutlivesAgent,
             _ => return None,
         })
     }
@@ -145,7 +164,9 @@ impl Default for Timings {
 ///
 /// In order: a scenario label or annotation; an invalid image reference; an image with
 /// [`MISSING_IMAGE_MARKER`]; `missing`; a `nodeSelector` the node's labels do not satisfy;
-/// [`OOM_IMAGE_MARKER`]; [`SLOW_IMAGE_MARKER`]; else normal. The run time and exit code come
+/// [`FAILING_INIT_IMAGE_MARKER`] on a run-to-completion init container;
+/// [`LINGERING_IMAGE_MARKER`] on a regular container; [`OOM_IMAGE_MARKER`];
+/// [`SLOW_IMAGE_MARKER`]; else normal. The run time and exit code come
 /// from [`RUN_FOR_ANNOTATION`] and [`EXIT_CODE_ANNOTATION`].
 pub(crate) fn classify(
     pod: &Pod,
@@ -197,6 +218,17 @@ pub(crate) fn classify(
         Scenario::CreateContainerConfigError(message)
     } else if selector.iter().any(|(k, v)| node_labels.get(k) != Some(v)) {
         Scenario::Unschedulable
+    } else if init_images(pod, false)
+        .iter()
+        .any(|i| i.contains(FAILING_INIT_IMAGE_MARKER))
+    {
+        Scenario::InitContainerFailure(1)
+    } else if pod.spec.iter().flat_map(|s| &s.containers).any(|c| {
+        c.image
+            .as_deref()
+            .is_some_and(|i| i.contains(LINGERING_IMAGE_MARKER))
+    }) {
+        Scenario::OutlivesAgent
     } else if images.iter().any(|i| i.contains(OOM_IMAGE_MARKER)) {
         Scenario::OomKilled
     } else if images.iter().any(|i| i.contains(SLOW_IMAGE_MARKER)) {
@@ -205,6 +237,22 @@ pub(crate) fn classify(
         Scenario::Normal
     };
     script
+}
+
+/// The images of the pod's init containers: the native sidecars (`restartPolicy: Always`)
+/// when `sidecars`, else the run-to-completion ones.
+pub(crate) fn init_images(pod: &Pod, sidecars: bool) -> Vec<String> {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.init_containers.iter().flatten())
+        .filter(|c| is_sidecar(c) == sidecars)
+        .map(|c| c.image.clone().unwrap_or_default())
+        .collect()
+}
+
+/// Whether an init container is a native sidecar: `restartPolicy: Always`.
+pub(crate) fn is_sidecar(container: &k8s_openapi::api::core::v1::Container) -> bool {
+    container.restart_policy.as_deref() == Some("Always")
 }
 
 /// Init containers, then containers.
@@ -334,6 +382,36 @@ mod tests {
         assert_eq!(
             classify(&unschedulable, &node, None).scenario,
             Scenario::Unschedulable
+        );
+    }
+
+    #[test]
+    fn image_markers_select_an_init_failure_and_containers_that_outlive_the_agent() {
+        let node = BTreeMap::new();
+        let init = |image: &str, policy: Option<&str>| {
+            pod(json!({"metadata": {"name": "p"}, "spec": {
+                "initContainers": [{"name": "i", "image": image, "restartPolicy": policy}],
+                "containers": [{"name": "agent", "image": "agent:3"}]}}))
+        };
+        assert_eq!(
+            classify(&init("migrate:init-fails", None), &node, None).scenario,
+            Scenario::InitContainerFailure(1)
+        );
+        assert_eq!(
+            classify(&init("sidecar:init-fails", Some("Always")), &node, None).scenario,
+            Scenario::Normal,
+            "a native sidecar is no init container that fails"
+        );
+        let lingering = pod(json!({"metadata": {"name": "p"}, "spec": {"containers": [
+            {"name": "agent", "image": "agent:3"},
+            {"name": "dind", "image": "docker:27-dind-runs-forever"}]}}));
+        assert_eq!(
+            classify(&lingering, &node, None).scenario,
+            Scenario::OutlivesAgent
+        );
+        assert_eq!(
+            Scenario::from_name("evicted-before-start"),
+            Some(Scenario::EvictedBeforeStart)
         );
     }
 
