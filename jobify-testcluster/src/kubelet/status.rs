@@ -399,7 +399,10 @@ mod tests {
             vec![done(1), State::Running(now())],
             vec![State::Waiting("PodInitializing".into(), None)],
         ));
-        assert_eq!(init_failed["phase"], "Pending", "until the sidecar is stopped");
+        assert_eq!(
+            init_failed["phase"], "Pending",
+            "until the sidecar is stopped"
+        );
 
         let ended = shape.status(&snap(vec![done(0), done(143)], vec![done(0)]));
         assert_eq!(
