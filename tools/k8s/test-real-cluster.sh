@@ -20,6 +20,6 @@ echo "real-cluster tier: binaries in $JOBIFY_TESTBINS" >&2
 threads=${JOBIFY_REAL_CLUSTER_THREADS:-4}
 if [[ $# -eq 0 ]]; then
     set -- -p jobify-testcluster -p jobify-k8s --test cluster --test real_cluster \
-        --test real_cluster_rbac --test real_cluster_watch --test real_cluster_deploy
+        --test real_cluster_rbac --test real_cluster_watch --test real_cluster_deploy --test real_cluster_pods
 fi
 exec cargo test --locked "$@" -- --ignored --test-threads "$threads"
