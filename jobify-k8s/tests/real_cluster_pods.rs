@@ -369,6 +369,7 @@ async fn an_init_container_that_fails_fails_to_start_naming_it_and_the_job_is_de
         PodScript::new(Scenario::InitContainerFailure(3)),
     );
     let (history, watch) = PodHistory::record(&client, &namespace);
+    let (jobs, jobs_watch) = History::<Job>::record(&client, &namespace);
     let mut recording = launch(&client, config, &job).await;
     let event = recording
         .until("FailedToStart", |e| {
@@ -397,6 +398,8 @@ async fn an_init_container_that_fails_fails_to_start_naming_it_and_the_job_is_de
     all_gone(&client, &namespace, &name).await;
     let seen = recording.stop().await;
     watch.abort();
+    jobs_watch.abort();
+    show(&client, &namespace, &name, &jobs, &history).await;
     let reports = reported(&seen, job.id);
     assert!(!reports.contains(&"Started".to_owned()), "{reports:?}");
     // What the real API server kept of the failed pod.
@@ -423,6 +426,7 @@ async fn a_job_with_a_native_sidecar_succeeds_and_the_sidecar_stops_with_the_pod
         PodScript::new(Scenario::Normal).running_for(Duration::from_secs(3)),
     );
     let (history, watch) = PodHistory::record(&client, &namespace);
+    let (jobs, jobs_watch) = History::<Job>::record(&client, &namespace);
     let mut recording = launch(&client, config, &job).await;
     recording
         .until("Succeeded", |e| {
@@ -439,6 +443,8 @@ async fn a_job_with_a_native_sidecar_succeeds_and_the_sidecar_stops_with_the_pod
     assert_eq!(done.status.as_ref().and_then(|s| s.succeeded), Some(1));
     let seen = recording.stop().await;
     watch.abort();
+    jobs_watch.abort();
+    show(&client, &namespace, &name, &jobs, &history).await;
     assert_eq!(
         reported(&seen, job.id),
         ["Observed", "Started", "Succeeded"],
