@@ -58,7 +58,7 @@ pub(crate) async fn run(
     let mut tick = tokio::time::interval(context.fail_fast.check_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut tracker = Tracker::new();
-    let mut give_ups: JoinSet<(JobId, String, Option<Reason>)> = JoinSet::new();
+    let mut give_ups: JoinSet<(JobId, String, GiveUp)> = JoinSet::new();
     let mut deletes: JoinSet<(JobId, bool)> = JoinSet::new();
     let mut stops: JoinSet<(JobId, Option<Reason>)> = JoinSet::new();
 
@@ -81,12 +81,16 @@ pub(crate) async fn run(
                 }
             },
             Some(done) = give_ups.join_next() => match done {
-                Ok((job, name, Some(reason))) => {
+                Ok((job, name, GiveUp::Reason(reason))) => {
                     // Reported before the deletion, so the core hears why before `Gone`.
                     deletes.spawn(delete(Arc::clone(&context.launcher), job, name));
                     vec![Action::Emit(WorkloadEvent::FailedToStart { job, reason })]
                 }
-                Ok((job, _, None)) => vec![Action::Emit(WorkloadEvent::Failed(job))],
+                Ok((job, _, GiveUp::Failed)) => vec![Action::Emit(WorkloadEvent::Failed(job))],
+                Ok((job, _, GiveUp::Started)) => {
+                    tracker.give_up_cancelled(job);
+                    Vec::new()
+                }
                 Err(err) => {
                     tracing::error!(error = %err, "a fail-fast task ended abnormally");
                     Vec::new()
@@ -216,23 +220,39 @@ fn on_pod(tracker: &mut Tracker, event: watcher::Event<Pod>) -> Vec<Action> {
     }
 }
 
-/// Gathers the events that explain `cause` and answers the reason; `None` when the Job
-/// failed after all its pod started (read again from the API: the pods watch may lag the
-/// Jobs watch), so its agent ran and Buildkite knows.
+/// What giving up on a job came to.
+enum GiveUp {
+    /// Its pod cannot start: delete the Job and report this.
+    Reason(Reason),
+    /// The Job failed after all its pod started: its agent ran and Buildkite knows.
+    Failed,
+    /// Its pod started while the reason was gathered (a pod that starts just as its pending
+    /// timeout passes): it runs, so nothing is given up on.
+    Started,
+}
+
+/// Gathers the events that explain `cause` and answers the reason, unless a pod of the job
+/// has started after all (read again from the API: the pods watch may lag the Jobs watch,
+/// and a pod may start just as its timer fires).
 fn give_up(
     context: &WatchContext,
     job: JobId,
     name: String,
     pod: Option<String>,
     cause: Cause,
-) -> impl Future<Output = (JobId, String, Option<Reason>)> + Send + 'static {
+) -> impl Future<Output = (JobId, String, GiveUp)> + Send + 'static {
     let events_api: Api<Event> = Api::namespaced(context.client.clone(), &context.namespace);
     let pods_api: Api<Pod> = Api::namespaced(context.client.clone(), &context.namespace);
     let fail_fast = context.fail_fast.clone();
     async move {
-        if cause.is_job_failure() && any_pod_started(&pods_api, job).await {
-            tracing::info!(%job, job_name = %name, "the Job failed after its pod started; the agent reported the job");
-            return (job, name, None);
+        if any_pod_started(&pods_api, job).await {
+            if cause.is_job_failure() {
+                tracing::info!(%job, job_name = %name, "the Job failed after its pod started; the agent reported the job");
+                return (job, name, GiveUp::Failed);
+            }
+            tracing::info!(%job, job_name = %name, code = %cause.code(),
+                "the pod started just as jobify was giving up on it; it runs");
+            return (job, name, GiveUp::Started);
         }
         let object = pod.as_deref().unwrap_or(&name);
         let reason = match events_about(&events_api, object).await {
@@ -248,7 +268,7 @@ fn give_up(
         };
         tracing::info!(%job, job_name = %name, code = %reason.code, message = %reason.message,
             "pod cannot start; deleting its Job");
-        (job, name, Some(reason))
+        (job, name, GiveUp::Reason(reason))
     }
 }
 

@@ -371,6 +371,14 @@ impl Tracker {
         }
     }
 
+    /// Giving up on `job` was called off: its pod started while the reason was gathered, so
+    /// the job is tracked as running again (and given up on anew if it should be).
+    pub fn give_up_cancelled(&mut self, job: JobId) {
+        if let Some(tracked) = self.jobs.get_mut(&job) {
+            tracked.gave_up = false;
+        }
+    }
+
     /// Deleting the Job of `job`, given up on, failed: the next tick deletes it again, until
     /// it is gone or has ended.
     pub fn delete_failed(&mut self, job: JobId) {
@@ -582,6 +590,39 @@ mod tests {
         );
         // The Job may fail before the deletion lands: FailedToStart already said so.
         assert!(emitted(tracker.job_applied(job(1, Some(Outcome::Failed)), now)).is_empty());
+    }
+
+    #[test]
+    fn a_pod_that_starts_as_it_is_given_up_on_runs_on_as_any_other() {
+        let now = Instant::now();
+        let config = FailFastConfig::default();
+        let late = now + config.pending_timeout;
+        let mut tracker = Tracker::new();
+        tracker.job_applied(job(1, None), now);
+        tracker.pod_applied(pod(1, false, None), now);
+        assert!(matches!(
+            &tracker.tick(&config, late)[..],
+            [Action::GiveUp { job, .. }] if *job == id(1)
+        ));
+        // The pod starts while the reason is gathered: the give-up finds it started.
+        assert_eq!(
+            emitted(tracker.pod_applied(pod(1, true, None), late)),
+            [WorkloadEvent::Started(id(1))]
+        );
+        tracker.give_up_cancelled(id(1));
+        assert!(
+            tracker.tick(&config, late).is_empty(),
+            "started: no new give-up"
+        );
+        let mut disrupted = pod(1, true, None);
+        disrupted.observation.disrupted = Some("DisruptionTarget: TerminationByKubelet".into());
+        assert!(
+            matches!(
+                &tracker.pod_applied(disrupted, late)[..],
+                [Action::Lose { .. }]
+            ),
+            "tracked as running again"
+        );
     }
 
     #[test]
