@@ -29,15 +29,18 @@ use tokio::sync::{oneshot, watch};
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// The shared control plane, an admin client, a fresh namespace holding the agent token
-/// Secret, and a fast configuration for that namespace.
+/// Secret, and a fast configuration for that namespace. Its pending timeout is 10 s: on two
+/// cores shared with other real-cluster tests, a pod that runs can take longer than the
+/// simulator's 500 ms to leave `Pending`, and would be given up on.
 async fn setup(hint: &str) -> (&'static TestCluster, kube::Client, KubernetesConfig) {
     let cluster = TestCluster::shared();
     let client = cluster.client().await.expect("admin client");
     let namespace = cluster.create_namespace(hint).await.expect("namespace");
-    let config = KubernetesConfig {
+    let mut config = KubernetesConfig {
         namespace: namespace.clone(),
         ..fast_config()
     };
+    config.fail_fast.pending_timeout = Duration::from_secs(10);
     let token = SecretKeyRef::default();
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": token.name},
@@ -391,7 +394,9 @@ async fn a_missing_secret_fails_at_once() {
 #[tokio::test]
 #[ignore = "real-cluster tier: run tools/k8s/test-real-cluster.sh"]
 async fn an_unschedulable_pod_fails_after_the_pending_timeout() {
-    let (_cluster, client, config) = setup("unschedulable").await;
+    let (_cluster, client, mut config) = setup("unschedulable").await;
+    // Never scheduled, so never started: the simulator's timeout does.
+    config.fail_fast.pending_timeout = Duration::from_millis(500);
     let job = scheduled("queue=kubernetes").with_plugin(json!({
         "podSpecPatch": {"nodeSelector": {"gpu": "a100"}}
     }));
