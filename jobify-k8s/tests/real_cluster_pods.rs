@@ -487,6 +487,59 @@ async fn a_job_with_a_native_sidecar_succeeds_and_the_sidecar_stops_with_the_pod
 
 #[tokio::test]
 #[ignore = "real-cluster tier: run tools/k8s/test-real-cluster.sh"]
+async fn a_native_sidecar_that_exits_non_zero_is_restarted_and_is_no_init_failure() {
+    let (cluster, client, config) = setup("sidecar-crashes").await;
+    let namespace = config.namespace.clone();
+    let job = scheduled("queue=kubernetes")
+        .with_plugin(json!({ "sidecars": [{ "name": "postgres", "image": "postgres:17" }] }));
+    let name = job_name(&job);
+    cluster.scripts().set_for_job(
+        &namespace,
+        &name,
+        PodScript::new(Scenario::SidecarCrashes(2)).running_for(Duration::from_secs(3)),
+    );
+    let (history, watch) = PodHistory::record(&client, &namespace);
+    let mut recording = launch(&client, config, &job).await;
+    recording
+        .until("the end of the Job", |e| {
+            matches!(
+                e,
+                WorkloadEvent::Succeeded(_)
+                    | WorkloadEvent::Failed(_)
+                    | WorkloadEvent::FailedToStart { .. }
+                    | WorkloadEvent::Stopped { .. }
+            )
+        })
+        .await;
+    let seen = recording.stop().await;
+    watch.abort();
+    assert_eq!(
+        reported(&seen, job.id),
+        ["Observed", "Started", "Succeeded"],
+        "a sidecar's exit is neither an init failure nor the job's"
+    );
+    let pods = history.pods();
+    let versions = pods.values().next().expect("the pod");
+    let exited = versions
+        .iter()
+        .find(|p| terminated(init_status(p, "postgres")) == Some(2))
+        .unwrap_or_else(|| panic!("the sidecar exited 2: {versions:#?}"));
+    assert_eq!(phase(exited), "Running", "the pod runs on");
+    let restarted = versions
+        .iter()
+        .find_map(|p| init_status(p, "postgres").filter(|s| s.restart_count == 1))
+        .expect("the kubelet restarted the sidecar");
+    let last = restarted
+        .last_state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .map(|t| t.exit_code);
+    assert_eq!(last, Some(2));
+    assert_eq!(phase(versions.last().expect("a version")), "Succeeded");
+}
+
+#[tokio::test]
+#[ignore = "real-cluster tier: run tools/k8s/test-real-cluster.sh"]
 async fn an_evicted_running_pod_loses_the_agent_and_no_second_pod_starts() {
     let (cluster, client, config) = setup("evicted-running").await;
     let namespace = config.namespace.clone();

@@ -14,6 +14,8 @@
 //!   so far are stopped, the containers stay `PodInitializing` and never start). A native
 //!   sidecar (`restartPolicy: Always`) is started and keeps running (`started: true`) while
 //!   the next init containers and then the regular containers run.
+//! - A sidecar that exits while the pod runs ([`Scenario::SidecarCrashes`]) is restarted
+//!   at once: `restartCount` 1, its exit code in `lastState`; the pod runs on.
 //! - When the regular containers have ended, the sidecars are stopped (`Killing` events,
 //!   SIGTERM: exit 143, reason `Error`); until then the pod stays `Running`. The phase then
 //!   follows the regular containers' exit codes only, so a sidecar killed non-zero does not
@@ -217,6 +219,7 @@ impl PodRun {
                 })
                 .collect(),
             restarts: (0, None),
+            init_restarts: Vec::new(),
             pod_reason: None,
             disruption: None,
             force_failed: false,
@@ -589,7 +592,16 @@ impl PodRun {
                 .await;
                 self.snap.main[i] = State::Running(started_at.clone());
             }
-            if !self.write().await || !self.pause(self.script.run_for).await {
+            if !self.write().await {
+                return false;
+            }
+            if let Scenario::SidecarCrashes(code) = self.script.scenario
+                && self.snap.restarts.0 == 0
+                && !self.crash_sidecar(code).await
+            {
+                return false;
+            }
+            if !self.pause(self.script.run_for).await {
                 return false;
             }
             let primary = self.primary_index();
@@ -668,6 +680,51 @@ impl PodRun {
             .iter()
             .zip(&self.shape.sidecar)
             .any(|(s, sidecar)| *sidecar && matches!(s, State::Running(_)))
+    }
+
+    /// The first native sidecar exits with `exit_code` while the containers run, and the
+    /// kubelet restarts it at once (`restartPolicy: Always`): `restartCount` 1, its exit in
+    /// `lastState`.
+    async fn crash_sidecar(&mut self, exit_code: i32) -> bool {
+        let Some(i) = (0..self.shape.init.len())
+            .find(|i| self.shape.sidecar[*i] && matches!(self.snap.init[*i], State::Running(_)))
+        else {
+            return true;
+        };
+        let State::Running(started_at) = self.snap.init[i].clone() else {
+            return true;
+        };
+        let exited = State::Terminated {
+            exit_code,
+            reason: "Error".to_owned(),
+            started_at,
+            finished_at: now(),
+        };
+        self.snap.init[i] = exited.clone();
+        if !self.write().await {
+            return false;
+        }
+        let name = self.shape.init[i].0.clone();
+        self.event(
+            "Normal",
+            "Created",
+            &format!("Created container: {name}"),
+            Some(&name),
+        )
+        .await;
+        self.event(
+            "Normal",
+            "Started",
+            &format!("Started container {name}"),
+            Some(&name),
+        )
+        .await;
+        self.snap
+            .init_restarts
+            .resize(self.shape.init.len(), (0, None));
+        self.snap.init_restarts[i] = (1, Some(exited));
+        self.snap.init[i] = State::Running(now());
+        self.write().await
     }
 
     /// Stops the running native sidecars, last first (SIGTERM: exit 143), as the kubelet does

@@ -62,6 +62,10 @@ pub enum Scenario {
     /// `ContainerCreating` for the script's `run_for`, then `DisruptionTarget`, then `Failed`
     /// with reason `Evicted` and the containers `ContainerStatusUnknown` (never started).
     EvictedBeforeStart,
+    /// Like [`Scenario::Normal`], but the first native sidecar exits with this code once
+    /// the containers run, and the kubelet restarts it (`restartCount` 1, `lastState`
+    /// terminated with this code): no init container failure.
+    SidecarCrashes(i32),
     /// The primary (agent) container exits with the script's `exit_code` after `run_for`,
     /// but the other regular containers (those whose image has [`LINGERING_IMAGE_MARKER`],
     /// else all the others) keep running, so the pod stays `Running` until it is deleted.
@@ -86,6 +90,7 @@ impl Scenario {
             "evicted" => Scenario::Evicted,
             "evicted-before-start" | "evicted-pending" => Scenario::EvictedBeforeStart,
             "outlives-agent" | "runs-forever" => Scenario::OutlivesAgent,
+            "sidecar-crashes" => Scenario::SidecarCrashes(1),
             _ => return None,
         })
     }

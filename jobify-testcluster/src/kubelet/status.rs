@@ -118,6 +118,9 @@ pub(crate) struct Snapshot {
     pub(crate) main: Vec<State>,
     /// Restarts of the primary container and its last termination.
     pub(crate) restarts: (i32, Option<State>),
+    /// Restarts of each init container (a native sidecar the kubelet restarted) and its last
+    /// termination, by index; missing: never restarted.
+    pub(crate) init_restarts: Vec<(i32, Option<State>)>,
     /// The pod's `status.reason` and `status.message` (e.g. `Evicted`), once it is terminal.
     pub(crate) pod_reason: Option<(String, String)>,
     /// The message of condition `DisruptionTarget` (reason `TerminationByKubelet`), when the
@@ -133,18 +136,21 @@ impl Shape {
         format!("containerd://{short}{:0>40}", name.len())
     }
 
-    /// `init`: these are init container statuses, where one that completed is `ready`.
+    /// `restarts`: each container's restart count and last termination, by index (none:
+    /// never restarted); `init`: these are init container statuses, where one that completed
+    /// is `ready`.
     fn statuses(
         &self,
         specs: &[(String, String)],
         states: &[State],
-        restarts: &(i32, Option<State>),
+        restarts: &[(i32, Option<State>)],
         init: bool,
     ) -> Value {
         let list: Vec<Value> = specs
             .iter()
             .zip(states)
-            .map(|((name, image), state)| {
+            .enumerate()
+            .map(|(i, ((name, image), state))| {
                 let id = self.container_id(name);
                 let mut s = json!({
                     "name": name,
@@ -160,9 +166,9 @@ impl Shape {
                     s["containerID"] = json!(id);
                     s["imageID"] = json!(format!("{image}@sha256:{:0>64}", name.len()));
                 }
-                if !init && *name == self.primary {
-                    s["restartCount"] = json!(restarts.0);
-                    if let Some(last) = &restarts.1 {
+                if let Some((count, last)) = restarts.get(i) {
+                    s["restartCount"] = json!(count);
+                    if let Some(last) = last {
                         s["lastState"] = last.to_json(&id);
                     }
                 }
@@ -301,6 +307,17 @@ impl Shape {
                 ),
             );
         }
+        let main_restarts: Vec<(i32, Option<State>)> = self
+            .main
+            .iter()
+            .map(|(name, _)| {
+                if *name == self.primary {
+                    snap.restarts.clone()
+                } else {
+                    (0, None)
+                }
+            })
+            .collect();
         let mut status = json!({
             "phase": phase,
             "conditions": conditions,
@@ -309,11 +326,11 @@ impl Shape {
             "podIP": self.pod_ip,
             "podIPs": [{"ip": self.pod_ip}],
             "startTime": self.start_time,
-            "containerStatuses": self.statuses(&self.main, &snap.main, &snap.restarts, false),
+            "containerStatuses": self.statuses(&self.main, &snap.main, &main_restarts, false),
         });
         if !self.init.is_empty() {
             status["initContainerStatuses"] =
-                self.statuses(&self.init, &snap.init, &(0, None), true);
+                self.statuses(&self.init, &snap.init, &snap.init_restarts, true);
         }
         if let Some((reason, message)) = snap.pod_reason.as_ref().filter(|_| terminal) {
             status["reason"] = json!(reason);
@@ -356,6 +373,7 @@ mod tests {
             init,
             main,
             restarts: (0, None),
+            init_restarts: Vec::new(),
             pod_reason: None,
             disruption: None,
             force_failed: false,
