@@ -4,6 +4,8 @@
 #
 #   tools/k8s/test-real-cluster.sh               # every real-cluster test binary
 #   tools/k8s/test-real-cluster.sh -p jobify-k8s --test real_cluster   # cargo test selection
+#   tools/k8s/test-real-cluster.sh -p jobify --test real_cluster_bench  # the benchmark's real-cluster
+#                                                # mode (prints to target/real-cluster-bench.md)
 #
 # Each test binary starts one control plane (etcd + kube-apiserver + kube-controller-manager
 # + a simulated kubelet) that its tests share; binaries run one after another (cargo's
@@ -20,6 +22,7 @@ echo "real-cluster tier: binaries in $JOBIFY_TESTBINS" >&2
 threads=${JOBIFY_REAL_CLUSTER_THREADS:-4}
 if [[ $# -eq 0 ]]; then
     set -- -p jobify-testcluster -p jobify-k8s --test cluster --test real_cluster \
-        --test real_cluster_rbac --test real_cluster_watch --test real_cluster_deploy --test real_cluster_pods
+        --test real_cluster_rbac --test real_cluster_watch --test real_cluster_deploy --test real_cluster_pods \
+        -p jobify --test real_cluster_processes
 fi
 exec cargo test --locked "$@" -- --ignored --test-threads "$threads"
