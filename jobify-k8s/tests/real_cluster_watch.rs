@@ -155,7 +155,7 @@ async fn after_410_gone_the_watchers_list_again_and_nothing_is_reported_twice() 
         .expect("the watchers list again after etcd's compaction");
     // kube-runtime's watcher yields the 410 (an `ERROR` event, reason `Expired`) before it
     // lists again; jobify logs it.
-    let gone = logs.matching(&["watching", "failed", "too old", "Expired"]);
+    let gone = logs.matching(&["watch expired (410 Gone)", "too old", "Expired"]);
     assert!(
         !gone.is_empty(),
         "jobify logged the 410 it recovered from: {:#?}",

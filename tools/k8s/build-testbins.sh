@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds the real-cluster test binaries (kube-apiserver, kube-controller-manager, etcd and,
-# only when the machine has none, kubectl) from the Go module proxy into a cache directory
-# keyed by versions. A no-op when that directory is complete. The last line on stdout is the
+# Builds the real-cluster test binaries (kube-apiserver, kube-controller-manager, kubectl and
+# etcd) from the Go module proxy into a cache directory keyed by versions. kubectl is built
+# too, of the same release, because a machine's own may be outside the supported skew of one
+# minor version (this machine kind carries v1.32 against a v1.37 server). A no-op when that directory is complete. The last line on stdout is the
 # directory: pass it to the tests as JOBIFY_TESTBINS.
 #
 #   JOBIFY_TESTBINS=$(tools/k8s/build-testbins.sh | tail -n1) cargo test ... -- --ignored
@@ -22,7 +23,9 @@ etcd_version=$(cd "$tools/etcd" && go list -m -f '{{.Version}}' go.etcd.io/etcd/
 go_version=$(go env GOVERSION)
 
 root=${JOBIFY_TESTBINS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/jobify/k8s-testbins}
-out="$root/k8s-${k8s_version}_etcd-${etcd_version}_${go_version}"
+# `layout` names what the directory holds; bump it when that changes (2: kubectl added).
+layout=2
+out="$root/k8s-${k8s_version}_etcd-${etcd_version}_${go_version}_layout${layout}"
 stamp="$out/.complete"
 
 if [[ -f $stamp ]]; then
@@ -59,10 +62,8 @@ for kv in "gitVersion=$k8s_version" gitMajor=1 "gitMinor=$minor" gitTreeState=cl
     ldflags="$ldflags -X k8s.io/component-base/version.$kv -X k8s.io/client-go/pkg/version.$kv"
 done
 
-k8s_cmds=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager)
-if ! command -v kubectl >/dev/null 2>&1; then
-    k8s_cmds+=(k8s.io/kubernetes/cmd/kubectl)
-fi
+k8s_cmds=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+    k8s.io/kubernetes/cmd/kubectl)
 
 echo "building ${k8s_cmds[*]##*/} ($k8s_version) and etcd ($etcd_version) with $go_version into $out" >&2
 start=$SECONDS
@@ -77,6 +78,7 @@ echo "built in $((SECONDS - start)) s" >&2
 
 "$tmp/kube-apiserver" --version >&2
 "$tmp/kube-controller-manager" --version >&2
+"$tmp/kubectl" version --client >&2
 "$tmp/etcd" --version >&2
 
 rm -rf "$out"

@@ -17,6 +17,8 @@ cd "$root"
 
 JOBIFY_TESTBINS=$(tools/k8s/build-testbins.sh | tail -n1)
 export JOBIFY_TESTBINS
+# The tests' kubectl is the one of the same release as the server.
+export PATH="$JOBIFY_TESTBINS:$PATH"
 echo "real-cluster tier: binaries in $JOBIFY_TESTBINS" >&2
 
 threads=${JOBIFY_REAL_CLUSTER_THREADS:-4}

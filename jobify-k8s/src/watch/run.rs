@@ -69,14 +69,14 @@ pub(crate) async fn run(
             Some(event) = jobs.next() => match event {
                 Ok(event) => on_job(&mut tracker, event),
                 Err(err) => {
-                    tracing::warn!(error = %err, "watching Jobs failed; retrying with backoff");
+                    log_watch_error("jobs", &err);
                     Vec::new()
                 }
             },
             Some(event) = pods.next() => match event {
                 Ok(event) => on_pod(&mut tracker, event),
                 Err(err) => {
-                    tracing::warn!(error = %err, "watching pods failed; retrying with backoff");
+                    log_watch_error("pods", &err);
                     Vec::new()
                 }
             },
@@ -167,6 +167,43 @@ pub(crate) async fn run(
     give_ups.shutdown().await;
     deletes.shutdown().await;
     stops.shutdown().await;
+}
+
+/// How a watcher error on `resource` reads in the log, by what an operator should do: a
+/// watch the server expired (410) is routine, the watcher lists again; a refusal (403) needs
+/// a grant; anything else is retried with backoff.
+fn log_watch_error(resource: &str, err: &watcher::Error) {
+    match watch_error_kind(err) {
+        WatchErrorKind::Expired => tracing::info!(resource, error = %err,
+            "the watch expired (410 Gone); listing again"),
+        WatchErrorKind::Forbidden => tracing::error!(resource, error = %err,
+            "jobify may not list or watch {resource}: grant verbs `list` and `watch` on \
+             resource `{resource}` (docs/kubernetes.md, RBAC); retrying with backoff"),
+        WatchErrorKind::Other => tracing::warn!(resource, error = %err,
+            "watching {resource} failed; retrying with backoff"),
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum WatchErrorKind {
+    Expired,
+    Forbidden,
+    Other,
+}
+
+fn watch_error_kind(err: &watcher::Error) -> WatchErrorKind {
+    let code = match err {
+        watcher::Error::WatchError(status) => Some(status.code),
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => Some(status.code),
+        _ => None,
+    };
+    match code {
+        Some(410) => WatchErrorKind::Expired,
+        Some(403) => WatchErrorKind::Forbidden,
+        _ => WatchErrorKind::Other,
+    }
 }
 
 fn on_job(tracker: &mut Tracker, event: watcher::Event<Job>) -> Vec<Action> {
@@ -343,4 +380,42 @@ async fn events_about(api: &Api<Event>, object: &str) -> Result<Vec<String>, kub
             )
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::core::Status;
+
+    use super::*;
+
+    fn status(code: u16) -> Box<Status> {
+        Box::new(Status {
+            code,
+            ..Status::default()
+        })
+    }
+
+    #[test]
+    fn watch_errors_are_sorted_by_what_an_operator_does() {
+        assert_eq!(
+            watch_error_kind(&watcher::Error::WatchError(status(410))),
+            WatchErrorKind::Expired
+        );
+        assert_eq!(
+            watch_error_kind(&watcher::Error::InitialListFailed(kube::Error::Api(
+                status(403)
+            ))),
+            WatchErrorKind::Forbidden
+        );
+        assert_eq!(
+            watch_error_kind(&watcher::Error::WatchStartFailed(kube::Error::Api(status(
+                500
+            )))),
+            WatchErrorKind::Other
+        );
+        assert_eq!(
+            watch_error_kind(&watcher::Error::NoResourceVersion),
+            WatchErrorKind::Other
+        );
+    }
 }
