@@ -16,7 +16,7 @@
 //! is the job given up on, with what its last pod showed.
 //!
 //! Timers start when jobify first observes the condition, so after a restart they start
-//! again: a restart delays giving up, never hastens it.
+//! again: a restart delays giving up, never hastens it. A replacement pod starts its own.
 
 use std::fmt;
 
@@ -253,6 +253,13 @@ impl StartWatch {
 
     /// Records the pod as observed at `now`.
     pub fn observe(&mut self, pod: PodObservation, now: Instant) {
+        // A replacement pod (the Job controller's next attempt) has timers of its own: the
+        // back-off before it (10 s, doubling) is not time it spent pending.
+        let replaced = self.last.as_ref().is_some_and(|last| last.name != pod.name);
+        if replaced {
+            self.pod_seen = Some(now);
+            self.pulling_since = None;
+        }
         self.pod_seen.get_or_insert(now);
         self.started |= pod.started;
         let pulling = pod
@@ -444,6 +451,37 @@ mod tests {
                 message: "0/3 nodes are available: 3 Insufficient cpu.".to_owned()
             }
         );
+    }
+
+    #[test]
+    fn a_replacement_pod_gets_a_pending_timeout_of_its_own() {
+        let t0 = Instant::now();
+        let mut watch = StartWatch::new(t0);
+        watch.observe(
+            PodObservation {
+                failed_before_start: Some("Evicted".to_owned()),
+                ..pending()
+            },
+            t0,
+        );
+        let replaced_at = t0 + secs(500);
+        watch.observe(
+            PodObservation {
+                name: "pod-2".to_owned(),
+                ..pending()
+            },
+            replaced_at,
+        );
+        assert_eq!(
+            watch.check(&config(), t0 + secs(700)),
+            None,
+            "pending 200 s"
+        );
+        assert_eq!(
+            watch.check(&config(), replaced_at + secs(600)),
+            Some(Cause::PendingTooLong)
+        );
+        assert_eq!(watch.pod_name(), Some("pod-2"));
     }
 
     #[test]
