@@ -213,6 +213,10 @@ async fn a_cancelled_job_loses_its_job_and_a_pod_that_dies_before_its_agent_is_f
         "podSpec": { "containers": [{ "image": "alpine:3", "command": ["make test"] }] },
     } }])));
     let normal = buildkite.schedule_job(step("runs"));
+    // Its pod runs and ends, but no agent acquires the job.
+    let unacquired = buildkite.schedule_job(step("agent absent").with_plugins(json!([{
+        "kubernetes": { "metadata": { "labels": { "agent": "absent" } } }
+    }])));
     let dir = tempfile::tempdir().expect("tempdir");
     let replica = Replica::start(
         dir.path(),
@@ -283,6 +287,23 @@ async fn a_cancelled_job_loses_its_job_and_a_pod_that_dies_before_its_agent_is_f
     )
     .await;
     eventually(
+        "the job no agent acquired is failed in Buildkite after the grace",
+        Duration::from_secs(120),
+        async || {
+            let state = buildkite.job(unacquired.uuid).ok_or("unknown")?;
+            let annotated = state
+                .annotations
+                .iter()
+                .any(|a| a.contains("agent_never_acquired"));
+            if state.state == "CANCELED" && state.canceled_by_api && annotated {
+                Ok(())
+            } else {
+                Err(format!("{state:?}"))
+            }
+        },
+    )
+    .await;
+    eventually(
         "the normal job finishes",
         Duration::from_secs(90),
         async || match buildkite.job(normal.uuid) {
@@ -314,7 +335,8 @@ async fn a_cancelled_job_loses_its_job_and_a_pod_that_dies_before_its_agent_is_f
         replica
             .metric("jobify_workloads_failed_to_start_total")
             .await,
-        Some(1.0)
+        Some(2.0),
+        "the init failure and the job no agent acquired"
     );
     assert_eq!(replica.stop(), Some(0));
     watching.abort();

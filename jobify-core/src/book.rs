@@ -107,6 +107,9 @@ pub enum BookEvent {
     CancelStarted(JobId),
     /// Removing the workload failed; it is in flight again and will be retried.
     CancelFailed(JobId),
+    /// The job's workload ended, yet Buildkite still lists the job as scheduled: no agent
+    /// acquired it (the agent died first, or refused it). It is rejected: Buildkite is told.
+    NeverAcquired(JobId),
     /// Something happened to a workload.
     Workload(WorkloadEvent),
 }
@@ -304,6 +307,11 @@ impl Book {
                         self.set(job, JobStatus::Rejected);
                         self.mark_gone(job);
                     }
+                }
+            }
+            BookEvent::NeverAcquired(job) => {
+                if self.status(job) == Some(JobStatus::Ended) {
+                    self.set(job, JobStatus::Rejected);
                 }
             }
             BookEvent::CancelStarted(job) => {

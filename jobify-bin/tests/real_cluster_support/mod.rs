@@ -354,7 +354,9 @@ pub(crate) fn agent_sees(pod: &Pod, buildkite: &dyn AgentApi, seen: &Mutex<Seen>
             .entry(uuid)
             .or_insert_with(std::time::Instant::now);
     }
-    if ran && !seen.acquired.contains(&uuid) {
+    // A pod labelled `agent=absent` models an agent that exits before acquiring its job.
+    let absent = pod.labels().get("agent").is_some_and(|v| v == "absent");
+    if ran && !absent && !seen.acquired.contains(&uuid) {
         let tags: Vec<String> = pod
             .spec
             .iter()

@@ -145,6 +145,7 @@ where
             waiting: Vec::new(),
             listed: HashSet::new(),
             retries: Retries::default(),
+            ended_at: HashMap::new(),
             reported_total: 0,
             reported_by_queue: Vec::new(),
         };

@@ -15,6 +15,10 @@ use super::{
     FeedbackReport, FeedbackRetry, SchedulerConfig, SchedulerObserver, SweepEnd, deadline,
 };
 use crate::book::{Book, BookEvent, JobStatus};
+
+/// How long Buildkite may go on listing a job as scheduled after its workload ended before
+/// jobify concludes no agent acquired it (see `Run::never_acquired`).
+pub(super) const NEVER_ACQUIRED_GRACE: Duration = Duration::from_secs(30);
 use crate::decision::{Reason, ReasonCode, Template};
 use crate::feedback::{Feedback, FeedbackError, JobRef};
 use crate::job::{JobId, JobState, ScheduledJob};
@@ -75,6 +79,10 @@ pub(super) struct Run<'a, M, J, F, P, O> {
     pub(super) listed: HashSet<JobId>,
     /// `FailedToStart` reports waiting to be tried again.
     pub(super) retries: Retries,
+    /// When the workloads of jobs jobify launched ended (succeeded or failed), while Buildkite
+    /// may still list them: a job listed as scheduled [`NEVER_ACQUIRED_GRACE`] after its
+    /// workload ended was never acquired by an agent.
+    pub(super) ended_at: HashMap<JobId, Instant>,
     /// The in-flight counts last reported to the observer.
     pub(super) reported_total: u32,
     pub(super) reported_by_queue: Vec<(String, u32)>,
@@ -141,6 +149,51 @@ where
     }
 
     /// Tells Buildkite why jobify will not run a job; a failure is retried from `retries`.
+    /// Jobs Buildkite lists as scheduled although their workload ended: once that has lasted
+    /// [`NEVER_ACQUIRED_GRACE`] (or three poll intervals, if longer: Buildkite's listing may
+    /// lag a job's acquisition by a moment), no agent acquired the job and none will. Each is
+    /// rejected and Buildkite told why, so the job does not stay scheduled with nothing
+    /// running for it.
+    pub(super) fn never_acquired(&mut self, listed: Vec<(JobId, String)>, now: Instant) {
+        let grace = NEVER_ACQUIRED_GRACE.max(self.config.poll_interval.saturating_mul(3));
+        for (job, graphql_id) in listed {
+            let Some(ended) = self.ended_at.get(&job).copied() else {
+                continue;
+            };
+            if now.saturating_duration_since(ended) < grace
+                || self.book.status(job) != Some(JobStatus::Ended)
+            {
+                continue;
+            }
+            self.ended_at.remove(&job);
+            let reason = Reason::new(
+                ReasonCode("agent_never_acquired"),
+                format!(
+                    "the job's pod ended {} s ago without an agent acquiring the job (the agent \
+                     exited first or refused the job: check the agent container's log and its \
+                     tags against the job's agent rules); Buildkite still lists it as \
+                     scheduled, so jobify gives up on it",
+                    now.saturating_duration_since(ended).as_secs()
+                ),
+            );
+            tracing::warn!(%job, code = %reason.code, "the workload ended but no agent acquired the job; failing it in Buildkite");
+            self.observer.on_failed_to_start(job, &reason);
+            self.apply(BookEvent::NeverAcquired(job));
+            if self.leader {
+                self.tell(Message {
+                    job,
+                    graphql_id: Some(graphql_id),
+                    report: FeedbackReport::FailedToStart,
+                    reason,
+                    attempt: 1,
+                });
+            }
+        }
+        // A job no longer listed was acquired, or cancelled: forget it after a while.
+        self.ended_at
+            .retain(|_, ended| now.saturating_duration_since(*ended) < grace * 10);
+    }
+
     fn tell(&mut self, message: Message) {
         let feedback = self.feedback;
         self.ops.push(Box::pin(async move {
@@ -266,9 +319,17 @@ where
                 self.observer.on_workload_stopped(*job, reason);
                 self.graphql_ids.remove(job);
             }
-            WorkloadEvent::Succeeded(job)
-            | WorkloadEvent::Failed(job)
-            | WorkloadEvent::Gone(job) => {
+            WorkloadEvent::Succeeded(job) | WorkloadEvent::Failed(job) => {
+                if self
+                    .book
+                    .status(*job)
+                    .is_some_and(JobStatus::occupies_a_slot)
+                {
+                    self.ended_at.insert(*job, Instant::now());
+                }
+                self.graphql_ids.remove(job);
+            }
+            WorkloadEvent::Gone(job) => {
                 self.graphql_ids.remove(job);
             }
             WorkloadEvent::Restored(workloads) => {

@@ -171,6 +171,11 @@ where
                     sweep.next = page.next;
                     sweep.next_list = page.next_list;
                 }
+                let ended: Vec<(JobId, String)> = jobs
+                    .iter()
+                    .filter(|job| self.ended_at.contains_key(&job.id))
+                    .map(|job| (job.id, job.graphql_id.clone()))
+                    .collect();
                 let plan = plan_page(
                     &mut self.book,
                     self.policy,
@@ -192,6 +197,7 @@ where
                     sweep.next.is_none()
                 });
                 self.carry_out(plan);
+                self.never_acquired(ended, now);
                 if complete {
                     self.end_sweep(SweepEnd::Completed);
                 }

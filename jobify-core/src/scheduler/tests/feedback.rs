@@ -299,3 +299,77 @@ async fn a_rejection_retry_is_not_sent_for_a_job_buildkite_stopped_listing() {
     );
     stop(stop_tx, handle).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_job_still_scheduled_after_its_workload_ended_is_failed_once_after_the_grace() {
+    let job = ScheduledJob::fixture().build();
+    let listed: Listed = Arc::new(Mutex::new(vec![job.clone()]));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let launched = Arc::default();
+    let (events_tx, stream) = events();
+    let told: Arc<Mutex<Vec<Told>>> = Arc::default();
+    let record = told.clone();
+    let mut feedback = MockFeedback::new();
+    feedback.expect_fail_job().returning(move |target, reason| {
+        record
+            .lock()
+            .expect("lock")
+            .push((target.id, target.graphql_id.clone(), reason.clone()));
+        Ok(())
+    });
+    let dispatcher = dispatcher(
+        monitor(&listed, &polls),
+        jobifier(stream, &launched),
+        feedback,
+        5,
+    );
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(1)).await;
+    // The pod ran and ended, but its agent never acquired the job: Buildkite lists it still.
+    events_tx
+        .send(WorkloadEvent::Started(job.id))
+        .expect("send");
+    events_tx.send(WorkloadEvent::Failed(job.id)).expect("send");
+    sleep(POLL * 2).await;
+    assert!(
+        told.lock().expect("lock").is_empty(),
+        "within the grace, Buildkite's listing may lag"
+    );
+    sleep(POLL * 3).await;
+    sleep(POLL * 5).await;
+    let told = told.lock().expect("lock").clone();
+    assert_eq!(told.len(), 1, "told once: {told:?}");
+    assert_eq!(told[0].0, job.id);
+    assert_eq!(told[0].1.as_deref(), Some(job.graphql_id.as_str()));
+    assert_eq!(told[0].2.code.as_str(), "agent_never_acquired");
+    stop(stop_tx, handle).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_whose_agent_acquired_it_is_not_failed_when_its_workload_ends() {
+    let job = ScheduledJob::fixture().build();
+    let listed: Listed = Arc::new(Mutex::new(vec![job.clone()]));
+    let polls = Arc::new(AtomicUsize::new(0));
+    let launched = Arc::default();
+    let (events_tx, stream) = events();
+    let mut feedback = MockFeedback::new();
+    feedback.expect_fail_job().times(0);
+    let dispatcher = dispatcher(
+        monitor(&listed, &polls),
+        jobifier(stream, &launched),
+        feedback,
+        5,
+    );
+    let (stop_tx, handle) = start(dispatcher);
+    sleep(Duration::from_secs(1)).await;
+    // The agent acquired it: Buildkite stops listing it as scheduled.
+    listed.lock().expect("lock").clear();
+    events_tx
+        .send(WorkloadEvent::Started(job.id))
+        .expect("send");
+    events_tx
+        .send(WorkloadEvent::Succeeded(job.id))
+        .expect("send");
+    sleep(POLL * 10).await;
+    stop(stop_tx, handle).await;
+}
