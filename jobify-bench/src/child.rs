@@ -26,17 +26,18 @@ pub(crate) fn locate(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     }
     if !jobify.is_file() {
         bail!(
-            "no jobify binary at {}: build both with `cargo build -p jobify --bins` (add \
-             `--release` for figures) or pass --jobify PATH",
+            "no jobify binary at {}: build it with `cargo build -p jobify` (add `--release` \
+             for figures) or pass --jobify PATH",
             jobify.display()
         );
     }
     Ok(jobify)
 }
 
-/// `cargo build --bin jobify` of this package, in this build's profile.
+/// `cargo build -p jobify --bin jobify`, in this build's profile: the product binary, without
+/// the `demo` feature this benchmark itself is built with.
 fn build_with(cargo: &std::ffi::OsStr) -> anyhow::Result<()> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../jobify-bin/Cargo.toml");
     let mut command = std::process::Command::new(cargo);
     command
         .arg("build")

@@ -4,8 +4,8 @@
 //! first poll, against the targets in docs/performance.md.
 //!
 //! ```text
-//!   cargo run --release -p jobify --bin jobify-bench        # full run, by hand
-//!   cargo run -p jobify --bin jobify-bench -- --smoke       # CI: completes, exactly once
+//!   cargo run --release -p jobify-bench        # full run, by hand
+//!   cargo run -p jobify-bench -- --smoke       # CI: completes, exactly once
 //! ```
 //!
 //! Phases, each with fresh simulators ([`session`]): one `jobify run` per batch size measured
