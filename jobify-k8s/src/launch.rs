@@ -189,7 +189,8 @@ impl Launcher {
             .map_err(|_| LaunchError::Transient {
                 message: "the launcher is shutting down".to_owned(),
             })?;
-        let result = retry(&self.client, || async {
+        let name = job.metadata.name.as_deref().unwrap_or_default();
+        let result = retry(&self.client, "creating", name, || async {
             self.pace().await;
             let created = tokio::time::timeout(
                 self.client.request_timeout,
@@ -217,7 +218,7 @@ impl Launcher {
 
     /// Deletes the Job `name` (pods go with it, in the background).
     pub(crate) async fn delete(&self, job: JobId, name: &str) -> Result<(), CancelError> {
-        let result = retry(&self.client, || async {
+        let result = retry(&self.client, "deleting", name, || async {
             let deleted = tokio::time::timeout(
                 self.client.request_timeout,
                 self.jobs.delete(name, &DeleteParams::background()),
@@ -241,7 +242,7 @@ impl Launcher {
             "metadata": {"annotations": {crate::labels::STOPPED_ANNOTATION: why}},
             "spec": {"activeDeadlineSeconds": 1},
         }));
-        let result = retry(&self.client, || async {
+        let result = retry(&self.client, "stopping", name, || async {
             let patched = tokio::time::timeout(
                 self.client.request_timeout,
                 self.jobs.patch(name, &PatchParams::default(), &patch),
@@ -267,8 +268,15 @@ impl Launcher {
 }
 
 /// Runs `call` until it is done or `create_attempts` are used up; the last retry message
-/// when they are.
-async fn retry<T, E, F, Fut>(client: &ClientConfig, mut call: F) -> Result<Result<T, E>, String>
+/// when they are. Each retried failure is one WARN line naming the operation (`what`, e.g.
+/// "creating"), the Job and the attempt: a passing failure is not an operator's error, and
+/// one that outlasts the attempts reaches the caller as an error of its own.
+async fn retry<T, E, F, Fut>(
+    client: &ClientConfig,
+    what: &str,
+    job: &str,
+    mut call: F,
+) -> Result<Result<T, E>, String>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Attempt<T, E>>,
@@ -280,7 +288,14 @@ where
             Attempt::Done(result) => return Ok(result),
             Attempt::Retry(message) if attempt >= client.create_attempts => return Err(message),
             Attempt::Retry(message) => {
-                tracing::debug!(attempt, %message, "Kubernetes API call failed, retrying");
+                tracing::warn!(
+                    attempt,
+                    attempts = client.create_attempts,
+                    job,
+                    error = %message,
+                    "{what} the Job failed; retrying in {}",
+                    humantime::format_duration(backoff)
+                );
                 tokio::time::sleep(backoff).await;
                 backoff = backoff.saturating_mul(2);
                 attempt += 1;
@@ -395,7 +410,7 @@ mod tests {
         };
         let start = Instant::now();
         let mut calls = 0;
-        let result: Result<Result<(), ()>, String> = retry(&client, || {
+        let result: Result<Result<(), ()>, String> = retry(&client, "creating", "test-job", || {
             calls += 1;
             let n = calls;
             async move { Attempt::Retry(format!("try {n}")) }
@@ -404,5 +419,71 @@ mod tests {
         assert_eq!(result, Err("try 3".to_owned()));
         assert_eq!(calls, 3);
         assert_eq!(start.elapsed(), Duration::from_millis(300));
+    }
+
+    /// A `MakeWriter` that keeps what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .expect("not poisoned")
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_retried_failure_is_one_warn_line_naming_the_job_and_the_attempt() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let client = ClientConfig {
+            create_attempts: 3,
+            retry_backoff: Duration::from_millis(100),
+            ..ClientConfig::default()
+        };
+        let mut calls = 0;
+        let result: Result<Result<(), ()>, String> =
+            retry(&client, "creating", "jobify-0190", || {
+                calls += 1;
+                let done = calls == 3;
+                async move {
+                    if done {
+                        Attempt::Done(Ok(()))
+                    } else {
+                        Attempt::Retry("HTTP 500: etcdserver: leader changed".to_owned())
+                    }
+                }
+            })
+            .await;
+        assert_eq!(result, Ok(Ok(())));
+        let text =
+            String::from_utf8(captured.0.lock().expect("not poisoned").clone()).expect("utf-8 log");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for (line, attempt) in lines.iter().zip(1..) {
+            assert!(line.contains(" WARN "), "{line}");
+            assert!(
+                line.contains("creating the Job failed; retrying in"),
+                "{line}"
+            );
+            assert!(
+                line.contains(&format!("attempt={attempt} attempts=3")),
+                "{line}"
+            );
+            assert!(line.contains("job=\"jobify-0190\""), "{line}");
+            assert!(line.contains("leader changed"), "{line}");
+        }
     }
 }
