@@ -20,7 +20,7 @@ pub fn buildkite(config: &Config) -> anyhow::Result<(Client, bool)> {
         .agent_url(buildkite.agent_url.clone())
         .timeout(buildkite.request_timeout)
         .user_agent(&format!("jobify/{}", env!("CARGO_PKG_VERSION")));
-    let agent_token = match buildkite.agent_token_ref() {
+    let agent_token = match crate::config::agent_token_ref(buildkite) {
         Some(reference) => Some(
             reference
                 .resolve("buildkite.agent_token")

@@ -7,12 +7,14 @@
 //! | `workloads` | `failed_to_start_total{cause}`, `agents_lost_total{cause}`, `stopped_total{cause}`, `cancellations_total` |
 //! | `buildkite` | `queue_jobs{queue,state}`, `queue_agents{queue,state}` (from `/v3/metrics`) |
 //!
-//! [`Metrics`] is the one handle the rest of the binary updates; it is cheap to clone.
+//! `rate_limit_remaining` and the `buildkite` families are `jobify-buildkite`'s
+//! [`BuildkiteMetrics`], registered here beside the others. [`Metrics`] is the one handle the
+//! rest of the binary updates; it is cheap to clone.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use jobify_buildkite::BuildkiteMetrics;
 use jobify_core::{Decision, LaunchError, Launched, Reason, SweepEnd, SweepSummary};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -71,13 +73,6 @@ struct QueueLabels {
     queue: String,
 }
 
-/// Labels of the Buildkite queue gauges.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
-struct QueueStateLabels {
-    queue: String,
-    state: &'static str,
-}
-
 /// Why a poll failed, as a label value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PollErrorKind {
@@ -99,27 +94,11 @@ impl PollErrorKind {
     }
 }
 
-/// Buildkite's own figures for one queue, from the agent API's `/v3/metrics`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct QueueFigures {
-    /// Jobs waiting for an agent (includes jobs held by concurrency limits).
-    pub scheduled_jobs: u64,
-    /// Jobs running.
-    pub running_jobs: u64,
-    /// Jobs waiting on dependencies.
-    pub waiting_jobs: u64,
-    /// Connected agents without a job.
-    pub idle_agents: u64,
-    /// Connected agents running a job.
-    pub busy_agents: u64,
-}
-
 /// The metrics jobify exports. Clone it freely: clones update the same series.
 #[derive(Clone, Debug)]
 pub struct Metrics {
     polls: Counter,
     poll_errors: Family<PollErrorLabels, Counter>,
-    rate_limit_remaining: Gauge,
     scheduled_jobs: Gauge,
     sweeps: Family<EndLabels, Counter>,
     sweep_duration: Histogram,
@@ -137,9 +116,7 @@ pub struct Metrics {
     agents_lost: Family<CauseLabels, Counter>,
     stopped: Family<CauseLabels, Counter>,
     cancellations: Counter,
-    queue_jobs: Family<QueueStateLabels, Gauge>,
-    queue_agents: Family<QueueStateLabels, Gauge>,
-    known_queues: Arc<std::sync::Mutex<Vec<String>>>,
+    buildkite: BuildkiteMetrics,
 }
 
 impl Metrics {
@@ -148,7 +125,6 @@ impl Metrics {
         let metrics = Metrics {
             polls: Counter::default(),
             poll_errors: Family::default(),
-            rate_limit_remaining: Gauge::default(),
             scheduled_jobs: Gauge::default(),
             sweeps: Family::default(),
             // 10 ms .. ~80 s: one page of an idle queue to a backlog of thousands.
@@ -167,9 +143,7 @@ impl Metrics {
             agents_lost: Family::default(),
             stopped: Family::default(),
             cancellations: Counter::default(),
-            queue_jobs: Family::default(),
-            queue_agents: Family::default(),
-            known_queues: Arc::default(),
+            buildkite: BuildkiteMetrics::default(),
         };
         let jobify = registry.sub_registry_with_prefix("jobify");
 
@@ -188,11 +162,6 @@ impl Metrics {
             "scheduled_jobs",
             "Scheduled jobs Buildkite listed for the served queues in the last complete sweep",
             metrics.scheduled_jobs.clone(),
-        );
-        monitor.register(
-            "rate_limit_remaining",
-            "GraphQL rate-limit points left in the current window, as Buildkite last reported",
-            metrics.rate_limit_remaining.clone(),
         );
 
         let scheduler = jobify.sub_registry_with_prefix("scheduler");
@@ -274,19 +243,15 @@ impl Metrics {
             "Workloads removed because their Buildkite job was cancelled",
             metrics.cancellations.clone(),
         );
+        Metrics {
+            buildkite: BuildkiteMetrics::register(registry),
+            ..metrics
+        }
+    }
 
-        let buildkite = jobify.sub_registry_with_prefix("buildkite");
-        buildkite.register(
-            "queue_jobs",
-            "Jobs per queue and state (scheduled, running, waiting), from Buildkite /v3/metrics",
-            metrics.queue_jobs.clone(),
-        );
-        buildkite.register(
-            "queue_agents",
-            "Agents per queue and state (idle, busy), from Buildkite /v3/metrics",
-            metrics.queue_agents.clone(),
-        );
-        metrics
+    /// The Buildkite side's metrics, for the monitor and the queue-figures reader.
+    pub fn buildkite(&self) -> &BuildkiteMetrics {
+        &self.buildkite
     }
 
     /// A page request to Buildkite succeeded.
@@ -307,11 +272,6 @@ impl Metrics {
                 u64::try_from(summary.jobs).unwrap_or(u64::MAX),
             ));
         }
-    }
-
-    /// The GraphQL rate-limit points left, as a response reported them.
-    pub fn set_rate_limit_remaining(&self, remaining: u32) {
-        self.rate_limit_remaining.set(i64::from(remaining));
     }
 
     /// A poll of Buildkite failed.
@@ -450,52 +410,11 @@ impl Metrics {
     pub fn cancelled(&self) {
         self.cancellations.inc();
     }
-
-    /// Replaces the Buildkite queue gauges with a fresh `/v3/metrics` reading; queues that
-    /// disappeared lose their series.
-    pub fn set_queue_figures(&self, figures: &BTreeMap<String, QueueFigures>) {
-        let mut known = self
-            .known_queues
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for gone in known.iter().filter(|q| !figures.contains_key(*q)) {
-            for state in ["scheduled", "running", "waiting"] {
-                self.queue_jobs.remove(&queue_state(gone, state));
-            }
-            for state in ["idle", "busy"] {
-                self.queue_agents.remove(&queue_state(gone, state));
-            }
-        }
-        for (queue, f) in figures {
-            for (state, value) in [
-                ("scheduled", f.scheduled_jobs),
-                ("running", f.running_jobs),
-                ("waiting", f.waiting_jobs),
-            ] {
-                self.queue_jobs
-                    .get_or_create(&queue_state(queue, state))
-                    .set(saturating_i64(value));
-            }
-            for (state, value) in [("idle", f.idle_agents), ("busy", f.busy_agents)] {
-                self.queue_agents
-                    .get_or_create(&queue_state(queue, state))
-                    .set(saturating_i64(value));
-            }
-        }
-        *known = figures.keys().cloned().collect();
-    }
 }
 
 fn queue_labels(queue: &str) -> QueueLabels {
     QueueLabels {
         queue: queue.to_owned(),
-    }
-}
-
-fn queue_state(queue: &str, state: &'static str) -> QueueStateLabels {
-    QueueStateLabels {
-        queue: queue.to_owned(),
-        state,
     }
 }
 

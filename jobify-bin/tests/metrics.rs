@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jobify::health::{Leadership, Readiness};
-use jobify::metrics::{Metrics, PollErrorKind, QueueFigures};
+use jobify::metrics::{Metrics, PollErrorKind};
 use jobify::server::{AppState, OPENMETRICS, serve};
+use jobify_buildkite::QueueFigures;
 use jobify_core::{
     Decision, LaunchError, Launched, Reason, ReasonCode, SweepEnd, SweepSummary, Template,
 };
@@ -163,7 +164,7 @@ fn update_every_family(metrics: &Metrics) {
         jobs: 500,
         duration: Duration::from_millis(300),
     });
-    metrics.set_rate_limit_remaining(19_500);
+    metrics.buildkite().set_rate_limit_remaining(19_500);
     metrics.poll_failed(PollErrorKind::RateLimited);
     metrics.decided(&Decision::Run {
         template: Template::Default { name: None },
@@ -193,7 +194,7 @@ fn update_every_family(metrics: &Metrics) {
         "`dind` kept running",
     ));
     metrics.cancelled();
-    metrics.set_queue_figures(&BTreeMap::from([(
+    metrics.buildkite().set_queue_figures(&BTreeMap::from([(
         "kubernetes".to_owned(),
         QueueFigures {
             scheduled_jobs: 7,
@@ -317,38 +318,6 @@ async fn metrics_page_parses_and_has_every_family_after_updates() {
             &samples,
             "jobify_workloads_failed_to_start_total",
             &[("cause", "image_pull_failed")]
-        ),
-        1.0
-    );
-}
-
-#[tokio::test]
-async fn queue_that_disappears_from_buildkite_loses_its_series() {
-    let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry);
-    let figures = |queue: &str| {
-        BTreeMap::from([(
-            queue.to_owned(),
-            QueueFigures {
-                idle_agents: 1,
-                ..QueueFigures::default()
-            },
-        )])
-    };
-    metrics.set_queue_figures(&figures("old"));
-    metrics.set_queue_figures(&figures("new"));
-    let text = jobify::metrics::encode(&registry);
-    let (_, samples) = parse_openmetrics(&text);
-    assert!(
-        samples
-            .iter()
-            .all(|s| s.labels.get("queue").map(String::as_str) != Some("old"))
-    );
-    assert_eq!(
-        value(
-            &samples,
-            "jobify_buildkite_queue_agents",
-            &[("queue", "new"), ("state", "idle")]
         ),
         1.0
     );

@@ -9,16 +9,15 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use jobify_buildkite::BuildkiteMonitor;
 use jobify_core::policy::Explanation;
 use jobify_core::{Decider, Decision, Policy, ScheduledJob, Sweep};
 use jobify_k8s::RenderError;
 use k8s_openapi::api::batch::v1::Job;
-use prometheus_client::registry::Registry;
 
-use crate::adapters::{BuildkiteMonitor, MonitorSettings};
+use crate::adapters::monitor_settings;
 use crate::cli::PlanOutput;
 use crate::config::Config;
-use crate::metrics::Metrics;
 
 /// What the controller would do with one scheduled job.
 #[derive(Debug)]
@@ -69,9 +68,7 @@ pub async fn execute(
     max_pages: usize,
 ) -> anyhow::Result<ExitCode> {
     let (client, _) = crate::clients::buildkite(config)?;
-    // The monitor reports the rate limit to metrics; plan serves none, so they are local.
-    let metrics = Metrics::register(&mut Registry::default());
-    let monitor = BuildkiteMonitor::new(client, MonitorSettings::from_config(config), metrics);
+    let monitor = BuildkiteMonitor::new(client, monitor_settings(config));
     let sweep = Sweep::read(&monitor, max_pages)
         .await
         .context("polling Buildkite for scheduled jobs")?;

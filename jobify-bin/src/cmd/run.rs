@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use jobify_buildkite::{BuildkiteFeedback, BuildkiteMonitor, report_queue_figures};
 use jobify_core::{Decider, Dispatcher, Limits, Scheduler};
 use jobify_k8s::{KubeJobifier, LeaderElector};
 use prometheus_client::registry::Registry;
@@ -17,7 +18,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::adapters::{BuildkiteFeedback, BuildkiteMonitor, MonitorSettings, queue_figures};
+use crate::adapters::monitor_settings;
 use crate::config::Config;
 use crate::health::{Leadership, Readiness, follow_leadership};
 use crate::metrics::Metrics;
@@ -133,17 +134,14 @@ pub async fn run(
 
     if clients.has_agent_token {
         let client = clients.buildkite.clone();
-        let metrics = metrics.clone();
-        tasks.spawn(queue_figures::run(client, metrics, rest.clone()).then_ok());
+        let metrics = metrics.buildkite().clone();
+        tasks.spawn(report_queue_figures(client, metrics, rest.clone()).then_ok());
     } else {
         tracing::info!("no agent token: the jobify_buildkite_queue_* gauges stay empty");
     }
 
-    let monitor = BuildkiteMonitor::new(
-        clients.buildkite.clone(),
-        MonitorSettings::from_config(config),
-        metrics.clone(),
-    );
+    let monitor = BuildkiteMonitor::new(clients.buildkite.clone(), monitor_settings(config))
+        .with_metrics(metrics.buildkite().clone());
     let feedback = BuildkiteFeedback::new(clients.buildkite);
     let policy = Decider::from_config(&config.policy, &config.guard, &config.queues);
     let limits = Limits::new(&config.limits, &config.queues);

@@ -20,7 +20,7 @@ use jobify_core::config::{GuardConfig, LimitsConfig, PolicyConfig, QueueConfig};
 use jobify_k8s::config::{KubernetesConfig, LeaderElectionConfig};
 use serde::Deserialize;
 
-pub use buildkite::{BuildkiteConfig, MAX_PAGE_SIZE};
+pub use buildkite::{BuildkiteConfig, agent_token_ref};
 pub use scheduler::{MAX_LAUNCH_CONCURRENCY, SchedulerSettings};
 pub use secret::{SecretError, SecretRef};
 pub use server::ServerConfig;
@@ -105,8 +105,7 @@ impl Config {
                 ),
             );
         }
-        self.buildkite
-            .validate(&root.key("buildkite"), &mut problems);
+        buildkite::validate(&self.buildkite, &root.key("buildkite"), &mut problems);
         self.scheduler.validate(
             &root.key("scheduler"),
             self.buildkite.poll_interval,

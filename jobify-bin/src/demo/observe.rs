@@ -3,12 +3,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+use jobify_buildkite::ANNOTATION_CONTEXT;
 use jobify_k8s::labels::JOB_UUID;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use uuid::Uuid;
 
-use crate::adapters::ANNOTATION_CONTEXT;
 use crate::simenv::SimEnv;
 
 /// One job as the simulators show it now (and, for the Job, ever showed it).

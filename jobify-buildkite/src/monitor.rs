@@ -9,14 +9,12 @@ use buildkite_api::{
     BUDGET_WINDOW, Client, CommandJob, JobLookup, Pacer, Priorities, RateLimit,
     ScheduledJobsRequest,
 };
-use jobify_core::config::QueueConfig;
-use jobify_core::{
-    JobId, JobState, Monitor, MonitorError, PageToken, RawJob, ScheduledJob, ScheduledPage,
-};
+use jobify_core::{JobId, JobState, Monitor, MonitorError, PageToken, ScheduledJob, ScheduledPage};
 use tokio::time::Instant;
 
-use super::monitor_error;
-use crate::metrics::Metrics;
+use crate::config::BuildkiteConfig;
+use crate::intake::{job_state, raw_job};
+use crate::metrics::BuildkiteMetrics;
 
 /// What to poll, from the config's `organization`, `[buildkite]` and `[[queues]]`.
 #[derive(Clone, Debug)]
@@ -37,19 +35,15 @@ pub struct MonitorSettings {
 }
 
 impl MonitorSettings {
-    /// Settings from the parsed config.
-    pub fn from_config(config: &crate::config::Config) -> Self {
+    /// Settings for `organization`'s served `queues`, the rest from `[buildkite]`.
+    pub fn new<T>(organization: &str, queues: Vec<String>, buildkite: &BuildkiteConfig<T>) -> Self {
         MonitorSettings {
-            organization: config.organization.clone(),
-            queues: config
-                .queues
-                .iter()
-                .map(|q: &QueueConfig| q.name.clone())
-                .collect(),
-            pipelines: config.buildkite.pipelines.iter().cloned().collect(),
-            cluster: config.buildkite.cluster.clone(),
-            page_size: u16::try_from(config.buildkite.page_size).unwrap_or(u16::MAX),
-            budget_share: config.buildkite.budget_share,
+            organization: organization.to_owned(),
+            queues,
+            pipelines: buildkite.pipelines.iter().cloned().collect(),
+            cluster: buildkite.cluster.clone(),
+            page_size: u16::try_from(buildkite.page_size).unwrap_or(u16::MAX),
+            budget_share: buildkite.budget_share,
         }
     }
 
@@ -95,13 +89,13 @@ fn page_overlap(page_size: u16) -> u16 {
 /// Requests are paced to `budget_share` of the organization's GraphQL budget: after each
 /// page the [`Pacer`] says how long the next request must wait given what this one cost and
 /// what Buildkite reported left; a page asked for sooner waits inside
-/// [`Monitor::scheduled`]. The rate-limit figure goes to [`Metrics`]; counting polls is the
-/// scheduler observer's job.
+/// [`Monitor::scheduled`]. The rate-limit figure goes to [`BuildkiteMetrics`]; counting
+/// polls is the scheduler observer's job.
 pub struct BuildkiteMonitor {
     client: Client,
     settings: MonitorSettings,
     requests: Vec<ScheduledJobsRequest>,
-    metrics: Metrics,
+    metrics: BuildkiteMetrics,
     pacer: Pacer,
     pace: Mutex<Pace>,
 }
@@ -156,8 +150,9 @@ impl Position {
 }
 
 impl BuildkiteMonitor {
-    /// A monitor polling with `client`.
-    pub fn new(client: Client, settings: MonitorSettings, metrics: Metrics) -> Self {
+    /// A monitor polling with `client`. Its rate-limit figure goes nowhere until
+    /// [`BuildkiteMonitor::with_metrics`].
+    pub fn new(client: Client, settings: MonitorSettings) -> Self {
         let requests = settings.requests();
         BuildkiteMonitor {
             // Sweeps are spaced by the scheduler's poll interval; the pacer only spreads
@@ -173,8 +168,13 @@ impl BuildkiteMonitor {
             requests,
             client,
             settings,
-            metrics,
+            metrics: BuildkiteMetrics::default(),
         }
+    }
+
+    /// The monitor, reporting the rate limit to `metrics`.
+    pub fn with_metrics(self, metrics: BuildkiteMetrics) -> Self {
+        BuildkiteMonitor { metrics, ..self }
     }
 
     fn pace(&self) -> std::sync::MutexGuard<'_, Pace> {
@@ -218,18 +218,15 @@ impl BuildkiteMonitor {
     }
 }
 
-/// The job as `jobify-core` takes it in.
-fn raw_job(job: CommandJob) -> RawJob {
-    RawJob {
-        uuid: job.uuid,
-        graphql_id: job.id,
-        label: job.label,
-        command: job.command,
-        agent_query_rules: job.agent_query_rules,
-        env: job.env,
-        priority: job.priority,
-        scheduled_at: job.scheduled_at.or(job.runnable_at),
-        url: Some(job.url).filter(|url| !url.is_empty()),
+/// Sorts a client error the way the scheduler acts on it.
+fn monitor_error(error: buildkite_api::Error) -> MonitorError {
+    match error {
+        buildkite_api::Error::RateLimited { retry_after, .. } => MonitorError::RateLimited {
+            // Without a hint, wait out the shortest sensible window rather than hammering.
+            retry_after: retry_after.unwrap_or(Duration::from_secs(10)),
+        },
+        buildkite_api::Error::Unauthorized { .. } => MonitorError::Unauthorized(error.to_string()),
+        other => MonitorError::Transient(Box::new(other)),
     }
 }
 
@@ -334,7 +331,7 @@ impl Monitor for BuildkiteMonitor {
             .filter_map(|lookup| match lookup {
                 JobLookup::Command { uuid, state, .. } => {
                     let id = uuid.parse::<JobId>().ok()?;
-                    Some((id, JobState::from_graphql(state.as_str())))
+                    Some((id, job_state(&state)))
                 }
                 JobLookup::NotCommand { .. }
                 | JobLookup::NotFound { .. }

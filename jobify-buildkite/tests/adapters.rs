@@ -1,12 +1,14 @@
-//! The adapters between `buildkite-api` and `jobify-core`, against the Buildkite simulator
-//! over real HTTP.
+//! The monitor, the feedback and the queue figures against the Buildkite simulator over real
+//! HTTP.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use buildkite_api::Client;
-use jobify::adapters::{ANNOTATION_CONTEXT, BuildkiteFeedback, BuildkiteMonitor, MonitorSettings};
-use jobify::metrics::Metrics;
+use jobify_buildkite::{
+    ANNOTATION_CONTEXT, BuildkiteFeedback, BuildkiteMetrics, BuildkiteMonitor, MonitorSettings,
+    queue_figures,
+};
 use jobify_core::{Feedback, JobRef, JobState, Monitor, MonitorError, Reason, ReasonCode, Sweep};
 use jobify_sim::buildkite::{BuildkiteSim, BuildkiteSimConfig, JobSpec};
 use prometheus_client::registry::Registry;
@@ -21,7 +23,8 @@ async fn sim() -> BuildkiteSim {
 }
 
 fn client(sim: &BuildkiteSim, token: &str) -> Client {
-    jobify::tls::install_crypto_provider();
+    // The workspace's one TLS stack; Err means a test before this one installed it.
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
     Client::builder()
         .graphql_token(SecretString::from(token.to_owned()))
         .agent_token(SecretString::from("agent-token".to_owned()))
@@ -40,7 +43,7 @@ struct Fixture {
 /// A monitor with pages of two jobs.
 fn monitor(sim: &BuildkiteSim, token: &str, queues: &[&str], pipelines: &[&str]) -> Fixture {
     let mut registry = Registry::default();
-    let metrics = Metrics::register(&mut registry);
+    let metrics = BuildkiteMetrics::register(&mut registry);
     let settings = MonitorSettings {
         organization: "acme".into(),
         queues: queues.iter().map(|q| (*q).to_owned()).collect(),
@@ -53,7 +56,7 @@ fn monitor(sim: &BuildkiteSim, token: &str, queues: &[&str], pipelines: &[&str])
         budget_share: 0.5,
     };
     Fixture {
-        monitor: BuildkiteMonitor::new(client(sim, token), settings, metrics),
+        monitor: BuildkiteMonitor::new(client(sim, token), settings).with_metrics(metrics),
         registry,
     }
 }
@@ -102,7 +105,8 @@ async fn monitor_lists_jobs_of_served_queues_and_watched_pipelines_across_pages(
     assert_eq!(job.command.as_deref(), Some("nvidia-smi"));
     assert!(!job.graphql_id.is_empty());
 
-    let text = jobify::metrics::encode(&fixture.registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &fixture.registry).expect("encodes");
     let remaining = text
         .lines()
         .find_map(|line| line.strip_prefix("jobify_monitor_rate_limit_remaining "))
@@ -343,7 +347,7 @@ async fn queue_figures_come_from_agent_metrics() {
     sim.schedule_job(JobSpec::command("make").on_queue("k8s"));
     sim.schedule_job(JobSpec::command("make").on_queue("k8s"));
     let reading = client(&sim, TOKEN).agent_metrics().await.expect("metrics");
-    let figures = jobify::adapters::queue_figures::figures(&reading);
+    let figures = queue_figures(&reading);
     assert_eq!(figures["k8s"].scheduled_jobs, 2, "{figures:?}");
     sim.shutdown().await;
 }

@@ -7,16 +7,31 @@ use std::time::Duration;
 use buildkite_api::{AgentMetrics, Client};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{Metrics, QueueFigures};
+use crate::metrics::BuildkiteMetrics;
 
 /// The shortest pause between two reads, whatever Buildkite suggests.
 const MIN_INTERVAL: Duration = Duration::from_secs(5);
 /// The pause when Buildkite suggests none, and after an error.
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
 
+/// Buildkite's own figures for one queue, from the agent API's `/v3/metrics`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueFigures {
+    /// Jobs waiting for an agent (includes jobs held by concurrency limits).
+    pub scheduled_jobs: u64,
+    /// Jobs running.
+    pub running_jobs: u64,
+    /// Jobs waiting on dependencies.
+    pub waiting_jobs: u64,
+    /// Connected agents without a job.
+    pub idle_agents: u64,
+    /// Connected agents running a job.
+    pub busy_agents: u64,
+}
+
 /// Per-queue figures from one `/v3/metrics` reading. Job queues and agent queues are keyed
 /// separately by Buildkite; a queue appears when either side has it.
-pub fn figures(reading: &AgentMetrics) -> BTreeMap<String, QueueFigures> {
+pub fn queue_figures(reading: &AgentMetrics) -> BTreeMap<String, QueueFigures> {
     let mut figures: BTreeMap<String, QueueFigures> = BTreeMap::new();
     for (queue, jobs) in &reading.job_queues {
         let entry = figures.entry(queue.clone()).or_default();
@@ -34,11 +49,15 @@ pub fn figures(reading: &AgentMetrics) -> BTreeMap<String, QueueFigures> {
 
 /// Reads `/v3/metrics` until `shutdown`, at the pace Buildkite suggests
 /// (`Buildkite-Agent-Metrics-Poll-Duration`), and updates the gauges.
-pub async fn run(client: Client, metrics: Metrics, shutdown: CancellationToken) {
+pub async fn report_queue_figures(
+    client: Client,
+    metrics: BuildkiteMetrics,
+    shutdown: CancellationToken,
+) {
     loop {
         let pause = match client.agent_metrics().await {
             Ok(reading) => {
-                metrics.set_queue_figures(&figures(&reading));
+                metrics.set_queue_figures(&queue_figures(&reading));
                 reading
                     .poll_duration
                     .unwrap_or(DEFAULT_INTERVAL)

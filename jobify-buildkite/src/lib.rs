@@ -1,0 +1,36 @@
+//! The Buildkite backend of jobify: `buildkite-api`'s GraphQL client behind `jobify-core`'s
+//! ports, the twin of `jobify-k8s` on the other side of the scheduler.
+//!
+//! ```text
+//!                 ┌─ BuildkiteMonitor ── scheduled jobs per served queue, paced ──▶ ScheduledJob ─┐
+//!  Buildkite ◀────┤                   └─ job states ───────────────────────────▶ JobState      ├─▶ Scheduler
+//!  (GraphQL,      ├─ BuildkiteFeedback ◀── annotate + cancel a refused job ◀─────────────────────┘
+//!   /v3/metrics)  └─ report_queue_figures ── queue gauges (BuildkiteMetrics) ──▶ /metrics
+//! ```
+//!
+//! Where to start:
+//! - [`BuildkiteConfig`]: the `[buildkite]` section of `jobify.toml` (the binary's loader
+//!   resolves its token references; this crate never reads a secret).
+//! - [`BuildkiteMonitor`]: [`jobify_core::Monitor`]; one GraphQL page per call, a sweep going
+//!   through the served queues in turn, each request paced to a share of the budget. Each
+//!   Buildkite job becomes the core's [`jobify_core::RawJob`] in one place (`intake.rs`).
+//! - [`BuildkiteFeedback`]: [`jobify_core::Feedback`]; annotates a refused job, then
+//!   cancels it.
+//! - [`report_queue_figures`]: Buildkite's `/v3/metrics` into the queue gauges.
+//! - [`BuildkiteMetrics`]: the families this crate updates; register them once with
+//!   [`BuildkiteMetrics::register`], or leave them unregistered (`Default`) where nothing
+//!   is served, as `jobify plan` does.
+#![warn(missing_docs)]
+
+mod config;
+mod feedback;
+mod intake;
+mod metrics;
+mod monitor;
+mod queue_figures;
+
+pub use config::{BuildkiteConfig, ConfigError, MAX_PAGE_SIZE, TokenRef};
+pub use feedback::{ANNOTATION_CONTEXT, BuildkiteFeedback};
+pub use metrics::BuildkiteMetrics;
+pub use monitor::{BuildkiteMonitor, MonitorSettings};
+pub use queue_figures::{QueueFigures, queue_figures, report_queue_figures};
