@@ -9,13 +9,13 @@ use crate::config::Config;
 use crate::metrics::PollErrorKind;
 
 /// What the monitor polls: the config's `organization`, served `[[queues]]` and `[buildkite]`.
-pub fn monitor_settings(config: &Config) -> MonitorSettings {
+pub(crate) fn monitor_settings(config: &Config) -> MonitorSettings {
     let queues = config.queues.iter().map(|q| q.name.clone()).collect();
     MonitorSettings::new(&config.organization, queues, &config.buildkite)
 }
 
 /// The metrics label of a monitor error.
-pub fn poll_error_kind(error: &MonitorError) -> PollErrorKind {
+pub(crate) fn poll_error_kind(error: &MonitorError) -> PollErrorKind {
     match error {
         MonitorError::RateLimited { .. } => PollErrorKind::RateLimited,
         MonitorError::Unauthorized(_) => PollErrorKind::Unauthorized,

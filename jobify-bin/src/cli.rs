@@ -42,10 +42,12 @@ pub enum Command {
     Check,
     /// Starts the Buildkite and Kubernetes simulators, writes a kubeconfig and a jobify.toml
     /// pointing at them, prints how to `jobify run` against them, and serves until Ctrl-C.
-    Sim(crate::cmd::sim::SimArgs),
+    #[cfg(feature = "demo")]
+    Sim(crate::cmd::SimArgs),
     /// Runs jobify against its embedded simulators with a scenario of about fifty jobs,
     /// shows progress and a summary, and exits 0 when every expected outcome happened.
-    Demo(crate::cmd::demo::DemoArgs),
+    #[cfg(feature = "demo")]
+    Demo(crate::cmd::DemoArgs),
 }
 
 impl Command {
@@ -53,6 +55,7 @@ impl Command {
     /// print their own progress, so jobify's and the simulators' logs would only bury it.
     pub fn default_log_filter(&self) -> &'static str {
         match self {
+            #[cfg(feature = "demo")]
             Command::Demo(_) | Command::Sim(_) => "warn",
             Command::Run | Command::Plan(_) | Command::Check => "info",
         }

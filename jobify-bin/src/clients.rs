@@ -8,7 +8,7 @@ use crate::config::Config;
 
 /// The Buildkite client for GraphQL and, when an agent token is configured or
 /// `BUILDKITE_AGENT_TOKEN` is set, `/v3/metrics`. Returns whether the agent token is set.
-pub fn buildkite(config: &Config) -> anyhow::Result<(Client, bool)> {
+pub(crate) fn buildkite(config: &Config) -> anyhow::Result<(Client, bool)> {
     let buildkite = &config.buildkite;
     let api_token = buildkite
         .api_token
@@ -38,7 +38,7 @@ pub fn buildkite(config: &Config) -> anyhow::Result<(Client, bool)> {
 
 /// A Kubernetes client from kube's standard discovery: in-cluster service account, else
 /// `KUBECONFIG` / `~/.kube/config`.
-pub async fn kubernetes() -> anyhow::Result<kube::Client> {
+pub(crate) async fn kubernetes() -> anyhow::Result<kube::Client> {
     let config = kube::Config::infer()
         .await
         .context("no Kubernetes credentials: run in a cluster or set KUBECONFIG")?;

@@ -11,7 +11,7 @@ const EXIT_INTERRUPTED: i32 = 130;
 /// shutdown is still under way, ends the process at once, so a stuck shutdown can always be
 /// interrupted. (Once tokio listens for a signal, the default handler never runs again, so
 /// this has to be done here.)
-pub fn on_signal() -> std::io::Result<CancellationToken> {
+pub(crate) fn on_signal() -> std::io::Result<CancellationToken> {
     let token = CancellationToken::new();
     let signals = signals()?;
     tokio::spawn(follow(signals, token.clone(), || {

@@ -7,7 +7,7 @@ use crate::config;
 
 /// Loads and validates the config at `path`; prints the problems to stderr and returns
 /// [`super::EXIT_CONFIG`] if there are any.
-pub fn execute(path: &Path) -> ExitCode {
+pub(crate) fn execute(path: &Path) -> ExitCode {
     match config::load(path) {
         Ok(config) => {
             println!(

@@ -18,7 +18,7 @@ pub struct DemoArgs {
 }
 
 /// Runs the demo; exits 0 when every expected outcome happened, 1 otherwise.
-pub async fn execute(args: DemoArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn execute(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let options = DemoOptions {
         deadline: args.deadline,
     };

@@ -1,16 +1,23 @@
 //! The subcommands, one module each.
 
-pub mod check;
-pub mod demo;
-pub mod plan;
-pub mod run;
-pub mod sim;
+pub(crate) mod check;
+#[cfg(feature = "demo")]
+mod demo;
+pub(crate) mod plan;
+pub(crate) mod run;
+#[cfg(feature = "demo")]
+mod sim;
 
 use std::path::Path;
 use std::process::ExitCode;
 
 use crate::cli::{Cli, Command};
+
 use crate::config::{self, Config};
+#[cfg(feature = "demo")]
+pub use demo::DemoArgs;
+#[cfg(feature = "demo")]
+pub use sim::SimArgs;
 
 /// Exit code for a config that does not validate (`jobify check`, and every command that
 /// loads the config).
@@ -32,7 +39,9 @@ pub async fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(config) => plan::execute(&config, args.output, args.max_pages as usize).await,
             Err(code) => Ok(code),
         },
+        #[cfg(feature = "demo")]
         Command::Sim(args) => sim::execute(args).await,
+        #[cfg(feature = "demo")]
         Command::Demo(args) => demo::execute(args).await,
     }
 }

@@ -21,18 +21,18 @@ use crate::config::Config;
 
 /// What the controller would do with one scheduled job.
 #[derive(Debug)]
-pub struct PlannedJob {
+pub(crate) struct PlannedJob {
     /// The job.
-    pub job: ScheduledJob,
+    pub(crate) job: ScheduledJob,
     /// The decision and how it was reached.
-    pub explanation: Explanation,
+    pub(crate) explanation: Explanation,
     /// For `run` decisions, the Job manifest, or why it cannot be rendered (the controller
     /// would reject the job with that message).
-    pub manifest: Option<Result<Job, RenderError>>,
+    pub(crate) manifest: Option<Result<Job, RenderError>>,
 }
 
 /// Decides every job and renders the manifests of those that would run. Pure: no I/O.
-pub fn plan_jobs(config: &Config, mut jobs: Vec<ScheduledJob>) -> Vec<PlannedJob> {
+pub(crate) fn plan_jobs(config: &Config, mut jobs: Vec<ScheduledJob>) -> Vec<PlannedJob> {
     let decider = Decider::from_config(&config.policy, &config.guard, &config.queues);
     jobs.sort_by(|a, b| {
         b.priority
@@ -62,7 +62,7 @@ pub fn plan_jobs(config: &Config, mut jobs: Vec<ScheduledJob>) -> Vec<PlannedJob
 }
 
 /// One sweep of at most `max_pages` pages, then the plan printed to stdout as `output` asks.
-pub async fn execute(
+pub(crate) async fn execute(
     config: &Config,
     output: PlanOutput,
     max_pages: usize,
@@ -107,7 +107,7 @@ fn manifests(planned: &[PlannedJob]) -> impl Iterator<Item = &Job> {
 }
 
 /// One row per job: uuid, pipeline and build, queue, decision, reason code and message.
-pub fn write_table(out: &mut impl Write, planned: &[PlannedJob]) -> std::io::Result<()> {
+pub(crate) fn write_table(out: &mut impl Write, planned: &[PlannedJob]) -> std::io::Result<()> {
     let rows: Vec<[String; 5]> = planned
         .iter()
         .map(|p| {
@@ -164,7 +164,7 @@ fn verdict(decision: &Decision) -> String {
 }
 
 /// The manifests as a YAML stream, one document per Job.
-pub fn write_yaml(out: &mut impl Write, planned: &[PlannedJob]) -> anyhow::Result<()> {
+pub(crate) fn write_yaml(out: &mut impl Write, planned: &[PlannedJob]) -> anyhow::Result<()> {
     for (i, job) in manifests(planned).enumerate() {
         if i > 0 {
             writeln!(out, "---")?;
@@ -176,7 +176,7 @@ pub fn write_yaml(out: &mut impl Write, planned: &[PlannedJob]) -> anyhow::Resul
 }
 
 /// The manifests as a JSON `v1/List`, which `kubectl apply -f` accepts.
-pub fn write_json(out: &mut impl Write, planned: &[PlannedJob]) -> anyhow::Result<()> {
+pub(crate) fn write_json(out: &mut impl Write, planned: &[PlannedJob]) -> anyhow::Result<()> {
     let items: Vec<&Job> = manifests(planned).collect();
     let list = serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": items });
     serde_json::to_writer_pretty(&mut *out, &list).context("serialising Jobs as JSON")?;

@@ -27,17 +27,20 @@ use crate::server::{AppState, serve};
 
 /// The clients `run` talks through; built by [`execute`] from the config, or by a test or
 /// the demo against simulators.
-pub struct Clients {
+pub(crate) struct Clients {
     /// Buildkite (GraphQL, and `/v3/metrics` when it has an agent token).
-    pub buildkite: buildkite_api::Client,
+    pub(crate) buildkite: buildkite_api::Client,
     /// Whether `buildkite` has an agent token, so the queue gauges can be read.
-    pub has_agent_token: bool,
+    pub(crate) has_agent_token: bool,
     /// Kubernetes.
-    pub kube: kube::Client,
+    pub(crate) kube: kube::Client,
 }
 
 /// Builds the clients from the config and the environment, then runs until `shutdown`.
-pub async fn execute(config: &Config, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
+pub(crate) async fn execute(
+    config: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<ExitCode> {
     let (buildkite, has_agent_token) = crate::clients::buildkite(config)?;
     let kube = crate::clients::kubernetes().await?;
     let listener = TcpListener::bind(config.server.listen)
@@ -55,7 +58,7 @@ pub async fn execute(config: &Config, shutdown: CancellationToken) -> anyhow::Re
 /// Runs the controller with `clients`, serving metrics and health on `listener`, until
 /// `shutdown` is cancelled; then stops everything in order and returns `Ok`. Returns an error
 /// when the scheduler or a task it depends on stops on its own.
-pub async fn run(
+pub(crate) async fn run(
     config: &Config,
     clients: Clients,
     listener: TcpListener,

@@ -57,7 +57,7 @@ pub struct SimArgs {
 }
 
 /// Runs the simulators until a signal; the exit code is 0 after a clean shutdown.
-pub async fn execute(args: SimArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn execute(args: SimArgs) -> anyhow::Result<ExitCode> {
     if !(0.0..=1.0).contains(&args.fault_rate) {
         anyhow::bail!(
             "--fault-rate must be between 0.0 and 1.0, not {}",

@@ -12,10 +12,10 @@
 //! temporary directory and loaded by the same code as `jobify run -c`. How jobify is started
 //! is the caller's: `cmd::demo` hands in the `run` code path.
 
-pub mod observe;
-pub mod outcome;
-pub mod scenario;
-pub mod summary;
+pub(crate) mod observe;
+pub(crate) mod outcome;
+pub(crate) mod scenario;
+pub(crate) mod summary;
 
 use std::future::Future;
 use std::io::Write;
@@ -35,7 +35,7 @@ use scenario::{DemoJob, Expected};
 use summary::Row;
 
 /// The demo's `jobify.toml`, with `{{...}}` placeholders for the simulators' addresses.
-pub const CONFIG: &str = include_str!("jobify.toml");
+pub(crate) const CONFIG: &str = include_str!("jobify.toml");
 
 /// How often the simulators are looked at.
 const LOOK_EVERY: Duration = Duration::from_millis(100);
@@ -46,9 +46,9 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// How to run the demo.
 #[derive(Clone, Debug)]
-pub struct DemoOptions {
+pub(crate) struct DemoOptions {
     /// Give up after this long, reporting what is missing.
-    pub deadline: Duration,
+    pub(crate) deadline: Duration,
 }
 
 impl Default for DemoOptions {
@@ -61,18 +61,18 @@ impl Default for DemoOptions {
 
 /// How the demo ended.
 #[derive(Debug)]
-pub struct DemoReport {
+pub(crate) struct DemoReport {
     /// One row per job.
-    pub rows: Vec<Row>,
+    pub(crate) rows: Vec<Row>,
     /// One line per expectation not met (empty when the demo passed).
-    pub unexpected: Vec<String>,
+    pub(crate) unexpected: Vec<String>,
     /// How long it took.
-    pub elapsed: Duration,
+    pub(crate) elapsed: Duration,
 }
 
 impl DemoReport {
     /// Whether every expected outcome happened.
-    pub fn passed(&self) -> bool {
+    pub(crate) fn passed(&self) -> bool {
         self.unexpected.is_empty()
     }
 }
@@ -84,7 +84,7 @@ type Jobify = tokio::task::JoinHandle<anyhow::Result<()>>;
 /// Runs the demo, printing progress to `out`, and returns the report (the summary table is
 /// printed too). `start` starts jobify with the loaded config and a Kubernetes client for the
 /// simulator, until the token is cancelled.
-pub async fn run<S, F>(
+pub(crate) async fn run<S, F>(
     options: &DemoOptions,
     out: &mut impl Write,
     start: S,
@@ -359,7 +359,7 @@ fn progress(observed: &[Observation], job_creates: u64) -> String {
 
 /// Writes the summary table and the verdict; the exit code follows
 /// [`DemoReport::passed`].
-pub fn write_summary(out: &mut impl Write, report: &DemoReport) -> std::io::Result<()> {
+pub(crate) fn write_summary(out: &mut impl Write, report: &DemoReport) -> std::io::Result<()> {
     writeln!(out)?;
     summary::write_table(out, &report.rows)?;
     writeln!(out)?;

@@ -13,30 +13,30 @@ use crate::simenv::SimEnv;
 
 /// One job as the simulators show it now (and, for the Job, ever showed it).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Observation {
+pub(crate) struct Observation {
     /// The Buildkite job's state (`SCHEDULED`, `RUNNING`, `FINISHED`, `CANCELED`, ...).
-    pub state: String,
+    pub(crate) state: String,
     /// Its exit status, once finished.
-    pub exit_status: Option<i32>,
+    pub(crate) exit_status: Option<i32>,
     /// The body of jobify's annotation on the job, if any.
-    pub annotation: Option<String>,
+    pub(crate) annotation: Option<String>,
     /// Cancelled through the API (jobify's feedback) rather than by a user.
-    pub canceled_by_api: bool,
+    pub(crate) canceled_by_api: bool,
     /// How many times agents acquired it.
-    pub acquired_count: u32,
+    pub(crate) acquired_count: u32,
     /// A Job for it has existed at some point of the demo.
-    pub job_seen: bool,
+    pub(crate) job_seen: bool,
     /// A Job for it exists now.
-    pub job_present: bool,
+    pub(crate) job_present: bool,
     /// The phase of its pod now (`Pending`, `Running`, `Succeeded`, `Failed`).
-    pub pod_phase: Option<String>,
+    pub(crate) pod_phase: Option<String>,
     /// The images of its pod's containers, as last seen (agent first).
-    pub images: Vec<String>,
+    pub(crate) images: Vec<String>,
 }
 
 impl Observation {
     /// The reason code in jobify's annotation (`guard_denied`, `image_pull_failed`, ...).
-    pub fn reason_code(&self) -> Option<&str> {
+    pub(crate) fn reason_code(&self) -> Option<&str> {
         let body = self.annotation.as_deref()?;
         let start = body.find("reason code `")? + "reason code `".len();
         let end = body[start..].find('`')?;
@@ -44,7 +44,7 @@ impl Observation {
     }
 
     /// The sentence jobify gave in its annotation, without the Markdown around it.
-    pub fn reason_message(&self) -> Option<String> {
+    pub(crate) fn reason_message(&self) -> Option<String> {
         let body = self.annotation.as_deref()?;
         let text = body
             .strip_prefix("**jobify did not run this job.** ")
@@ -57,7 +57,7 @@ impl Observation {
 /// Looks at the simulators, remembering which jobs ever had a Job (a deleted Job leaves no
 /// trace in the cluster).
 #[derive(Debug)]
-pub struct Watcher {
+pub(crate) struct Watcher {
     namespace: String,
     seen: HashSet<Uuid>,
     images: HashMap<Uuid, Vec<String>>,
@@ -65,7 +65,7 @@ pub struct Watcher {
 
 impl Watcher {
     /// A watcher of the Jobs in `namespace`.
-    pub fn new(namespace: &str) -> Self {
+    pub(crate) fn new(namespace: &str) -> Self {
         Watcher {
             namespace: namespace.to_owned(),
             seen: HashSet::new(),
@@ -74,7 +74,7 @@ impl Watcher {
     }
 
     /// The observation of each of `jobs`, in order.
-    pub fn observe(&mut self, env: &SimEnv, jobs: &[Uuid]) -> Vec<Observation> {
+    pub(crate) fn observe(&mut self, env: &SimEnv, jobs: &[Uuid]) -> Vec<Observation> {
         let kube = env.kubernetes();
         let present: HashSet<Uuid> = kube
             .jobs(&self.namespace)

@@ -5,7 +5,7 @@ use super::scenario::Expected;
 
 /// How an observation compares with its expectation.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Everything expected happened.
     Met,
     /// Not yet; what is still missing.
@@ -16,13 +16,13 @@ pub enum Verdict {
 
 impl Verdict {
     /// Whether the expectation is met.
-    pub fn is_met(&self) -> bool {
+    pub(crate) fn is_met(&self) -> bool {
         matches!(self, Verdict::Met)
     }
 }
 
 /// Compares `observed` with `expected`.
-pub fn judge(expected: &Expected, observed: &Observation) -> Verdict {
+pub(crate) fn judge(expected: &Expected, observed: &Observation) -> Verdict {
     let o = observed;
     if o.acquired_count > 1 {
         return Verdict::Wrong(format!("acquired {} times", o.acquired_count));

@@ -7,24 +7,24 @@ use jobify_sim::buildkite::JobSpec;
 use serde_json::{Value, json};
 
 /// The queue jobify serves in the demo.
-pub const QUEUE: &str = "kubernetes";
+pub(crate) const QUEUE: &str = "kubernetes";
 /// A queue jobify does not serve: its jobs are left for other agents.
-pub const OTHER_QUEUE: &str = "macos";
+pub(crate) const OTHER_QUEUE: &str = "macos";
 /// The pipeline the demo's policy skips.
-pub const SKIPPED_PIPELINE: &str = "legacy";
+pub(crate) const SKIPPED_PIPELINE: &str = "legacy";
 /// What marks an image the Kubernetes simulator cannot pull (the demo sets this marker).
-pub const UNPULLABLE_MARKER: &str = "does-not-exist";
+pub(crate) const UNPULLABLE_MARKER: &str = "does-not-exist";
 /// The image the Kubernetes simulator cannot pull.
-pub const UNPULLABLE_IMAGE: &str = "ghcr.io/acme/does-not-exist:1";
+pub(crate) const UNPULLABLE_IMAGE: &str = "ghcr.io/acme/does-not-exist:1";
 /// What marks an image the Kubernetes simulator starts slowly (the demo sets this marker).
-pub const SLOW_MARKER: &str = "slow-toolchain";
+pub(crate) const SLOW_MARKER: &str = "slow-toolchain";
 /// An image the Kubernetes simulator starts slowly, so its pod is still pending when the
 /// demo cancels the job.
-pub const SLOW_IMAGE: &str = "ghcr.io/acme/slow-toolchain:2";
+pub(crate) const SLOW_IMAGE: &str = "ghcr.io/acme/slow-toolchain:2";
 
 /// What must happen to a job, as the simulators show it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Expected {
+pub(crate) enum Expected {
     /// One Job; the agent acquires the job once; it finishes with exit status 0.
     Passes,
     /// One Job; the agent acquires the job once; it finishes with this non-zero exit status.
@@ -45,7 +45,7 @@ pub enum Expected {
 
 impl Expected {
     /// Whether jobify should create a Job for it.
-    pub fn gets_a_job(&self) -> bool {
+    pub(crate) fn gets_a_job(&self) -> bool {
         matches!(
             self,
             Expected::Passes
@@ -72,25 +72,25 @@ impl fmt::Display for Expected {
 
 /// One job of the scenario.
 #[derive(Clone, Debug)]
-pub struct DemoJob {
+pub(crate) struct DemoJob {
     /// What to schedule.
-    pub spec: JobSpec,
+    pub(crate) spec: JobSpec,
     /// What must happen to it.
-    pub expected: Expected,
+    pub(crate) expected: Expected,
     /// Why it is in the scenario, shown in the summary when the simulators cannot show the
     /// reason (a skipped job leaves no trace).
-    pub intent: &'static str,
+    pub(crate) intent: &'static str,
 }
 
 impl DemoJob {
     /// `pipeline/label`, the job's name in progress lines and the summary.
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         format!("{}/{}", self.spec.pipeline, self.spec.label)
     }
 }
 
 /// The demo's jobs, in the order they are scheduled.
-pub fn jobs() -> Vec<DemoJob> {
+pub(crate) fn jobs() -> Vec<DemoJob> {
     let mut jobs = Vec::new();
     let ordinary = |pipeline: &str, label: String, n: usize| DemoJob {
         spec: step(pipeline, &label, n),

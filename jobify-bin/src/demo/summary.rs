@@ -12,21 +12,26 @@ const REASON_WIDTH: usize = 70;
 
 /// One row's cells.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Row {
+pub(crate) struct Row {
     /// `pipeline/label`.
-    pub job: String,
+    pub(crate) job: String,
     /// `run`, `reject` or `none`.
-    pub decision: String,
+    pub(crate) decision: String,
     /// Why: jobify's reason code and message, the pod it ran in, or the scenario's intent.
-    pub reason: String,
+    pub(crate) reason: String,
     /// The Buildkite job's fate, and its Job's.
-    pub outcome: String,
+    pub(crate) outcome: String,
     /// `ok`, or what is wrong or missing.
-    pub check: String,
+    pub(crate) check: String,
 }
 
 /// The row of `job`, observed as `observed` and judged `verdict`.
-pub fn row(job: &DemoJob, observed: &Observation, verdict: &Verdict, agent_image: &str) -> Row {
+pub(crate) fn row(
+    job: &DemoJob,
+    observed: &Observation,
+    verdict: &Verdict,
+    agent_image: &str,
+) -> Row {
     let decision = if observed.job_seen {
         "run"
     } else if observed.annotation.is_some() {
@@ -96,7 +101,7 @@ pub(crate) fn cut(text: &str, width: usize) -> String {
 }
 
 /// Writes `rows` as an aligned table with a header.
-pub fn write_table(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
+pub(crate) fn write_table(out: &mut impl Write, rows: &[Row]) -> std::io::Result<()> {
     let header = ["JOB", "DECISION", "REASON", "OUTCOME", "CHECK"].map(str::to_owned);
     let cells: Vec<[String; 5]> = rows
         .iter()
