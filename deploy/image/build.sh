@@ -8,7 +8,9 @@
 #   deploy/image/build.sh                     # cargo build --release, then the image
 #   JOBIFY_BINARY=target/debug/jobify deploy/image/build.sh   # an already built binary
 #
-# Environment: JOBIFY_IMAGE (default localhost/jobify:<version>), JOBIFY_BINARY.
+# Environment: JOBIFY_IMAGE (default localhost/jobify:<version>), JOBIFY_BINARY,
+# JOBIFY_CARGO_FEATURES (e.g. `demo`, for an image that can run `jobify demo`; the product
+# image, like the Dockerfile's, has none).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -21,7 +23,7 @@ image=${JOBIFY_IMAGE:-localhost/jobify:$version}
 binary=${JOBIFY_BINARY:-}
 if [[ -z $binary ]]; then
     start=$SECONDS
-    cargo build --release -p jobify --locked >&2
+    cargo build --release -p jobify --locked ${JOBIFY_CARGO_FEATURES:+--features "$JOBIFY_CARGO_FEATURES"} >&2
     echo "build.sh: release binary built in $((SECONDS - start)) s" >&2
     binary=target/release/jobify
 fi

@@ -66,6 +66,12 @@ fi
 echo "/bin/sh cannot be started"
 
 echo "--- run: jobify demo, as uid 65532"
+if ! "${podman[@]}" "${run[@]}" "$image" --help 2>&1 | grep -qE '^ +demo '; then
+    echo "!!! smoke.sh: this binary has no \`demo\` subcommand (built without the demo feature, as" >&2
+    echo "!!! the product image is): the demo and the uid of a running process were NOT checked." >&2
+    echo "!!! Build the image with JOBIFY_CARGO_FEATURES=demo (or a demo binary) to check them." >&2
+    exit 1
+fi
 ctr=$("${podman[@]}" run -d "${confine[@]}" "$image" demo)
 uid=""
 for _ in $(seq 1 100); do
