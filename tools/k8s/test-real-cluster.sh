@@ -20,11 +20,14 @@ export JOBIFY_TESTBINS
 # The tests' kubectl is the one of the same release as the server.
 export PATH="$JOBIFY_TESTBINS:$PATH"
 echo "real-cluster tier: binaries in $JOBIFY_TESTBINS" >&2
+# helm for real_cluster_helm, built once into its own cache (tools/helm/build-helm.sh).
+JOBIFY_HELM=$(tools/helm/build-helm.sh | tail -n1)
+export JOBIFY_HELM
 
 threads=${JOBIFY_REAL_CLUSTER_THREADS:-4}
 if [[ $# -eq 0 ]]; then
     set -- -p jobify-testcluster -p jobify-k8s --test cluster --test real_cluster \
-        --test real_cluster_rbac --test real_cluster_watch --test real_cluster_deploy --test real_cluster_pods \
+        --test real_cluster_rbac --test real_cluster_watch --test real_cluster_deploy --test real_cluster_helm --test real_cluster_pods \
         -p jobify --test real_cluster_processes
 fi
 exec cargo test --locked "$@" -- --ignored --test-threads "$threads"
