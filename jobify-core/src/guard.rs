@@ -13,8 +13,22 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::{GuardConfig, GuardRule};
-use crate::decision::{Decision, Reason, ReasonCode, Template};
+use crate::decision::{Decision, Reason, ReasonCode};
 use crate::job::ScheduledJob;
+use crate::plugin::KubernetesPlugin;
+
+/// The variable Buildkite sets from a step's `image:` attribute; the backend runs the step's
+/// commands in that image.
+const STEP_IMAGE_ENV: &str = "BUILDKITE_IMAGE";
+
+/// Whether the plugin asks for anything in the pod the guard looks at.
+fn shapes_the_pod(plugin: &KubernetesPlugin) -> bool {
+    plugin.pod_spec.is_some()
+        || plugin.pod_spec_patch.is_some()
+        || !plugin.sidecars.is_empty()
+        || !plugin.git_env_from.is_empty()
+        || plugin.command_params.is_some()
+}
 
 /// The admission guard configured by `[guard]`.
 #[derive(Clone, Debug, Default)]
@@ -82,20 +96,21 @@ impl Guard {
     }
 
     /// Checks what `job` would run with `decision`. `None` when the guard does not apply: it
-    /// is disabled, the decision is not `Run`, or the job brings no pod configuration.
+    /// is disabled, the decision is not `Run`, or the job brings nothing for its pod (no
+    /// kubernetes plugin keys that shape the pod, no step `image:`).
+    ///
+    /// The `podSpec` is checked whatever the template: the backend runs a job that brings one
+    /// in it.
     pub fn check(&self, job: &ScheduledJob, decision: &Decision) -> Option<GuardReport> {
-        let Decision::Run { template, .. } = decision else {
+        let Decision::Run { .. } = decision else {
             return None;
         };
         if !self.config.enabled {
             return None;
         }
-        let plugin = job.plugin.present()?;
-        let pod_spec = match template {
-            Template::PodSpec => plugin.pod_spec.as_ref(),
-            Template::Default { .. } => None,
-        };
-        if pod_spec.is_none() && plugin.pod_spec_patch.is_none() && plugin.sidecars.is_empty() {
+        let image = job.env.non_empty(STEP_IMAGE_ENV);
+        let plugin = job.plugin.present().filter(|p| shapes_the_pod(p));
+        if plugin.is_none() && image.is_none() {
             return None;
         }
         let allowed = self.allowed_for(&job.pipeline);
@@ -104,14 +119,27 @@ impl Guard {
             allowed: &allowed,
             violations: Vec::new(),
         };
-        if let Some(spec) = pod_spec {
-            walk.pod_spec("podSpec", spec);
+        if let Some(plugin) = plugin {
+            if let Some(spec) = &plugin.pod_spec {
+                walk.pod_spec("podSpec", spec);
+            }
+            if let Some(patch) = &plugin.pod_spec_patch {
+                walk.pod_spec("podSpecPatch", patch);
+            }
+            for (i, sidecar) in plugin.sidecars.iter().enumerate() {
+                walk.container("sidecar", &format!("sidecars[{i}]"), i, sidecar);
+            }
+            walk.env_from("gitEnvFrom", plugin.git_env_from.iter());
+            if let Some(Value::Array(sources)) = plugin
+                .command_params
+                .as_ref()
+                .and_then(|params| params.get("envFrom"))
+            {
+                walk.env_from("commandParams.envFrom", sources.iter());
+            }
         }
-        if let Some(patch) = &plugin.pod_spec_patch {
-            walk.pod_spec("podSpecPatch", patch);
-        }
-        for (i, sidecar) in plugin.sidecars.iter().enumerate() {
-            walk.container("sidecar", i, sidecar);
+        if let Some(image) = image {
+            walk.image(&format!("the step's image ({STEP_IMAGE_ENV})"), image);
         }
         let violations = walk.violations;
         Some(GuardReport {
@@ -198,18 +226,21 @@ impl Walk<'_> {
                 format!("{source} sets securityContext.runAsUser=0"),
             );
         }
+        for field in ["serviceAccountName", "serviceAccount"] {
+            if let Some(account) = spec.get(field).and_then(Value::as_str) {
+                self.service_account(&format!("{source}.{field}"), account);
+            }
+        }
+        if let Some(secrets) = spec.get("imagePullSecrets").and_then(Value::as_array) {
+            for (i, secret) in secrets.iter().enumerate() {
+                if let Some(name) = secret.get("name").and_then(Value::as_str) {
+                    self.secret(&format!("{source}.imagePullSecrets[{i}].name"), name);
+                }
+            }
+        }
         if let Some(volumes) = spec.get("volumes").and_then(Value::as_array) {
             for (i, volume) in volumes.iter().enumerate() {
-                if let Some(host_path) = volume.get("hostPath") {
-                    let path = host_path.get("path").and_then(Value::as_str).unwrap_or("?");
-                    self.deny(
-                        GuardRule::HostPath,
-                        format!(
-                            "{source} volume {} mounts hostPath {path}",
-                            name_of(volume, i)
-                        ),
-                    );
-                }
+                self.volume(source, i, volume);
             }
         }
         for (field, kind) in [
@@ -219,13 +250,16 @@ impl Walk<'_> {
         ] {
             if let Some(containers) = spec.get(field).and_then(Value::as_array) {
                 for (i, container) in containers.iter().enumerate() {
-                    self.container(&format!("{source} {kind}"), i, container);
+                    let path = format!("{source}.{field}[{i}]");
+                    self.container(&format!("{source} {kind}"), &path, i, container);
                 }
             }
         }
     }
 
-    fn container(&mut self, kind: &str, index: usize, container: &Value) {
+    /// `kind` and `index` make the sentence ("podSpec container `build`"), `path` the field
+    /// path of the container ("podSpec.containers[0]").
+    fn container(&mut self, kind: &str, path: &str, index: usize, container: &Value) {
         let at = format!("{kind} {}", name_of(container, index));
         let security = container.get("securityContext");
         let flag = |field: &str| security.and_then(|s| s.get(field)) == Some(&Value::Bool(true));
@@ -261,8 +295,38 @@ impl Walk<'_> {
                 format!("{at} sets securityContext.runAsUser=0"),
             );
         }
-        if let Some(image) = container.get("image").and_then(Value::as_str)
-            && self.enforced(GuardRule::Registry)
+        if let Some(image) = container.get("image").and_then(Value::as_str) {
+            self.image(&at, image);
+        }
+        if let Some(env) = container.get("env").and_then(Value::as_array) {
+            for (i, var) in env.iter().enumerate() {
+                if let Some(name) = var
+                    .pointer("/valueFrom/secretKeyRef/name")
+                    .and_then(Value::as_str)
+                {
+                    self.secret(
+                        &format!("{path}.env[{i}].valueFrom.secretKeyRef.name"),
+                        name,
+                    );
+                }
+            }
+        }
+        if let Some(sources) = container.get("envFrom").and_then(Value::as_array) {
+            self.env_from(&format!("{path}.envFrom"), sources.iter());
+        }
+    }
+
+    /// `envFrom` sources at `path` (a container's, `gitEnvFrom`, `commandParams.envFrom`).
+    fn env_from<'v>(&mut self, path: &str, sources: impl Iterator<Item = &'v Value>) {
+        for (i, source) in sources.enumerate() {
+            if let Some(name) = source.pointer("/secretRef/name").and_then(Value::as_str) {
+                self.secret(&format!("{path}[{i}].secretRef.name"), name);
+            }
+        }
+    }
+
+    fn image(&mut self, at: &str, image: &str) {
+        if self.enforced(GuardRule::Registry)
             && !self
                 .guard
                 .allowed_registries
@@ -277,6 +341,115 @@ impl Walk<'_> {
                 ),
             );
         }
+    }
+
+    fn service_account(&mut self, path: &str, account: &str) {
+        if !self.guard.allowed_service_accounts.matches(account) {
+            self.deny(
+                GuardRule::ServiceAccount,
+                format!(
+                    "{path} names ServiceAccount `{account}`, which \
+                     guard.allowed_service_accounts does not allow ({})",
+                    listed(self.guard.allowed_service_accounts.iter())
+                ),
+            );
+        }
+    }
+
+    fn secret(&mut self, path: &str, name: &str) {
+        if !self.guard.allowed_secrets.matches(name) {
+            self.deny(
+                GuardRule::Secret,
+                format!(
+                    "{path} names Secret `{name}`, which guard.allowed_secrets does not allow \
+                     ({})",
+                    listed(self.guard.allowed_secrets.iter())
+                ),
+            );
+        }
+    }
+
+    /// A volume: its type, the node paths and the Secrets it reaches.
+    fn volume(&mut self, source: &str, index: usize, volume: &Value) {
+        let Some(fields) = volume.as_object() else {
+            return;
+        };
+        let path = format!("{source}.volumes[{index}]");
+        let host_path_listed = self.type_allowed("hostPath");
+        for (field, value) in fields {
+            if field == "name" || field.starts_with('$') || value.is_null() {
+                continue;
+            }
+            if field == "hostPath" {
+                if !host_path_listed {
+                    let node_path = value.get("path").and_then(Value::as_str).unwrap_or("?");
+                    self.deny(
+                        GuardRule::HostPath,
+                        format!(
+                            "{source} volume {} mounts hostPath {node_path}",
+                            name_of(volume, index)
+                        ),
+                    );
+                }
+                continue;
+            }
+            if !self.type_allowed(field) {
+                self.deny(
+                    GuardRule::VolumeType,
+                    format!(
+                        "{path} ({}) is a `{field}` volume, a type \
+                         guard.allowed_volume_types does not allow ({})",
+                        name_of(volume, index),
+                        listed(self.guard.allowed_volume_types.iter().map(String::as_str))
+                    ),
+                );
+            }
+            self.volume_secrets(&format!("{path}.{field}"), value);
+        }
+    }
+
+    fn type_allowed(&self, volume_type: &str) -> bool {
+        self.guard
+            .allowed_volume_types
+            .iter()
+            .any(|allowed| allowed == volume_type)
+    }
+
+    /// Secrets named anywhere in a volume source: `secret.secretName`, projected `secret`
+    /// sources, and the `secretRef`s and `secretName`s of storage drivers.
+    fn volume_secrets(&mut self, path: &str, value: &Value) {
+        match value {
+            Value::Object(fields) => {
+                for (field, inner) in fields {
+                    let here = format!("{path}.{field}");
+                    if let (true, Some(secret)) = (field == "secretName", inner.as_str()) {
+                        self.secret(&here, secret);
+                    } else if let (true, Some(secret)) = (
+                        field == "secret" || field.ends_with("ecretRef"),
+                        inner.get("name").and_then(Value::as_str),
+                    ) {
+                        self.secret(&format!("{here}.name"), secret);
+                    } else {
+                        self.volume_secrets(&here, inner);
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.volume_secrets(&format!("{path}[{i}]"), item);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn listed<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    let items: Vec<&str> = items.collect();
+    if items.is_empty() {
+        "it lists none".to_owned()
+    } else {
+        format!("it lists {}", items.join(", "))
     }
 }
 

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::config::GuardException;
+use crate::decision::Template;
 
 fn run(template: Template) -> Decision {
     Decision::Run {
@@ -208,7 +209,9 @@ fn global_allow_switches_a_check_off() {
 }
 
 #[test]
-fn patch_and_sidecars_are_checked_even_in_the_default_pod() {
+fn patch_sidecars_and_the_pod_spec_are_checked_whatever_the_template() {
+    // The backend runs a job that brings a podSpec in it even when the policy named a
+    // default template, so the guard checks the podSpec whatever the template.
     let job = ScheduledJob::fixture()
         .with_plugin(json!({
             "podSpec": {"hostNetwork": true},
@@ -227,11 +230,255 @@ fn patch_and_sidecars_are_checked_even_in_the_default_pod() {
     assert_eq!(
         messages,
         vec![
+            "podSpec sets hostNetwork=true",
             "podSpecPatch container `agent` sets securityContext.privileged=true",
             "sidecar `dind` sets securityContext.privileged=true",
-        ],
-        "the podSpec itself is not used by the default pod"
+        ]
     );
+}
+
+fn guard_with(config: GuardConfig) -> Guard {
+    Guard::new(config)
+}
+
+fn plugin_job(plugin: Value) -> ScheduledJob {
+    ScheduledJob::fixture()
+        .on_pipeline("app")
+        .with_plugin(plugin)
+        .build()
+}
+
+/// Every place a pipeline can name a Secret, with the path the rejection names.
+#[test]
+fn every_secret_a_pipeline_names_must_be_allowed() {
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"podSpec": {"volumes": [{"name": "creds", "secret": {"secretName": "prod-db"}}]}}),
+            "podSpec.volumes[0].secret.secretName",
+        ),
+        (
+            json!({"podSpec": {"volumes": [{"name": "p", "projected": {"sources": [
+                {"configMap": {"name": "cm"}}, {"secret": {"name": "prod-db"}}]}}]}}),
+            "podSpec.volumes[0].projected.sources[1].secret.name",
+        ),
+        (
+            json!({"podSpec": {"containers": [{"name": "b", "env": [{"name": "A", "value": "x"},
+                {"name": "P", "valueFrom": {"secretKeyRef": {"name": "prod-db", "key": "pw"}}}]}]}}),
+            "podSpec.containers[0].env[1].valueFrom.secretKeyRef.name",
+        ),
+        (
+            json!({"podSpec": {"initContainers": [{"name": "i", "envFrom": [
+                {"secretRef": {"name": "prod-db"}}]}]}}),
+            "podSpec.initContainers[0].envFrom[0].secretRef.name",
+        ),
+        (
+            json!({"podSpec": {"imagePullSecrets": [{"name": "prod-db"}]}}),
+            "podSpec.imagePullSecrets[0].name",
+        ),
+        (
+            json!({"podSpecPatch": {"containers": [{"name": "agent", "envFrom": [
+                {"secretRef": {"name": "prod-db"}}]}]}}),
+            "podSpecPatch.containers[0].envFrom[0].secretRef.name",
+        ),
+        (
+            json!({"sidecars": [{"name": "s", "image": "redis", "envFrom": [
+                {"secretRef": {"name": "prod-db"}}]}]}),
+            "sidecars[0].envFrom[0].secretRef.name",
+        ),
+        (
+            json!({"gitEnvFrom": [{"configMapRef": {"name": "git"}}, {"secretRef": {"name": "prod-db"}}]}),
+            "gitEnvFrom[1].secretRef.name",
+        ),
+        (
+            json!({"commandParams": {"envFrom": [{"secretRef": {"name": "prod-db"}}]}}),
+            "commandParams.envFrom[0].secretRef.name",
+        ),
+    ];
+    let strict = Guard::default();
+    let allowing = guard_with(GuardConfig {
+        allowed_secrets: crate::config::Patterns::new(["prod-*"]),
+        ..GuardConfig::default()
+    });
+    for (plugin, path) in cases {
+        let job = plugin_job(plugin.clone());
+        assert_eq!(
+            violations(&strict, &job),
+            vec![(
+                GuardRule::Secret,
+                format!(
+                    "{path} names Secret `prod-db`, which guard.allowed_secrets does not allow \
+                     (it lists none)"
+                )
+            )],
+            "{plugin}"
+        );
+        assert_eq!(violations(&allowing, &job), vec![], "{plugin}");
+    }
+}
+
+#[test]
+fn a_service_account_must_be_allowed_by_a_glob() {
+    let job = plugin_job(json!({"podSpecPatch": {"serviceAccountName": "deployer"}}));
+    assert_eq!(
+        violations(&Guard::default(), &job),
+        vec![(
+            GuardRule::ServiceAccount,
+            "podSpecPatch.serviceAccountName names ServiceAccount `deployer`, which \
+             guard.allowed_service_accounts does not allow (it lists none)"
+                .to_owned()
+        )]
+    );
+    let old_field = plugin_job(json!({"podSpec": {"serviceAccount": "deployer"}}));
+    assert_eq!(violations(&Guard::default(), &old_field).len(), 1);
+    let allowing = guard_with(GuardConfig {
+        allowed_service_accounts: crate::config::Patterns::new(["ci-*"]),
+        ..GuardConfig::default()
+    });
+    let ci = plugin_job(json!({"podSpec": {"serviceAccountName": "ci-builder"}}));
+    assert_eq!(violations(&allowing, &ci), vec![]);
+    assert_eq!(
+        violations(&allowing, &job)[0].1,
+        "podSpecPatch.serviceAccountName names ServiceAccount `deployer`, which \
+         guard.allowed_service_accounts does not allow (it lists ci-*)"
+    );
+}
+
+#[test]
+fn volumes_must_be_of_an_allowed_type() {
+    let job = pod_job(json!({"volumes": [
+        {"name": "cache", "emptyDir": {}},
+        {"name": "cm", "configMap": {"name": "x"}},
+        {"name": "scratch", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}},
+        {"name": "data", "persistentVolumeClaim": {"claimName": "shared"}},
+        {"name": "share", "nfs": {"server": "nas", "path": "/"}}
+    ]}));
+    let found = violations(&Guard::default(), &job);
+    assert_eq!(
+        found,
+        vec![
+            (
+                GuardRule::VolumeType,
+                "podSpec.volumes[3] (`data`) is a `persistentVolumeClaim` volume, a type \
+                 guard.allowed_volume_types does not allow (it lists emptyDir, configMap, \
+                 secret, projected, downwardAPI, ephemeral)"
+                    .to_owned()
+            ),
+            (
+                GuardRule::VolumeType,
+                "podSpec.volumes[4] (`share`) is a `nfs` volume, a type \
+                 guard.allowed_volume_types does not allow (it lists emptyDir, configMap, \
+                 secret, projected, downwardAPI, ephemeral)"
+                    .to_owned()
+            ),
+        ]
+    );
+    let mut types: Vec<String> = crate::config::DEFAULT_VOLUME_TYPES
+        .iter()
+        .map(|t| (*t).to_owned())
+        .collect();
+    types.extend(["persistentVolumeClaim".to_owned(), "nfs".to_owned()]);
+    let allowing = guard_with(GuardConfig {
+        allowed_volume_types: types,
+        ..GuardConfig::default()
+    });
+    assert_eq!(violations(&allowing, &job), vec![]);
+}
+
+#[test]
+fn host_path_is_one_violation_and_allowed_by_either_key() {
+    let job = pod_job(json!({"volumes": [{"name": "sock", "hostPath": {"path": "/run"}}]}));
+    assert_eq!(
+        violations(&Guard::default(), &job),
+        vec![(
+            GuardRule::HostPath,
+            "podSpec volume `sock` mounts hostPath /run".to_owned()
+        )]
+    );
+    let listed = guard_with(GuardConfig {
+        allowed_volume_types: vec!["emptyDir".to_owned(), "hostPath".to_owned()],
+        ..GuardConfig::default()
+    });
+    assert_eq!(violations(&listed, &job), vec![]);
+    let allowed = guard_with(GuardConfig {
+        allow: vec![GuardRule::HostPath],
+        ..GuardConfig::default()
+    });
+    assert_eq!(violations(&allowed, &job), vec![]);
+}
+
+#[test]
+fn the_step_image_must_come_from_an_allowed_registry() {
+    let guard = guard_with(GuardConfig {
+        allowed_registries: vec!["ghcr.io/acme".into()],
+        ..GuardConfig::default()
+    });
+    let job = ScheduledJob::fixture()
+        .env("BUILDKITE_IMAGE", "evil/miner:latest")
+        .build();
+    assert_eq!(
+        violations(&guard, &job),
+        vec![(
+            GuardRule::Registry,
+            "the step's image (BUILDKITE_IMAGE) uses image evil/miner:latest from outside the \
+             allowed registries (ghcr.io/acme)"
+                .to_owned()
+        )]
+    );
+    let ours = ScheduledJob::fixture()
+        .env("BUILDKITE_IMAGE", "ghcr.io/acme/rust:1")
+        .build();
+    assert_eq!(violations(&guard, &ours), vec![]);
+}
+
+#[test]
+fn exceptions_allow_the_new_checks_per_pipeline() {
+    let guard = guard_with(GuardConfig {
+        exceptions: vec![GuardException {
+            pipeline: crate::config::Patterns::new(["deploy-*"]),
+            allow: vec![
+                GuardRule::ServiceAccount,
+                GuardRule::Secret,
+                GuardRule::VolumeType,
+            ],
+        }],
+        ..GuardConfig::default()
+    });
+    let spec = json!({"serviceAccountName": "deployer",
+        "volumes": [{"name": "kube", "secret": {"secretName": "kubeconfig"}},
+                    {"name": "state", "persistentVolumeClaim": {"claimName": "tf"}}]});
+    let deploy = ScheduledJob::fixture()
+        .on_pipeline("deploy-prod")
+        .with_pod_spec(spec.clone())
+        .build();
+    assert_eq!(violations(&guard, &deploy), vec![]);
+    let rules: Vec<GuardRule> = violations(&guard, &pod_job(spec))
+        .into_iter()
+        .map(|(rule, _)| rule)
+        .collect();
+    assert_eq!(
+        rules,
+        vec![
+            GuardRule::ServiceAccount,
+            GuardRule::Secret,
+            GuardRule::VolumeType
+        ]
+    );
+}
+
+#[test]
+fn new_rules_have_stable_names() {
+    for (rule, name) in [
+        (GuardRule::ServiceAccount, "service_account"),
+        (GuardRule::Secret, "secret"),
+        (GuardRule::VolumeType, "volume_type"),
+    ] {
+        assert_eq!(rule.as_str(), name);
+        assert_eq!(
+            serde_json::to_value(rule).expect("serialises"),
+            Value::String(name.to_owned())
+        );
+    }
+    assert_eq!(GuardRule::ALL.len(), 12);
 }
 
 #[test]

@@ -15,6 +15,10 @@ use serde::Deserialize;
 
 use crate::labels::is_dns1123_label;
 
+mod defaults;
+
+pub use defaults::{DefaultCommandParams, DefaultMetadata, SAFE_TO_EVICT};
+
 /// Length of a hyphenated uuid, the part of a Job name after the prefix.
 const UUID_LEN: usize = 36;
 /// Pods a Job tries by default ([`KubernetesConfig::pod_attempts`]).
@@ -77,6 +81,10 @@ pub struct KubernetesConfig {
     /// A strategic-merge patch over every rendered pod spec, applied before the job's own
     /// `podSpecPatch` (a TOML table in pod spec shape, camelCase keys).
     pub pod_spec_patch: Option<serde_json::Value>,
+    /// Labels and annotations on every Job and pod.
+    pub default_metadata: DefaultMetadata,
+    /// How command containers get their script when the step does not say.
+    pub default_command_params: DefaultCommandParams,
     /// How fast Jobs are created.
     pub client: ClientConfig,
     /// When a pod that cannot start is given up on.
@@ -103,6 +111,8 @@ impl Default for KubernetesConfig {
             default_resource_class: None,
             resource_classes: BTreeMap::new(),
             pod_spec_patch: None,
+            default_metadata: DefaultMetadata::default(),
+            default_command_params: DefaultCommandParams::default(),
             client: ClientConfig::default(),
             fail_fast: FailFastConfig::default(),
         }
@@ -392,6 +402,7 @@ impl KubernetesConfig {
                 ));
             }
         }
+        self.default_metadata.validate(&mut errors);
         check_node_selector("kubernetes.node_selector", &self.node_selector, &mut errors);
         for (class, resources) in &self.resource_classes {
             check_node_selector(

@@ -312,8 +312,8 @@ fn unsupported_plugin_keys_are_refused_by_name() {
     for (config, key) in [
         (json!({"podTemplate": "big"}), "podTemplate"),
         (
-            json!({"commandParams": {"interposer": "vector"}}),
-            "commandParams",
+            json!({"commandParams": {"prependScript": "set -x"}}),
+            "commandParams.prependScript",
         ),
         (
             json!({"checkout": {"cloneFlags": "--depth=1"}}),
@@ -713,7 +713,6 @@ fn writes_the_manifest_corpus() {
 #[test]
 fn hostile_plugin_configurations_are_errors_never_panics() {
     let refused = [
-        json!({"podSpec": {"containers": null}}),
         json!({"podSpec": {"containers": [{}]}}),
         json!({"podSpec": {"containers": [{"name": "agent", "image": "x"}]}}),
         json!({"podSpec": {"containers": [{"image": "x", "env": [{"name": "A", "valueFrom": 3}]}]}}),
@@ -732,6 +731,10 @@ fn hostile_plugin_configurations_are_errors_never_panics() {
         json!({"metadata": {"annotations": {"jobify.dev/job-uuid": "x"}}}),
         json!({"checkout": {"skip": "yes"}}),
         json!({"jobActiveDeadlineSeconds": -1}),
+        json!({"commandParams": {"interposer": "fancy"}}),
+        json!({"commandParams": {"interposer": 3}}),
+        json!({"commandParams": {"envFrom": {"secretRef": {"name": "x"}}}}),
+        json!({"commandParams": "vector"}),
         json!("podSpec"),
     ];
     for plugin in refused {

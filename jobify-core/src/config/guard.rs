@@ -32,11 +32,21 @@ pub enum GuardRule {
     /// A container's image comes from a registry outside `allowed_registries`; checked only
     /// when `allowed_registries` is set.
     Registry,
+    /// The pod names a ServiceAccount outside `allowed_service_accounts`
+    /// (`serviceAccountName`, `serviceAccount`).
+    ServiceAccount,
+    /// The pod refers to a Secret outside `allowed_secrets` (a `secret` volume, a projected
+    /// secret source, `envFrom[].secretRef`, `env[].valueFrom.secretKeyRef`,
+    /// `imagePullSecrets`, `gitEnvFrom`, `commandParams.envFrom`).
+    Secret,
+    /// A volume of a type outside `allowed_volume_types` (`persistentVolumeClaim`, `nfs`,
+    /// `csi`...; `hostPath` is the `host_path` check).
+    VolumeType,
 }
 
 impl GuardRule {
     /// Every rule, in a stable order.
-    pub const ALL: [GuardRule; 9] = [
+    pub const ALL: [GuardRule; 12] = [
         GuardRule::Privileged,
         GuardRule::HostPath,
         GuardRule::HostNetwork,
@@ -46,6 +56,9 @@ impl GuardRule {
         GuardRule::PrivilegeEscalation,
         GuardRule::RunAsRoot,
         GuardRule::Registry,
+        GuardRule::ServiceAccount,
+        GuardRule::Secret,
+        GuardRule::VolumeType,
     ];
 
     /// The name used in `allow` lists.
@@ -60,6 +73,9 @@ impl GuardRule {
             GuardRule::PrivilegeEscalation => "privilege_escalation",
             GuardRule::RunAsRoot => "run_as_root",
             GuardRule::Registry => "registry",
+            GuardRule::ServiceAccount => "service_account",
+            GuardRule::Secret => "secret",
+            GuardRule::VolumeType => "volume_type",
         }
     }
 }
@@ -89,6 +105,21 @@ pub struct GuardConfig {
     /// Hub images (`rust:1.95` is `docker.io/library/rust:1.95`).
     #[serde(default)]
     pub allowed_registries: Vec<String>,
+    /// ServiceAccounts a pipeline's pod may name (globs, e.g. `"ci-*"`). Default none: a
+    /// pipeline runs as `kubernetes.service_account_name` and may not choose another.
+    #[serde(default)]
+    pub allowed_service_accounts: Patterns,
+    /// Secrets a pipeline's pod may refer to, by name (globs, e.g. `"ci-*"`). Default none:
+    /// a pipeline may not mount or read a Secret the operators did not list, whatever the
+    /// namespace holds.
+    #[serde(default)]
+    pub allowed_secrets: Patterns,
+    /// Volume types a pipeline's pod may define, by their field in a Volume (`emptyDir`,
+    /// `persistentVolumeClaim`...). Default `emptyDir`, `configMap`, `secret` (names checked
+    /// by `allowed_secrets`), `projected` (its secret sources too), `downwardAPI` and
+    /// `ephemeral`. `hostPath` is the `host_path` check: listing it here allows it too.
+    #[serde(default = "default_volume_types")]
+    pub allowed_volume_types: Vec<String>,
     /// Checks switched off for some pipelines.
     #[serde(default)]
     pub exceptions: Vec<GuardException>,
@@ -98,6 +129,58 @@ fn enabled_by_default() -> bool {
     true
 }
 
+/// The volume types a pipeline may use unless `allowed_volume_types` says otherwise: none
+/// reaches the node or storage the pod does not own.
+pub const DEFAULT_VOLUME_TYPES: [&str; 6] = [
+    "emptyDir",
+    "configMap",
+    "secret",
+    "projected",
+    "downwardAPI",
+    "ephemeral",
+];
+
+fn default_volume_types() -> Vec<String> {
+    DEFAULT_VOLUME_TYPES
+        .iter()
+        .map(|t| (*t).to_owned())
+        .collect()
+}
+
+/// Every volume type of a Kubernetes `Volume` (core/v1), by its field name.
+pub const VOLUME_TYPES: [&str; 30] = [
+    "awsElasticBlockStore",
+    "azureDisk",
+    "azureFile",
+    "cephfs",
+    "cinder",
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "fc",
+    "flexVolume",
+    "flocker",
+    "gcePersistentDisk",
+    "gitRepo",
+    "glusterfs",
+    "hostPath",
+    "image",
+    "iscsi",
+    "nfs",
+    "persistentVolumeClaim",
+    "photonPersistentDisk",
+    "portworxVolume",
+    "projected",
+    "quobyte",
+    "rbd",
+    "scaleIO",
+    "secret",
+    "storageos",
+    "vsphereVolume",
+];
+
 impl Default for GuardConfig {
     fn default() -> Self {
         GuardConfig {
@@ -105,6 +188,9 @@ impl Default for GuardConfig {
             allow: Vec::new(),
             deny_run_as_root: false,
             allowed_registries: Vec::new(),
+            allowed_service_accounts: Patterns::default(),
+            allowed_secrets: Patterns::default(),
+            allowed_volume_types: default_volume_types(),
             exceptions: Vec::new(),
         }
     }
@@ -135,6 +221,29 @@ impl GuardConfig {
                     expected: "a registry host with an optional repository prefix, such as \
                                `ghcr.io/acme`, without scheme or digest",
                 });
+            }
+        }
+        for (index, volume_type) in self.allowed_volume_types.iter().enumerate() {
+            if !VOLUME_TYPES.contains(&volume_type.as_str()) {
+                errors.push(ConfigError::Invalid {
+                    path: format!("guard.allowed_volume_types[{index}]"),
+                    value: volume_type.clone(),
+                    expected: "a volume type as a pod spec names it: emptyDir, configMap, \
+                               secret, projected, downwardAPI, ephemeral, \
+                               persistentVolumeClaim, hostPath, csi, nfs, image...",
+                });
+            }
+        }
+        for (field, patterns) in [
+            ("allowed_service_accounts", &self.allowed_service_accounts),
+            ("allowed_secrets", &self.allowed_secrets),
+        ] {
+            for (index, pattern) in patterns.iter().enumerate() {
+                if pattern.trim().is_empty() {
+                    errors.push(ConfigError::Empty {
+                        path: format!("guard.{field}[{index}]"),
+                    });
+                }
             }
         }
         for (index, exception) in self.exceptions.iter().enumerate() {

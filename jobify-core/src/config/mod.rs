@@ -29,7 +29,7 @@ mod patterns;
 mod policy;
 
 pub use error::ConfigError;
-pub use guard::{GuardConfig, GuardException, GuardRule};
+pub use guard::{DEFAULT_VOLUME_TYPES, GuardConfig, GuardException, GuardRule, VOLUME_TYPES};
 pub use limits::{LimitsConfig, QueueConfig};
 pub use patterns::{AgentPattern, Patterns};
 pub use policy::{ActionConfig, MatchConfig, PodSpecFallback, PolicyConfig, RuleConfig};

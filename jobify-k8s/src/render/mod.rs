@@ -10,6 +10,7 @@
 //! Errors are [`RenderError`]s phrased in the pipeline's terms; the scheduler rejects the job
 //! with the message.
 
+mod command;
 mod error;
 mod patch;
 mod plugin_keys;
@@ -26,9 +27,10 @@ use k8s_openapi::api::batch::v1::{
 use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::config::{KubernetesConfig, ResourceClass};
+use crate::config::{KubernetesConfig, ResourceClass, SAFE_TO_EVICT};
 use crate::labels;
 
+pub use command::{Interposer, quote_words};
 pub use error::RenderError;
 pub use plugin_keys::SUPPORTED_KEYS;
 pub use pod::{
@@ -62,16 +64,18 @@ pub fn render_job(
         request: &request,
         class,
     };
-    let exec_layout = request.pod_spec.is_some() || *template == Template::PodSpec;
+    let image = step_image(job);
+    let exec_layout =
+        request.pod_spec.is_some() || *template == Template::PodSpec || image.is_some();
     let spec = if exec_layout {
         pod::exec_pod(&inputs)?
     } else {
         pod::agent_pod(&inputs)
     };
-    let (spec, patched) = apply_patches(spec, config, &request)?;
+    let (spec, patched) = apply_patches(spec, config, &request, image)?;
     check_pod(&spec, patched, job.id)?;
 
-    let (labels, annotations) = metadata(job, &request, controller_id)?;
+    let (labels, annotations) = metadata(job, &request, config, controller_id)?;
     let active_deadline = request
         .active_deadline_seconds
         .unwrap_or_else(|| seconds(config.active_deadline));
@@ -185,27 +189,116 @@ fn resource_class<'a>(
     .transpose()
 }
 
-/// The controller's patch, then the job's `podSpecPatch`. Says whether anything was patched.
+/// The variable Buildkite sets from a step's `image:` attribute.
+pub const STEP_IMAGE_ENV: &str = "BUILDKITE_IMAGE";
+
+/// The image the step's `image:` attribute asks for, if any.
+pub fn step_image(job: &ScheduledJob) -> Option<&str> {
+    job.env.non_empty(STEP_IMAGE_ENV)
+}
+
+/// The controller's patch, then the step's `image:` on every command container, then the
+/// job's `podSpecPatch`, in agent-stack-k8s' order: the step's image wins over the
+/// controller's patch and the `podSpec`, and the job's own patch wins over the image. Says
+/// whether anything was patched.
 fn apply_patches(
-    spec: PodSpec,
+    mut spec: PodSpec,
     config: &KubernetesConfig,
     request: &PodRequest,
+    image: Option<&str>,
 ) -> Result<(PodSpec, bool), RenderError> {
-    let patches: Vec<&serde_json::Value> = [&config.pod_spec_patch, &request.pod_spec_patch]
-        .into_iter()
-        .flatten()
-        .collect();
-    if patches.is_empty() {
-        return Ok((spec, false));
+    let mut patched = false;
+    let interposer = request
+        .command_params
+        .interposer
+        .unwrap_or(config.default_command_params.interposer);
+    if let Some(patch) = &config.pod_spec_patch {
+        spec = patch_spec(&spec, patch, interposer)?;
+        patched = true;
     }
-    let mut json = serde_json::to_value(&spec).map_err(|err| RenderError::InvalidField {
+    if let Some(image) = image {
+        for container in &mut spec.containers {
+            if pod::is_command_container(container) {
+                container.image = Some(image.to_owned());
+            }
+        }
+    }
+    if let Some(patch) = &request.pod_spec_patch {
+        spec = patch_spec(&spec, patch, interposer)?;
+        patched = true;
+    }
+    Ok((spec, patched))
+}
+
+/// Applies `patch` to `spec`. A patch that gives a command container a `command` or `args`
+/// changes the script it runs, made by `interposer` as for the `podSpec` (agent-stack-k8s
+/// does the same): the container itself keeps running the agent's bootstrap.
+fn patch_spec(
+    spec: &PodSpec,
+    patch: &serde_json::Value,
+    interposer: Interposer,
+) -> Result<PodSpec, RenderError> {
+    let mut json = serde_json::to_value(spec).map_err(|err| RenderError::InvalidField {
         path: "podSpec".to_owned(),
         message: err.to_string(),
     })?;
-    for patch in patches {
-        patch::strategic_merge(&mut json, patch);
+    let patch = command_as_script(spec, patch, interposer)?;
+    patch::strategic_merge(&mut json, &patch);
+    typed::from_json(&json, "podSpecPatch")
+}
+
+/// `patch` with every `command`/`args` it gives a command container turned into that
+/// container's `BUILDKITE_COMMAND`.
+fn command_as_script(
+    spec: &PodSpec,
+    patch: &serde_json::Value,
+    interposer: Interposer,
+) -> Result<serde_json::Value, RenderError> {
+    let mut patch = patch.clone();
+    let Some(containers) = patch
+        .get_mut("containers")
+        .and_then(serde_json::Value::as_array_mut)
+    else {
+        return Ok(patch);
+    };
+    for (index, container) in containers.iter_mut().enumerate() {
+        let Some(fields) = container.as_object_mut() else {
+            continue;
+        };
+        let is_command = fields
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|name| spec.containers.iter().find(|c| c.name == name))
+            .is_some_and(pod::is_command_container);
+        if !is_command {
+            continue;
+        }
+        let mut words = |field: &str| -> Result<Vec<String>, RenderError> {
+            match fields.remove(field) {
+                None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+                Some(value) => {
+                    typed::from_json(&value, &format!("podSpecPatch.containers[{index}].{field}"))
+                }
+            }
+        };
+        let command = words("command")?;
+        let args = words("args")?;
+        if command.is_empty() && args.is_empty() {
+            continue;
+        }
+        let script = serde_json::json!({"name": "BUILDKITE_COMMAND",
+                                        "value": interposer.script(&command, &args)});
+        match fields
+            .get_mut("env")
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            Some(env) => env.push(script),
+            None => {
+                fields.insert("env".to_owned(), serde_json::Value::Array(vec![script]));
+            }
+        }
     }
-    Ok((typed::from_json(&json, "podSpecPatch")?, true))
+    Ok(patch)
 }
 
 /// Checks the controller's own `pod_spec_patch` once, at configuration time, by applying it
@@ -376,13 +469,18 @@ fn check_agent(spec: &PodSpec, after: &str, job: JobId) -> Result<(), RenderErro
 
 type Metadata = (BTreeMap<String, String>, BTreeMap<String, String>);
 
+/// Labels and annotations of the Job and its pods, by increasing precedence: the
+/// `safe-to-evict: "false"` annotation, the configuration's `default_metadata`, the step's
+/// plugin `metadata`, then jobify's own `jobify.dev/` keys (which neither may set).
 fn metadata(
     job: &ScheduledJob,
     request: &PodRequest,
+    config: &KubernetesConfig,
     controller_id: &str,
 ) -> Result<Metadata, RenderError> {
-    let mut labels = BTreeMap::new();
-    let mut annotations = BTreeMap::new();
+    let mut labels = config.default_metadata.labels.clone();
+    let mut annotations = BTreeMap::from([(SAFE_TO_EVICT.to_owned(), "false".to_owned())]);
+    annotations.extend(config.default_metadata.annotations.clone());
     for (key, value) in &request.metadata.labels {
         if is_reserved(key) {
             return Err(RenderError::ReservedMetadata {

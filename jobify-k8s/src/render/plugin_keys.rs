@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{Container, EnvFromSource, VolumeMount};
 use serde_json::Value;
 
 use crate::render::RenderError;
+use crate::render::command::Interposer;
 use crate::render::typed::from_json;
 
 /// The plugin keys jobify supports (see docs/kubernetes.md).
@@ -19,6 +20,9 @@ pub const SUPPORTED_KEYS: &[&str] = &[
     "extraVolumeMounts",
     "gitEnvFrom",
     "checkout.skip",
+    "commandParams.interposer",
+    "commandParams.envFrom",
+    "commandParams.extraVolumeMounts",
     "jobActiveDeadlineSeconds",
 ];
 
@@ -41,6 +45,20 @@ pub(crate) struct PodRequest {
     pub(crate) skip_checkout: bool,
     /// `jobActiveDeadlineSeconds`.
     pub(crate) active_deadline_seconds: Option<i64>,
+    /// `commandParams`.
+    pub(crate) command_params: CommandParams,
+}
+
+/// The plugin's `commandParams`: how command containers get their script, and what else
+/// they get.
+#[derive(Debug, Default)]
+pub(crate) struct CommandParams {
+    /// `interposer`; `None` leaves the controller's default.
+    pub(crate) interposer: Option<Interposer>,
+    /// `envFrom`, added to every command container.
+    pub(crate) env_from: Vec<EnvFromSource>,
+    /// `extraVolumeMounts`, added to every command container.
+    pub(crate) extra_volume_mounts: Vec<VolumeMount>,
 }
 
 impl PodRequest {
@@ -64,12 +82,6 @@ impl PodRequest {
             return Err(RenderError::UnsupportedKey {
                 key: "podTemplate".to_owned(),
                 hint: "put the pod in podSpec, or ask for a resource class in jobify's config",
-            });
-        }
-        if plugin.command_params.is_some() {
-            return Err(RenderError::UnsupportedKey {
-                key: "commandParams".to_owned(),
-                hint: "give each container its full command in podSpec",
             });
         }
         if let Some(patch) = &plugin.pod_spec_patch
@@ -114,6 +126,7 @@ impl PodRequest {
             git_env_from: typed_list(&plugin.git_env_from, "gitEnvFrom")?,
             skip_checkout: skip_checkout(plugin.checkout.as_ref())?,
             active_deadline_seconds: plugin.job_active_deadline_seconds,
+            command_params: command_params(plugin.command_params.as_ref())?,
         })
     }
 }
@@ -127,6 +140,74 @@ where
         .enumerate()
         .map(|(i, item)| from_json(item, &format!("{key}[{i}]")))
         .collect()
+}
+
+fn command_params(params: Option<&Value>) -> Result<CommandParams, RenderError> {
+    let Some(params) = params else {
+        return Ok(CommandParams::default());
+    };
+    let Value::Object(fields) = params else {
+        return Err(RenderError::InvalidField {
+            path: "commandParams".to_owned(),
+            message: "expected an object such as {interposer: vector}".to_owned(),
+        });
+    };
+    let mut read = CommandParams::default();
+    for (key, value) in fields {
+        match key.as_str() {
+            "interposer" => {
+                read.interposer = match value {
+                    Value::Null => None,
+                    Value::String(name) if name.is_empty() => None,
+                    Value::String(name) => Some(Interposer::from_name(name).ok_or_else(|| {
+                        RenderError::InvalidField {
+                            path: "commandParams.interposer".to_owned(),
+                            message: format!(
+                                "`{name}` is not an interposer; use one of {} (buildkite, the \
+                                 default, runs each command entry as a line of the script)",
+                                Interposer::names()
+                            ),
+                        }
+                    })?),
+                    other => {
+                        return Err(RenderError::InvalidField {
+                            path: "commandParams.interposer".to_owned(),
+                            message: format!(
+                                "expected one of {} as a string, not {other}",
+                                Interposer::names()
+                            ),
+                        });
+                    }
+                };
+            }
+            "envFrom" => read.env_from = typed_value_list(value, "commandParams.envFrom")?,
+            "extraVolumeMounts" => {
+                read.extra_volume_mounts =
+                    typed_value_list(value, "commandParams.extraVolumeMounts")?;
+            }
+            other => {
+                return Err(RenderError::UnsupportedKey {
+                    key: format!("commandParams.{other}"),
+                    hint: "commandParams takes interposer, envFrom and extraVolumeMounts",
+                });
+            }
+        }
+    }
+    Ok(read)
+}
+
+fn typed_value_list<T>(value: &Value, key: &str) -> Result<Vec<T>, RenderError>
+where
+    T: serde::de::DeserializeOwned + serde::Serialize,
+{
+    match value {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(items) => typed_list(items, key),
+        _ => Err(RenderError::InvalidField {
+            path: key.to_owned(),
+            message: "expected a list".to_owned(),
+        }),
+    }
 }
 
 fn skip_checkout(checkout: Option<&Value>) -> Result<bool, RenderError> {

@@ -18,15 +18,15 @@ use std::collections::BTreeMap;
 
 use jobify_core::ScheduledJob;
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec,
-    ResourceRequirements, SecretKeySelector, Volume, VolumeMount,
+    Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource, ObjectFieldSelector,
+    PodSpec, ResourceRequirements, SecretKeySelector, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::config::{KubernetesConfig, ResourceClass};
 use crate::render::plugin_keys::PodRequest;
 use crate::render::typed::from_json;
-use crate::render::{RenderError, agent_tags};
+use crate::render::{RenderError, agent_tags, step_image};
 
 /// Name of the container that runs `buildkite-agent start`.
 pub const AGENT_CONTAINER: &str = "agent";
@@ -69,14 +69,7 @@ pub(crate) fn agent_pod(inputs: &Inputs<'_>) -> PodSpec {
 pub(crate) fn exec_pod(inputs: &Inputs<'_>) -> Result<PodSpec, RenderError> {
     let mut spec: PodSpec = match &inputs.request.pod_spec {
         Some(json) => from_json(json, "podSpec")?,
-        None => PodSpec {
-            containers: vec![Container {
-                name: "container-0".to_owned(),
-                image: Some(inputs.config.agent_image.clone()),
-                ..Container::default()
-            }],
-            ..PodSpec::default()
-        },
+        None => PodSpec::default(),
     };
     if let Some(policy) = spec.restart_policy.as_deref()
         && policy != "Never"
@@ -86,10 +79,13 @@ pub(crate) fn exec_pod(inputs: &Inputs<'_>) -> Result<PodSpec, RenderError> {
             message: format!("is `{policy}`, but a Buildkite job runs once: use Never"),
         });
     }
+    // As in agent-stack-k8s, a pod without containers (`podSpec: {}`, or none at all) runs
+    // the step's command in one container of the agent image (or of the step's `image:`).
     if spec.containers.is_empty() {
-        return Err(RenderError::InvalidField {
-            path: "podSpec.containers".to_owned(),
-            message: "lists no containers; add at least one to run the step's command".to_owned(),
+        spec.containers.push(Container {
+            name: "container-0".to_owned(),
+            image: Some(inputs.config.agent_image.clone()),
+            ..Container::default()
         });
     }
     let user_containers = std::mem::take(&mut spec.containers);
@@ -141,6 +137,7 @@ fn add_sidecars(spec: &mut PodSpec, inputs: &Inputs<'_>, workspace: bool) {
             sidecar.name = format!("sidecar-{index}");
         }
         sidecar.restart_policy = Some(SIDECAR_RESTART_POLICY.to_owned());
+        add_env_from(&mut sidecar, &inputs.request.git_env_from);
         if workspace {
             add_mount(&mut sidecar, workspace_mount());
         }
@@ -248,7 +245,8 @@ fn command_container(
     index: usize,
     id: usize,
 ) -> Result<Container, RenderError> {
-    if container.image.as_deref().is_none_or(str::is_empty) {
+    // The step's `image:` fills (and replaces) a command container's image.
+    if container.image.as_deref().is_none_or(str::is_empty) && step_image(inputs.job).is_none() {
         return Err(RenderError::MissingImage {
             path: format!("podSpec.containers[{index}]"),
         });
@@ -256,18 +254,21 @@ fn command_container(
     if container.name.is_empty() {
         container.name = format!("container-{index}");
     }
-    let own_command: Vec<String> = container
-        .command
-        .take()
-        .into_iter()
-        .flatten()
-        .chain(container.args.take().into_iter().flatten())
-        .collect();
-    let command = if own_command.is_empty() {
-        inputs.job.command.clone().unwrap_or_default()
-    } else {
-        own_command.join(" ")
+    // As in agent-stack-k8s: a container without `command` runs the step's command (its
+    // `args` alone say nothing), one with `command` runs the script its interposer makes.
+    let command = match container.command.take().filter(|c| !c.is_empty()) {
+        Some(lines) => {
+            let args = container.args.take().unwrap_or_default();
+            let interposer = inputs
+                .request
+                .command_params
+                .interposer
+                .unwrap_or(inputs.config.default_command_params.interposer);
+            interposer.script(&lines, &args)
+        }
+        None => inputs.job.command.clone().unwrap_or_default(),
     };
+    container.args = None;
     container.command = Some(bootstrap_command());
     container
         .working_dir
@@ -281,14 +282,40 @@ fn command_container(
         .collect();
     env.push(env_var("BUILDKITE_CONTAINER_ID", &id.to_string()));
     env.push(env_var("BUILDKITE_BOOTSTRAP_PHASES", "plugin,command"));
-    env.push(env_var("BUILDKITE_COMMAND", &command));
+    env.push(env_var(COMMAND_ENV, &command));
     env.push(env_var("BUILDKITE_SOCKETS_PATH", "/workspace/sockets"));
     container.env = Some(env);
+    let params = &inputs.request.command_params;
+    add_env_from(&mut container, &params.env_from);
+    add_env_from(&mut container, &inputs.request.git_env_from);
     if container.resources.is_none() {
         container.resources = inputs.class.map(resources);
     }
     add_mount(&mut container, workspace_mount());
+    for mount in &params.extra_volume_mounts {
+        add_mount(&mut container, mount.clone());
+    }
     Ok(container)
+}
+
+/// Whether `container` is one of the job's command containers: it runs the step's script.
+pub(crate) fn is_command_container(container: &Container) -> bool {
+    container
+        .env
+        .iter()
+        .flatten()
+        .any(|var| var.name == COMMAND_ENV)
+}
+
+const COMMAND_ENV: &str = "BUILDKITE_COMMAND";
+
+fn add_env_from(container: &mut Container, sources: &[EnvFromSource]) {
+    if !sources.is_empty() {
+        container
+            .env_from
+            .get_or_insert_with(Vec::new)
+            .extend(sources.iter().cloned());
+    }
 }
 
 /// Variables jobify sets on command containers; the pipeline's own values are replaced.

@@ -1,0 +1,83 @@
+//! Controller-wide defaults for what a pipeline's pod gets: `[kubernetes.default_metadata]`
+//! (labels and annotations on every Job and pod) and `[kubernetes.default_command_params]`
+//! (how command containers get their script), agent-stack-k8s' `default-metadata` and
+//! `default-command-params`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+use crate::labels::{is_label_key, is_label_value};
+use crate::render::Interposer;
+
+/// Annotation the cluster autoscaler reads before it evicts a pod to scale a node down.
+pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
+
+/// `[kubernetes.default_metadata]`: labels and annotations on every Job and its pods.
+///
+/// Every Job and pod also gets `cluster-autoscaler.kubernetes.io/safe-to-evict: "false"`, as
+/// agent-stack-k8s gives them, so the autoscaler does not kill a running build to save a
+/// node; set it to `"true"` here (e.g. for spot nodes) to let it. A step's plugin `metadata`
+/// wins over these, and jobify's own `jobify.dev/` keys win over both (they cannot be set
+/// here).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "the [kubernetes.default_metadata] table, with labels and annotations"
+)]
+pub struct DefaultMetadata {
+    /// Labels, e.g. `{ team = "ci" }`.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// `[kubernetes.default_command_params]`: how command containers of a `podSpec` get their
+/// script when the step's plugin does not say (`commandParams`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "the [kubernetes.default_command_params] table"
+)]
+pub struct DefaultCommandParams {
+    /// `buildkite` (default: each `command` entry is a line of the script, `args` are
+    /// appended to the last line, quoted), `vector` (command and args are one quoted command
+    /// line) or `legacy` (joined with spaces, unquoted).
+    pub interposer: Interposer,
+}
+
+impl DefaultMetadata {
+    /// Checks the keys and values; every problem found.
+    pub(crate) fn validate(&self, errors: &mut Vec<ConfigError>) {
+        for (kind, map) in [("labels", &self.labels), ("annotations", &self.annotations)] {
+            for (key, value) in map {
+                let at = format!("kubernetes.default_metadata.{kind}.{key}");
+                if key.starts_with("jobify.dev/") {
+                    errors.push(ConfigError::new(
+                        at,
+                        "jobify.dev/ keys are jobify's own; use another prefix",
+                    ));
+                } else if !is_label_key(key) {
+                    errors.push(ConfigError::new(
+                        at,
+                        format!(
+                            "`{key}` is not a valid {kind} key: an optional DNS prefix and `/`, \
+                             then at most 63 letters, digits, `-`, `_` or `.`"
+                        ),
+                    ));
+                } else if kind == "labels" && !is_label_value(value) {
+                    errors.push(ConfigError::new(
+                        at,
+                        format!(
+                            "`{value}` is not a valid label value: at most 63 letters, digits, \
+                             `-`, `_` or `.`, starting and ending with a letter or digit"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
