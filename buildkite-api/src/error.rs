@@ -135,6 +135,29 @@ pub enum Error {
         reason: String,
     },
 
+    /// The Stacks API refused the request (HTTP 400, 403, 404 or 422) and said why.
+    #[error("{endpoint} refused the request (HTTP {status}): {message}; {hint}")]
+    Refused {
+        /// The URL that was called.
+        endpoint: String,
+        /// The HTTP status.
+        status: u16,
+        /// Buildkite's `message` (at most 512 bytes).
+        message: String,
+        /// What to do about it.
+        hint: &'static str,
+    },
+
+    /// The client refused to send a request Buildkite would refuse (too many entries, a
+    /// stack key with characters Buildkite does not allow, an expiry out of range).
+    #[error("{operation}: {reason}")]
+    InvalidRequest {
+        /// The operation, e.g. `reserve jobs`.
+        operation: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// The looked-up organization, pipeline or build does not exist or is not visible
     /// to the token.
     #[error(
@@ -168,6 +191,17 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Error::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The HTTP status Buildkite answered with, for errors that carry one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Unauthorized { status, .. }
+            | Error::Refused { status, .. }
+            | Error::Status { status, .. } => Some(*status),
+            Error::RateLimited { .. } => Some(429),
             _ => None,
         }
     }

@@ -8,6 +8,7 @@
 //!  Client ──POST graphql_url (Bearer)──▶ ScheduledJobs · Pipeline · PipelineBuilds/BuildJobs
 //!    │                                  JobStates · CancelJob · AnnotateJob · AnnotateBuild
 //!    └────GET {agent_url}/metrics (Token)──▶ AgentMetrics
+//!  StacksClient ──{agent_url}/stacks/… (Token)──▶ the Stacks API (module [`stacks`])
 //!  every GraphQL response ─▶ RateLimit snapshot ─▶ Pacer (spaces the next poll)
 //! ```
 //!
@@ -55,6 +56,7 @@ mod operation;
 mod pacer;
 mod rate_limit;
 mod schema_enum;
+pub mod stacks;
 mod transport;
 
 pub use build::{Build, BuildJob, BuildState, Pipeline, PipelineBuilds, Skipped};

@@ -329,7 +329,7 @@ impl<'a> Sent<'a> {
 
 /// The start of a body, cut at a character boundary, with the token that was sent replaced
 /// by `[redacted]`: a misconfigured endpoint may echo the request's headers back.
-fn excerpt(body: &[u8], token: &SecretString) -> String {
+pub(crate) fn excerpt(body: &[u8], token: &SecretString) -> String {
     let mut text = String::from_utf8_lossy(body).into_owned();
     let secret = token.expose_secret();
     if !secret.is_empty() {
@@ -346,7 +346,10 @@ fn excerpt(body: &[u8], token: &SecretString) -> String {
     excerpt
 }
 
-fn decode_bytes<T: DeserializeOwned>(operation: &'static str, bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode_bytes<T: DeserializeOwned>(
+    operation: &'static str,
+    bytes: &[u8],
+) -> Result<T> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| Error::Decode {
         operation,
