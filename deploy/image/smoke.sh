@@ -66,7 +66,8 @@ fi
 echo "/bin/sh cannot be started"
 
 echo "--- run: jobify demo, as uid 65532"
-if ! "${podman[@]}" "${run[@]}" "$image" --help 2>&1 | grep -qE '^ +demo '; then
+help=$("${podman[@]}" "${run[@]}" "$image" --help 2>&1 || true)
+if ! grep -qE '^ +demo ' <<<"$help"; then
     echo "!!! smoke.sh: this binary has no \`demo\` subcommand (built without the demo feature, as" >&2
     echo "!!! the product image is): the demo and the uid of a running process were NOT checked." >&2
     echo "!!! Build the image with JOBIFY_CARGO_FEATURES=demo (or a demo binary) to check them." >&2
