@@ -261,3 +261,43 @@ impl GuardConfig {
         super::collect(errors)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_allow_no_service_account_or_secret_and_only_pod_owned_volumes() {
+        let config: GuardConfig = toml::from_str("").expect("empty section");
+        assert_eq!(config, GuardConfig::default());
+        assert!(config.allowed_service_accounts.is_empty());
+        assert!(config.allowed_secrets.is_empty());
+        assert_eq!(config.allowed_volume_types, DEFAULT_VOLUME_TYPES);
+        assert!(!config.allowed_volume_types.iter().any(|t| t == "hostPath"));
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_misspelt_volume_type_or_an_empty_glob_is_reported_where_it_is() {
+        let config: GuardConfig = toml::from_str(
+            "allowed_volume_types = [\"emptyDir\", \"empty_dir\"]\n\
+             allowed_secrets = [\"ci-*\", \" \"]\n\
+             allowed_service_accounts = \"ci-builder\"\n\
+             allow = [\"secret\", \"volume_type\", \"service_account\"]\n",
+        )
+        .expect("parses");
+        let paths: Vec<String> = config
+            .validate()
+            .expect_err("invalid")
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(paths.len(), 2, "{paths:?}");
+        assert!(
+            paths[0].starts_with("`guard.allowed_volume_types[1]` = \"empty_dir\" is invalid"),
+            "{paths:?}"
+        );
+        assert!(paths[1].contains("guard.allowed_secrets[1]"), "{paths:?}");
+        assert!(config.allowed_service_accounts.matches("ci-builder"));
+    }
+}
