@@ -130,15 +130,7 @@ pub struct MatchConfig {
 impl MatchConfig {
     /// Whether no matcher is set: the rule matches every job.
     pub fn is_catch_all(&self) -> bool {
-        self.queue.is_empty()
-            && self.agent.is_empty()
-            && self.pipeline.is_empty()
-            && self.branch.is_empty()
-            && self.step_key.is_empty()
-            && self.label.is_empty()
-            && self.plugin.is_none()
-            && self.env.is_empty()
-            && self.env_present.is_empty()
+        self.matchers().next().is_none()
     }
 }
 

@@ -14,6 +14,7 @@
 
 mod decider;
 mod explain;
+mod matcher;
 mod rules;
 
 pub use decider::Decider;

@@ -9,6 +9,7 @@ use crate::plugin::PluginConfig;
 
 use super::Policy;
 use super::explain::{Explanation, RuleTrace};
+use super::matcher::Matcher;
 
 /// Buildkite's queue for a job that names none.
 pub(crate) const DEFAULT_QUEUE: &str = "default";
@@ -27,20 +28,6 @@ struct CompiledRule {
     label: String,
     /// "rule `gpu` matched": how reasons start.
     matched: String,
-}
-
-/// Which matcher of a rule a job failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Miss {
-    Queue,
-    Agent(usize),
-    Pipeline,
-    Branch,
-    StepKey,
-    Label,
-    Plugin,
-    Env,
-    EnvPresent,
 }
 
 impl RulePolicy {
@@ -115,7 +102,7 @@ impl Policy for RulePolicy {
                 name: rule.config.name.clone(),
                 action: rule.config.action.name(),
                 matched: miss.is_none(),
-                mismatch: miss.map(|m| describe_miss(&rule.config.matcher, m, job)),
+                mismatch: miss.map(|m| m.miss(job)),
             });
             if miss.is_none() {
                 matched = Some(index);
@@ -135,107 +122,9 @@ pub(crate) fn queue_of(job: &ScheduledJob) -> &str {
     job.queue().unwrap_or(DEFAULT_QUEUE)
 }
 
-fn optional_matches(patterns: &crate::config::Patterns, value: Option<&str>) -> bool {
-    patterns.is_empty() || value.is_some_and(|v| patterns.matches(v))
-}
-
-/// The first matcher `job` fails, or `None` when the rule matches. Allocation-free.
-fn first_miss(m: &MatchConfig, job: &ScheduledJob) -> Option<Miss> {
-    if !m.queue.is_empty() && !m.queue.matches(queue_of(job)) {
-        return Some(Miss::Queue);
-    }
-    for (i, pattern) in m.agent.iter().enumerate() {
-        let satisfied = job.rules.iter().any(|rule| {
-            rule.key == pattern.key && crate::rules::glob_match(&pattern.value, &rule.value)
-        });
-        if !satisfied {
-            return Some(Miss::Agent(i));
-        }
-    }
-    if !m.pipeline.is_empty() && !m.pipeline.matches(&job.pipeline) {
-        return Some(Miss::Pipeline);
-    }
-    if !m.branch.is_empty() && !m.branch.matches(&job.build.branch) {
-        return Some(Miss::Branch);
-    }
-    if !optional_matches(&m.step_key, job.step_key.as_deref()) {
-        return Some(Miss::StepKey);
-    }
-    if !optional_matches(&m.label, job.label.as_deref()) {
-        return Some(Miss::Label);
-    }
-    if let Some(wanted) = m.plugin {
-        let has = !matches!(job.plugin, PluginConfig::Absent);
-        if has != wanted {
-            return Some(Miss::Plugin);
-        }
-    }
-    if !m
-        .env
-        .iter()
-        .all(|(key, patterns)| job.env.get(key).is_some_and(|v| patterns.matches(v)))
-    {
-        return Some(Miss::Env);
-    }
-    if !m.env_present.iter().all(|key| job.env.get(key).is_some()) {
-        return Some(Miss::EnvPresent);
-    }
-    None
-}
-
-/// A sentence saying why `job` failed matcher `miss`.
-fn describe_miss(m: &MatchConfig, miss: Miss, job: &ScheduledJob) -> String {
-    fn shown(value: Option<&str>) -> String {
-        value.map_or_else(|| "none".to_owned(), |v| format!("{v:?}"))
-    }
-    match miss {
-        Miss::Queue => format!("queue {:?} does not match {}", queue_of(job), m.queue),
-        Miss::Agent(i) => match m.agent.get(i) {
-            Some(pattern) => format!(
-                "agent rule {} is not satisfied by the job's rules [{}]",
-                pattern, job.rules
-            ),
-            None => "an agent rule is not satisfied".to_owned(),
-        },
-        Miss::Pipeline => format!("pipeline {:?} does not match {}", job.pipeline, m.pipeline),
-        Miss::Branch => format!("branch {:?} does not match {}", job.build.branch, m.branch),
-        Miss::StepKey => format!(
-            "step key {} does not match {}",
-            shown(job.step_key.as_deref()),
-            m.step_key
-        ),
-        Miss::Label => format!(
-            "label {} does not match {}",
-            shown(job.label.as_deref()),
-            m.label
-        ),
-        Miss::Plugin => match m.plugin {
-            Some(true) => "the job carries no kubernetes plugin configuration".to_owned(),
-            _ => "the job carries a kubernetes plugin configuration".to_owned(),
-        },
-        Miss::Env => {
-            let failed = m
-                .env
-                .iter()
-                .find(|(key, patterns)| !job.env.get(key).is_some_and(|v| patterns.matches(v)));
-            match failed {
-                Some((key, patterns)) => format!(
-                    "env {key} is {} which does not match {patterns}",
-                    shown(job.env.get(key))
-                ),
-                None => "an env matcher failed".to_owned(),
-            }
-        }
-        Miss::EnvPresent => {
-            let missing: Vec<&str> = m
-                .env_present
-                .iter()
-                .filter(|key| job.env.get(key).is_none())
-                .map(String::as_str)
-                .collect();
-            format!("env {} not set", missing.join(", "))
-        }
-    }
+/// The first matcher of `m` that `job` fails, or `None` when the rule matches.
+fn first_miss<'a>(m: &'a MatchConfig, job: &ScheduledJob) -> Option<Matcher<'a>> {
+    m.matchers().find(|matcher| !matcher.matches(job))
 }
 
 /// How reasons name what decided: "rule `gpu` matched" / "rule `gpu`".
