@@ -2,10 +2,10 @@
 //! ports, the twin of `jobify-k8s` on the other side of the scheduler.
 //!
 //! ```text
-//!                 ┌─ BuildkiteMonitor ── scheduled jobs per served queue, paced ──▶ ScheduledJob ─┐
-//!  Buildkite ◀────┤                   └─ job states ───────────────────────────▶ JobState      ├─▶ Scheduler
-//!  (GraphQL,      ├─ BuildkiteFeedback ◀── annotate + cancel a refused job ◀─────────────────────┘
-//!   /v3/metrics)  └─ report_queue_figures ── queue gauges (BuildkiteMetrics) ──▶ /metrics
+//!              scheduled jobs, states                    ScheduledJob, JobState
+//!  Buildkite ──────────────────────▶ BuildkiteMonitor ─────────────────────────▶ Scheduler
+//!  (GraphQL, ◀──── annotate, cancel ─ BuildkiteFeedback ◀── a job it refused ─── (jobify-core)
+//!  /v3/metrics) ── queue figures ───▶ report_queue_figures ──▶ BuildkiteMetrics ──▶ /metrics
 //! ```
 //!
 //! Where to start:
