@@ -829,6 +829,25 @@ mod tests {
     }
 
     #[test]
+    fn default_metadata_must_be_valid_and_leave_jobify_keys_alone() {
+        let config: KubernetesConfig = toml::from_str(
+            "[default_metadata]\n\
+             labels = { team = \"ci\", \"jobify.dev/queue\" = \"x\", tier = \"not a value\" }\n\
+             annotations = { \"cluster-autoscaler.kubernetes.io/safe-to-evict\" = \"true\", \"bad key\" = \"x\" }\n",
+        )
+        .expect("parses");
+        let keys: Vec<String> = config.validate().into_iter().map(|e| e.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "kubernetes.default_metadata.labels.jobify.dev/queue",
+                "kubernetes.default_metadata.labels.tier",
+                "kubernetes.default_metadata.annotations.bad key",
+            ]
+        );
+    }
+
+    #[test]
     fn renew_interval_must_be_at_most_a_third_of_the_lease() {
         let config = |renew: u64| LeaderElectionConfig {
             enabled: true,
