@@ -22,7 +22,7 @@ pub struct Pipeline {
 
 schema_enum! {
     /// A build's state (`BuildStates` in Buildkite's schema); unknown values are kept.
-    BuildState ("BuildStates") {
+    BuildState ("BuildStates", from_graphql) {
         Creating => "CREATING", "Being created.";
         Scheduled => "SCHEDULED", "Scheduled, no job started yet.";
         Running => "RUNNING", "Running.";

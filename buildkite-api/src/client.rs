@@ -167,9 +167,7 @@ impl ClientBuilder {
     /// .install_default()`), even for plain-http URLs; without one this returns
     /// [`Error::NoCryptoProvider`] instead of panicking inside reqwest.
     pub fn build(self) -> Result<Client> {
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            return Err(Error::NoCryptoProvider);
-        }
+        crypto_provider_installed()?;
         let graphql_url = match self.graphql_url {
             Some(url) => url,
             None => parse_default(DEFAULT_GRAPHQL_URL)?,
@@ -179,17 +177,7 @@ impl ClientBuilder {
             None => parse_default(DEFAULT_AGENT_URL)?,
         };
         let metrics_url = metrics_url(&agent_url)?;
-        let http = reqwest::Client::builder()
-            .user_agent(self.user_agent.as_str())
-            .timeout(self.timeout)
-            .build()
-            .map_err(|source| Error::Build {
-                reason: format!(
-                    "reqwest rejected the settings (user agent {:?})",
-                    self.user_agent
-                ),
-                source: Some(source),
-            })?;
+        let http = http_client(&self.user_agent, self.timeout)?;
         Ok(Client {
             inner: Arc::new(Inner {
                 http,
@@ -203,6 +191,27 @@ impl ClientBuilder {
             }),
         })
     }
+}
+
+/// Fails with [`Error::NoCryptoProvider`] unless a process-wide rustls provider is installed:
+/// reqwest is built without one and would panic.
+pub(crate) fn crypto_provider_installed() -> Result<()> {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        return Err(Error::NoCryptoProvider);
+    }
+    Ok(())
+}
+
+/// The HTTP client every Buildkite client of this crate sends through.
+pub(crate) fn http_client(user_agent: &str, timeout: Duration) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(user_agent)
+        .timeout(timeout)
+        .build()
+        .map_err(|source| Error::Build {
+            reason: format!("reqwest rejected the settings (user agent {user_agent:?})"),
+            source: Some(source),
+        })
 }
 
 fn parse_default(url: &str) -> Result<Url> {

@@ -9,7 +9,7 @@ schema_enum! {
     ///
     /// Buildkite adds states over time: a value this version does not know is kept
     /// verbatim in [`JobState::Unknown`], never dropped and never a panic.
-    JobState ("JobStates") {
+    JobState ("JobStates", from_graphql) {
         Pending => "PENDING", "Created, waiting for its dependencies.";
         Waiting => "WAITING", "Waiting on a `wait` step.";
         WaitingFailed => "WAITING_FAILED", "A `wait` step it depended on failed.";

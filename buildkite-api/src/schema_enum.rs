@@ -1,13 +1,14 @@
 //! [`schema_enum!`]: the domain enums that mirror an enum of Buildkite's schema.
 
-/// Declares a domain enum for an enum of Buildkite's schema: one variant per known value,
-/// plus `Unknown(String)` that keeps a value this version does not know (Buildkite adds
-/// values over time) instead of dropping it or panicking. It gets `from_graphql`, `as_str`
-/// and a `Display` that prints the schema spelling.
+/// Declares a domain enum for an enum of one of Buildkite's APIs: one variant per known
+/// value, plus `Unknown(String)` that keeps a value this version does not know (Buildkite adds
+/// values over time) instead of dropping it or panicking. It gets a constructor from the API's
+/// spelling (named by the caller: `from_graphql`, `from_api`), `as_str`, a `Display` that
+/// prints that spelling, and a `Deserialize` from it.
 macro_rules! schema_enum {
     (
         $(#[$meta:meta])*
-        $name:ident ($schema:literal) {
+        $name:ident ($schema:literal, $from:ident) {
             $($variant:ident => $value:literal, $doc:literal;)*
         }
     ) => {
@@ -23,8 +24,8 @@ macro_rules! schema_enum {
         }
 
         impl $name {
-            #[doc = concat!("Maps a `", $schema, "` value as spelled in the schema.")]
-            pub fn from_graphql(value: &str) -> Self {
+            #[doc = concat!("Maps a `", $schema, "` value as spelled in the API.")]
+            pub fn $from(value: &str) -> Self {
                 match value {
                     $($value => $name::$variant,)*
                     other => $name::Unknown(other.to_owned()),
@@ -43,6 +44,12 @@ macro_rules! schema_enum {
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                <String as serde::Deserialize>::deserialize(d).map(|value| $name::$from(&value))
             }
         }
     };

@@ -21,7 +21,9 @@ use super::model::{
     NotificationError, RegisterStack, Registered, Reservation, ScheduledJobsPage,
     ScheduledJobsQuery, Stack, StacksJobState, TokenIdentity, crop, stack_key_problem,
 };
-use crate::client::{DEFAULT_AGENT_URL, DEFAULT_TIMEOUT, default_user_agent};
+use crate::client::{
+    DEFAULT_AGENT_URL, DEFAULT_TIMEOUT, crypto_provider_installed, default_user_agent, http_client,
+};
 use crate::error::{Error, Result};
 use crate::rate_limit::{self, MAX_RETRY_AFTER, RateLimit};
 use crate::transport::{decode_bytes, excerpt};
@@ -523,9 +525,7 @@ impl StacksClientBuilder {
     /// Builds the client. As for [`Client`](crate::Client), a process-wide rustls crypto
     /// provider must be installed first.
     pub fn build(self) -> Result<StacksClient> {
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            return Err(Error::NoCryptoProvider);
-        }
+        crypto_provider_installed()?;
         let token = self.token.ok_or(Error::MissingToken {
             which: "cluster agent",
         })?;
@@ -533,17 +533,7 @@ impl StacksClientBuilder {
             Some(url) => url.as_str().trim_end_matches('/').to_owned(),
             None => DEFAULT_AGENT_URL.to_owned(),
         };
-        let http = reqwest::Client::builder()
-            .user_agent(self.user_agent.as_str())
-            .timeout(self.timeout)
-            .build()
-            .map_err(|source| Error::Build {
-                reason: format!(
-                    "reqwest rejected the settings (user agent {:?})",
-                    self.user_agent
-                ),
-                source: Some(source),
-            })?;
+        let http = http_client(&self.user_agent, self.timeout)?;
         Ok(StacksClient {
             inner: Arc::new(Inner {
                 http,

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
+use crate::schema_enum::schema_enum;
+
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -155,68 +157,18 @@ pub struct Registered {
     pub created: bool,
 }
 
-macro_rules! api_enum {
-    (
-        $(#[$meta:meta])*
-        $name:ident {
-            $($variant:ident => $value:literal, $doc:literal;)*
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-        pub enum $name {
-            $(
-                #[doc = $doc]
-                $variant,
-            )*
-            /// A value this version of the client does not know, as Buildkite spelled it.
-            Unknown(String),
-        }
-
-        impl $name {
-            /// Maps a value as the API spells it.
-            pub fn from_api(value: &str) -> Self {
-                match value {
-                    $($value => $name::$variant,)*
-                    other => $name::Unknown(other.to_owned()),
-                }
-            }
-
-            /// The value as the API spells it.
-            pub fn as_str(&self) -> &str {
-                match self {
-                    $($name::$variant => $value,)*
-                    $name::Unknown(other) => other,
-                }
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                String::deserialize(d).map(|value| $name::from_api(&value))
-            }
-        }
-    };
-}
-
-api_enum! {
+schema_enum! {
     /// Whether a stack is polling.
-    StackState {
+    StackState ("stack state", from_api) {
         Connected => "connected", "It polled recently.";
         Disconnected => "disconnected", "It has not polled for minutes.";
         Lost => "lost", "It has not polled for long.";
     }
 }
 
-api_enum! {
+schema_enum! {
     /// A job's state as `get-states` reports it (lower case, unlike GraphQL's).
-    StacksJobState {
+    StacksJobState ("job state", from_api) {
         Pending => "pending", "Not yet ready to run.";
         Waiting => "waiting", "Waiting on a dependency.";
         WaitingFailed => "waiting_failed", "A dependency failed.";
