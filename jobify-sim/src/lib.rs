@@ -20,6 +20,7 @@ pub mod agent;
 pub mod buildkite;
 pub mod fault;
 pub mod kubernetes;
+pub mod stacks;
 
 pub use agent::{AcquireError, AgentApi, JobScript};
 pub use fault::{Fault, FaultConfig, Faults};
