@@ -16,7 +16,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use jobify_core::{ScheduledJob, Template};
-use jobify_k8s::config::{DefaultCommandParams, DefaultMetadata, KubernetesConfig};
+use jobify_k8s::config::{DefaultCommandParams, DefaultMetadata, KubernetesConfig, ResourceClass};
 use jobify_k8s::render::{Interposer, render_job};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
@@ -54,6 +54,10 @@ enum Want {
     Label(&'static str, &'static str),
     /// The Job and its pod have this annotation.
     Annotation(&'static str, &'static str),
+    /// A container's `resources.limits` has this quantity.
+    Limit(&'static str, &'static str, &'static str),
+    /// The pod's `nodeSelector` has this label.
+    NodeSelector(&'static str, &'static str),
 }
 
 use Want::*;
@@ -124,7 +128,58 @@ fn rows() -> Vec<Row> {
     rows.extend(image_rows());
     rows.extend(metadata_rows());
     rows.extend(plugin_key_rows());
+    rows.extend(resource_class_rows());
     rows
+}
+
+/// A configuration with agent-stack-k8s' integration-test resource classes.
+fn with_classes(default: Option<&str>) -> KubernetesConfig {
+    let class = |cpu: &str, memory: &str, pool: &str| ResourceClass {
+        limits: BTreeMap::from([
+            ("cpu".to_owned(), cpu.to_owned()),
+            ("memory".to_owned(), memory.to_owned()),
+        ]),
+        node_selector: BTreeMap::from([("pool".to_owned(), pool.to_owned())]),
+        ..ResourceClass::default()
+    };
+    KubernetesConfig {
+        resource_classes: BTreeMap::from([
+            ("test".to_owned(), class("500m", "512Mi", "test")),
+            ("small".to_owned(), class("250m", "256Mi", "small")),
+        ]),
+        default_resource_class: default.map(str::to_owned),
+        ..config()
+    }
+}
+
+/// The `resource_class` agent tag and `default-resource-class-name` (scheduler/resource.go).
+fn resource_class_rows() -> Vec<Row> {
+    let mut tagged = step("make").image("alpine:latest");
+    tagged.rules = jobify_core::AgentQueryRules::parse(["queue=kubernetes", "resource_class=test"]);
+    vec![
+        Row {
+            name: "resource-class-tag",
+            source: "fixtures/resource-class.yaml",
+            job: tagged,
+            config: with_classes(Some("small")),
+            wants: vec![
+                Limit("container-0", "cpu", "500m"),
+                Limit("container-0", "memory", "512Mi"),
+                NodeSelector("pool", "test"),
+            ],
+        },
+        Row {
+            name: "default-resource-class",
+            source: "fixtures/default-resource-class.yaml",
+            job: step("make").image("alpine:latest"),
+            config: with_classes(Some("small")),
+            wants: vec![
+                Limit("container-0", "cpu", "250m"),
+                Limit("container-0", "memory", "256Mi"),
+                NodeSelector("pool", "small"),
+            ],
+        },
+    ]
 }
 
 /// `commandParams.interposer` and `default-command-params` (config/command_params.go).
@@ -624,6 +679,23 @@ fn check(job: &Job, want: &Want) -> Option<String> {
             (on_job.as_deref() != Some(value) || on_pod.as_deref() != Some(value))
                 .then(|| format!("label {key} is {on_job:?} on the Job, {on_pod:?} on the pod"))
         }
+        Limit(name, resource, quantity) => match container(name) {
+            None => missing(name),
+            Some(c) => {
+                let got = c
+                    .resources
+                    .as_ref()
+                    .and_then(|r| r.limits.as_ref())
+                    .and_then(|l| l.get(*resource))
+                    .map(|q| q.0.as_str());
+                (got != Some(quantity)).then(|| format!("`{name}` limits {resource} to {got:?}"))
+            }
+        },
+        NodeSelector(key, value) => {
+            let got = spec.node_selector.as_ref().and_then(|s| s.get(*key));
+            (got.map(String::as_str) != Some(value))
+                .then(|| format!("nodeSelector {key} is {got:?}"))
+        }
         Annotation(key, value) => {
             let (on_job, on_pod) = both(|m| m.annotations.as_ref(), key);
             (on_job.as_deref() != Some(value) || on_pod.as_deref() != Some(value)).then(|| {
@@ -707,6 +779,20 @@ fn what_agent_stack_k8s_refuses_is_refused_with_the_accepted_values() {
             "{config}: {err}\nwanted: {message}"
         );
     }
+}
+
+/// A `resource_class` tag naming no class is refused naming the classes there are.
+#[test]
+fn an_unknown_resource_class_tag_names_the_classes_there_are() {
+    let mut job = step("make");
+    job.rules = jobify_core::AgentQueryRules::parse(["queue=kubernetes", "resource_class=huge"]);
+    let err = render_job(&job, &template(&job), &with_classes(None), "compat")
+        .expect_err("unknown class");
+    assert_eq!(
+        err.to_string(),
+        "the step's agent tag resource_class=huge names no resource class of this cluster \
+         (defined under [kubernetes.resource_classes]: small, test); use one of those"
+    );
 }
 
 /// The controller's default interposer is read from `jobify.toml`, and a wrong one names the

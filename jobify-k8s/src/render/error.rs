@@ -61,6 +61,18 @@ pub enum RenderError {
         /// The class.
         name: String,
     },
+    /// The step's `resource_class` agent tag names a class the configuration does not define.
+    #[error(
+        "the step's agent tag resource_class={name} names no resource class of this cluster \
+         (defined under [kubernetes.resource_classes]: {}); use one of those",
+        if defined.is_empty() { "none".to_owned() } else { defined.join(", ") }
+    )]
+    UnknownResourceClassTag {
+        /// The class the tag names.
+        name: String,
+        /// The classes defined.
+        defined: Vec<String>,
+    },
     /// The plugin's `metadata` tries to set a label or annotation jobify owns.
     #[error("metadata.{kind}.{key} is reserved for jobify; use a key outside jobify.dev/")]
     ReservedMetadata {

@@ -57,7 +57,7 @@ pub fn render_job(
     controller_id: &str,
 ) -> Result<Job, RenderError> {
     let request = PodRequest::from_plugin(&job.plugin)?;
-    let class = resource_class(template, config)?;
+    let class = resource_class(job, template, config)?;
     let inputs = pod::Inputs {
         job,
         config,
@@ -170,21 +170,40 @@ pub fn agent_tags(job: &ScheduledJob, extra: &[String]) -> Vec<String> {
     tags
 }
 
+/// The agent tag a step picks its resource class with, as in agent-stack-k8s
+/// (`agents: { resource_class: large }`).
+pub const RESOURCE_CLASS_TAG: &str = "resource_class";
+
+/// The job's resource class: the one the policy's template names, else the one its
+/// `resource_class` agent tag names, else `default_resource_class`. The operator's policy
+/// wins over the pipeline's tag; the tag over the default, as in agent-stack-k8s.
 fn resource_class<'a>(
+    job: &ScheduledJob,
     template: &Template,
     config: &'a KubernetesConfig,
 ) -> Result<Option<&'a ResourceClass>, RenderError> {
-    let name = match template {
-        Template::Default { name: Some(name) } => Some(name),
+    let (name, from_tag) = match template {
+        Template::Default { name: Some(name) } => (Some(name.as_str()), false),
         Template::Default { name: None } | Template::PodSpec => {
-            config.default_resource_class.as_ref()
+            match job.rules.get(RESOURCE_CLASS_TAG).filter(|v| !v.is_empty()) {
+                Some(tag) => (Some(tag), true),
+                None => (config.default_resource_class.as_deref(), false),
+            }
         }
     };
     name.map(|name| {
-        config
-            .resource_classes
-            .get(name)
-            .ok_or_else(|| RenderError::UnknownResourceClass { name: name.clone() })
+        config.resource_classes.get(name).ok_or_else(|| {
+            if from_tag {
+                RenderError::UnknownResourceClassTag {
+                    name: name.to_owned(),
+                    defined: config.resource_classes.keys().cloned().collect(),
+                }
+            } else {
+                RenderError::UnknownResourceClass {
+                    name: name.to_owned(),
+                }
+            }
+        })
     })
     .transpose()
 }
