@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use jiff::{SignedDuration, Timestamp};
 use uuid::Uuid;
 
-use super::config::StacksSimConfig;
+use super::config::{OverMaximum, StacksSimConfig};
 use super::job::{Credential, Job, JobSpec, JobState};
 use super::refusal::Refusal;
 use crate::agent::JobScript;
@@ -59,7 +59,7 @@ pub(crate) struct State {
     pub(crate) max_stacks: usize,
     pub(crate) disconnected_after: SignedDuration,
     pub(crate) default_list_limit: usize,
-    pub(crate) over_maximum: super::config::OverMaximum,
+    pub(crate) over_maximum: OverMaximum,
     pub(crate) notification_clock_skew: SignedDuration,
     next_seq: u64,
 }
