@@ -20,6 +20,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use support::cluster::{CONTROLLER, fast_config};
+use support::compat;
 use support::corpus::{self, default_template};
 use support::fixtures::{JobExt, scheduled};
 use tokio::sync::{oneshot, watch};
@@ -179,16 +180,24 @@ async fn launching_twice_is_success_the_second_time() {
     );
 }
 
-/// The render corpus of `tests/render.rs` (`writes_the_manifest_corpus`), rebuilt here; keep
-/// the two in step.
 /// `POST` of `body` to the namespace's Jobs with `fieldValidation=Strict`.
 async fn create_strict(
     client: &kube::Client,
     namespace: &str,
     body: &serde_json::Value,
 ) -> Result<Job, kube::Error> {
+    post_job(client, namespace, body, "fieldValidation=Strict").await
+}
+
+/// `POST` of `body` to the namespace's Jobs with this query.
+async fn post_job(
+    client: &kube::Client,
+    namespace: &str,
+    body: &serde_json::Value,
+    query: &str,
+) -> Result<Job, kube::Error> {
     let request = http::Request::post(format!(
-        "/apis/batch/v1/namespaces/{namespace}/jobs?fieldValidation=Strict"
+        "/apis/batch/v1/namespaces/{namespace}/jobs?{query}"
     ))
     .header("content-type", "application/json")
     .body(serde_json::to_vec(body).expect("json"))
@@ -237,6 +246,50 @@ async fn the_render_corpus_is_created_with_strict_field_validation() {
         "{}",
         status.message
     );
+}
+
+/// Every row of the agent-stack-k8s compatibility corpus (`tests/compat.rs`) renders a Job
+/// the API server accepts with strict field validation, through admission. A dry run: the
+/// rows' pods would wait on images, Secrets and ConfigMaps that are not there.
+#[tokio::test]
+#[ignore = "real-cluster tier: run tools/k8s/test-real-cluster.sh"]
+async fn the_compat_corpus_is_accepted_with_strict_field_validation() {
+    let (_cluster, client, config) = setup("compat-corpus").await;
+    let namespace = config.namespace;
+    let rows = compat::rows();
+    assert!(!rows.is_empty());
+    for row in rows {
+        let name = row.name;
+        let rendered = render_job(
+            &row.job,
+            &compat::template(&row.job),
+            &row.config,
+            CONTROLLER,
+        )
+        .unwrap_or_else(|err| panic!("{name}: {err}"));
+        let mut body = serde_json::to_value(&rendered).expect("json");
+        body["metadata"]["namespace"] = json!(namespace);
+        let accepted = post_job(
+            &client,
+            &namespace,
+            &body,
+            "fieldValidation=Strict&dryRun=All",
+        )
+        .await
+        .unwrap_or_else(|err| panic!("{name} ({}): the API server refused it: {err}", row.source));
+        assert_eq!(accepted.metadata.name, rendered.metadata.name, "{name}");
+        assert_eq!(
+            accepted
+                .spec
+                .and_then(|s| s.template.spec)
+                .map(|s| s.containers.len()),
+            rendered
+                .spec
+                .and_then(|s| s.template.spec)
+                .map(|s| s.containers.len()),
+            "{name}: containers kept as rendered"
+        );
+    }
 }
 
 #[tokio::test]

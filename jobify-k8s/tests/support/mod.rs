@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod cluster;
+pub mod compat;
 pub mod corpus;
 pub mod fixtures;
 pub mod logs;

@@ -1,0 +1,550 @@
+//! The agent-stack-k8s compatibility corpus: pipelines written for Buildkite's own controller,
+//! one row per plugin example (agent-stack-k8s' `internal/integration/fixtures/*.yaml` and its
+//! scheduler tests) or controller setting, with what the rendered pod must have there.
+//! `tests/compat.rs` renders every row and checks its wants; `tests/real_cluster.rs` creates
+//! every row's Job on a real API server with strict field validation.
+
+use std::collections::BTreeMap;
+
+use jobify_core::{ScheduledJob, Template};
+use jobify_k8s::config::{DefaultCommandParams, DefaultMetadata, KubernetesConfig, ResourceClass};
+use jobify_k8s::render::Interposer;
+use serde_json::{Value, json};
+
+use super::fixtures::{JobExt, scheduled};
+
+pub const AGENT_IMAGE: &str = "ghcr.io/buildkite/agent:3";
+
+/// A property the rendered Job must have.
+#[derive(Debug)]
+pub enum Want {
+    /// The regular containers, in order.
+    Containers(&'static [&'static str]),
+    /// The native sidecars (init containers with `restartPolicy: Always`), in order.
+    NativeSidecars(&'static [&'static str]),
+    /// The script a command container runs (`BUILDKITE_COMMAND`).
+    Script(&'static str, &'static str),
+    /// A container's image.
+    Image(&'static str, &'static str),
+    /// A container (regular or init) gets `envFrom` this Secret.
+    EnvFromSecret(&'static str, &'static str),
+    /// A container gets `envFrom` this ConfigMap.
+    EnvFromConfigMap(&'static str, &'static str),
+    /// A container does not get `envFrom` at all.
+    NoEnvFrom(&'static str),
+    /// A container mounts something at this path, once.
+    Mount(&'static str, &'static str),
+    /// A container mounts nothing at this path.
+    NoMount(&'static str, &'static str),
+    /// A container has this variable.
+    Env(&'static str, &'static str, &'static str),
+    /// The pod defines this volume.
+    Volume(&'static str),
+    /// The Job and its pod have this label.
+    Label(&'static str, &'static str),
+    /// The Job and its pod have this annotation.
+    Annotation(&'static str, &'static str),
+    /// A container's `resources.limits` has this quantity.
+    Limit(&'static str, &'static str, &'static str),
+    /// The pod's `nodeSelector` has this label.
+    NodeSelector(&'static str, &'static str),
+}
+
+use Want::*;
+
+/// One pipeline written for agent-stack-k8s.
+pub struct Row {
+    /// The row's name (and manifest file name).
+    pub name: &'static str,
+    /// Where agent-stack-k8s shows this behaviour.
+    pub source: &'static str,
+    pub job: ScheduledJob,
+    pub config: KubernetesConfig,
+    pub wants: Vec<Want>,
+}
+
+/// A step on `queue=kubernetes` running `command`.
+pub fn step(command: &str) -> ScheduledJob {
+    let mut job = scheduled("queue=kubernetes");
+    job.command = Some(command.to_owned());
+    job
+}
+
+pub trait StepExt {
+    /// With the step's `image:` attribute (`BUILDKITE_IMAGE`).
+    fn image(self, image: &str) -> Self;
+}
+
+impl StepExt for ScheduledJob {
+    fn image(mut self, image: &str) -> Self {
+        self.env.insert("BUILDKITE_IMAGE", image);
+        self
+    }
+}
+
+pub fn config() -> KubernetesConfig {
+    KubernetesConfig::default()
+}
+
+pub fn with_interposer(interposer: Interposer) -> KubernetesConfig {
+    KubernetesConfig {
+        default_command_params: DefaultCommandParams { interposer },
+        ..config()
+    }
+}
+
+pub fn with_metadata(labels: &[(&str, &str)], annotations: &[(&str, &str)]) -> KubernetesConfig {
+    let map = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    KubernetesConfig {
+        default_metadata: DefaultMetadata {
+            labels: map(labels),
+            annotations: map(annotations),
+        },
+        ..config()
+    }
+}
+
+pub fn plugin(job: ScheduledJob, config: Value) -> ScheduledJob {
+    job.with_plugin(config)
+}
+
+pub fn rows() -> Vec<Row> {
+    let mut rows = interposer_rows();
+    rows.extend(image_rows());
+    rows.extend(metadata_rows());
+    rows.extend(plugin_key_rows());
+    rows.extend(resource_class_rows());
+    rows
+}
+
+/// A configuration with agent-stack-k8s' integration-test resource classes.
+pub fn with_classes(default: Option<&str>) -> KubernetesConfig {
+    let class = |cpu: &str, memory: &str, pool: &str| ResourceClass {
+        limits: BTreeMap::from([
+            ("cpu".to_owned(), cpu.to_owned()),
+            ("memory".to_owned(), memory.to_owned()),
+        ]),
+        node_selector: BTreeMap::from([("pool".to_owned(), pool.to_owned())]),
+        ..ResourceClass::default()
+    };
+    KubernetesConfig {
+        resource_classes: BTreeMap::from([
+            ("test".to_owned(), class("500m", "512Mi", "test")),
+            ("small".to_owned(), class("250m", "256Mi", "small")),
+        ]),
+        default_resource_class: default.map(str::to_owned),
+        ..config()
+    }
+}
+
+/// The `resource_class` agent tag and `default-resource-class-name` (scheduler/resource.go).
+fn resource_class_rows() -> Vec<Row> {
+    let mut tagged = step("make").image("alpine:latest");
+    tagged.rules = jobify_core::AgentQueryRules::parse(["queue=kubernetes", "resource_class=test"]);
+    vec![
+        Row {
+            name: "resource-class-tag",
+            source: "fixtures/resource-class.yaml",
+            job: tagged,
+            config: with_classes(Some("small")),
+            wants: vec![
+                Limit("container-0", "cpu", "500m"),
+                Limit("container-0", "memory", "512Mi"),
+                NodeSelector("pool", "test"),
+            ],
+        },
+        Row {
+            name: "default-resource-class",
+            source: "fixtures/default-resource-class.yaml",
+            job: step("make").image("alpine:latest"),
+            config: with_classes(Some("small")),
+            wants: vec![
+                Limit("container-0", "cpu", "250m"),
+                Limit("container-0", "memory", "256Mi"),
+                NodeSelector("pool", "small"),
+            ],
+        },
+    ]
+}
+
+/// `commandParams.interposer` and `default-command-params` (config/command_params.go).
+fn interposer_rows() -> Vec<Row> {
+    let hello = json!({"podSpec": {"containers": [{"image": "bash:latest", "command": [
+        "set -euo pipefail", "echo Hello World!", "echo Goodbye World!"]}]}});
+    let hello_script = "set -euo pipefail\necho Hello World!\necho Goodbye World!";
+    let echo = |params: Value| {
+        json!({"commandParams": params, "podSpec": {"containers": [
+            {"image": "alpine:latest", "command": ["echo"], "args": ["hello world"]}]}})
+    };
+    vec![
+        Row {
+            name: "interposer-buildkite",
+            source: "fixtures/interposer-buildkite.yaml",
+            job: plugin(
+                step("ignored"),
+                json!({"commandParams": {"interposer": "buildkite"},
+                       "podSpec": hello["podSpec"].clone()}),
+            ),
+            config: config(),
+            wants: vec![
+                Script("container-0", hello_script),
+                Image("container-0", "bash:latest"),
+            ],
+        },
+        Row {
+            name: "interposer-default",
+            source: "fixtures/interposer-buildkite.yaml (\"the default, can be omitted\")",
+            job: plugin(step("ignored"), hello),
+            config: config(),
+            wants: vec![Script("container-0", hello_script)],
+        },
+        Row {
+            name: "interposer-vector",
+            source: "fixtures/interposer-vector.yaml",
+            job: plugin(
+                step("ignored"),
+                json!({"commandParams": {"interposer": "vector"},
+                       "podSpec": {"containers": [{"image": "alpine:latest", "command": ["ash"],
+                           "args": ["-c", "set -euo pipefail\n\necho Hello World!\necho Goodbye World!"]}]}}),
+            ),
+            config: config(),
+            wants: vec![Script(
+                "container-0",
+                "ash -c 'set -euo pipefail\n\necho Hello World!\necho Goodbye World!'",
+            )],
+        },
+        Row {
+            name: "interposer-legacy",
+            source: "config/command_params.go InterposerLegacy",
+            job: plugin(step("ignored"), echo(json!({"interposer": "legacy"}))),
+            config: config(),
+            wants: vec![Script("container-0", "echo hello world")],
+        },
+        Row {
+            name: "interposer-buildkite-args",
+            source: "config/command_params.go InterposerBuildkite (args onto the last line)",
+            job: plugin(step("ignored"), echo(json!({}))),
+            config: config(),
+            wants: vec![Script("container-0", "echo 'hello world'")],
+        },
+        Row {
+            name: "interposer-controller-default",
+            source: "default-command-params.interposer",
+            job: plugin(
+                step("ignored"),
+                json!({"podSpec": {"containers": [{"image": "alpine:latest",
+                    "command": ["echo", "a b"], "args": ["c"]}]}}),
+            ),
+            config: with_interposer(Interposer::Vector),
+            wants: vec![Script("container-0", "echo 'a b' c")],
+        },
+        Row {
+            name: "interposer-plugin-over-controller",
+            source: "scheduler.go: the plugin's interposer, when set, wins over the default",
+            job: plugin(step("ignored"), echo(json!({"interposer": "legacy"}))),
+            config: with_interposer(Interposer::Vector),
+            wants: vec![Script("container-0", "echo hello world")],
+        },
+        Row {
+            name: "args-without-command",
+            source: "scheduler.go: a container without command runs the step's command",
+            job: plugin(
+                step("make test"),
+                json!({"podSpec": {"containers": [{"image": "alpine:latest", "args": ["-x"]}]}}),
+            ),
+            config: config(),
+            wants: vec![Script("container-0", "make test")],
+        },
+        Row {
+            name: "env",
+            source: "fixtures/env.yaml",
+            job: plugin(
+                step("ignored"),
+                json!({"podSpec": {"containers": [{"image": "alpine:latest", "command": [
+                    "echo \"Testing some env variables: ${BUILDKITE_JOB_ID+set}\""]}]}}),
+            ),
+            config: config(),
+            wants: vec![Script(
+                "container-0",
+                "echo \"Testing some env variables: ${BUILDKITE_JOB_ID+set}\"",
+            )],
+        },
+        Row {
+            name: "helloworld",
+            source: "fixtures/helloworld.yaml",
+            job: plugin(
+                step("ignored"),
+                json!({"metadata": {"annotations": {"some-annotation": "cool"},
+                                    "labels": {"some-label": "wow"}},
+                       "podSpec": {"containers": [
+                           {"image": "alpine:latest", "command": ["cat README.md"]},
+                           {"image": "buildkite/agent:latest",
+                            "command": ["buildkite-agent artifact upload \"README.md\""]}]}}),
+            ),
+            config: config(),
+            wants: vec![
+                Containers(&["agent", "checkout", "container-0", "container-1"]),
+                Script("container-0", "cat README.md"),
+                Script(
+                    "container-1",
+                    "buildkite-agent artifact upload \"README.md\"",
+                ),
+                Label("some-label", "wow"),
+                Annotation("some-annotation", "cool"),
+            ],
+        },
+        Row {
+            name: "podspecpatch-command",
+            source: "fixtures/podspecpatch-command-step.yaml",
+            job: plugin(
+                step("ignored"),
+                json!({"podSpec": {"containers": [{"image": "alpine:latest", "name": "mountains",
+                           "command": ["echo \"i love guyaquil\""]}]},
+                       "podSpecPatch": {"containers": [{"name": "mountains",
+                           "command": ["echo \"i love quito\""]}]}}),
+            ),
+            config: config(),
+            wants: vec![Script("mountains", "echo \"i love quito\"")],
+        },
+        Row {
+            name: "podspecpatch-env",
+            source: "fixtures/podspecpatch-step.yaml",
+            job: plugin(
+                step("ignored"),
+                json!({"podSpec": {"containers": [{"image": "alpine:latest", "name": "mountains",
+                           "command": ["echo \"value of MOUNTAIN is \\$MOUNTAIN\""]}]},
+                       "podSpecPatch": {"containers": [{"name": "mountains",
+                           "env": [{"name": "MOUNTAIN", "value": "cotopaxi"}]}]}}),
+            ),
+            config: config(),
+            wants: vec![
+                Script("mountains", "echo \"value of MOUNTAIN is \\$MOUNTAIN\""),
+                Env("mountains", "MOUNTAIN", "cotopaxi"),
+            ],
+        },
+    ]
+}
+
+/// The step's `image:` attribute (scheduler/build_inputs.go, scheduler_test.go
+/// `TestCustomImageSyntax_*`).
+fn image_rows() -> Vec<Row> {
+    vec![
+        Row {
+            name: "image-attribute",
+            source: "fixtures/image-attribute.yaml",
+            job: step("yarn --version").image("node:22-alpine"),
+            config: config(),
+            wants: vec![
+                Containers(&["agent", "checkout", "container-0"]),
+                Image("container-0", "node:22-alpine"),
+                Image("agent", AGENT_IMAGE),
+                Image("checkout", AGENT_IMAGE),
+                Script("container-0", "yarn --version"),
+            ],
+        },
+        Row {
+            name: "image-over-podspec",
+            source: "build_inputs.go applyCustomImageIfPresent: every command container",
+            job: plugin(
+                step("make").image("x-image:job"),
+                json!({"podSpec": {"containers": [
+                    {"image": "alpine:latest", "command": ["make"]},
+                    {"name": "lint", "command": ["make lint"]}]}}),
+            ),
+            config: config(),
+            wants: vec![
+                Image("container-0", "x-image:job"),
+                Image("lint", "x-image:job"),
+            ],
+        },
+        Row {
+            name: "image-over-controller-patch",
+            source: "scheduler_test.go TestCustomImageSyntax_jobLevelImagePriority",
+            job: step("echo hello").image("x-image:job"),
+            config: KubernetesConfig {
+                pod_spec_patch: Some(
+                    json!({"containers": [{"name": "container-0", "image": "alpine:controller"}]}),
+                ),
+                ..config()
+            },
+            wants: vec![Image("container-0", "x-image:job")],
+        },
+        Row {
+            name: "plugin-patch-over-image",
+            source: "scheduler_test.go TestCustomImageSyntax_pluginTakesTopPriority",
+            job: plugin(
+                step("echo hello").image("x-image:job"),
+                json!({"podSpecPatch": {"containers": [{"name": "container-0",
+                                                        "image": "x-image:plugin"}]}}),
+            ),
+            config: config(),
+            wants: vec![Image("container-0", "x-image:plugin")],
+        },
+        Row {
+            name: "sidecars",
+            source: "fixtures/sidecars.yaml",
+            job: plugin(
+                step("curl localhost:80").image("curlimages/curl:latest"),
+                json!({"sidecars": [{"image": "nginx:latest"}]}),
+            ),
+            config: config(),
+            wants: vec![
+                Containers(&["agent", "checkout", "container-0"]),
+                NativeSidecars(&["sidecar-0"]),
+                Image("container-0", "curlimages/curl:latest"),
+                Image("sidecar-0", "nginx:latest"),
+                Mount("sidecar-0", "/workspace"),
+            ],
+        },
+    ]
+}
+
+/// `default-metadata` and the `safe-to-evict` annotation (scheduler.go `Build`).
+fn metadata_rows() -> Vec<Row> {
+    vec![
+        Row {
+            name: "safe-to-evict",
+            source: "scheduler.go Build: safe-to-evict \"false\" on every Job and pod",
+            job: step("make"),
+            config: config(),
+            wants: vec![Annotation(
+                "cluster-autoscaler.kubernetes.io/safe-to-evict",
+                "false",
+            )],
+        },
+        Row {
+            name: "default-metadata",
+            source: "default-metadata",
+            job: step("make"),
+            config: with_metadata(
+                &[("team", "ci")],
+                &[
+                    ("example.com/owner", "platform"),
+                    ("cluster-autoscaler.kubernetes.io/safe-to-evict", "true"),
+                ],
+            ),
+            wants: vec![
+                Label("team", "ci"),
+                Label("jobify.dev/pipeline", "app"),
+                Annotation("example.com/owner", "platform"),
+                Annotation("cluster-autoscaler.kubernetes.io/safe-to-evict", "true"),
+            ],
+        },
+        Row {
+            name: "plugin-metadata-over-default",
+            source: "scheduler.go Build: plugin metadata copied over default-metadata",
+            job: plugin(
+                step("make"),
+                json!({"metadata": {"labels": {"team": "web"}, "annotations": {
+                    "cluster-autoscaler.kubernetes.io/safe-to-evict": "true"}}}),
+            ),
+            config: with_metadata(&[("team", "ci"), ("tier", "build")], &[]),
+            wants: vec![
+                Label("team", "web"),
+                Label("tier", "build"),
+                Annotation("cluster-autoscaler.kubernetes.io/safe-to-evict", "true"),
+            ],
+        },
+    ]
+}
+
+/// `gitEnvFrom`, `commandParams.envFrom`/`extraVolumeMounts`, `checkout.skip`.
+fn plugin_key_rows() -> Vec<Row> {
+    vec![
+        Row {
+            name: "git-env-from",
+            source: "fixtures/secretref.yaml; scheduler.go: checkout, command and sidecars",
+            job: plugin(
+                step("ignored"),
+                json!({"gitEnvFrom": [{"secretRef": {"name": "integration-test-ssh-key"}}],
+                       "sidecars": [{"image": "nginx:latest"}],
+                       "podSpec": {"containers": [{"image": "alpine:latest",
+                                                   "command": ["echo hello world"]}]}}),
+            ),
+            config: config(),
+            wants: vec![
+                EnvFromSecret("checkout", "integration-test-ssh-key"),
+                EnvFromSecret("container-0", "integration-test-ssh-key"),
+                EnvFromSecret("sidecar-0", "integration-test-ssh-key"),
+                NoEnvFrom("agent"),
+            ],
+        },
+        Row {
+            name: "command-params-env-from",
+            source: "config/command_params.go ApplyTo: command containers only",
+            job: plugin(
+                step("make"),
+                json!({"commandParams": {"envFrom": [{"configMapRef": {"name": "build-env"}}]},
+                       "podSpec": {"containers": [{"image": "alpine:latest"}]}}),
+            ),
+            config: config(),
+            wants: vec![
+                EnvFromConfigMap("container-0", "build-env"),
+                NoEnvFrom("checkout"),
+                NoEnvFrom("agent"),
+            ],
+        },
+        Row {
+            name: "extra-volume-mounts-command",
+            source: "fixtures/extra-volume-mounts-command.yaml (mounts deduplicated by path)",
+            job: plugin(
+                step("ignored"),
+                json!({"podSpec": {
+                    "containers": [{"image": "alpine:latest",
+                        "volumeMounts": [{"name": "host-volume",
+                            "mountPath": "/tmp/extra-volume-mount-command",
+                            "subPath": "extra-volume-mount-command"}],
+                        "command": ["sh"],
+                        "args": ["-c", "touch /tmp/extra-volume-mount-command/foo-${BUILDKITE_JOB_ID}.txt"]},
+                        {"image": "alpine:latest", "command": ["true"]}],
+                    "volumes": [
+                        {"name": "host-volume", "hostPath": {"path": "/tmp/volumes/q", "type": "DirectoryOrCreate"}},
+                        {"name": "host-volume-duplicate", "hostPath": {"path": "/tmp/volumes/q", "type": "DirectoryOrCreate"}}]},
+                 "commandParams": {"extraVolumeMounts": [
+                     {"name": "host-volume", "mountPath": "/tmp/extra-volume-mount-command",
+                      "subPath": "extra-volume-mount-command"},
+                     {"name": "host-volume-duplicate", "mountPath": "/tmp/extra-volume-mount-command",
+                      "subPath": "extra-volume-mount-command"}]}}),
+            ),
+            config: config(),
+            wants: vec![
+                Script(
+                    "container-0",
+                    "sh -c 'touch /tmp/extra-volume-mount-command/foo-${BUILDKITE_JOB_ID}.txt'",
+                ),
+                Mount("container-0", "/tmp/extra-volume-mount-command"),
+                Mount("container-1", "/tmp/extra-volume-mount-command"),
+                NoMount("checkout", "/tmp/extra-volume-mount-command"),
+                Volume("host-volume"),
+            ],
+        },
+        Row {
+            name: "skip-checkout",
+            source: "fixtures/skip-checkout.yaml (podSpec: {} runs the step's command)",
+            job: plugin(
+                step("echo hello-skip-checkout"),
+                json!({"checkout": {"skip": true}, "podSpec": {}}),
+            ),
+            config: config(),
+            wants: vec![
+                Containers(&["agent", "container-0"]),
+                Image("container-0", AGENT_IMAGE),
+                Script("container-0", "echo hello-skip-checkout"),
+                Volume("workspace"),
+            ],
+        },
+    ]
+}
+
+pub fn template(job: &ScheduledJob) -> Template {
+    if job.plugin.present().is_some_and(|p| p.pod_spec.is_some()) {
+        Template::PodSpec
+    } else {
+        Template::Default { name: None }
+    }
+}
