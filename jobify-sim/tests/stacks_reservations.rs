@@ -246,6 +246,12 @@ async fn a_job_acquisition_token_acquires_only_its_own_job() {
         .send(Method::PUT, &format!("jobs/{job}/acquire"), None)
         .await;
     assert_eq!(twice.status, 422, "acquire is exactly once");
+    assert_eq!(sim.job(job.parse().unwrap()).unwrap().acquire_attempts, 2);
+    let live = sim.reservations();
+    assert_eq!(
+        live.keys().map(ToString::to_string).collect::<Vec<_>>(),
+        [other]
+    );
 }
 
 #[tokio::test]

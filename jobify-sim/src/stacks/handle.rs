@@ -47,6 +47,9 @@ pub struct JobSnapshot {
     pub notifications: Vec<Notification>,
     /// How an agent acquired it, if one did.
     pub acquired_with: Option<Credential>,
+    /// How many times agents with a valid credential tried to acquire it (more than one
+    /// means a job was launched twice).
+    pub acquire_attempts: u32,
     /// The exit status, once finished (by a stack or by its agent).
     pub exit_status: Option<i64>,
 }
@@ -311,6 +314,7 @@ impl StacksSim {
             finish: j.finish.clone(),
             notifications: j.notifications.clone(),
             acquired_with: j.acquired_with.clone(),
+            acquire_attempts: j.acquire_attempts,
             exit_status: j.exit_status,
         })
     }
@@ -328,6 +332,17 @@ impl StacksSim {
     /// The job's live reservation.
     pub fn reservation(&self, job: Uuid) -> Option<Reservation> {
         self.job(job)?.reservation
+    }
+
+    /// Every live reservation, by job uuid.
+    pub fn reservations(&self) -> BTreeMap<Uuid, Reservation> {
+        let now = self.shared.clock.now().timestamp;
+        let state = lock(&self.shared.state);
+        state
+            .jobs
+            .values()
+            .filter_map(|j| Some((j.uuid, j.live_reservation(now)?.clone())))
+            .collect()
     }
 
     /// Stack `key` now (registered or deregistered), or `None` if it never registered.

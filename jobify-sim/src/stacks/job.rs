@@ -219,6 +219,8 @@ pub(crate) struct Job {
     pub(crate) finish: Option<FinishRecord>,
     pub(crate) notifications: Vec<Notification>,
     pub(crate) acquired_with: Option<Credential>,
+    /// Acquire attempts with a valid credential, successful or not.
+    pub(crate) acquire_attempts: u32,
     pub(crate) exit_status: Option<i64>,
 }
 

@@ -163,6 +163,7 @@ impl State {
             finish: None,
             notifications: Vec::new(),
             acquired_with: None,
+            acquire_attempts: 0,
             exit_status: None,
             spec,
         };
@@ -235,6 +236,7 @@ impl State {
             .jobs
             .get_mut(&job)
             .ok_or_else(|| Refusal::not_found("Job not found"))?;
+        record.acquire_attempts += 1;
         if record.state != JobState::Scheduled {
             return Err(Refusal::unprocessable(format!(
                 "Job is {} and can no longer be acquired",
