@@ -28,6 +28,7 @@ fn shapes_the_pod(plugin: &KubernetesPlugin) -> bool {
         || !plugin.sidecars.is_empty()
         || !plugin.git_env_from.is_empty()
         || plugin.command_params.is_some()
+        || plugin.sidecar_params.is_some()
 }
 
 /// The admission guard configured by `[guard]`.
@@ -130,12 +131,15 @@ impl Guard {
                 walk.container("sidecar", &format!("sidecars[{i}]"), i, sidecar);
             }
             walk.env_from("gitEnvFrom", plugin.git_env_from.iter());
-            if let Some(Value::Array(sources)) = plugin
-                .command_params
-                .as_ref()
-                .and_then(|params| params.get("envFrom"))
-            {
-                walk.env_from("commandParams.envFrom", sources.iter());
+            for (key, params) in [
+                ("commandParams", &plugin.command_params),
+                ("sidecarParams", &plugin.sidecar_params),
+            ] {
+                if let Some(Value::Array(sources)) =
+                    params.as_ref().and_then(|params| params.get("envFrom"))
+                {
+                    walk.env_from(&format!("{key}.envFrom"), sources.iter());
+                }
             }
         }
         if let Some(image) = image {
@@ -316,7 +320,8 @@ impl Walk<'_> {
         }
     }
 
-    /// `envFrom` sources at `path` (a container's, `gitEnvFrom`, `commandParams.envFrom`).
+    /// `envFrom` sources at `path` (a container's, `gitEnvFrom`, `commandParams.envFrom`,
+    /// `sidecarParams.envFrom`).
     fn env_from<'v>(&mut self, path: &str, sources: impl Iterator<Item = &'v Value>) {
         for (i, source) in sources.enumerate() {
             if let Some(name) = source.pointer("/secretRef/name").and_then(Value::as_str) {

@@ -293,6 +293,10 @@ fn every_secret_a_pipeline_names_must_be_allowed() {
             json!({"commandParams": {"envFrom": [{"secretRef": {"name": "prod-db"}}]}}),
             "commandParams.envFrom[0].secretRef.name",
         ),
+        (
+            json!({"sidecarParams": {"envFrom": [{"secretRef": {"name": "prod-db"}}]}}),
+            "sidecarParams.envFrom[0].secretRef.name",
+        ),
     ];
     let strict = Guard::default();
     let allowing = guard_with(GuardConfig {

@@ -105,6 +105,9 @@ pub struct KubernetesPlugin {
     /// How commands are passed to containers (`commandParams`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command_params: Option<Value>,
+    /// What every sidecar gets (`sidecarParams`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecar_params: Option<Value>,
     /// Overrides the Job's `activeDeadlineSeconds` (`jobActiveDeadlineSeconds`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_active_deadline_seconds: Option<i64>,

@@ -17,7 +17,7 @@ use crate::labels::is_dns1123_label;
 
 mod defaults;
 
-pub use defaults::{DefaultCommandParams, DefaultMetadata, SAFE_TO_EVICT};
+pub use defaults::{DefaultCommandParams, DefaultMetadata, DefaultSidecarParams, SAFE_TO_EVICT};
 
 /// Length of a hyphenated uuid, the part of a Job name after the prefix.
 const UUID_LEN: usize = 36;
@@ -70,7 +70,7 @@ pub struct KubernetesConfig {
     /// `nodeSelector` of the pod.
     pub node_selector: BTreeMap<String, String>,
     /// `tolerations` of the pod.
-    #[serde(deserialize_with = "crate::render::strict_tolerations")]
+    #[serde(deserialize_with = "crate::render::strict_k8s")]
     pub tolerations: Vec<Toleration>,
     /// Extra environment variables of the agent container.
     pub env: BTreeMap<String, String>,
@@ -83,8 +83,11 @@ pub struct KubernetesConfig {
     pub pod_spec_patch: Option<serde_json::Value>,
     /// Labels and annotations on every Job and pod.
     pub default_metadata: DefaultMetadata,
-    /// How command containers get their script when the step does not say.
+    /// How command containers get their script when the step does not say, and what else
+    /// every command container gets.
     pub default_command_params: DefaultCommandParams,
+    /// What every sidecar gets.
+    pub default_sidecar_params: DefaultSidecarParams,
     /// How fast Jobs are created.
     pub client: ClientConfig,
     /// When a pod that cannot start is given up on.
@@ -113,6 +116,7 @@ impl Default for KubernetesConfig {
             pod_spec_patch: None,
             default_metadata: DefaultMetadata::default(),
             default_command_params: DefaultCommandParams::default(),
+            default_sidecar_params: DefaultSidecarParams::default(),
             client: ClientConfig::default(),
             fail_fast: FailFastConfig::default(),
         }
@@ -157,7 +161,7 @@ pub struct ResourceClass {
     /// Added to the pod's `nodeSelector`.
     pub node_selector: BTreeMap<String, String>,
     /// Added to the pod's `tolerations`.
-    #[serde(deserialize_with = "crate::render::strict_tolerations")]
+    #[serde(deserialize_with = "crate::render::strict_k8s")]
     pub tolerations: Vec<Toleration>,
 }
 

@@ -138,6 +138,19 @@ fn check(job: &Job, want: &Want) -> Option<String> {
                 (count != wanted).then(|| format!("`{name}` mounts {path} {count} times"))
             }
         },
+        MountOf(name, path, volume) => match container(name) {
+            None => missing(name),
+            Some(c) => {
+                let got: Vec<&str> = c
+                    .volume_mounts
+                    .iter()
+                    .flatten()
+                    .filter(|m| m.mount_path == *path)
+                    .map(|m| m.name.as_str())
+                    .collect();
+                (got != [*volume]).then(|| format!("`{name}` mounts {got:?} at {path}"))
+            }
+        },
         Env(name, var, value) => match container(name) {
             None => missing(name),
             Some(c) => (env_value(c, var) != Some(value))
@@ -273,4 +286,34 @@ fn the_default_interposer_is_configured_by_name() {
             .contains("unknown variant `shell`, expected one of `buildkite`, `vector`, `legacy`"),
         "{err}"
     );
+}
+
+/// `envFrom` and `extraVolumeMounts` of the controller's defaults are read from `jobify.toml`
+/// in Kubernetes' own spelling, and a field Kubernetes does not know is refused, not dropped.
+#[test]
+fn the_default_params_are_kubernetes_objects_checked_field_by_field() {
+    let config: KubernetesConfig = toml::from_str(
+        "[default_command_params]\n\
+         env_from = [{ configMapRef = { name = \"ci\" } }]\n\
+         extra_volume_mounts = [{ name = \"cache\", mountPath = \"/cache\" }]\n\
+         [default_sidecar_params]\n\
+         env_from = [{ secretRef = { name = \"db\" }, prefix = \"DB_\" }]\n",
+    )
+    .expect("parses");
+    let command = &config.default_command_params;
+    assert_eq!(
+        command.env_from[0]
+            .config_map_ref
+            .as_ref()
+            .map(|r| r.name.as_str()),
+        Some("ci")
+    );
+    assert_eq!(command.extra_volume_mounts[0].mount_path, "/cache");
+    let sidecar = &config.default_sidecar_params;
+    assert_eq!(sidecar.env_from[0].prefix.as_deref(), Some("DB_"));
+    let err = toml::from_str::<KubernetesConfig>(
+        "[default_sidecar_params]\nextra_volume_mounts = [{ name = \"c\", mountpath = \"/c\" }]\n",
+    )
+    .expect_err("a misspelt field");
+    assert!(err.to_string().contains("mountpath"), "{err}");
 }

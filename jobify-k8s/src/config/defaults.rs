@@ -1,10 +1,12 @@
 //! Controller-wide defaults for what a pipeline's pod gets: `[kubernetes.default_metadata]`
-//! (labels and annotations on every Job and pod) and `[kubernetes.default_command_params]`
-//! (how command containers get their script), agent-stack-k8s' `default-metadata` and
-//! `default-command-params`.
+//! (labels and annotations on every Job and pod), `[kubernetes.default_command_params]` (how
+//! command containers get their script, and their `envFrom` and mounts) and
+//! `[kubernetes.default_sidecar_params]` (the sidecars' `envFrom` and mounts),
+//! agent-stack-k8s' `default-metadata`, `default-command-params` and `default-sidecar-params`.
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::{EnvFromSource, VolumeMount};
 use serde::Deserialize;
 
 use super::ConfigError;
@@ -35,8 +37,9 @@ pub struct DefaultMetadata {
 }
 
 /// `[kubernetes.default_command_params]`: how command containers of a `podSpec` get their
-/// script when the step's plugin does not say (`commandParams`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+/// script when the step's plugin does not say (`commandParams`), and what every command
+/// container gets besides the step's own `commandParams`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(
     default,
     deny_unknown_fields,
@@ -47,6 +50,30 @@ pub struct DefaultCommandParams {
     /// appended to the last line, quoted), `vector` (command and args are one quoted command
     /// line) or `legacy` (joined with spaces, unquoted).
     pub interposer: Interposer,
+    /// `envFrom` sources of every command container, before the step's own.
+    #[serde(deserialize_with = "crate::render::strict_k8s")]
+    pub env_from: Vec<EnvFromSource>,
+    /// Volume mounts of every command container; a mount the step's plugin makes at the same
+    /// path wins.
+    #[serde(deserialize_with = "crate::render::strict_k8s")]
+    pub extra_volume_mounts: Vec<VolumeMount>,
+}
+
+/// `[kubernetes.default_sidecar_params]`: what every sidecar of a step's plugin gets besides
+/// the step's own `sidecarParams`.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "the [kubernetes.default_sidecar_params] table, with env_from and extra_volume_mounts"
+)]
+pub struct DefaultSidecarParams {
+    /// `envFrom` sources of every sidecar, before the step's own.
+    #[serde(deserialize_with = "crate::render::strict_k8s")]
+    pub env_from: Vec<EnvFromSource>,
+    /// Volume mounts of every sidecar; a mount the step's plugin makes at the same path wins.
+    #[serde(deserialize_with = "crate::render::strict_k8s")]
+    pub extra_volume_mounts: Vec<VolumeMount>,
 }
 
 impl DefaultMetadata {

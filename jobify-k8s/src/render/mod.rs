@@ -340,14 +340,13 @@ pub(crate) fn check_config_patch(patch: &serde_json::Value) -> Result<(), Render
     typed::from_json::<PodSpec>(&json, "").map(drop)
 }
 
-/// Reads tolerations from configuration, refusing fields Kubernetes does not know (serde
-/// alone would drop a misspelt `operater`, and the toleration would silently mean something
-/// else).
-pub(crate) fn strict_tolerations<'de, D>(
-    deserializer: D,
-) -> Result<Vec<k8s_openapi::api::core::v1::Toleration>, D::Error>
+/// Reads Kubernetes objects (tolerations, `envFrom` sources, volume mounts) from
+/// configuration, refusing fields Kubernetes does not know (serde alone would drop a misspelt
+/// `operater`, and the object would silently mean something else).
+pub(crate) fn strict_k8s<'de, D, T>(deserializer: D) -> Result<T, D::Error>
 where
     D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned + serde::Serialize,
 {
     use serde::Deserialize as _;
     let value = serde_json::Value::deserialize(deserializer)?;

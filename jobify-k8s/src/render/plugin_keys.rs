@@ -23,6 +23,8 @@ pub const SUPPORTED_KEYS: &[&str] = &[
     "commandParams.interposer",
     "commandParams.envFrom",
     "commandParams.extraVolumeMounts",
+    "sidecarParams.envFrom",
+    "sidecarParams.extraVolumeMounts",
     "jobActiveDeadlineSeconds",
 ];
 
@@ -47,6 +49,8 @@ pub(crate) struct PodRequest {
     pub(crate) active_deadline_seconds: Option<i64>,
     /// `commandParams`.
     pub(crate) command_params: CommandParams,
+    /// `sidecarParams`.
+    pub(crate) sidecar_params: SidecarParams,
 }
 
 /// The plugin's `commandParams`: how command containers get their script, and what else
@@ -58,6 +62,15 @@ pub(crate) struct CommandParams {
     /// `envFrom`, added to every command container.
     pub(crate) env_from: Vec<EnvFromSource>,
     /// `extraVolumeMounts`, added to every command container.
+    pub(crate) extra_volume_mounts: Vec<VolumeMount>,
+}
+
+/// The plugin's `sidecarParams`: what every sidecar gets.
+#[derive(Debug, Default)]
+pub(crate) struct SidecarParams {
+    /// `envFrom`, added to every sidecar.
+    pub(crate) env_from: Vec<EnvFromSource>,
+    /// `extraVolumeMounts`, added to every sidecar.
     pub(crate) extra_volume_mounts: Vec<VolumeMount>,
 }
 
@@ -127,6 +140,7 @@ impl PodRequest {
             skip_checkout: skip_checkout(plugin.checkout.as_ref())?,
             active_deadline_seconds: plugin.job_active_deadline_seconds,
             command_params: command_params(plugin.command_params.as_ref())?,
+            sidecar_params: sidecar_params(plugin.sidecar_params.as_ref())?,
         })
     }
 }
@@ -189,6 +203,35 @@ fn command_params(params: Option<&Value>) -> Result<CommandParams, RenderError> 
                 return Err(RenderError::UnsupportedKey {
                     key: format!("commandParams.{other}"),
                     hint: "commandParams takes interposer, envFrom and extraVolumeMounts",
+                });
+            }
+        }
+    }
+    Ok(read)
+}
+
+fn sidecar_params(params: Option<&Value>) -> Result<SidecarParams, RenderError> {
+    let Some(params) = params else {
+        return Ok(SidecarParams::default());
+    };
+    let Value::Object(fields) = params else {
+        return Err(RenderError::InvalidField {
+            path: "sidecarParams".to_owned(),
+            message: "expected an object such as {envFrom: [{secretRef: {name: db}}]}".to_owned(),
+        });
+    };
+    let mut read = SidecarParams::default();
+    for (key, value) in fields {
+        match key.as_str() {
+            "envFrom" => read.env_from = typed_value_list(value, "sidecarParams.envFrom")?,
+            "extraVolumeMounts" => {
+                read.extra_volume_mounts =
+                    typed_value_list(value, "sidecarParams.extraVolumeMounts")?;
+            }
+            other => {
+                return Err(RenderError::UnsupportedKey {
+                    key: format!("sidecarParams.{other}"),
+                    hint: "sidecarParams takes envFrom and extraVolumeMounts",
                 });
             }
         }

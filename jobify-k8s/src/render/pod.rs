@@ -137,9 +137,21 @@ fn add_sidecars(spec: &mut PodSpec, inputs: &Inputs<'_>, workspace: bool) {
             sidecar.name = format!("sidecar-{index}");
         }
         sidecar.restart_policy = Some(SIDECAR_RESTART_POLICY.to_owned());
+        // The same order as command containers: the controller's sources, then the step's.
+        let defaults = &inputs.config.default_sidecar_params;
+        let params = &inputs.request.sidecar_params;
+        add_env_from(&mut sidecar, &defaults.env_from);
+        add_env_from(&mut sidecar, &params.env_from);
         add_env_from(&mut sidecar, &inputs.request.git_env_from);
         if workspace {
             add_mount(&mut sidecar, workspace_mount());
+        }
+        for mount in params
+            .extra_volume_mounts
+            .iter()
+            .chain(&defaults.extra_volume_mounts)
+        {
+            add_mount(&mut sidecar, mount.clone());
         }
         init.push(sidecar);
     }
@@ -285,14 +297,22 @@ fn command_container(
     env.push(env_var(COMMAND_ENV, &command));
     env.push(env_var("BUILDKITE_SOCKETS_PATH", "/workspace/sockets"));
     container.env = Some(env);
+    // As in agent-stack-k8s, sources are added controller first, then the step's (a later
+    // source wins a variable both define); a mount path is taken once, the step's first.
+    let defaults = &inputs.config.default_command_params;
     let params = &inputs.request.command_params;
+    add_env_from(&mut container, &defaults.env_from);
     add_env_from(&mut container, &params.env_from);
     add_env_from(&mut container, &inputs.request.git_env_from);
     if container.resources.is_none() {
         container.resources = inputs.class.map(resources);
     }
     add_mount(&mut container, workspace_mount());
-    for mount in &params.extra_volume_mounts {
+    for mount in params
+        .extra_volume_mounts
+        .iter()
+        .chain(&defaults.extra_volume_mounts)
+    {
         add_mount(&mut container, mount.clone());
     }
     Ok(container)

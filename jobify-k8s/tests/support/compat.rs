@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use jobify_core::{ScheduledJob, Template};
-use jobify_k8s::config::{DefaultCommandParams, DefaultMetadata, KubernetesConfig, ResourceClass};
+use jobify_k8s::config::{
+    DefaultCommandParams, DefaultMetadata, DefaultSidecarParams, KubernetesConfig, ResourceClass,
+};
 use jobify_k8s::render::Interposer;
 use serde_json::{Value, json};
 
@@ -34,6 +36,8 @@ pub enum Want {
     NoEnvFrom(&'static str),
     /// A container mounts something at this path, once.
     Mount(&'static str, &'static str),
+    /// A container mounts this volume at this path.
+    MountOf(&'static str, &'static str, &'static str),
     /// A container mounts nothing at this path.
     NoMount(&'static str, &'static str),
     /// A container has this variable.
@@ -88,7 +92,10 @@ pub fn config() -> KubernetesConfig {
 
 pub fn with_interposer(interposer: Interposer) -> KubernetesConfig {
     KubernetesConfig {
-        default_command_params: DefaultCommandParams { interposer },
+        default_command_params: DefaultCommandParams {
+            interposer,
+            ..DefaultCommandParams::default()
+        },
         ..config()
     }
 }
@@ -119,6 +126,7 @@ pub fn rows() -> Vec<Row> {
     rows.extend(metadata_rows());
     rows.extend(plugin_key_rows());
     rows.extend(resource_class_rows());
+    rows.extend(params_rows());
     rows
 }
 
@@ -536,6 +544,134 @@ fn plugin_key_rows() -> Vec<Row> {
                 Image("container-0", AGENT_IMAGE),
                 Script("container-0", "echo hello-skip-checkout"),
                 Volume("workspace"),
+            ],
+        },
+    ]
+}
+
+fn typed<T: serde::de::DeserializeOwned>(value: Value) -> T {
+    serde_json::from_value(value).expect("a Kubernetes object")
+}
+
+/// A pod with one command container and the volumes `host-volume` and `cache`.
+fn with_volumes(job: ScheduledJob, more: Value) -> ScheduledJob {
+    let mut config = json!({"podSpec": {
+        "containers": [{"image": "alpine:latest", "command": ["make"]}],
+        "volumes": [
+            {"name": "host-volume", "hostPath": {"path": "/tmp/volumes/q", "type": "DirectoryOrCreate"}},
+            {"name": "cache", "emptyDir": {}}]}});
+    if let (Some(config), Value::Object(more)) = (config.as_object_mut(), more) {
+        config.extend(more);
+    }
+    plugin(job, config)
+}
+
+/// `sidecarParams`, `default-sidecar-params` and `default-command-params` `envFrom` and
+/// `extraVolumeMounts` (config/sidecar_params.go, config/command_params.go `ApplyTo`).
+fn params_rows() -> Vec<Row> {
+    let env_from = |kind: &str, name: &str| -> Vec<k8s_openapi::api::core::v1::EnvFromSource> {
+        typed(json!([{ kind: {"name": name} }]))
+    };
+    let mount = |volume: &str, path: &str| -> Vec<k8s_openapi::api::core::v1::VolumeMount> {
+        typed(json!([{"name": volume, "mountPath": path}]))
+    };
+    let controller = KubernetesConfig {
+        default_command_params: DefaultCommandParams {
+            env_from: env_from("configMapRef", "ci-defaults"),
+            extra_volume_mounts: mount("cache", "/cache"),
+            ..DefaultCommandParams::default()
+        },
+        default_sidecar_params: DefaultSidecarParams {
+            env_from: env_from("secretRef", "sidecar-defaults"),
+            extra_volume_mounts: mount("cache", "/cache"),
+        },
+        ..config()
+    };
+    vec![
+        Row {
+            name: "extra-volume-mounts-sidecar",
+            source: "fixtures/extra-volume-mounts-sidecar.yaml (sidecarParams, sidecars only)",
+            job: with_volumes(
+                step("ignored"),
+                json!({"sidecars": [{"image": "alpine:latest", "command": ["sleep", "infinity"]}],
+                       "sidecarParams": {"extraVolumeMounts": [
+                           {"name": "host-volume", "mountPath": "/tmp/extra-volume-mount-sidecar",
+                            "subPath": "extra-volume-mount-sidecar"},
+                           {"name": "cache", "mountPath": "/tmp/extra-volume-mount-sidecar"}]}}),
+            ),
+            config: config(),
+            wants: vec![
+                NativeSidecars(&["sidecar-0"]),
+                MountOf(
+                    "sidecar-0",
+                    "/tmp/extra-volume-mount-sidecar",
+                    "host-volume",
+                ),
+                Mount("sidecar-0", "/workspace"),
+                NoMount("container-0", "/tmp/extra-volume-mount-sidecar"),
+            ],
+        },
+        Row {
+            name: "sidecar-params-env-from",
+            source: "config/sidecar_params.go ApplyTo: envFrom on every sidecar",
+            job: with_volumes(
+                step("ignored"),
+                json!({"sidecars": [{"image": "postgres:17"}, {"image": "redis:7"}],
+                       "sidecarParams": {"envFrom": [{"secretRef": {"name": "db-creds"}}]}}),
+            ),
+            config: config(),
+            wants: vec![
+                EnvFromSecret("sidecar-0", "db-creds"),
+                EnvFromSecret("sidecar-1", "db-creds"),
+                NoEnvFrom("container-0"),
+                NoEnvFrom("checkout"),
+            ],
+        },
+        Row {
+            name: "default-command-params",
+            source: "default-command-params.envFrom, .extraVolumeMounts: command containers only",
+            job: with_volumes(step("ignored"), json!({"sidecars": [{"image": "redis:7"}]})),
+            config: controller.clone(),
+            wants: vec![
+                EnvFromConfigMap("container-0", "ci-defaults"),
+                MountOf("container-0", "/cache", "cache"),
+                NoEnvFrom("checkout"),
+                NoMount("checkout", "/cache"),
+                NoEnvFrom("agent"),
+            ],
+        },
+        Row {
+            name: "default-sidecar-params",
+            source: "default-sidecar-params.envFrom, .extraVolumeMounts: sidecars only",
+            job: with_volumes(step("ignored"), json!({"sidecars": [{"image": "redis:7"}]})),
+            config: controller.clone(),
+            wants: vec![
+                EnvFromSecret("sidecar-0", "sidecar-defaults"),
+                MountOf("sidecar-0", "/cache", "cache"),
+                NoMount("agent", "/cache"),
+            ],
+        },
+        Row {
+            name: "params-step-and-controller",
+            source: "scheduler.go: the controller's params, then the step's",
+            job: with_volumes(
+                step("ignored"),
+                json!({"sidecars": [{"image": "redis:7"}],
+                       "commandParams": {
+                           "envFrom": [{"secretRef": {"name": "step-env"}}],
+                           "extraVolumeMounts": [{"name": "host-volume", "mountPath": "/cache"}]},
+                       "sidecarParams": {
+                           "envFrom": [{"secretRef": {"name": "step-sidecar-env"}}],
+                           "extraVolumeMounts": [{"name": "host-volume", "mountPath": "/cache"}]}}),
+            ),
+            config: controller,
+            wants: vec![
+                EnvFromConfigMap("container-0", "ci-defaults"),
+                EnvFromSecret("container-0", "step-env"),
+                EnvFromSecret("sidecar-0", "sidecar-defaults"),
+                EnvFromSecret("sidecar-0", "step-sidecar-env"),
+                MountOf("container-0", "/cache", "host-volume"),
+                MountOf("sidecar-0", "/cache", "host-volume"),
             ],
         },
     ]
