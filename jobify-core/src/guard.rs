@@ -29,6 +29,7 @@ fn shapes_the_pod(plugin: &KubernetesPlugin) -> bool {
         || !plugin.git_env_from.is_empty()
         || plugin.command_params.is_some()
         || plugin.sidecar_params.is_some()
+        || plugin.checkout.is_some()
 }
 
 /// The admission guard configured by `[guard]`.
@@ -134,6 +135,7 @@ impl Guard {
             for (key, params) in [
                 ("commandParams", &plugin.command_params),
                 ("sidecarParams", &plugin.sidecar_params),
+                ("checkout", &plugin.checkout),
             ] {
                 if let Some(Value::Array(sources)) =
                     params.as_ref().and_then(|params| params.get("envFrom"))
@@ -321,7 +323,7 @@ impl Walk<'_> {
     }
 
     /// `envFrom` sources at `path` (a container's, `gitEnvFrom`, `commandParams.envFrom`,
-    /// `sidecarParams.envFrom`).
+    /// `sidecarParams.envFrom`, `checkout.envFrom`).
     fn env_from<'v>(&mut self, path: &str, sources: impl Iterator<Item = &'v Value>) {
         for (i, source) in sources.enumerate() {
             if let Some(name) = source.pointer("/secretRef/name").and_then(Value::as_str) {

@@ -297,6 +297,10 @@ fn every_secret_a_pipeline_names_must_be_allowed() {
             json!({"sidecarParams": {"envFrom": [{"secretRef": {"name": "prod-db"}}]}}),
             "sidecarParams.envFrom[0].secretRef.name",
         ),
+        (
+            json!({"checkout": {"envFrom": [{"secretRef": {"name": "prod-db"}}]}}),
+            "checkout.envFrom[0].secretRef.name",
+        ),
     ];
     let strict = Guard::default();
     let allowing = guard_with(GuardConfig {

@@ -237,6 +237,15 @@ fn what_agent_stack_k8s_refuses_is_refused_with_the_accepted_values() {
              buildkite, vector, legacy",
         ),
         (
+            json!({"checkout": {"gitMirrors": {"path": "/mirrors"}}}),
+            "the kubernetes plugin key `checkout.gitMirrors` is not supported by jobify (jobify \
+             does not mount git mirrors or credential Secrets yet",
+        ),
+        (
+            json!({"checkout": {"noSubmodules": "yes"}}),
+            "checkout.noSubmodules is not valid: expected true or false, not \"yes\"",
+        ),
+        (
             json!({"commandParams": {"interposr": "vector"}}),
             "the kubernetes plugin key `commandParams.interposr` is not supported by jobify \
              (commandParams takes interposer, envFrom and extraVolumeMounts)",

@@ -316,8 +316,8 @@ fn unsupported_plugin_keys_are_refused_by_name() {
             "commandParams.prependScript",
         ),
         (
-            json!({"checkout": {"cloneFlags": "--depth=1"}}),
-            "checkout.cloneFlags",
+            json!({"checkout": {"gitMirrors": {"path": "/mirrors"}}}),
+            "checkout.gitMirrors",
         ),
         (json!({"podSpecPatchh": {}}), "podSpecPatchh"),
     ] {

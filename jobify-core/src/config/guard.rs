@@ -37,7 +37,8 @@ pub enum GuardRule {
     ServiceAccount,
     /// The pod refers to a Secret outside `allowed_secrets` (a `secret` volume, a projected
     /// secret source, `envFrom[].secretRef`, `env[].valueFrom.secretKeyRef`,
-    /// `imagePullSecrets`, `gitEnvFrom`, `commandParams.envFrom`, `sidecarParams.envFrom`).
+    /// `imagePullSecrets`, `gitEnvFrom`, `commandParams.envFrom`, `sidecarParams.envFrom`,
+    /// `checkout.envFrom`).
     Secret,
     /// A volume of a type outside `allowed_volume_types` (`persistentVolumeClaim`, `nfs`,
     /// `csi`...; `hostPath` is the `host_path` check).

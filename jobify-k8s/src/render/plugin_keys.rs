@@ -20,6 +20,14 @@ pub const SUPPORTED_KEYS: &[&str] = &[
     "extraVolumeMounts",
     "gitEnvFrom",
     "checkout.skip",
+    "checkout.checkoutFlags",
+    "checkout.cleanFlags",
+    "checkout.cloneFlags",
+    "checkout.fetchFlags",
+    "checkout.noSubmodules",
+    "checkout.submoduleCloneConfig",
+    "checkout.envFrom",
+    "checkout.extraVolumeMounts",
     "commandParams.interposer",
     "commandParams.envFrom",
     "commandParams.extraVolumeMounts",
@@ -43,8 +51,8 @@ pub(crate) struct PodRequest {
     pub(crate) extra_volume_mounts: Vec<VolumeMount>,
     /// `gitEnvFrom`.
     pub(crate) git_env_from: Vec<EnvFromSource>,
-    /// `checkout.skip`.
-    pub(crate) skip_checkout: bool,
+    /// `checkout`.
+    pub(crate) checkout: CheckoutParams,
     /// `jobActiveDeadlineSeconds`.
     pub(crate) active_deadline_seconds: Option<i64>,
     /// `commandParams`.
@@ -63,6 +71,74 @@ pub(crate) struct CommandParams {
     pub(crate) env_from: Vec<EnvFromSource>,
     /// `extraVolumeMounts`, added to every command container.
     pub(crate) extra_volume_mounts: Vec<VolumeMount>,
+}
+
+/// The plugin's `checkout`: whether there is a checkout container, the git options the
+/// agent passes to the checkout, and what the checkout container gets.
+#[derive(Debug, Default)]
+pub(crate) struct CheckoutParams {
+    /// `skip`.
+    pub(crate) skip: bool,
+    /// The agent's git variables the flags set (`cloneFlags` is `BUILDKITE_GIT_CLONE_FLAGS`),
+    /// in the order of [`CHECKOUT_ENV`].
+    pub(crate) agent_env: Vec<(&'static str, String)>,
+    /// `envFrom`, added to the checkout container.
+    pub(crate) env_from: Vec<EnvFromSource>,
+    /// `extraVolumeMounts`, added to the checkout container.
+    pub(crate) extra_volume_mounts: Vec<VolumeMount>,
+}
+
+/// How agent-stack-k8s passes `checkout` options: each is a variable of the agent container,
+/// which the agent hands to the checkout (`buildkite-agent start` reads them).
+const CHECKOUT_ENV: &[(&str, &str, EnvKind)] = &[
+    (
+        "checkoutFlags",
+        "BUILDKITE_GIT_CHECKOUT_FLAGS",
+        EnvKind::Text,
+    ),
+    ("cleanFlags", "BUILDKITE_GIT_CLEAN_FLAGS", EnvKind::Text),
+    ("cloneFlags", "BUILDKITE_GIT_CLONE_FLAGS", EnvKind::Text),
+    ("fetchFlags", "BUILDKITE_GIT_FETCH_FLAGS", EnvKind::Text),
+    ("noSubmodules", "BUILDKITE_NO_GIT_SUBMODULES", EnvKind::Bool),
+    (
+        "submoduleCloneConfig",
+        "BUILDKITE_GIT_SUBMODULE_CLONE_CONFIG",
+        EnvKind::CommaList,
+    ),
+];
+
+/// The shape of a `checkout` option, and how it becomes a variable's value.
+#[derive(Clone, Copy)]
+enum EnvKind {
+    /// A string, as is.
+    Text,
+    /// `true` or `false`.
+    Bool,
+    /// A list of strings, joined by commas (an empty list sets nothing).
+    CommaList,
+}
+
+impl EnvKind {
+    /// The variable's value for `value`; `Ok(None)` when it sets nothing.
+    fn value(self, value: &Value, path: &str) -> Result<Option<String>, RenderError> {
+        let wrong = |expected: &str| RenderError::InvalidField {
+            path: path.to_owned(),
+            message: format!("expected {expected}, not {value}"),
+        };
+        match (self, value) {
+            (_, Value::Null) => Ok(None),
+            (EnvKind::Text, Value::String(text)) => Ok(Some(text.clone())),
+            (EnvKind::Text, _) => Err(wrong("a string such as \"--depth=1\"")),
+            (EnvKind::Bool, Value::Bool(b)) => Ok(Some(b.to_string())),
+            (EnvKind::Bool, _) => Err(wrong("true or false")),
+            (EnvKind::CommaList, Value::Array(items)) => {
+                let words: Option<Vec<&str>> = items.iter().map(Value::as_str).collect();
+                let words = words.ok_or_else(|| wrong("a list of strings"))?;
+                Ok((!words.is_empty()).then(|| words.join(",")))
+            }
+            (EnvKind::CommaList, _) => Err(wrong("a list of strings")),
+        }
+    }
 }
 
 /// The plugin's `sidecarParams`: what every sidecar gets.
@@ -137,7 +213,7 @@ impl PodRequest {
             sidecars,
             extra_volume_mounts: typed_list(&plugin.extra_volume_mounts, "extraVolumeMounts")?,
             git_env_from: typed_list(&plugin.git_env_from, "gitEnvFrom")?,
-            skip_checkout: skip_checkout(plugin.checkout.as_ref())?,
+            checkout: checkout_params(plugin.checkout.as_ref())?,
             active_deadline_seconds: plugin.job_active_deadline_seconds,
             command_params: command_params(plugin.command_params.as_ref())?,
             sidecar_params: sidecar_params(plugin.sidecar_params.as_ref())?,
@@ -253,9 +329,9 @@ where
     }
 }
 
-fn skip_checkout(checkout: Option<&Value>) -> Result<bool, RenderError> {
+fn checkout_params(checkout: Option<&Value>) -> Result<CheckoutParams, RenderError> {
     let Some(checkout) = checkout else {
-        return Ok(false);
+        return Ok(CheckoutParams::default());
     };
     let Value::Object(fields) = checkout else {
         return Err(RenderError::InvalidField {
@@ -263,23 +339,44 @@ fn skip_checkout(checkout: Option<&Value>) -> Result<bool, RenderError> {
             message: "expected an object such as {skip: true}".to_owned(),
         });
     };
-    let mut skip = false;
+    let mut read = CheckoutParams::default();
+    for (name, var, kind) in CHECKOUT_ENV {
+        if let Some(value) = fields.get(*name)
+            && let Some(value) = kind.value(value, &format!("checkout.{name}"))?
+        {
+            read.agent_env.push((var, value));
+        }
+    }
     for (key, value) in fields {
         match (key.as_str(), value) {
-            ("skip", Value::Bool(b)) => skip = *b,
+            ("skip", Value::Bool(b)) => read.skip = *b,
             ("skip", _) => {
                 return Err(RenderError::InvalidField {
                     path: "checkout.skip".to_owned(),
                     message: "expected true or false".to_owned(),
                 });
             }
+            ("envFrom", _) => read.env_from = typed_value_list(value, "checkout.envFrom")?,
+            ("extraVolumeMounts", _) => {
+                read.extra_volume_mounts = typed_value_list(value, "checkout.extraVolumeMounts")?;
+            }
+            (other, _) if CHECKOUT_ENV.iter().any(|(name, ..)| *name == other) => {}
+            (other @ ("gitMirrors" | "gitCredentialsSecret"), _) => {
+                return Err(RenderError::UnsupportedKey {
+                    key: format!("checkout.{other}"),
+                    hint: "jobify does not mount git mirrors or credential Secrets yet; give \
+                           the checkout its credentials with gitEnvFrom or checkout.envFrom",
+                });
+            }
             (other, _) => {
                 return Err(RenderError::UnsupportedKey {
                     key: format!("checkout.{other}"),
-                    hint: "set git options through the job's environment or gitEnvFrom",
+                    hint: "checkout takes skip, checkoutFlags, cleanFlags, cloneFlags, \
+                           fetchFlags, noSubmodules, submoduleCloneConfig, envFrom and \
+                           extraVolumeMounts",
                 });
             }
         }
     }
-    Ok(skip)
+    Ok(read)
 }

@@ -89,7 +89,7 @@ pub(crate) fn exec_pod(inputs: &Inputs<'_>) -> Result<PodSpec, RenderError> {
         });
     }
     let user_containers = std::mem::take(&mut spec.containers);
-    let checkout = !inputs.request.skip_checkout;
+    let checkout = !inputs.request.checkout.skip;
     let count = user_containers.len() + usize::from(checkout);
 
     let mut containers = vec![agent_container(inputs, Some(count))];
@@ -204,6 +204,13 @@ fn agent_container(inputs: &Inputs<'_>, exec_containers: Option<usize>) -> Conta
         env.push(env_var("BUILDKITE_SOCKETS_PATH", "/workspace/sockets"));
     }
     env.extend(config.env.iter().map(|(k, v)| env_var(k, v)));
+    // The step's `checkout` options win over the configuration's `env`, as in agent-stack-k8s.
+    for (name, value) in &inputs.request.checkout.agent_env {
+        match env.iter_mut().find(|var| var.name == *name) {
+            Some(var) => var.value = Some(value.clone()),
+            None => env.push(env_var(name, value)),
+        }
+    }
     Container {
         name: AGENT_CONTAINER.to_owned(),
         image: Some(config.agent_image.clone()),
@@ -233,8 +240,8 @@ fn copy_agent_container(config: &KubernetesConfig) -> Container {
 
 fn checkout_container(inputs: &Inputs<'_>, id: usize) -> Container {
     let config = inputs.config;
-    let env_from = &inputs.request.git_env_from;
-    Container {
+    let params = &inputs.request.checkout;
+    let mut container = Container {
         name: CHECKOUT_CONTAINER.to_owned(),
         image: Some(config.agent_image.clone()),
         image_pull_policy: config.image_pull_policy.clone(),
@@ -245,10 +252,15 @@ fn checkout_container(inputs: &Inputs<'_>, id: usize) -> Container {
             env_var("BUILDKITE_BOOTSTRAP_PHASES", "plugin,checkout"),
             env_var("BUILDKITE_SOCKETS_PATH", "/workspace/sockets"),
         ]),
-        env_from: (!env_from.is_empty()).then(|| env_from.clone()),
         volume_mounts: Some(vec![workspace_mount()]),
         ..Container::default()
+    };
+    add_env_from(&mut container, &params.env_from);
+    add_env_from(&mut container, &inputs.request.git_env_from);
+    for mount in &params.extra_volume_mounts {
+        add_mount(&mut container, mount.clone());
     }
+    container
 }
 
 fn command_container(

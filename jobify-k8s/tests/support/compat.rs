@@ -127,6 +127,7 @@ pub fn rows() -> Vec<Row> {
     rows.extend(plugin_key_rows());
     rows.extend(resource_class_rows());
     rows.extend(params_rows());
+    rows.extend(checkout_rows());
     rows
 }
 
@@ -544,6 +545,73 @@ fn plugin_key_rows() -> Vec<Row> {
                 Image("container-0", AGENT_IMAGE),
                 Script("container-0", "echo hello-skip-checkout"),
                 Volume("workspace"),
+            ],
+        },
+    ]
+}
+
+/// `checkout` (config/checkout_params.go): git options become variables of the agent
+/// container, which hands them to the checkout; `envFrom` and mounts go to the checkout
+/// container.
+fn checkout_rows() -> Vec<Row> {
+    vec![
+        Row {
+            name: "checkout-flags",
+            source: "config/checkout_params.go ApplyToAgentStart",
+            job: plugin(
+                step("make"),
+                json!({"checkout": {"checkoutFlags": "-f", "cleanFlags": "-ffxdq",
+                    "cloneFlags": "--depth=1", "fetchFlags": "--prune", "noSubmodules": true,
+                    "submoduleCloneConfig": ["url.https://x/.insteadOf=git@x:", "core.a=b"]}}),
+            ),
+            config: config(),
+            wants: vec![
+                Env("agent", "BUILDKITE_GIT_CHECKOUT_FLAGS", "-f"),
+                Env("agent", "BUILDKITE_GIT_CLEAN_FLAGS", "-ffxdq"),
+                Env("agent", "BUILDKITE_GIT_CLONE_FLAGS", "--depth=1"),
+                Env("agent", "BUILDKITE_GIT_FETCH_FLAGS", "--prune"),
+                Env("agent", "BUILDKITE_NO_GIT_SUBMODULES", "true"),
+                Env(
+                    "agent",
+                    "BUILDKITE_GIT_SUBMODULE_CLONE_CONFIG",
+                    "url.https://x/.insteadOf=git@x:,core.a=b",
+                ),
+            ],
+        },
+        Row {
+            name: "checkout-flags-over-env",
+            source: "scheduler.go: the plugin's checkout options after the agent's env",
+            job: plugin(
+                step("ignored"),
+                json!({"checkout": {"cloneFlags": "--depth=1"},
+                       "podSpec": {"containers": [{"image": "alpine:latest", "command": ["make"]}]}}),
+            ),
+            config: KubernetesConfig {
+                env: BTreeMap::from([("BUILDKITE_GIT_CLONE_FLAGS".to_owned(), "-v".to_owned())]),
+                ..config()
+            },
+            wants: vec![
+                Env("agent", "BUILDKITE_GIT_CLONE_FLAGS", "--depth=1"),
+                Containers(&["agent", "checkout", "container-0"]),
+            ],
+        },
+        Row {
+            name: "checkout-env-from",
+            source: "config/checkout_params.go ApplyToCheckout: the checkout container only",
+            job: with_volumes(
+                step("ignored"),
+                json!({"checkout": {
+                    "envFrom": [{"secretRef": {"name": "git-creds"}}],
+                    "extraVolumeMounts": [{"name": "cache", "mountPath": "/git-cache"}]},
+                    "gitEnvFrom": [{"configMapRef": {"name": "git-config"}}]}),
+            ),
+            config: config(),
+            wants: vec![
+                EnvFromSecret("checkout", "git-creds"),
+                EnvFromConfigMap("checkout", "git-config"),
+                MountOf("checkout", "/git-cache", "cache"),
+                NoMount("container-0", "/git-cache"),
+                NoEnvFrom("agent"),
             ],
         },
     ]
