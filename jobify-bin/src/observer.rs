@@ -1,14 +1,12 @@
-//! The scheduler's observer hook, fed into [`Metrics`], [`Readiness`] and the log: one line
-//! per decision with its reason, counters and gauges for everything else.
+//! The scheduler's events, fed into [`Metrics`], [`Readiness`] and the log: one line per
+//! decision with its reason (the only place a decision is logged), counters and gauges for
+//! everything else.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use jobify_core::scheduler::{FeedbackReport, FeedbackRetry, SchedulerObserver, SweepSummary};
-use jobify_core::{
-    CancelError, Decision, FeedbackError, JobId, LaunchError, Launched, Limits, MonitorError,
-    Reason, ScheduledJob,
-};
+use jiff::Timestamp;
+use jobify_core::{Decision, JobId, SchedulerEvent, SchedulerObserver};
 use tokio::time::Instant;
 
 use crate::adapters::poll_error_kind;
@@ -27,98 +25,86 @@ impl Observer {
     pub fn new(metrics: Metrics, readiness: Arc<Readiness>) -> Self {
         Observer { metrics, readiness }
     }
-}
 
-/// Time from the job becoming scheduled in Buildkite until now, when Buildkite said when.
-fn since_scheduled(job: &ScheduledJob) -> Option<Duration> {
-    let scheduled_at = job.scheduled_at?;
-    let elapsed = jiff::Timestamp::now().duration_since(scheduled_at);
-    Duration::try_from(elapsed).ok()
-}
-
-impl SchedulerObserver for Observer {
-    fn on_poll(&self, result: Result<usize, &MonitorError>) {
-        match result {
-            Ok(_) => {
-                self.metrics.poll_succeeded();
-                self.readiness.poll_succeeded(Instant::now());
-            }
-            Err(error) => {
-                self.metrics.poll_failed(poll_error_kind(error));
-                self.readiness.poll_failed(error.to_string());
-            }
-        }
-    }
-
-    fn on_sweep(&self, sweep: &SweepSummary) {
-        self.metrics.sweep_ended(sweep);
-    }
-
-    fn on_decision(&self, job: &ScheduledJob, decision: &Decision) {
+    fn decided(&self, job: JobId, pipeline: &str, decision: &Decision, slot_freed: bool) {
         self.metrics.decided(decision);
         let reason = decision.reason();
-        let span = tracing::info_span!("job", job = %job.id, pipeline = %job.pipeline);
+        let span = tracing::info_span!("job", job = %job, pipeline = %pipeline);
         let _entered = span.enter();
         // A deferred job is decided again at every poll: keep those lines out of `info`.
         if matches!(decision, Decision::Defer { .. }) {
             tracing::debug!(decision = decision.kind(), code = %reason.code, reason = %reason.message, "decided");
+        } else if slot_freed {
+            tracing::info!(decision = decision.kind(), code = %reason.code, reason = %reason.message, slot_freed = true, "decided");
         } else {
             tracing::info!(decision = decision.kind(), code = %reason.code, reason = %reason.message, "decided");
         }
     }
+}
 
-    fn on_launch(
-        &self,
-        job: &ScheduledJob,
-        result: &Result<Launched, LaunchError>,
-        _latency: Duration,
-    ) {
-        match result {
-            Ok(launched) => self.metrics.launched(*launched, since_scheduled(job)),
-            Err(error) => self.metrics.launch_failed(error),
+/// Time from the job becoming scheduled in Buildkite until now, when Buildkite said when.
+fn since_scheduled(scheduled_at: Option<Timestamp>) -> Option<Duration> {
+    let elapsed = Timestamp::now().duration_since(scheduled_at?);
+    Duration::try_from(elapsed).ok()
+}
+
+impl SchedulerObserver for Observer {
+    fn on_event(&self, event: &SchedulerEvent) {
+        match event {
+            SchedulerEvent::Polled(Ok(_)) => {
+                self.metrics.poll_succeeded();
+                self.readiness.poll_succeeded(Instant::now());
+            }
+            SchedulerEvent::Polled(Err(error)) => {
+                self.metrics.poll_failed(poll_error_kind(error));
+                self.readiness.poll_failed(error.to_string());
+            }
+            SchedulerEvent::SweepEnded(sweep) => self.metrics.sweep_ended(sweep),
+            SchedulerEvent::JobSeen { queue, .. } => self.metrics.job_seen(queue),
+            SchedulerEvent::Decided {
+                job,
+                pipeline,
+                decision,
+                slot_freed,
+            } => self.decided(*job, pipeline, decision, *slot_freed),
+            SchedulerEvent::Launched {
+                scheduled_at,
+                result,
+                ..
+            } => match result {
+                Ok(launched) => self
+                    .metrics
+                    .launched(*launched, since_scheduled(*scheduled_at)),
+                Err(error) => self.metrics.launch_failed(error),
+            },
+            SchedulerEvent::FailedToStart { reason, .. } => self.metrics.failed_to_start(reason),
+            SchedulerEvent::AgentLost { reason, .. } => self.metrics.agent_lost(reason),
+            SchedulerEvent::WorkloadStopped { reason, .. } => self.metrics.stopped(reason),
+            SchedulerEvent::Cancelled { result, .. } => {
+                if result.is_ok() {
+                    self.metrics.cancelled();
+                }
+            }
+            SchedulerEvent::InFlightByQueue(by_queue) => {
+                self.metrics.set_in_flight_by_queue(by_queue);
+            }
+            SchedulerEvent::FeedbackRetry { report, retry, .. } => {
+                self.metrics.feedback_retry(report.kind(), retry.kind());
+            }
+            SchedulerEvent::Leadership(leader) => self.metrics.set_leader(*leader),
+            // The total is the sum of the per-queue gauge; a report's outcome is logged by
+            // the scheduler and counted through `FeedbackRetry` when it failed.
+            SchedulerEvent::InFlight(_) | SchedulerEvent::Told { .. } => {}
         }
-    }
-
-    fn on_failed_to_start(&self, _job: JobId, reason: &Reason) {
-        self.metrics.failed_to_start(reason);
-    }
-
-    fn on_agent_lost(&self, _job: JobId, reason: &Reason) {
-        self.metrics.agent_lost(reason);
-    }
-
-    fn on_workload_stopped(&self, _job: JobId, reason: &Reason) {
-        self.metrics.stopped(reason);
-    }
-
-    fn on_feedback(&self, _job: JobId, _result: Result<(), &FeedbackError>) {}
-
-    fn on_cancel(&self, _job: JobId, result: &Result<(), CancelError>) {
-        if result.is_ok() {
-            self.metrics.cancelled();
-        }
-    }
-
-    fn on_in_flight_by_queue(&self, by_queue: &[(String, u32)]) {
-        self.metrics.set_in_flight_by_queue(by_queue);
-    }
-
-    fn on_job_seen(&self, job: &ScheduledJob) {
-        self.metrics.job_seen(Limits::queue_key(job));
-    }
-
-    fn on_feedback_retry(&self, _job: JobId, report: FeedbackReport, retry: FeedbackRetry) {
-        self.metrics.feedback_retry(report.kind(), retry.kind());
-    }
-
-    fn on_leadership(&self, leader: bool) {
-        self.metrics.set_leader(leader);
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use jobify_core::{Reason, ReasonCode, SweepEnd};
+    use jobify_core::{
+        FeedbackReport, FeedbackRetry, LaunchError, Launched, MonitorError, Reason, ReasonCode,
+        ScheduledJob, SweepEnd, SweepSummary,
+    };
     use prometheus_client::registry::Registry;
 
     use super::*;
@@ -139,19 +125,21 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn polls_drive_metrics_and_readiness() {
         let (observer, registry, readiness) = observer();
-        observer.on_poll(Err(&MonitorError::Unauthorized("HTTP 401".into())));
+        observer.on_event(&SchedulerEvent::Polled(Err(MonitorError::Unauthorized(
+            "HTTP 401".into(),
+        ))));
         assert!(matches!(
             readiness.check(Instant::now()),
             Err(NotReady::NeverPolled(Some(_)))
         ));
-        observer.on_poll(Ok(4));
+        observer.on_event(&SchedulerEvent::Polled(Ok(4)));
         assert_eq!(readiness.check(Instant::now()), Ok(()));
-        observer.on_sweep(&SweepSummary {
+        observer.on_event(&SchedulerEvent::SweepEnded(SweepSummary {
             end: SweepEnd::Completed,
             pages: 1,
             jobs: 4,
             duration: Duration::from_millis(30),
-        });
+        }));
         let text = crate::metrics::encode(&registry);
         assert!(text.contains("jobify_monitor_polls_total 1"), "{text}");
         assert!(text.contains("jobify_monitor_scheduled_jobs 4"), "{text}");
@@ -172,28 +160,45 @@ mod tests {
         let defer = Decision::Defer {
             reason: Reason::new(ReasonCode::LIMIT_GLOBAL, "25 in flight"),
         };
-        observer.on_decision(&job, &defer);
-        observer.on_decision(&job, &defer);
-        observer.on_launch(&job, &Ok(Launched::Created), Duration::from_millis(20));
-        observer.on_launch(
-            &job,
-            &Err(LaunchError::Forbidden {
-                message: "jobs is forbidden".into(),
-            }),
-            Duration::from_millis(20),
-        );
-        observer.on_cancel(job.id, &Ok(()));
-        observer.on_job_seen(&job);
-        observer.on_in_flight_by_queue(&[("kubernetes".to_owned(), 7)]);
-        observer.on_feedback_retry(
-            job.id,
-            FeedbackReport::Rejected,
-            FeedbackRetry::Scheduled {
+        let decided = || SchedulerEvent::Decided {
+            job: job.id,
+            pipeline: job.pipeline.clone(),
+            decision: defer.clone(),
+            slot_freed: false,
+        };
+        observer.on_event(&decided());
+        observer.on_event(&decided());
+        let launched = |result| SchedulerEvent::Launched {
+            job: job.id,
+            scheduled_at: job.scheduled_at,
+            result,
+            latency: Duration::from_millis(20),
+        };
+        observer.on_event(&launched(Ok(Launched::Created)));
+        observer.on_event(&launched(Err(LaunchError::Forbidden {
+            message: "jobs is forbidden".into(),
+        })));
+        observer.on_event(&SchedulerEvent::Cancelled {
+            job: job.id,
+            result: Ok(()),
+        });
+        observer.on_event(&SchedulerEvent::JobSeen {
+            job: job.id,
+            queue: jobify_core::Limits::queue_key(&job).to_owned(),
+        });
+        observer.on_event(&SchedulerEvent::InFlightByQueue(vec![(
+            "kubernetes".to_owned(),
+            7,
+        )]));
+        observer.on_event(&SchedulerEvent::FeedbackRetry {
+            job: job.id,
+            report: FeedbackReport::Rejected,
+            retry: FeedbackRetry::Scheduled {
                 attempt: 2,
                 after: Duration::from_secs(2),
             },
-        );
-        observer.on_leadership(true);
+        });
+        observer.on_event(&SchedulerEvent::Leadership(true));
         let text = crate::metrics::encode(&registry);
         for line in [
             "jobify_scheduler_decisions_total{decision=\"defer\",reason=\"limit_global\"} 2",

@@ -29,8 +29,10 @@ impl BuildkiteFeedback {
         BuildkiteFeedback { client }
     }
 
+    /// The job's GraphQL node id: its source key, or looked up by uuid when the job is known
+    /// only from its workload.
     async fn graphql_id(&self, job: &JobRef) -> Result<String, FeedbackError> {
-        if let Some(id) = &job.graphql_id {
+        if let Some(id) = &job.source_key {
             return Ok(id.clone());
         }
         let failed = |source: Box<dyn std::error::Error + Send + Sync>| FeedbackError {

@@ -103,7 +103,7 @@ async fn monitor_lists_jobs_of_served_queues_and_watched_pipelines_across_pages(
     assert_eq!(job.organization, "acme");
     assert_eq!(job.pipeline, "app");
     assert_eq!(job.command.as_deref(), Some("nvidia-smi"));
-    assert!(!job.graphql_id.is_empty());
+    assert!(!job.source_key.is_empty());
 
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &fixture.registry).expect("encodes");
@@ -297,7 +297,7 @@ async fn feedback_annotates_then_cancels_the_job() {
     // Without the GraphQL id, as after a restart: the adapter looks it up.
     let reference = JobRef {
         id: job.uuid.into(),
-        graphql_id: None,
+        source_key: None,
     };
     feedback
         .fail_job(&reference, &reason)
@@ -331,7 +331,7 @@ async fn feedback_for_an_unknown_job_is_an_error_naming_it() {
         .fail_job(
             &JobRef {
                 id: id.into(),
-                graphql_id: None,
+                source_key: None,
             },
             &Reason::new(ReasonCode("rejected"), "no"),
         )

@@ -6,14 +6,15 @@ use async_trait::async_trait;
 use crate::decision::Reason;
 use crate::job::JobId;
 
-/// A job to report on. `graphql_id` is known for jobs seen in this process; for jobs known
-/// only from their workload (after a restart) the implementation looks it up.
+/// A job to report on. `source_key` ([`ScheduledJob::source_key`](crate::ScheduledJob::source_key))
+/// is known for jobs seen in this process; for jobs known only from their workload (after a
+/// restart) the implementation looks it up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobRef {
     /// The job's uuid.
     pub id: JobId,
-    /// The job's GraphQL node id, when known.
-    pub graphql_id: Option<String>,
+    /// The key the job's source addresses it by, when known.
+    pub source_key: Option<String>,
 }
 
 /// Why feedback could not be delivered.

@@ -13,8 +13,9 @@ use crate::rules::AgentQueryRules;
 pub struct RawJob {
     /// The job's uuid, e.g. `0190b5d0-6b6e-4c8a-9c53-1a2b3c4d5e6f`.
     pub uuid: String,
-    /// The job's GraphQL node id.
-    pub graphql_id: String,
+    /// The key the job's source addresses the job by (see [`ScheduledJob::source_key`]),
+    /// e.g. a GraphQL node id.
+    pub source_key: String,
     /// The step's label.
     pub label: Option<String>,
     /// The step's command.
@@ -43,9 +44,9 @@ pub enum JobError {
         #[source]
         source: uuid::Error,
     },
-    /// The GraphQL id is empty, so the job could not be cancelled or annotated.
-    #[error("job {job} has an empty GraphQL id")]
-    MissingGraphqlId {
+    /// The source key is empty, so the job could not be cancelled or annotated.
+    #[error("job {job} has an empty source key (the id its job source addresses it by)")]
+    MissingSourceKey {
         /// The job.
         job: JobId,
     },
@@ -84,8 +85,8 @@ impl ScheduledJob {
                 value: raw.uuid.clone(),
                 source,
             })?;
-        if raw.graphql_id.trim().is_empty() {
-            return Err(JobError::MissingGraphqlId { job: id });
+        if raw.source_key.trim().is_empty() {
+            return Err(JobError::MissingSourceKey { job: id });
         }
         let env = Env::from_pairs(&raw.env);
         let required = |key: &'static str| {
@@ -117,7 +118,7 @@ impl ScheduledJob {
         let plugin = PluginConfig::from_env(&env);
         Ok(ScheduledJob {
             id,
-            graphql_id: raw.graphql_id,
+            source_key: raw.source_key,
             organization,
             pipeline,
             build,
@@ -141,7 +142,7 @@ mod tests {
     fn raw() -> RawJob {
         RawJob {
             uuid: "0190b5d0-6b6e-4c8a-9c53-1a2b3c4d5e6f".into(),
-            graphql_id: "Sm9iLS0tMDE5MA==".into(),
+            source_key: "Sm9iLS0tMDE5MA==".into(),
             label: Some(":rust: test".into()),
             command: None,
             agent_query_rules: vec!["queue=kubernetes".into(), "os=linux".into()],
@@ -203,7 +204,7 @@ mod tests {
     }
 
     #[test]
-    fn malformed_build_number_and_empty_graphql_id_are_errors() {
+    fn malformed_build_number_and_empty_source_key_are_errors() {
         let mut parts = raw();
         parts.env.push("BUILDKITE_BUILD_NUMBER=forty-two".into());
         let err = ScheduledJob::from_raw(parts).expect_err("invalid");
@@ -213,11 +214,11 @@ mod tests {
             "{err}"
         );
         let err = ScheduledJob::from_raw(RawJob {
-            graphql_id: " ".into(),
+            source_key: " ".into(),
             ..raw()
         })
         .expect_err("invalid");
-        assert!(matches!(err, JobError::MissingGraphqlId { .. }));
+        assert!(matches!(err, JobError::MissingSourceKey { .. }));
     }
 
     #[test]

@@ -120,8 +120,10 @@ impl Env {
 pub struct ScheduledJob {
     /// The job's uuid.
     pub id: JobId,
-    /// The job's GraphQL node id (what mutations such as `jobTypeCommandCancel` take).
-    pub graphql_id: String,
+    /// What the job's source needs to address the job (cancel it, annotate it): opaque to
+    /// the scheduler. The GraphQL source puts the job's node id here; a source that
+    /// addresses jobs by uuid may repeat the uuid.
+    pub source_key: String,
     /// Organization slug.
     pub organization: String,
     /// Pipeline slug.
@@ -155,7 +157,8 @@ impl ScheduledJob {
     }
 }
 
-/// A job's state in Buildkite (`JobStates` in the GraphQL schema), as far as jobify cares.
+/// A job's state in Buildkite, as far as jobify cares. The job source maps its own spelling
+/// of states (GraphQL's `JobStates`, say) to these.
 ///
 /// Buildkite adds states over time; a state this version does not know is kept verbatim in
 /// [`JobState::Unknown`] rather than dropped.
@@ -180,22 +183,6 @@ pub enum JobState {
 }
 
 impl JobState {
-    /// Maps a `JobStates` enum value from Buildkite's schema.
-    pub fn from_graphql(state: &str) -> Self {
-        match state {
-            "PENDING" | "WAITING" | "WAITING_FAILED" | "BLOCKED" | "BLOCKED_FAILED"
-            | "UNBLOCKED" | "UNBLOCKED_FAILED" | "LIMITING" | "LIMITED" | "PLATFORM_LIMITING"
-            | "PLATFORM_LIMITED" => JobState::Waiting,
-            "SCHEDULED" => JobState::Scheduled,
-            "RESERVED" | "ASSIGNED" | "ACCEPTED" => JobState::Assigned,
-            "RUNNING" => JobState::Running,
-            "FINISHED" => JobState::Finished,
-            "CANCELING" | "CANCELED" => JobState::Canceled,
-            "TIMING_OUT" | "TIMED_OUT" | "SKIPPED" | "BROKEN" | "EXPIRED" => JobState::Abandoned,
-            other => JobState::Unknown(other.to_owned()),
-        }
-    }
-
     /// Whether a workload launched for a job in this state should be removed if it has not
     /// started: the job was cancelled or can never run.
     pub fn is_cancelled(&self) -> bool {

@@ -3,7 +3,7 @@
 //! HTTP. Other tools can use it with their own [`Monitor`] and [`Jobifier`].
 //!
 //! ```text
-//!  Buildkite ──▶ Monitor ──ScheduledPage─▶ Scheduler (Dispatcher) ──launch──▶ Jobifier ──▶ Kubernetes
+//!  Buildkite ──▶ Monitor ──ScheduledPage─▶ Dispatcher (Scheduler) ──launch──▶ Jobifier ──▶ Kubernetes
 //!                                           │   plan_page, page by page:         │
 //!                                           │   Decider (queues ▸ Policy ▸ Guard) │
 //!                                           │   ▸ Limits ▸ order ▸ Book           │
@@ -21,7 +21,9 @@
 //!   the served queues; [`Policy::explain`] says how a decision was reached;
 //! - running: [`Book`] (book-keeping, a synchronous `apply(event)`), [`Limits`],
 //!   [`plan_page`] (one page's decisions; [`plan_round`] for a whole poll at once), and the
-//!   [`Dispatcher`], the default [`Scheduler`], which sweeps the pages of each poll;
+//!   the [`Scheduler`], a synchronous state machine of [`Input`]s and [`Effect`]s that
+//!   sweeps the pages of each poll, and the [`Dispatcher`], the async executor that carries
+//!   its effects out through the ports;
 //! - testing (feature `testing`): the `testing` module has fixtures
 //!   (`ScheduledJob::fixture()`) and mockall mocks of the ports (`MockMonitor`,
 //!   `MockJobifier`, `MockFeedback`).
@@ -57,7 +59,7 @@
 //! ```no_run
 //! use jobify_core::config::{GuardConfig, LimitsConfig, PolicyConfig};
 //! use jobify_core::testing::{MockFeedback, MockJobifier, MockMonitor};
-//! use jobify_core::{Decider, Dispatcher, Limits, Scheduler, SchedulerConfig};
+//! use jobify_core::{Decider, Dispatcher, Limits, SchedulerConfig};
 //!
 //! # async fn run() -> Result<(), jobify_core::SchedulerError> {
 //! let (policy, guard, limits) = (PolicyConfig::default(), GuardConfig::default(), LimitsConfig::default());
@@ -113,7 +115,7 @@ pub use plugin::{KubernetesPlugin, PluginConfig, PluginError, PodMetadata};
 pub use policy::{Decider, Explanation, Policy, RulePolicy};
 pub use rules::{AgentQueryRule, AgentQueryRules};
 pub use scheduler::{
-    Dispatcher, FeedbackReport, FeedbackRetry, Scheduler, SchedulerConfig, SchedulerError,
-    SchedulerObserver, SweepEnd, SweepSummary,
+    Backoff, Dispatcher, Effect, FeedbackMessage, FeedbackReport, FeedbackRetry, Input, Scheduler,
+    SchedulerConfig, SchedulerError, SchedulerEvent, SchedulerObserver, SweepEnd, SweepSummary,
 };
 pub use workload::{Workload, WorkloadEvent};

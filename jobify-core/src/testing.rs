@@ -74,7 +74,7 @@ impl JobFixture {
         JobFixture {
             job: ScheduledJob {
                 id,
-                graphql_id: format!("Sm9iLS0t{id}"),
+                source_key: format!("Sm9iLS0t{id}"),
                 organization: "acme".into(),
                 pipeline: "app".into(),
                 build: BuildInfo {

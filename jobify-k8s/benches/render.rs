@@ -30,7 +30,7 @@ fn job(plugin: Option<serde_json::Value>) -> ScheduledJob {
     }
     let raw = RawJob {
         uuid: "0190b5d0-6b6e-4c8a-9c53-1a2b3c4d5e6f".to_owned(),
-        graphql_id: "Sm9iVHlwZUNvbW1hbmQtLS0wMTkwYjVkMA==".to_owned(),
+        source_key: "Sm9iVHlwZUNvbW1hbmQtLS0wMTkwYjVkMA==".to_owned(),
         label: Some(":rust: test".to_owned()),
         command: Some("cargo test --workspace".to_owned()),
         agent_query_rules: vec!["queue=kubernetes".to_owned()],

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use jobify_buildkite::{BuildkiteFeedback, BuildkiteMonitor, report_queue_figures};
-use jobify_core::{Decider, Dispatcher, Limits, Scheduler};
+use jobify_core::{Decider, Dispatcher, Limits};
 use jobify_k8s::{KubeJobifier, LeaderElector};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;

@@ -1,36 +1,39 @@
-//! [`Dispatcher`]: the default [`Scheduler`].
+//! [`Dispatcher`]: the thin async executor around the [`Scheduler`] state machine. It
+//! performs each [`Effect`] through the ports, feeds every answer, workload event,
+//! leadership change and wake-up back as an [`Input`], and hands events to the observer.
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 
-use async_trait::async_trait;
+use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
-use super::retry::Retries;
-use super::state::{Done, Run};
-use super::{Scheduler, SchedulerConfig, SchedulerError, SchedulerObserver, deadline};
-use crate::book::Book;
+use super::{Effect, Input, Scheduler, SchedulerConfig, SchedulerError, SchedulerObserver};
 use crate::feedback::Feedback;
 use crate::jobifier::Jobifier;
 use crate::limits::Limits;
 use crate::monitor::Monitor;
 use crate::policy::Policy;
 
-/// The default scheduler: polls the monitor, decides with `P`, launches through `J`, reports
-/// through `F`, and tells `O` about it. Build it with [`Dispatcher::new`], then optionally
-/// [`with_observer`](Dispatcher::with_observer) and
-/// [`with_leadership`](Dispatcher::with_leadership); start it with [`Scheduler::run`].
+/// The scheduler with its ports: polls the monitor, decides with `P`, launches through `J`,
+/// reports through `F`, and tells `O` about it. Build it with [`Dispatcher::new`], then
+/// optionally [`with_observer`](Dispatcher::with_observer) and
+/// [`with_leadership`](Dispatcher::with_leadership); start it with [`Dispatcher::run`].
 pub struct Dispatcher<M, J, F, P, O = ()> {
-    monitor: M,
-    jobifier: J,
-    feedback: F,
+    ports: Ports<M, J, F, O>,
     policy: P,
     limits: Limits,
     config: SchedulerConfig,
-    observer: O,
     leader: Option<watch::Receiver<bool>>,
+}
+
+/// What the effects are carried out through.
+struct Ports<M, J, F, O> {
+    monitor: M,
+    jobifier: J,
+    feedback: F,
+    observer: O,
 }
 
 impl<M, J, F, P> Dispatcher<M, J, F, P, ()>
@@ -50,29 +53,39 @@ where
         config: SchedulerConfig,
     ) -> Self {
         Dispatcher {
-            monitor,
-            jobifier,
-            feedback,
+            ports: Ports {
+                monitor,
+                jobifier,
+                feedback,
+                observer: (),
+            },
             policy,
             limits,
             config,
-            observer: (),
             leader: None,
         }
     }
 }
 
 impl<M, J, F, P, O> Dispatcher<M, J, F, P, O> {
-    /// Reports to `observer` (e.g. Prometheus metrics).
+    /// Reports every [`SchedulerEvent`](super::SchedulerEvent) to `observer` (metrics, logs).
     pub fn with_observer<O2: SchedulerObserver>(self, observer: O2) -> Dispatcher<M, J, F, P, O2> {
+        let Ports {
+            monitor,
+            jobifier,
+            feedback,
+            observer: _,
+        } = self.ports;
         Dispatcher {
-            monitor: self.monitor,
-            jobifier: self.jobifier,
-            feedback: self.feedback,
+            ports: Ports {
+                monitor,
+                jobifier,
+                feedback,
+                observer,
+            },
             policy: self.policy,
             limits: self.limits,
             config: self.config,
-            observer,
             leader: self.leader,
         }
     }
@@ -97,8 +110,12 @@ async fn leadership_changed(leader: &mut Option<watch::Receiver<bool>>) -> Optio
     }
 }
 
-#[async_trait]
-impl<M, J, F, P, O> Scheduler for Dispatcher<M, J, F, P, O>
+/// The clock the state machine is fed: tokio's, so that tests can pause it.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+impl<M, J, F, P, O> Dispatcher<M, J, F, P, O>
 where
     M: Monitor,
     J: Jobifier,
@@ -106,88 +123,61 @@ where
     P: Policy,
     O: SchedulerObserver,
 {
-    async fn run<S>(self, shutdown: S) -> Result<(), SchedulerError>
+    /// Runs until `shutdown` completes (then gives operations in progress up to
+    /// [`SchedulerConfig::shutdown_grace`] to finish), or stops with an error when it cannot
+    /// go on.
+    pub async fn run<S>(self, shutdown: S) -> Result<(), SchedulerError>
     where
         S: Future<Output = ()> + Send,
     {
         let Dispatcher {
-            monitor,
-            jobifier,
-            feedback,
+            ports,
             policy,
             limits,
             config,
-            observer,
             mut leader,
         } = self;
+        let grace = config.shutdown_grace;
         let is_leader = leader.as_mut().is_none_or(|rx| *rx.borrow_and_update());
-        let now = Instant::now();
-        let mut run = Run {
-            monitor: &monitor,
-            jobifier: &jobifier,
-            feedback: &feedback,
-            policy: &policy,
-            limits: &limits,
-            config: &config,
-            observer: &observer,
-            book: Book::new(),
-            ops: FuturesUnordered::new(),
-            queued: VecDeque::new(),
-            launching: 0,
-            polling: false,
-            sweep: None,
-            checking: false,
-            leader: is_leader,
-            next_poll: now,
-            next_check: deadline(now, config.cancel_check_interval),
-            poll_failures: 0,
-            graphql_ids: HashMap::new(),
-            waiting: Vec::new(),
-            listed: HashSet::new(),
-            retries: Retries::default(),
-            ended_at: HashMap::new(),
-            reported_total: 0,
-            reported_by_queue: Vec::new(),
-        };
-        observer.on_leadership(is_leader);
-        let mut events = jobifier.events();
+        let mut scheduler = Scheduler::new(policy, limits, config, now());
+        let mut ops = FuturesUnordered::new();
+        let mut effects = scheduler.handle(now(), Input::Leadership(is_leader));
+        let mut events = ports.jobifier.events();
         let mut shutdown = std::pin::pin!(shutdown);
         let outcome = loop {
-            run.start_launches();
-            run.continue_sweep();
-            let may_poll =
-                run.leader && !run.polling && run.sweep.is_none() && run.book.is_restored();
-            let may_check = run.leader && !run.checking && run.book.is_restored();
-            let retry_due = run.retries.next_due().filter(|_| run.leader);
-            tokio::select! {
+            for effect in effects {
+                if let Some(op) = ports.perform(effect) {
+                    ops.push(op);
+                }
+            }
+            let wake = scheduler.next_wake();
+            let input = tokio::select! {
                 biased;
                 () = &mut shutdown => break Ok(()),
                 event = events.next() => match event {
-                    Some(event) => run.on_event(event),
+                    Some(event) => Input::Workload(event),
                     None => break Err(SchedulerError::EventsEnded),
                 },
-                Some(done) = run.ops.next(), if !run.ops.is_empty() => run.on_done(done),
+                Some(input) = ops.next(), if !ops.is_empty() => input,
                 changed = leadership_changed(&mut leader) => match changed {
-                    Some(now_leader) => run.set_leader(now_leader),
+                    Some(leader) => Input::Leadership(leader),
                     None => {
                         tracing::warn!("the leadership signal was dropped; acting as a standby");
                         leader = None;
-                        run.set_leader(false);
+                        Input::Leadership(false)
                     }
                 },
-                () = sleep_until(run.next_poll), if may_poll => run.start_poll(),
-                () = sleep_until(run.next_poll), if !run.leader => run.standby_tick(),
-                () = sleep_until(run.next_check), if may_check => run.start_check(),
-                () = sleep_until(retry_due.unwrap_or(run.next_poll)), if retry_due.is_some() => run.start_due_retries(),
-            }
+                () = sleep_until(wake.map_or_else(Instant::now, Instant::from_std)), if wake.is_some() => Input::Tick,
+            };
+            effects = scheduler.handle(now(), input);
         };
-        tracing::info!(in_progress = run.ops.len(), "scheduler stopping");
-        for job in run.retries.jobs() {
+        tracing::info!(in_progress = ops.len(), "scheduler stopping");
+        for job in scheduler.pending_feedback() {
             tracing::warn!(%job, "stopping before Buildkite was told that the workload of this job can never start; the job stays scheduled in Buildkite");
         }
-        let drained = tokio::time::timeout(config.shutdown_grace, async {
-            while let Some(done) = run.ops.next().await {
-                if let Done::Launched { job, result, .. } = &done {
+        let drained = tokio::time::timeout(grace, async {
+            while let Some(input) = ops.next().await {
+                if let Input::Launched { job, result, .. } = &input {
                     tracing::info!(job = %job.id, ok = result.is_ok(), "launch finished during shutdown");
                 }
             }
@@ -197,5 +187,47 @@ where
             tracing::warn!("shutdown grace elapsed; abandoning operations in progress");
         }
         outcome
+    }
+}
+
+impl<M, J, F, O> Ports<M, J, F, O>
+where
+    M: Monitor,
+    J: Jobifier,
+    F: Feedback,
+    O: SchedulerObserver,
+{
+    /// Carries out `effect`: reports at once, or returns the operation that answers it.
+    fn perform(&self, effect: Effect) -> Option<BoxFuture<'_, Input>> {
+        let op: BoxFuture<'_, Input> = match effect {
+            Effect::Report(event) => {
+                self.observer.on_event(&event);
+                return None;
+            }
+            Effect::FetchPage(from) => {
+                Box::pin(async move { Input::Page(self.monitor.scheduled(from).await) })
+            }
+            Effect::Launch { job, template } => Box::pin(async move {
+                let started = Instant::now();
+                let result = self.jobifier.launch(&job, &template).await;
+                Input::Launched {
+                    job,
+                    result,
+                    latency: started.elapsed(),
+                }
+            }),
+            Effect::Cancel(job) => Box::pin(async move {
+                let result = self.jobifier.cancel(job).await;
+                Input::Cancelled { job, result }
+            }),
+            Effect::Tell(message) => Box::pin(async move {
+                let result = self.feedback.fail_job(&message.job, &message.reason).await;
+                Input::Told { message, result }
+            }),
+            Effect::CheckStates(jobs) => {
+                Box::pin(async move { Input::States(self.monitor.states(&jobs).await) })
+            }
+        };
+        Some(op)
     }
 }

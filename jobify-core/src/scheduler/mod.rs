@@ -23,39 +23,52 @@
 //! ends, a launch fails) they are re-planned at once against the limits and the launch order
 //! instead of waiting for the next sweep. A report Buildkite did not take (a rejection, or a
 //! workload that can never start) is retried with backoff from a small bounded queue, a
-//! bounded number of times (see [`FeedbackRetry`]); a rejected job stays rejected meanwhile,
-//! so polls do not decide it again.
+//! bounded number of times (see [`FeedbackRetry`]), with the same [`Backoff`] rule as failed
+//! polls; a rejected job stays rejected meanwhile, so polls do not decide it again.
 //!
-//! [`Dispatcher`] is the implementation; [`Scheduler`] is the trait a binary starts it by.
-//! Time comes from tokio (tests pause it) and shutdown is an input future.
+//! The scheduler is a synchronous state machine, [`Scheduler`], in the manner of the
+//! book-keeping it drives: [`Scheduler::handle`] takes an [`Input`] (a page arrived or could
+//! not be fetched, a launch or a cancellation finished, a workload event, a feedback or
+//! state-check answer, a tick, a leadership change) together with the current time, and
+//! returns [`Effect`]s as values (fetch a page, launch, cancel, tell Buildkite, check job
+//! states, report a [`SchedulerEvent`]); [`Scheduler::next_wake`] says when it next wants a
+//! tick. It reads no clock and calls no port, so its tests are tables of inputs and
+//! effects. [`Dispatcher`] is the thin async executor that carries the effects out through
+//! the [`Monitor`](crate::Monitor), [`Jobifier`](crate::Jobifier) and
+//! [`Feedback`](crate::Feedback) ports, feeds the answers back, and hands the events to a
+//! [`SchedulerObserver`]. Its time comes from tokio (tests pause it) and shutdown is an
+//! input future.
+//!
+//! ```text
+//!   ports ──answers, WorkloadEvents──▶ Input ──▶ Scheduler::handle(now, input) ──▶ [Effect]
+//!     ▲          leadership, Tick ──────┘          (sync: policy, limits,          │
+//!     │                                             book, sweep, retries)          │
+//!     └──────────── Dispatcher performs FetchPage / Launch / Cancel / Tell / ──────┘
+//!                   CheckStates; Report(SchedulerEvent) ──▶ SchedulerObserver
+//! ```
 
+mod backoff;
 mod dispatcher;
-mod observer;
+mod effect;
+mod event;
+mod machine;
+mod outcomes;
 mod retry;
-mod state;
 mod sweep;
 
 #[cfg(test)]
 mod tests;
 
-use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-
+pub use backoff::Backoff;
 pub use dispatcher::Dispatcher;
-pub use observer::{FeedbackReport, FeedbackRetry, SchedulerObserver, SweepEnd, SweepSummary};
-
-/// Runs until `shutdown` completes.
-#[async_trait]
-pub trait Scheduler: Send {
-    /// Runs the loop; returns when `shutdown` completes (after giving operations in progress
-    /// up to [`SchedulerConfig::shutdown_grace`] to finish), or with an error when it cannot
-    /// go on.
-    async fn run<S>(self, shutdown: S) -> Result<(), SchedulerError>
-    where
-        S: Future<Output = ()> + Send;
-}
+pub use effect::{Effect, Input};
+pub use event::{
+    FeedbackReport, FeedbackRetry, SchedulerEvent, SchedulerObserver, SweepEnd, SweepSummary,
+};
+pub use machine::Scheduler;
+pub use retry::FeedbackMessage;
 
 /// Why the scheduler stopped on its own.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +118,7 @@ impl Default for SchedulerConfig {
 /// `now + wait`, or about thirty years from now when that overflows: waits come from the
 /// configuration and from a [`Monitor`]'s rate-limit answers, and a huge one must mean "not
 /// soon", never a panic.
-fn deadline(now: tokio::time::Instant, wait: Duration) -> tokio::time::Instant {
+fn deadline(now: Instant, wait: Duration) -> Instant {
     const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
     now.checked_add(wait)
         .or_else(|| now.checked_add(FAR_FUTURE))

@@ -1,51 +1,50 @@
 //! The retry queue for feedback: a report Buildkite did not take (a rejection, or a workload
-//! that can never start) is tried again with exponential backoff, a bounded number of times,
-//! and only so many wait at once. No report is retried forever: after the last attempt it is
-//! given up on, counted and logged with the job's uuid.
+//! that can never start) is tried again with [`Backoff`], a bounded number of times, and only
+//! so many wait at once. No report is retried forever: after the last attempt it is given up
+//! on, counted and logged with the job's uuid.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::time::Instant;
-
+use super::backoff::Backoff;
 use super::{FeedbackReport, FeedbackRetry};
 use crate::decision::Reason;
+use crate::feedback::JobRef;
 use crate::job::JobId;
 
 /// Attempts per message, the first included.
 pub(super) const MAX_ATTEMPTS: u32 = 6;
 /// Messages waiting for a retry at most; more are dropped (and counted).
 pub(super) const CAPACITY: usize = 256;
-/// The wait before the first retry; it doubles with each further one.
-pub(super) const FIRST_BACKOFF: Duration = Duration::from_secs(2);
-/// The longest wait between two attempts.
-pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The waits between attempts: 2 s, doubling, at most a minute.
+pub(super) const BACKOFF: Backoff = Backoff {
+    first: Duration::from_secs(2),
+    max: Duration::from_secs(60),
+};
 
-/// A message to deliver: which job, and why jobify will not run it.
+/// A message to deliver to Buildkite: which job, and why jobify will not run it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(super) struct Message {
-    /// The job.
-    pub(super) job: JobId,
-    /// Its GraphQL id, when known.
-    pub(super) graphql_id: Option<String>,
+pub struct FeedbackMessage {
+    /// The job, and its key in the job source when known.
+    pub job: JobRef,
     /// What the message reports.
-    pub(super) report: FeedbackReport,
+    pub report: FeedbackReport,
     /// Why jobify will not run the job.
-    pub(super) reason: Reason,
+    pub reason: Reason,
     /// Which attempt this is (1 for the first).
-    pub(super) attempt: u32,
+    pub attempt: u32,
 }
 
 /// Messages waiting for their next attempt. See the module docs.
 #[derive(Debug, Default)]
 pub(super) struct Retries {
-    pending: VecDeque<(Instant, Message)>,
+    pending: VecDeque<(Instant, FeedbackMessage)>,
 }
 
 impl Retries {
-    /// Files `message`, whose attempt just failed, for another attempt if it has some left and
-    /// there is room; says what became of it.
-    pub(super) fn failed(&mut self, message: Message, now: Instant) -> FeedbackRetry {
+    /// Files `message`, whose attempt just failed at `now`, for another attempt if it has
+    /// some left and there is room; says what became of it.
+    pub(super) fn failed(&mut self, message: FeedbackMessage, now: Instant) -> FeedbackRetry {
         if message.attempt >= MAX_ATTEMPTS {
             return FeedbackRetry::GivenUp {
                 attempts: message.attempt,
@@ -54,10 +53,12 @@ impl Retries {
         if self.pending.len() >= CAPACITY {
             return FeedbackRetry::Dropped;
         }
-        let after = backoff(message.attempt);
+        let after = BACKOFF.after(message.attempt);
         let attempt = message.attempt + 1;
-        self.pending
-            .push_back((now + after, Message { attempt, ..message }));
+        self.pending.push_back((
+            super::deadline(now, after),
+            FeedbackMessage { attempt, ..message },
+        ));
         FeedbackRetry::Scheduled { attempt, after }
     }
 
@@ -67,7 +68,7 @@ impl Retries {
     }
 
     /// Takes the messages due at `now`.
-    pub(super) fn take_due(&mut self, now: Instant) -> Vec<Message> {
+    pub(super) fn take_due(&mut self, now: Instant) -> Vec<FeedbackMessage> {
         let mut due = Vec::new();
         self.pending.retain(|(at, message)| {
             if *at <= now {
@@ -87,15 +88,8 @@ impl Retries {
 
     /// The jobs whose messages wait, for the log at shutdown.
     pub(super) fn jobs(&self) -> impl Iterator<Item = JobId> + '_ {
-        self.pending.iter().map(|(_, message)| message.job)
+        self.pending.iter().map(|(_, message)| message.job.id)
     }
-}
-
-/// The wait after failed attempt `attempt` (1-based): 2 s, 4 s, 8 s, ... at most a minute.
-fn backoff(attempt: u32) -> Duration {
-    FIRST_BACKOFF
-        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(16)))
-        .min(MAX_BACKOFF)
 }
 
 #[cfg(test)]
@@ -103,10 +97,12 @@ mod tests {
     use super::*;
     use crate::decision::ReasonCode;
 
-    fn message(attempt: u32) -> Message {
-        Message {
-            job: crate::testing::next_job_id(),
-            graphql_id: None,
+    fn message(attempt: u32) -> FeedbackMessage {
+        FeedbackMessage {
+            job: JobRef {
+                id: crate::testing::next_job_id(),
+                source_key: None,
+            },
             report: FeedbackReport::FailedToStart,
             reason: Reason::new(ReasonCode("image_pull_failed"), "no such image"),
             attempt,
@@ -115,12 +111,12 @@ mod tests {
 
     #[test]
     fn backoff_doubles_from_two_seconds_up_to_a_minute() {
-        let waits: Vec<u64> = (1..=7).map(|a| backoff(a).as_secs()).collect();
+        let waits: Vec<u64> = (1..=7).map(|a| BACKOFF.after(a).as_secs()).collect();
         assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60]);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_failed_message_is_due_after_its_backoff_with_the_next_attempt_number() {
+    #[test]
+    fn a_failed_message_is_due_after_its_backoff_with_the_next_attempt_number() {
         let mut retries = Retries::default();
         let now = Instant::now();
         let first = message(1);
@@ -136,7 +132,7 @@ mod tests {
         let due = retries.take_due(now + Duration::from_secs(2));
         assert_eq!(
             due,
-            vec![Message {
+            vec![FeedbackMessage {
                 attempt: 2,
                 ..first
             }]
@@ -144,8 +140,8 @@ mod tests {
         assert_eq!(retries.len(), 0);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_message_is_given_up_after_its_last_attempt() {
+    #[test]
+    fn a_message_is_given_up_after_its_last_attempt() {
         let mut retries = Retries::default();
         assert_eq!(
             retries.failed(message(MAX_ATTEMPTS), Instant::now()),
@@ -156,8 +152,8 @@ mod tests {
         assert_eq!(retries.len(), 0);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn messages_beyond_the_capacity_are_dropped() {
+    #[test]
+    fn messages_beyond_the_capacity_are_dropped() {
         let mut retries = Retries::default();
         let now = Instant::now();
         for _ in 0..CAPACITY {

@@ -1,18 +1,17 @@
 //! Sweeps: a poll reads Buildkite's scheduled jobs page by page, oldest first, and plans each
-//! page as it arrives ([`Run::on_page`]); [`Run::continue_sweep`] decides when to fetch the
-//! next page and when to stop (see the [module docs](super)).
+//! page as it arrives ([`Scheduler::on_page`]); [`Scheduler::continue_sweep`] decides when to
+//! fetch the next page and when to stop (see the [module docs](super)).
 
 use std::collections::HashSet;
+use std::time::Instant;
 
-use tokio::time::Instant;
-
-use super::state::{Done, Run};
-use super::{SchedulerObserver, SweepEnd, SweepSummary, deadline};
+use super::backoff::Backoff;
+use super::machine::Scheduler;
+use super::{Effect, SchedulerEvent, SweepEnd, SweepSummary, deadline};
 use crate::book::BookEvent;
-use crate::feedback::Feedback;
 use crate::job::JobId;
-use crate::jobifier::Jobifier;
-use crate::monitor::{Monitor, MonitorError, PageToken, ScheduledPage};
+use crate::limits::Limits;
+use crate::monitor::{MonitorError, PageToken, ScheduledPage};
 use crate::plan::plan_page;
 use crate::policy::Policy;
 
@@ -40,24 +39,17 @@ pub(super) struct Sweep {
     started: Instant,
 }
 
-impl<M, J, F, P, O> Run<'_, M, J, F, P, O>
-where
-    M: Monitor,
-    J: Jobifier,
-    F: Feedback,
-    P: Policy,
-    O: SchedulerObserver,
-{
+impl<P: Policy> Scheduler<P> {
     /// Starts a sweep from the oldest page.
-    pub(super) fn start_poll(&mut self) {
+    pub(super) fn start_sweep(&mut self, now: Instant) {
         // Sweeps are due an interval after the previous one *started*: counting from its end
         // would stretch the period by the sweep's own duration (many pages, a paced request),
         // and a job's wait for the next sweep with it.
-        self.next_poll = deadline(Instant::now(), self.config.poll_interval);
+        self.polls.next = deadline(now, self.config.poll_interval);
         // What waited was decided against an older list; this sweep lists it again.
         self.waiting.clear();
         self.apply(BookEvent::SweepStarted);
-        self.sweep = Some(Sweep {
+        self.polls.sweep = Some(Sweep {
             next: None,
             next_list: None,
             pages: 0,
@@ -66,37 +58,36 @@ where
             last_page: 0,
             held_back: false,
             listed: HashSet::new(),
-            started: Instant::now(),
+            started: now,
         });
         self.fetch(None);
     }
 
     fn fetch(&mut self, from: Option<PageToken>) {
-        self.polling = true;
-        let monitor = self.monitor;
-        self.ops.push(Box::pin(async move {
-            Done::Polled(monitor.scheduled(from).await)
-        }));
+        self.polls.fetching = true;
+        self.effects.push(Effect::FetchPage(from));
     }
 
     /// Fetches the next page of the sweep in progress if it should go on and the launch
     /// queue has room. Once it has read far enough past a job a limit held back, it skips
     /// to the next list, or ends the sweep early if there is none.
-    pub(super) fn continue_sweep(&mut self) {
-        if !self.leader || self.polling {
+    pub(super) fn continue_sweep(&mut self, now: Instant) {
+        if !self.is_leader() || self.polls.fetching {
             return;
         }
-        let Some(sweep) = &mut self.sweep else {
+        let queued = self.queued_launches();
+        let lookahead = self.config.lookahead_pages.max(1);
+        let Some(sweep) = &mut self.polls.sweep else {
             return;
         };
-        if sweep.held_back && sweep.list_pages >= self.config.lookahead_pages.max(1) {
+        if sweep.held_back && sweep.list_pages >= lookahead {
             let Some(next_list) = sweep.next_list.take() else {
                 tracing::debug!(
                     pages = sweep.pages,
                     waiting = self.waiting.len(),
                     "a limit holds jobs back; ending the sweep early"
                 );
-                self.end_sweep(SweepEnd::StoppedEarly);
+                self.end_sweep(SweepEnd::StoppedEarly, now);
                 return;
             };
             tracing::debug!(
@@ -110,16 +101,17 @@ where
         }
         // Two pages of headroom: the next page is fetched while the launches of the last two
         // drain, so a slow page answer does not leave the launch slots idle.
-        if self.queued.len() >= sweep.last_page.max(1).saturating_mul(2) {
+        if queued >= sweep.last_page.max(1).saturating_mul(2) {
             return;
         }
         let next = sweep.next.take();
         self.fetch(next);
     }
 
-    /// The sweep in progress ends; a completed one forgets the settled jobs it did not list.
-    pub(super) fn end_sweep(&mut self, end: SweepEnd) {
-        let Some(sweep) = self.sweep.take() else {
+    /// The sweep in progress ends at `now`; a completed one forgets the settled jobs it did
+    /// not list.
+    pub(super) fn end_sweep(&mut self, end: SweepEnd, now: Instant) {
+        let Some(sweep) = self.polls.sweep.take() else {
             return;
         };
         // A sweep that skipped part of a list did not list everything: it forgets nothing.
@@ -131,89 +123,35 @@ where
             end,
             pages: sweep.pages,
             jobs: sweep.listed.len(),
-            duration: sweep.started.elapsed(),
+            duration: now.saturating_duration_since(sweep.started),
         };
-        self.listed = sweep.listed;
+        self.polls.listed = sweep.listed;
         tracing::debug!(end = end.kind(), pages = summary.pages, jobs = summary.jobs, duration = ?summary.duration, "sweep ended");
-        self.observer.on_sweep(&summary);
+        self.report(SchedulerEvent::SweepEnded(summary));
         if end == SweepEnd::Completed {
             self.apply(BookEvent::SweepCompleted);
         }
     }
 
-    pub(super) fn on_page(&mut self, result: Result<ScheduledPage, MonitorError>) {
-        self.polling = false;
-        let now = Instant::now();
+    pub(super) fn on_page(&mut self, result: Result<ScheduledPage, MonitorError>, now: Instant) {
+        self.polls.fetching = false;
         match result {
             Ok(page) => {
-                self.observer.on_poll(Ok(page.jobs.len()));
-                self.poll_failures = 0;
+                self.report(SchedulerEvent::Polled(Ok(page.jobs.len())));
+                self.polls.failures = 0;
                 // A page of a sweep abandoned on losing leadership is stale.
-                if !self.leader || self.sweep.is_none() {
+                if !self.is_leader() || self.polls.sweep.is_none() {
                     return;
                 }
-                let listed_before = &self.listed;
-                let book = &self.book;
-                let observer = self.observer;
-                let mut jobs = page.jobs;
-                let page_len = jobs.len();
-                if let Some(sweep) = &mut self.sweep {
-                    // Pages may overlap: a job listed earlier in this sweep was planned then.
-                    jobs.retain(|job| sweep.listed.insert(job.id));
-                    for job in &jobs {
-                        if !listed_before.contains(&job.id) && book.status(job.id).is_none() {
-                            observer.on_job_seen(job);
-                        }
-                    }
-                    sweep.pages += 1;
-                    sweep.list_pages += 1;
-                    sweep.last_page = page_len;
-                    sweep.next = page.next;
-                    sweep.next_list = page.next_list;
-                }
-                let ended: Vec<(JobId, String)> = jobs
-                    .iter()
-                    .filter(|job| self.ended_at.contains_key(&job.id))
-                    .map(|job| (job.id, job.graphql_id.clone()))
-                    .collect();
-                let plan = plan_page(
-                    &mut self.book,
-                    self.policy,
-                    self.limits,
-                    jobs,
-                    |job, decision| {
-                        tracing::debug!(job = %job.id, pipeline = %job.pipeline, decision = decision.kind(), code = %decision.reason().code, "decided");
-                        observer.on_decision(job, decision);
-                    },
-                );
-                let held_back = !plan.waiting.is_empty();
-                let complete = self.sweep.as_mut().is_some_and(|sweep| {
-                    sweep.held_back |= held_back;
-                    // This list is done and the next begins: its lookahead starts afresh.
-                    if sweep.next.is_some() && sweep.next == sweep.next_list {
-                        sweep.list_pages = 0;
-                        sweep.held_back = false;
-                    }
-                    sweep.next.is_none()
-                });
-                self.carry_out(plan);
-                self.never_acquired(ended, now);
-                if complete {
-                    self.end_sweep(SweepEnd::Completed);
-                }
-                self.book_changed();
+                self.plan(page, now);
             }
             Err(err) => {
-                self.observer.on_poll(Err(&err));
-                self.end_sweep(SweepEnd::Failed);
-                // What waited is as old as the last sweep now: let the next sweep decide it.
-                self.waiting.clear();
-                self.poll_failures = self.poll_failures.saturating_add(1);
-                let backoff = self
-                    .config
-                    .poll_interval
-                    .saturating_mul(2u32.saturating_pow(self.poll_failures.min(16)))
-                    .min(self.config.max_poll_backoff.max(self.config.poll_interval));
+                self.polls.failures = self.polls.failures.saturating_add(1);
+                let backoff = Backoff::new(
+                    self.config.poll_interval.saturating_mul(2),
+                    self.config.max_poll_backoff.max(self.config.poll_interval),
+                )
+                .after(self.polls.failures);
                 let wait = match &err {
                     MonitorError::RateLimited { retry_after } => backoff.max(*retry_after),
                     MonitorError::Unauthorized(_) => {
@@ -225,8 +163,71 @@ where
                         backoff
                     }
                 };
-                self.next_poll = deadline(now, wait);
+                self.report(SchedulerEvent::Polled(Err(err)));
+                self.end_sweep(SweepEnd::Failed, now);
+                // What waited is as old as the last sweep now: let the next sweep decide it.
+                self.waiting.clear();
+                self.polls.next = deadline(now, wait);
             }
         }
+    }
+
+    /// Plans a page of the sweep in progress.
+    fn plan(&mut self, page: ScheduledPage, now: Instant) {
+        let mut jobs = page.jobs;
+        let page_len = jobs.len();
+        if let Some(sweep) = &mut self.polls.sweep {
+            // Pages may overlap: a job listed earlier in this sweep was planned then.
+            jobs.retain(|job| sweep.listed.insert(job.id));
+            for job in &jobs {
+                if !self.polls.listed.contains(&job.id) && self.book.status(job.id).is_none() {
+                    self.effects.push(Effect::Report(SchedulerEvent::JobSeen {
+                        job: job.id,
+                        queue: Limits::queue_key(job).to_owned(),
+                    }));
+                }
+            }
+            sweep.pages += 1;
+            sweep.list_pages += 1;
+            sweep.last_page = page_len;
+            sweep.next = page.next;
+            sweep.next_list = page.next_list;
+        }
+        let ended: Vec<(JobId, String)> = jobs
+            .iter()
+            .filter(|job| self.ended_at.contains_key(&job.id))
+            .map(|job| (job.id, job.source_key.clone()))
+            .collect();
+        let effects = &mut self.effects;
+        let plan = plan_page(
+            &mut self.book,
+            &self.policy,
+            &self.limits,
+            jobs,
+            |job, decision| {
+                effects.push(Effect::Report(SchedulerEvent::Decided {
+                    job: job.id,
+                    pipeline: job.pipeline.clone(),
+                    decision: decision.clone(),
+                    slot_freed: false,
+                }));
+            },
+        );
+        let held_back = !plan.waiting.is_empty();
+        let complete = self.polls.sweep.as_mut().is_some_and(|sweep| {
+            sweep.held_back |= held_back;
+            // This list is done and the next begins: its lookahead starts afresh.
+            if sweep.next.is_some() && sweep.next == sweep.next_list {
+                sweep.list_pages = 0;
+                sweep.held_back = false;
+            }
+            sweep.next.is_none()
+        });
+        self.carry_out(plan);
+        self.never_acquired(ended, now);
+        if complete {
+            self.end_sweep(SweepEnd::Completed, now);
+        }
+        self.book_changed();
     }
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 pub fn scheduled(rules: &str) -> ScheduledJob {
     ScheduledJob {
         id: JobId(Uuid::new_v4()),
-        graphql_id: "Sm9iLS0t".to_owned(),
+        source_key: "Sm9iLS0t".to_owned(),
         organization: "acme".to_owned(),
         pipeline: "app".to_owned(),
         build: BuildInfo {
