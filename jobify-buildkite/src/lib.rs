@@ -16,6 +16,9 @@
 //!   Buildkite job becomes the core's [`jobify_core::RawJob`] in one place (`intake.rs`).
 //! - [`BuildkiteFeedback`]: [`jobify_core::Feedback`]; annotates a refused job, then
 //!   cancels it.
+//! - [`StacksFeedback`]: [`jobify_core::Feedback`] over the Stacks API (agent token only);
+//!   finishes a refused job as a stack error (`exit_status: -1`) with the reason. The Stacks
+//!   monitor that would make it a whole job source is not written yet (issue #15).
 //! - [`report_queue_figures`]: Buildkite's `/v3/metrics` into the queue gauges.
 //! - [`BuildkiteMetrics`]: the families this crate updates; register them once with
 //!   [`BuildkiteMetrics::register`], or leave them unregistered (`Default`) where nothing
@@ -28,9 +31,11 @@ mod intake;
 mod metrics;
 mod monitor;
 mod queue_figures;
+mod stacks_feedback;
 
 pub use config::{BuildkiteConfig, ConfigError, MAX_PAGE_SIZE, TokenRef};
 pub use feedback::{ANNOTATION_CONTEXT, BuildkiteFeedback};
 pub use metrics::BuildkiteMetrics;
 pub use monitor::{BuildkiteMonitor, MonitorSettings};
 pub use queue_figures::{QueueFigures, queue_figures, report_queue_figures};
+pub use stacks_feedback::StacksFeedback;
