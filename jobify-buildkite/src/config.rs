@@ -81,24 +81,8 @@ fn default_url(url: &str) -> Url {
     }
 }
 
-/// One semantic problem in `[buildkite]`.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {message}")]
-pub struct ConfigError {
-    /// Dotted key path, e.g. `buildkite.page_size` or `buildkite.pipelines[1]`.
-    pub key: String,
-    /// What is wrong and what to do.
-    pub message: String,
-}
-
-impl ConfigError {
-    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-}
+/// One semantic problem in the section: core's one problem type for adapter crates.
+pub use jobify_core::config::ConfigProblem as ConfigError;
 
 impl<T> BuildkiteConfig<T> {
     /// Checks what serde cannot (ranges and consistency), but not the token references,

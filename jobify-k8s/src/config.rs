@@ -282,24 +282,8 @@ impl Default for LeaderElectionConfig {
     }
 }
 
-/// One semantic problem in the configuration.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {message}")]
-pub struct ConfigError {
-    /// Dotted key path, e.g. `kubernetes.job_name_prefix`.
-    pub key: String,
-    /// What is wrong and what to do.
-    pub message: String,
-}
-
-impl ConfigError {
-    fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-}
+/// One semantic problem in the section: core's one problem type for adapter crates.
+pub use jobify_core::config::ConfigProblem as ConfigError;
 
 impl KubernetesConfig {
     /// Checks what serde cannot; every problem found, in key order.

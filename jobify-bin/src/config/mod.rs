@@ -120,7 +120,7 @@ impl Config {
         ];
         for result in core_errors {
             problems.extend_from(result.err().unwrap_or_default(), |e| {
-                KeyPath::parse(&quoted_path(&e.to_string()))
+                KeyPath::parse(e.key())
             });
         }
         let k8s_errors = self
@@ -155,16 +155,6 @@ impl Config {
         }
         problems
     }
-}
-
-/// The key path a `jobify_core::config::ConfigError` names: its message starts with it in
-/// backticks (`` `policy.rules[2]` has no matchers ... ``). Empty if it does not.
-fn quoted_path(message: &str) -> String {
-    message
-        .strip_prefix('`')
-        .and_then(|rest| rest.split_once('`'))
-        .map(|(path, _)| path.to_owned())
-        .unwrap_or_default()
 }
 
 /// One problem in the config file, located.

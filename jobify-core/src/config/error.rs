@@ -1,4 +1,6 @@
-//! What can be wrong with a valid-looking configuration.
+//! What can be wrong with a valid-looking configuration: [`ConfigError`] for the sections of
+//! this crate, [`ConfigProblem`] for every other crate's (`[kubernetes]`, `[buildkite]`), and
+//! [`ConfigError::key`] / [`ConfigProblem::key`] so a loader locates each the same way.
 
 /// A semantic problem in a configuration section. `path` names the key, e.g.
 /// `policy.rules[2]` or `queues[0].max_in_flight`, so a user can find it.
@@ -57,4 +59,76 @@ pub enum ConfigError {
         /// What was expected.
         expected: &'static str,
     },
+}
+
+impl ConfigError {
+    /// The key the problem is about, e.g. `policy.rules[2]`.
+    pub fn key(&self) -> &str {
+        match self {
+            ConfigError::CatchAllNotLast { path, .. }
+            | ConfigError::DuplicateRuleName { path, .. }
+            | ConfigError::DuplicateQueue { path, .. }
+            | ConfigError::Empty { path }
+            | ConfigError::ZeroLimit { path }
+            | ConfigError::Invalid { path, .. } => path,
+        }
+    }
+}
+
+/// One semantic problem in a configuration section of an adapter crate: the key, and what is
+/// wrong with what to do.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigProblem {
+    /// Dotted key path, e.g. `kubernetes.job_name_prefix` or `buildkite.pipelines[1]`.
+    pub key: String,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+impl ConfigProblem {
+    /// A problem with `key`.
+    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigProblem {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The key the problem is about.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_names_its_key_first_in_its_message() {
+        let errors = [
+            ConfigError::CatchAllNotLast {
+                path: "policy.rules[0]".into(),
+                hidden: 2,
+            },
+            ConfigError::Empty {
+                path: "guard.allowed_registries".into(),
+            },
+            ConfigError::Invalid {
+                path: "queues[1].name".into(),
+                value: "a b".into(),
+                expected: "a queue name",
+            },
+        ];
+        for error in errors {
+            assert!(
+                error.to_string().starts_with(&format!("`{}`", error.key())),
+                "{error}"
+            );
+        }
+        let problem = ConfigProblem::new("kubernetes.namespace", "is empty");
+        assert_eq!(problem.key(), "kubernetes.namespace");
+        assert_eq!(problem.to_string(), "kubernetes.namespace: is empty");
+    }
 }

@@ -28,7 +28,7 @@ mod limits;
 mod patterns;
 mod policy;
 
-pub use error::ConfigError;
+pub use error::{ConfigError, ConfigProblem};
 pub use guard::{DEFAULT_VOLUME_TYPES, GuardConfig, GuardException, GuardRule, VOLUME_TYPES};
 pub use limits::{LimitsConfig, QueueConfig};
 pub use patterns::{AgentPattern, Patterns};
