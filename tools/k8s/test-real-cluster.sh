@@ -26,8 +26,11 @@ export JOBIFY_HELM
 
 threads=${JOBIFY_REAL_CLUSTER_THREADS:-4}
 if [[ $# -eq 0 ]]; then
-    set -- -p jobify-testcluster -p jobify-k8s --test cluster --test real_cluster \
+    # --workspace, not -p per package: the dependencies then get the features the README's
+    # `cargo test --workspace` gave them, so nothing is compiled again (-p would rebuild
+    # rustls, kube and the simulators with another feature set: minutes on 2 cores).
+    set -- --workspace --test cluster --test real_cluster \
         --test real_cluster_rbac --test real_cluster_watch --test real_cluster_deploy --test real_cluster_helm --test real_cluster_pods \
-        -p jobify --test real_cluster_processes
+        --test real_cluster_processes
 fi
 exec cargo test --locked "$@" -- --ignored --test-threads "$threads"
