@@ -39,6 +39,26 @@ pub(crate) fn locate(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
 fn build_with(cargo: &std::ffi::OsStr) -> anyhow::Result<()> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../jobify-bin/Cargo.toml");
     let mut command = std::process::Command::new(cargo);
+    // `cargo run` gave this process the variables of its own package (CARGO_PKG_NAME,
+    // CARGO_MANIFEST_DIR, ...). Build scripts such as ring's watch some of them, so passing
+    // them on would make this build, and the next ordinary one, compile ring and everything
+    // above it again.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let from_cargo_run = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|prefix| key.starts_with(prefix))
+            || key == "CARGO_PRIMARY_PACKAGE"
+            || key == "OUT_DIR";
+        if from_cargo_run {
+            command.env_remove(key.as_ref());
+        }
+    }
     command
         .arg("build")
         .arg("--manifest-path")
