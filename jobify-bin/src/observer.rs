@@ -94,7 +94,9 @@ impl SchedulerObserver for Observer {
             SchedulerEvent::Leadership(leader) => self.metrics.set_leader(*leader),
             // The total is the sum of the per-queue gauge; a report's outcome is logged by
             // the scheduler and counted through `FeedbackRetry` when it failed.
-            SchedulerEvent::InFlight(_) | SchedulerEvent::Told { .. } => {}
+            SchedulerEvent::InFlight(_)
+            | SchedulerEvent::Told { .. }
+            | SchedulerEvent::Reserved { .. } => {}
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use secrecy::SecretString;
 
 use crate::decision::Template;
 use crate::job::{JobId, ScheduledJob};
@@ -62,6 +63,26 @@ pub trait Jobifier: Send + Sync {
         template: &Template,
     ) -> Result<Launched, LaunchError>;
 
+    /// Creates the workload for `job` whose agent registers with `agent_token`, a token the
+    /// job source issued for this job alone (see [`Claim`](crate::Claim)), instead of the
+    /// controller's shared agent token. The scheduler calls it only for jobs that came with
+    /// such a token. The default refuses: a backend that cannot keep a per-job credential
+    /// must not fall back to the shared one.
+    async fn launch_with_token(
+        &self,
+        job: &ScheduledJob,
+        template: &Template,
+        agent_token: &SecretString,
+    ) -> Result<Launched, LaunchError> {
+        let _ = (job, template, agent_token);
+        Err(LaunchError::Invalid {
+            message: "this workload backend cannot give a job its own agent token; turn \
+                      per-job agent tokens off in the job source, or use a backend that \
+                      supports them"
+                .to_owned(),
+        })
+    }
+
     /// Removes the workload of a cancelled job. Removing one that does not exist succeeds.
     async fn cancel(&self, job: JobId) -> Result<(), CancelError>;
 
@@ -78,6 +99,15 @@ impl<T: Jobifier + ?Sized> Jobifier for std::sync::Arc<T> {
         template: &Template,
     ) -> Result<Launched, LaunchError> {
         (**self).launch(job, template).await
+    }
+
+    async fn launch_with_token(
+        &self,
+        job: &ScheduledJob,
+        template: &Template,
+        agent_token: &SecretString,
+    ) -> Result<Launched, LaunchError> {
+        (**self).launch_with_token(job, template, agent_token).await
     }
 
     async fn cancel(&self, job: JobId) -> Result<(), CancelError> {

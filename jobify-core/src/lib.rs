@@ -109,7 +109,7 @@ pub use intake::{JobError, RawJob};
 pub use job::{BuildInfo, Env, JobId, JobState, ScheduledJob};
 pub use jobifier::{CancelError, Jobifier, LaunchError, Launched};
 pub use limits::Limits;
-pub use monitor::{Monitor, MonitorError, PageToken, ScheduledPage, Sweep};
+pub use monitor::{Claim, Monitor, MonitorError, PageToken, ScheduledPage, Sweep};
 pub use plan::{Plan, plan_page, plan_round};
 pub use plugin::{KubernetesPlugin, PluginConfig, PluginError, PodMetadata};
 pub use policy::{Decider, Explanation, Policy, RulePolicy};

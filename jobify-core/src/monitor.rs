@@ -9,6 +9,7 @@
 //! starts, so the scheduler can skip the rest of a list whose jobs cannot launch.
 
 use async_trait::async_trait;
+use secrecy::SecretString;
 
 use crate::job::{JobId, JobState, ScheduledJob};
 
@@ -74,6 +75,28 @@ impl ScheduledPage {
     }
 }
 
+/// A job the source reserved for this controller ([`Monitor::reserve`]): no other
+/// controller is offered it while the reservation lasts.
+#[derive(Debug)]
+pub struct Claim {
+    /// The job.
+    pub job: JobId,
+    /// An agent token valid for this job alone, when the source issues them (the Stacks
+    /// API's job acquisition tokens): the job's agent registers with it instead of the
+    /// cluster's agent token, so no job pod ever holds a credential for other jobs.
+    pub agent_token: Option<SecretString>,
+}
+
+impl Claim {
+    /// A claim of `job` that comes with no token of its own.
+    pub fn without_token(job: JobId) -> Self {
+        Claim {
+            job,
+            agent_token: None,
+        }
+    }
+}
+
 /// Produces what Buildkite currently has for us.
 #[cfg_attr(any(test, feature = "testing"), mockall::automock)]
 #[async_trait]
@@ -86,6 +109,21 @@ pub trait Monitor: Send + Sync {
     /// The current Buildkite state of jobs we launched workloads for, so the scheduler can
     /// remove workloads whose job was cancelled. Jobs Buildkite no longer knows are left out.
     async fn states(&self, jobs: &[JobId]) -> Result<Vec<(JobId, JobState)>, MonitorError>;
+
+    /// Whether jobs must be [reserved](Monitor::reserve) before they launch. A source that
+    /// reserves (the Stacks API) hides a reserved job from every other controller; one that
+    /// does not (GraphQL) leaves the agent's acquire as the only arbiter. Default `false`.
+    fn reserves(&self) -> bool {
+        false
+    }
+
+    /// Reserves `jobs`, which are about to launch, for this controller. Returns a claim for
+    /// each job reserved; a job left out was taken by another controller or is no longer
+    /// scheduled, and must not launch. Only called when [`Monitor::reserves`] says so; the
+    /// default claims every job, without a token.
+    async fn reserve(&self, jobs: &[JobId]) -> Result<Vec<Claim>, MonitorError> {
+        Ok(jobs.iter().copied().map(Claim::without_token).collect())
+    }
 }
 
 /// The jobs of one sweep read to the end, or to `max_pages` pages, whichever comes first;
@@ -137,5 +175,13 @@ impl<T: Monitor + ?Sized> Monitor for std::sync::Arc<T> {
 
     async fn states(&self, jobs: &[JobId]) -> Result<Vec<(JobId, JobState)>, MonitorError> {
         (**self).states(jobs).await
+    }
+
+    fn reserves(&self) -> bool {
+        (**self).reserves()
+    }
+
+    async fn reserve(&self, jobs: &[JobId]) -> Result<Vec<Claim>, MonitorError> {
+        (**self).reserve(jobs).await
     }
 }

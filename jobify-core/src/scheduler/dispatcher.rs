@@ -139,7 +139,8 @@ where
         } = self;
         let grace = config.shutdown_grace;
         let is_leader = leader.as_mut().is_none_or(|rx| *rx.borrow_and_update());
-        let mut scheduler = Scheduler::new(policy, limits, config, now());
+        let mut scheduler =
+            Scheduler::new(policy, limits, config, now()).reserving(ports.monitor.reserves());
         let mut ops = FuturesUnordered::new();
         let mut effects = scheduler.handle(now(), Input::Leadership(is_leader));
         let mut events = ports.jobifier.events();
@@ -207,9 +208,24 @@ where
             Effect::FetchPage(from) => {
                 Box::pin(async move { Input::Page(self.monitor.scheduled(from).await) })
             }
-            Effect::Launch { job, template } => Box::pin(async move {
+            Effect::Reserve(jobs) => Box::pin(async move {
+                let result = self.monitor.reserve(&jobs).await;
+                Input::Reserved { jobs, result }
+            }),
+            Effect::Launch {
+                job,
+                template,
+                agent_token,
+            } => Box::pin(async move {
                 let started = Instant::now();
-                let result = self.jobifier.launch(&job, &template).await;
+                let result = match &agent_token {
+                    Some(token) => {
+                        self.jobifier
+                            .launch_with_token(&job, &template, token)
+                            .await
+                    }
+                    None => self.jobifier.launch(&job, &template).await,
+                };
                 Input::Launched {
                     job,
                     result,

@@ -4,13 +4,15 @@
 
 use std::time::Duration;
 
+use secrecy::SecretString;
+
 use super::SchedulerEvent;
 use super::retry::FeedbackMessage;
 use crate::decision::Template;
 use crate::feedback::FeedbackError;
 use crate::job::{JobId, JobState, ScheduledJob};
 use crate::jobifier::{CancelError, LaunchError, Launched};
-use crate::monitor::{MonitorError, PageToken, ScheduledPage};
+use crate::monitor::{Claim, MonitorError, PageToken, ScheduledPage};
 use crate::workload::WorkloadEvent;
 
 /// Something that happened, for [`Scheduler::handle`](super::Scheduler::handle).
@@ -24,6 +26,13 @@ pub enum Input {
     Leadership(bool),
     /// The page asked for by [`Effect::FetchPage`] arrived, or could not be fetched.
     Page(Result<ScheduledPage, MonitorError>),
+    /// An [`Effect::Reserve`] finished.
+    Reserved {
+        /// The jobs asked for, as the effect carried them.
+        jobs: Vec<JobId>,
+        /// The claims of those reserved, or why none could be.
+        result: Result<Vec<Claim>, MonitorError>,
+    },
     /// An [`Effect::Launch`] finished after `latency`.
     Launched {
         /// The job, as the effect carried it.
@@ -60,12 +69,18 @@ pub enum Effect {
     /// Ask Buildkite for a page of scheduled jobs (the oldest when `None`); answer with
     /// [`Input::Page`].
     FetchPage(Option<PageToken>),
+    /// Reserve these jobs, which are about to launch, for this controller (only for a
+    /// source that [reserves](crate::Monitor::reserves)); answer with [`Input::Reserved`].
+    Reserve(Vec<JobId>),
     /// Create the workload of `job` from `template`; answer with [`Input::Launched`].
     Launch {
         /// The job.
         job: Box<ScheduledJob>,
         /// The pod template the policy chose.
         template: Template,
+        /// The token the source issued for this job alone, when it issues them: the
+        /// workload's agent registers with it.
+        agent_token: Option<SecretString>,
     },
     /// Remove the workload of a job cancelled in Buildkite; answer with
     /// [`Input::Cancelled`].

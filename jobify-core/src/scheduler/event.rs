@@ -43,6 +43,15 @@ pub enum SchedulerEvent {
         /// `Run` of a job an earlier page deferred).
         slot_freed: bool,
     },
+    /// A reservation request ([`Effect::Reserve`](super::Effect::Reserve)) came back:
+    /// `reserved` jobs go on to launch, `taken` were not reserved for this controller
+    /// (another has them, they are no longer scheduled, or the request failed) and do not.
+    Reserved {
+        /// Jobs reserved for this controller.
+        reserved: usize,
+        /// Jobs not reserved.
+        taken: usize,
+    },
     /// A launch finished, after `latency`.
     Launched {
         /// The job.

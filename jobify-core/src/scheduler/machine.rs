@@ -5,6 +5,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
+use secrecy::SecretString;
+
 use super::retry::Retries;
 use super::sweep::Sweep;
 use super::{Effect, Input, SchedulerConfig, SchedulerEvent, SweepEnd, deadline};
@@ -27,9 +29,16 @@ pub struct Scheduler<P> {
     /// `None` until the first [`Input::Leadership`].
     leader: Option<bool>,
     /// Launches decided and not yet handed out, for the launch concurrency.
-    queued: VecDeque<(ScheduledJob, Template)>,
+    pub(super) queued: VecDeque<(ScheduledJob, Template)>,
+    /// Whether launches are [reserved](crate::Monitor::reserve) first.
+    reserves: bool,
+    /// Launches whose reservation was asked for and has not answered.
+    pub(super) reserving: HashMap<JobId, (ScheduledJob, Template)>,
+    /// Launches reserved for this controller, waiting for a launch slot, with the token
+    /// the source issued for each, if any.
+    pub(super) claimed: VecDeque<(ScheduledJob, Template, Option<SecretString>)>,
     /// Launches handed out whose result has not come back.
-    launching: usize,
+    pub(super) launching: usize,
     /// Polling Buildkite: the sweep in progress, when the next is due, the failures since
     /// the last success.
     pub(super) polls: Polls,
@@ -79,6 +88,9 @@ impl<P: Policy> Scheduler<P> {
             book: Book::new(),
             leader: None,
             queued: VecDeque::new(),
+            reserves: false,
+            reserving: HashMap::new(),
+            claimed: VecDeque::new(),
             launching: 0,
             polls: Polls {
                 sweep: None,
@@ -99,6 +111,14 @@ impl<P: Policy> Scheduler<P> {
         }
     }
 
+    /// The scheduler, [reserving](Effect::Reserve) each launch before it starts when
+    /// `reserves` (the job source says so: [`Monitor::reserves`](crate::Monitor::reserves)).
+    #[must_use]
+    pub fn reserving(mut self, reserves: bool) -> Self {
+        self.reserves = reserves;
+        self
+    }
+
     /// Takes in what happened at `now`; returns what to do about it, in order.
     #[must_use = "the effects are what the scheduler decided to do"]
     pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Effect> {
@@ -106,6 +126,7 @@ impl<P: Policy> Scheduler<P> {
             Input::Tick => {}
             Input::Leadership(leader) => self.set_leader(leader, now),
             Input::Page(result) => self.on_page(result, now),
+            Input::Reserved { jobs, result } => self.on_reserved(jobs, result),
             Input::Launched {
                 job,
                 result,
@@ -179,14 +200,28 @@ impl<P: Policy> Scheduler<P> {
     }
 
     fn start_launches(&mut self) {
-        while self.is_leader() && self.launching < self.config.launch_concurrency.max(1) {
-            let Some((job, template)) = self.queued.pop_front() else {
+        if !self.is_leader() {
+            return;
+        }
+        if self.reserves {
+            self.request_claims();
+        }
+        while self.launching < self.config.launch_concurrency.max(1) {
+            let next = if self.reserves {
+                self.claimed.pop_front()
+            } else {
+                self.queued
+                    .pop_front()
+                    .map(|(job, template)| (job, template, None))
+            };
+            let Some((job, template, agent_token)) = next else {
                 break;
             };
             self.launching += 1;
             self.effects.push(Effect::Launch {
                 job: Box::new(job),
                 template,
+                agent_token,
             });
         }
     }
@@ -198,7 +233,7 @@ impl<P: Policy> Scheduler<P> {
 
     /// How many launches wait for a launch slot, for the sweep's headroom.
     pub(super) fn queued_launches(&self) -> usize {
-        self.queued.len()
+        self.queued.len() + self.reserving.len() + self.claimed.len()
     }
 
     /// A standby does not poll Buildkite, so nothing tells it when jobs stop being scheduled.
@@ -302,6 +337,7 @@ impl<P: Policy> Scheduler<P> {
                     retry: true,
                 });
             }
+            self.give_back_claims();
         }
     }
 }

@@ -48,6 +48,7 @@
 //! ```
 
 mod backoff;
+mod claims;
 mod dispatcher;
 mod effect;
 mod event;

@@ -11,6 +11,7 @@
 //! `dispatcher` the few tests of the async executor.
 
 mod basics;
+mod claims;
 mod dispatcher;
 mod feedback;
 mod slots;
@@ -25,7 +26,7 @@ use crate::feedback::FeedbackError;
 use crate::job::{JobId, JobState, ScheduledJob};
 use crate::jobifier::{LaunchError, Launched};
 use crate::limits::Limits;
-use crate::monitor::{MonitorError, PageToken, ScheduledPage};
+use crate::monitor::{Claim, MonitorError, PageToken, ScheduledPage};
 use crate::policy::{FnPolicy, from_fn};
 use crate::workload::WorkloadEvent;
 
@@ -78,6 +79,7 @@ enum Did {
     /// Feedback: the job, its source key, the reason code, the attempt.
     Tell(JobId, Option<String>, ReasonCode, u32),
     Check(Vec<JobId>),
+    Reserve(Vec<JobId>),
 }
 
 fn fetch(token: Option<&str>) -> Did {
@@ -101,6 +103,7 @@ fn io(effects: &[Effect]) -> Vec<Did> {
                 message.attempt,
             )),
             Effect::CheckStates(jobs) => Some(Did::Check(jobs.clone())),
+            Effect::Reserve(jobs) => Some(Did::Reserve(jobs.clone())),
             Effect::Report(_) => None,
         })
         .collect()
@@ -126,8 +129,13 @@ struct Machine {
 impl Machine {
     /// A leading scheduler whose workloads are not yet restored.
     fn leading(limits: Limits, config: SchedulerConfig) -> Self {
+        Machine::leading_reserving(limits, config, false)
+    }
+
+    /// A leading scheduler that reserves launches first when `reserves`.
+    fn leading_reserving(limits: Limits, config: SchedulerConfig, reserves: bool) -> Self {
         let start = Instant::now();
-        let mut scheduler = Scheduler::new(run_all(), limits, config, start);
+        let mut scheduler = Scheduler::new(run_all(), limits, config, start).reserving(reserves);
         let effects = scheduler.handle(start, Input::Leadership(true));
         assert!(io(&effects).is_empty(), "a leader waits for the workloads");
         Machine { scheduler, start }

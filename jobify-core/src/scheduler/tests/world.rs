@@ -6,6 +6,8 @@ use super::*;
 /// Whether a page request fails: (request number, page index) to the error.
 pub(super) type PageAnswer = Box<dyn FnMut(usize, usize) -> Option<MonitorError>>;
 pub(super) type LaunchAnswer = Box<dyn FnMut(&ScheduledJob) -> Result<Launched, LaunchError>>;
+/// What a reservation request answers: the claims, or the error.
+pub(super) type ReserveAnswer = Box<dyn FnMut(&[JobId]) -> Result<Vec<Claim>, MonitorError>>;
 pub(super) type FeedbackAnswer = Box<dyn FnMut(&FeedbackMessage) -> Result<(), FeedbackError>>;
 
 /// Buildkite and the cluster, answering the scheduler's effects synchronously.
@@ -27,6 +29,10 @@ pub(super) struct World {
     /// How long each successful launch takes; a failing one answers at once.
     pub(super) launch_delay: Duration,
     pub(super) tell: FeedbackAnswer,
+    /// How reservation requests are answered (only a reserving scheduler asks).
+    pub(super) reserve: ReserveAnswer,
+    /// The reservation requests, in order.
+    pub(super) reservations: Vec<Vec<JobId>>,
     /// What a state check answers for every job.
     pub(super) state: JobState,
     // What the scheduler asked for.
@@ -64,6 +70,8 @@ impl World {
             launch: Box::new(|_| Ok(Launched::Created)),
             launch_delay: Duration::ZERO,
             tell: Box::new(|_| Ok(())),
+            reserve: Box::new(|jobs| Ok(jobs.iter().copied().map(Claim::without_token).collect())),
+            reservations: Vec::new(),
             state: JobState::Scheduled,
             requests: Vec::new(),
             launches: Vec::new(),
@@ -73,6 +81,18 @@ impl World {
             told: Vec::new(),
             cancels: Vec::new(),
             events: Vec::new(),
+        }
+    }
+
+    /// A world like [`World::with`] whose scheduler reserves each launch first.
+    pub(super) fn reserving(
+        pages: Vec<Vec<ScheduledJob>>,
+        limits: Limits,
+        config: SchedulerConfig,
+    ) -> Self {
+        World {
+            machine: Machine::leading_reserving(limits, config, true),
+            ..World::with(pages, Limits::global(0), SchedulerConfig::default())
         }
     }
 
@@ -115,6 +135,12 @@ impl World {
                     };
                     let due = (self.hold_page != Some(index)).then_some(self.now + self.page_delay);
                     self.pending.push((due, Input::Page(answer)));
+                }
+                Effect::Reserve(jobs) => {
+                    self.reservations.push(jobs.clone());
+                    let result = (self.reserve)(&jobs);
+                    self.pending
+                        .push((Some(self.now), Input::Reserved { jobs, result }));
                 }
                 Effect::Launch { job, .. } => {
                     self.launches.push(job.id);
