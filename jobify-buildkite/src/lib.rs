@@ -17,8 +17,11 @@
 //! - [`BuildkiteFeedback`]: [`jobify_core::Feedback`]; annotates a refused job, then
 //!   cancels it.
 //! - [`StacksFeedback`]: [`jobify_core::Feedback`] over the Stacks API (agent token only);
-//!   finishes a refused job as a stack error (`exit_status: -1`) with the reason. The Stacks
-//!   monitor that would make it a whole job source is not written yet (issue #15).
+//!   finishes a refused job as a stack error (`exit_status: -1`) with the reason.
+//! - [`StacksMonitor`]: [`jobify_core::Monitor`] over the Stacks API: lists a stack's queues,
+//!   reserves each job just before it launches (with a job acquisition token of its own),
+//!   and keeps listing and extending what it reserved until an agent takes it. Join first
+//!   with [`register_stack`].
 //! - [`report_queue_figures`]: Buildkite's `/v3/metrics` into the queue gauges.
 //! - [`BuildkiteMetrics`]: the families this crate updates; register them once with
 //!   [`BuildkiteMetrics::register`], or leave them unregistered (`Default`) where nothing
@@ -31,6 +34,7 @@ mod intake;
 mod metrics;
 mod monitor;
 mod queue_figures;
+mod stacks;
 mod stacks_feedback;
 
 pub use config::{BuildkiteConfig, ConfigError, MAX_PAGE_SIZE, TokenRef};
@@ -38,4 +42,5 @@ pub use feedback::{ANNOTATION_CONTEXT, BuildkiteFeedback};
 pub use metrics::BuildkiteMetrics;
 pub use monitor::{BuildkiteMonitor, MonitorSettings};
 pub use queue_figures::{QueueFigures, queue_figures, report_queue_figures};
+pub use stacks::{StackError, StacksMonitor, StacksSettings, register_stack};
 pub use stacks_feedback::StacksFeedback;

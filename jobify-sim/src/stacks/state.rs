@@ -48,6 +48,8 @@ pub(crate) struct IssuedToken {
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) organization_uuid: Uuid,
+    /// The organization's slug, in every job's env.
+    pub(crate) organization: String,
     pub(crate) cluster_uuid: Uuid,
     /// The cluster agent token's own uuid (`GET /v3/token`).
     pub(crate) token_uuid: Uuid,
@@ -68,6 +70,7 @@ impl State {
     pub(crate) fn new(config: &StacksSimConfig) -> Self {
         let mut state = State {
             organization_uuid: Uuid::new_v4(),
+            organization: config.organization.clone(),
             cluster_uuid: Uuid::new_v4(),
             token_uuid: Uuid::new_v4(),
             default_queue: config.default_queue.clone(),
@@ -147,7 +150,7 @@ impl State {
         let uuid = Uuid::new_v4();
         self.next_seq += 1;
         let build_uuid = Uuid::new_v4();
-        let env = job_env(uuid, &spec);
+        let env = job_env(&self.organization, uuid, &spec);
         let job = Job {
             uuid,
             seq: self.next_seq,
@@ -276,14 +279,15 @@ pub(crate) fn signed(d: std::time::Duration) -> SignedDuration {
 }
 
 /// The env get-job answers: the `BUILDKITE_*` variables a stack reads, then the step's.
-fn job_env(uuid: Uuid, spec: &JobSpec) -> BTreeMap<String, String> {
+fn job_env(organization: &str, uuid: Uuid, spec: &JobSpec) -> BTreeMap<String, String> {
     let build_url = format!(
-        "https://buildkite.com/acme/{}/builds/{}",
+        "https://buildkite.com/{organization}/{}/builds/{}",
         spec.pipeline, spec.build_number
     );
     let mut env: BTreeMap<String, String> = [
         ("BUILDKITE", "true".to_owned()),
         ("BUILDKITE_JOB_ID", uuid.to_string()),
+        ("BUILDKITE_ORGANIZATION_SLUG", organization.to_owned()),
         ("BUILDKITE_COMMAND", spec.command.clone()),
         ("BUILDKITE_PIPELINE_SLUG", spec.pipeline.clone()),
         ("BUILDKITE_BUILD_NUMBER", spec.build_number.to_string()),
@@ -291,7 +295,7 @@ fn job_env(uuid: Uuid, spec: &JobSpec) -> BTreeMap<String, String> {
         ("BUILDKITE_BRANCH", spec.branch.clone()),
         (
             "BUILDKITE_REPO",
-            format!("https://github.com/acme/{}.git", spec.pipeline),
+            format!("https://github.com/{organization}/{}.git", spec.pipeline),
         ),
         (
             "BUILDKITE_AGENT_META_DATA_QUEUE",

@@ -1,0 +1,51 @@
+//! Joining Buildkite as a stack: the agent token must belong to a cluster, and the stack is
+//! registered (idempotently) before any other call.
+
+use buildkite_api::stacks::{RegisterStack, StacksClient};
+
+/// Why the stack could not join.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    /// The agent token is not a cluster agent token; the Stacks API takes no other.
+    #[error(
+        "the agent token belongs to no cluster; the Stacks API takes only a cluster agent \
+         token (bkct_...): create one in the cluster's settings, or use `source = \"graphql\"`"
+    )]
+    Unclustered,
+    /// Buildkite refused the token or the registration.
+    #[error("{what}")]
+    Api {
+        /// What was being done.
+        what: &'static str,
+        /// The client's error.
+        #[source]
+        source: buildkite_api::Error,
+    },
+}
+
+/// Checks the token and registers `stack_key` as a custom stack serving `queue`. Returns the
+/// cluster's name, for the log.
+pub async fn register_stack(
+    client: &StacksClient,
+    stack_key: &str,
+    queue: &str,
+) -> Result<Option<String>, StackError> {
+    let identity = client
+        .token_identity()
+        .await
+        .map_err(|source| StackError::Api {
+            what: "reading the agent token's identity (GET /v3/token) failed",
+            source,
+        })?;
+    if !identity.is_clustered() {
+        return Err(StackError::Unclustered);
+    }
+    client
+        .register(&RegisterStack::custom(stack_key, queue))
+        .await
+        .map_err(|source| StackError::Api {
+            what: "registering the stack (POST /v3/stacks/register) failed",
+            source,
+        })?;
+    Ok(identity.cluster_name)
+}
