@@ -37,7 +37,9 @@ mod queue_figures;
 mod stacks;
 mod stacks_feedback;
 
-pub use config::{BuildkiteConfig, ConfigError, MAX_PAGE_SIZE, TokenRef};
+pub use config::{
+    BuildkiteConfig, ConfigError, DEFAULT_QUEUE, MAX_PAGE_SIZE, Source, StacksConfig, TokenRef,
+};
 pub use feedback::{ANNOTATION_CONTEXT, BuildkiteFeedback};
 pub use metrics::BuildkiteMetrics;
 pub use monitor::{BuildkiteMonitor, MonitorSettings};

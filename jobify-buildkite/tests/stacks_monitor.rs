@@ -32,6 +32,7 @@ fn settings(stack_key: &str) -> StacksSettings {
     StacksSettings {
         stack_key: stack_key.to_owned(),
         queues: vec![QUEUE.to_owned()],
+        pipelines: std::collections::BTreeSet::new(),
         page_size: 100,
         reservation_expiry: Duration::from_secs(300),
         job_tokens: false,

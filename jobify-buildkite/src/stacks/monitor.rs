@@ -319,7 +319,20 @@ impl Monitor for StacksMonitor {
             }
         };
         if !paused {
-            jobs.extend(self.with_details(page.jobs, sweep).await);
+            let pipelines = &self.settings.pipelines;
+            let listed = page
+                .jobs
+                .into_iter()
+                .filter(|job| {
+                    pipelines.is_empty()
+                        || job
+                            .pipeline
+                            .slug
+                            .as_ref()
+                            .is_some_and(|slug| pipelines.contains(slug))
+                })
+                .collect();
+            jobs.extend(self.with_details(listed, sweep).await);
         }
         Ok(ScheduledPage {
             jobs,

@@ -1,5 +1,6 @@
 //! What the Stacks source needs to know: the stack, the queues, the reservation terms.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 /// How [`StacksMonitor`](super::StacksMonitor) lists and reserves.
@@ -10,6 +11,8 @@ pub struct StacksSettings {
     /// The queues listed, one after the other in a sweep; the stack is registered for the
     /// first. At least one.
     pub queues: Vec<String>,
+    /// Pipeline slugs to keep; empty keeps all.
+    pub pipelines: BTreeSet<String>,
     /// Jobs per listing page (at most 1000).
     pub page_size: u32,
     /// How long a reservation lasts; extended while the job waits for its agent.

@@ -4,10 +4,14 @@
 //! the section is generic over their type `T`, so this crate never reads a secret, and
 //! [`BuildkiteConfig::validate`] checks everything but the references.
 
+mod stacks;
+
 use std::time::Duration;
 
 use serde::Deserialize;
 use url::Url;
+
+pub use stacks::{DEFAULT_QUEUE, Source, StacksConfig};
 
 /// The largest page Buildkite's GraphQL API serves.
 pub const MAX_PAGE_SIZE: u32 = 500;
@@ -15,6 +19,9 @@ pub const MAX_PAGE_SIZE: u32 = 500;
 /// The shortest `poll_interval`. Even this is paced: requests never spend more than
 /// `budget_share` of the organization's budget (at 0.5, idle polls stay 150 ms apart).
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The shortest `poll_interval` of the Stacks source, as agent-stack-k8s floors its own.
+const MIN_STACKS_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How the loader refers to a token it reads later.
 pub trait TokenRef {
@@ -31,10 +38,15 @@ pub trait TokenRef {
     bound(deserialize = "T: Deserialize<'de> + TokenRef")
 )]
 pub struct BuildkiteConfig<T> {
-    /// API access token with GraphQL scope (polling, cancel, annotate).
+    /// Where scheduled jobs come from: `graphql` (a user API token) or `stacks` (only a
+    /// cluster agent token).
+    pub source: Source,
+    /// API access token with GraphQL scope (polling, cancel, annotate); unused by the
+    /// `stacks` source.
     pub api_token: T,
-    /// Agent token for `/v3/metrics` (queue gauges). `None`: use `BUILDKITE_AGENT_TOKEN`
-    /// when it is set, otherwise do without the queue gauges.
+    /// Agent token: the Stacks source's only credential, and `/v3/metrics` (queue gauges).
+    /// `None`: use `BUILDKITE_AGENT_TOKEN` when it is set, otherwise (GraphQL only) do
+    /// without the queue gauges.
     pub agent_token: Option<T>,
     /// GraphQL endpoint.
     pub graphql_url: Url,
@@ -54,11 +66,14 @@ pub struct BuildkiteConfig<T> {
     /// Timeout of one HTTP request to Buildkite.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// `[buildkite.stacks]`: the Stacks source's settings.
+    pub stacks: StacksConfig,
 }
 
 impl<T: TokenRef> Default for BuildkiteConfig<T> {
     fn default() -> Self {
         BuildkiteConfig {
+            source: Source::default(),
             api_token: T::env("BUILDKITE_API_TOKEN"),
             agent_token: None,
             graphql_url: default_url(buildkite_api::DEFAULT_GRAPHQL_URL),
@@ -69,6 +84,7 @@ impl<T: TokenRef> Default for BuildkiteConfig<T> {
             page_size: 100,
             budget_share: 0.5,
             request_timeout: Duration::from_secs(15),
+            stacks: StacksConfig::default(),
         }
     }
 }
@@ -135,6 +151,27 @@ impl<T> BuildkiteConfig<T> {
                     format!("pipeline `{pipeline}` is listed twice"),
                 ));
             }
+        }
+        if self.source == Source::Stacks {
+            if self.poll_interval < MIN_STACKS_POLL_INTERVAL {
+                errors.push(ConfigError::new(
+                    "buildkite.poll_interval",
+                    format!(
+                        "must be at least {} with `source = \"stacks\"`: the Stacks API \
+                         allows each stack 10 listings a second, and a sweep may read several \
+                         pages",
+                        humantime::format_duration(MIN_STACKS_POLL_INTERVAL)
+                    ),
+                ));
+            }
+            if self.cluster.is_some() {
+                errors.push(ConfigError::new(
+                    "buildkite.cluster",
+                    "is for the GraphQL source: with `source = \"stacks\"` jobify serves the \
+                     cluster the agent token belongs to; remove `cluster`",
+                ));
+            }
+            errors.extend(self.stacks.validate());
         }
         for (key, url) in [
             ("buildkite.graphql_url", &self.graphql_url),
@@ -208,6 +245,42 @@ mod tests {
                 "buildkite.graphql_url",
             ]
         );
+    }
+
+    #[test]
+    fn the_stacks_source_has_its_own_section_and_checks() {
+        let config = parse(
+            r#"
+            source = "stacks"
+            poll_interval = "500ms"
+            cluster = "c"
+            [stacks]
+            stack_key = "my stack"
+            page_size = 1001
+            reservation_expiry = "2h"
+            token_lifetime = "0s"
+            "#,
+        );
+        assert_eq!(config.source, Source::Stacks);
+        let keys: Vec<String> = config.validate().into_iter().map(|e| e.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "buildkite.poll_interval",
+                "buildkite.cluster",
+                "buildkite.stacks.stack_key",
+                "buildkite.stacks.page_size",
+                "buildkite.stacks.reservation_expiry",
+                "buildkite.stacks.token_lifetime",
+            ]
+        );
+        let defaults = parse("source = \"stacks\"");
+        assert!(defaults.validate().is_empty());
+        let settings = defaults.stacks.settings("jobify-prod", Vec::new(), &[]);
+        assert_eq!(settings.stack_key, "jobify-prod");
+        assert_eq!(settings.queues, ["_default"]);
+        assert!(settings.job_tokens, "job tokens are on by default");
+        assert_eq!(settings.page_size, 1000);
     }
 
     #[test]
