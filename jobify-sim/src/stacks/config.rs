@@ -99,7 +99,8 @@ pub struct StacksSimConfig {
     pub queues: Vec<String>,
     /// Per-stack, per-scope limits.
     pub rate_limits: RateLimits,
-    /// Faults injected into Stacks API requests (`POST /v3/stacks/...` and friends).
+    /// Faults injected into Stacks API requests (`POST /v3/stacks/...` and friends, and
+    /// `GET /v3/metrics`).
     pub faults: FaultConfig,
     /// How many stacks may be registered at once before register answers 403.
     pub max_stacks: usize,
@@ -112,11 +113,13 @@ pub struct StacksSimConfig {
     /// How far in the future a notification's `timestamp` may be before it is refused, to
     /// absorb the skew between the client's clock and the simulator's.
     pub notification_clock_skew: Duration,
+    /// What `GET /v3/metrics` suggests in `Buildkite-Agent-Metrics-Poll-Duration`.
+    pub metrics_poll_duration: Duration,
 }
 
 impl StacksSimConfig {
     /// Organization `acme`, cluster `cluster`, the documented limits, default queue `default`,
-    /// no faults, accepting `agent_token` as the cluster agent token.
+    /// no faults, a 15 s metrics poll, accepting `agent_token` as the cluster agent token.
     pub fn new(agent_token: &str) -> Self {
         StacksSimConfig {
             organization: "acme".to_owned(),
@@ -132,6 +135,7 @@ impl StacksSimConfig {
             default_list_limit: 100,
             over_maximum: OverMaximum::Clamp,
             notification_clock_skew: Duration::from_secs(5),
+            metrics_poll_duration: Duration::from_secs(15),
         }
     }
 

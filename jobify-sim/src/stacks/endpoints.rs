@@ -1,6 +1,7 @@
 //! The routes: every documented Stacks endpoint under `/v3/stacks`, the token identity
-//! (`GET /v3/token`) and the agent's acquire (`PUT /v3/jobs/:id/acquire`). Path segments
-//! arrive percent-decoded (the Go client writes `.` as `%2E`).
+//! (`GET /v3/token`), the agent's acquire (`PUT /v3/jobs/:id/acquire`) and the queue metrics
+//! (`GET /v3/metrics`). Path segments arrive percent-decoded (the Go client writes `.` as
+//! `%2E`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,17 +9,17 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State as AxumState};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post, put};
 use secrecy::ExposeSecret as _;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::body;
 use super::handle::Shared;
 use super::refusal::Refusal;
 use super::server::{Endpoint, json_response, lock, refused, serve, token};
+use super::{body, metrics};
 
 type Sim = AxumState<Arc<Shared>>;
 
@@ -41,6 +42,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             post(job_acquisition_tokens),
         )
         .route("/v3/jobs/{id}/acquire", put(acquire))
+        .route("/v3/metrics", get(agent_metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared)
@@ -241,4 +243,20 @@ async fn acquire(AxumState(shared): Sim, Path(id): Path<String>, headers: Header
             refused(&refusal)
         }
     }
+}
+
+/// `GET /v3/metrics`: the queue metrics, served with the cluster agent token like the Stacks
+/// endpoints (faults included) but with no rate-limit scope, as none is documented.
+async fn agent_metrics(AxumState(shared): Sim, headers: HeaderMap) -> Response {
+    let mut response = serve(&shared, &headers, Endpoint::Metrics, None, |state, _| {
+        Ok((StatusCode::OK, metrics::body(state)))
+    })
+    .await;
+    if response.status() == StatusCode::OK {
+        response.headers_mut().insert(
+            "Buildkite-Agent-Metrics-Poll-Duration",
+            HeaderValue::from(shared.metrics_poll_duration.as_secs()),
+        );
+    }
+    response
 }

@@ -88,7 +88,7 @@ pub struct QueueSnapshot {
 pub struct StacksStats {
     /// Requests per endpoint: `token`, `register`, `deregister`, `list-scheduled-jobs`,
     /// `batch-reserve`, `show-job`, `batch-load-job-states`, `finish-job`,
-    /// `stack-notification`, `job-acquisition-tokens`, `acquire`.
+    /// `stack-notification`, `job-acquisition-tokens`, `acquire`, `metrics`.
     pub requests: BTreeMap<&'static str, u64>,
     /// Requests answered 401.
     pub unauthorized: u64,
@@ -138,6 +138,7 @@ pub(crate) struct Shared {
     pub(crate) unclustered_agent_tokens: Vec<SecretString>,
     pub(crate) organization: String,
     pub(crate) cluster_name: String,
+    pub(crate) metrics_poll_duration: Duration,
     pub(crate) stats: Counters,
     pub(crate) stop: CancellationToken,
 }
@@ -213,6 +214,7 @@ impl StacksSim {
             unclustered_agent_tokens: config.unclustered_agent_tokens,
             organization: config.organization,
             cluster_name: config.cluster_name,
+            metrics_poll_duration: config.metrics_poll_duration,
             stats: Counters::default(),
             stop: stop.clone(),
         });

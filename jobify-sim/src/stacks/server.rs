@@ -36,6 +36,7 @@ pub(crate) enum Endpoint {
     Notifications,
     JobAcquisitionTokens,
     Acquire,
+    Metrics,
 }
 
 impl Endpoint {
@@ -53,16 +54,18 @@ impl Endpoint {
             Endpoint::Notifications => "stack-notification",
             Endpoint::JobAcquisitionTokens => "job-acquisition-tokens",
             Endpoint::Acquire => "acquire",
+            Endpoint::Metrics => "metrics",
         }
     }
 
-    /// The documented rate-limit scope; register and token issuance have none.
+    /// The documented rate-limit scope; register, token issuance and metrics have none.
     fn scope(self) -> Option<&'static str> {
         match self {
             Endpoint::Token
             | Endpoint::Register
             | Endpoint::JobAcquisitionTokens
-            | Endpoint::Acquire => None,
+            | Endpoint::Acquire
+            | Endpoint::Metrics => None,
             Endpoint::Deregister => Some("default"),
             other => Some(other.name()),
         }
