@@ -47,7 +47,7 @@ pub(crate) async fn measure(manifests: &[Job], concurrency: usize) -> anyhow::Re
     let jobs = manifests
         .iter()
         .zip(&scheduled)
-        .map(|(job, target)| repoint(job, &target.handle.uuid.to_string()))
+        .map(|(job, target)| repoint(job, &target.uuid.to_string()))
         .collect::<anyhow::Result<Vec<Job>>>()?;
     let client = env
         .kube_client()

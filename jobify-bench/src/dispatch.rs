@@ -138,10 +138,7 @@ async fn dispatch(session: &mut Session, jobs: usize) -> anyhow::Result<Dispatch
     // Give a duplicate launch time to show before counting.
     session.idle_for(SETTLE_POLLS).await?;
     let manifests = session.env.kubernetes().jobs(NAMESPACE);
-    let expected: BTreeSet<String> = scheduled
-        .iter()
-        .map(|j| j.handle.uuid.to_string())
-        .collect();
+    let expected: BTreeSet<String> = scheduled.iter().map(|j| j.uuid.to_string()).collect();
     exactly_once(
         &expected,
         &manifests,

@@ -49,7 +49,7 @@ pub(crate) async fn measure(
     for n in 0..jobs {
         ticks.tick().await;
         for job in schedule(session.env.buildkite(), &Settings::workload(), n, 1) {
-            scheduled_at.insert(job.handle.uuid.to_string(), Instant::now());
+            scheduled_at.insert(job.uuid.to_string(), Instant::now());
         }
     }
     let timeout = session.poll_interval() * 10 + Duration::from_secs(30);

@@ -27,5 +27,6 @@ pub mod server;
 mod shutdown;
 #[cfg(feature = "demo")]
 pub mod simenv;
+mod source;
 pub mod telemetry;
 pub mod tls;

@@ -34,7 +34,7 @@ fn linux_jobs(run_for_ms: u64) -> Workload {
 
 fn finished(harness: &Harness, jobs: &[jobify::simenv::ScheduledSimJob]) -> usize {
     jobs.iter()
-        .filter(|job| harness.state(job.handle.uuid) == "FINISHED")
+        .filter(|job| harness.state(job.uuid) == "FINISHED")
         .count()
 }
 

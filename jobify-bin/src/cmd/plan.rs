@@ -9,15 +9,14 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use jobify_buildkite::BuildkiteMonitor;
 use jobify_core::policy::Explanation;
 use jobify_core::{Decider, Decision, Policy, ScheduledJob, Sweep};
 use jobify_k8s::RenderError;
 use k8s_openapi::api::batch::v1::Job;
 
-use crate::adapters::monitor_settings;
 use crate::cli::PlanOutput;
 use crate::config::Config;
+use crate::source::JobSource;
 
 /// What the controller would do with one scheduled job.
 #[derive(Debug)]
@@ -68,8 +67,15 @@ pub(crate) async fn execute(
     max_pages: usize,
 ) -> anyhow::Result<ExitCode> {
     let (client, _) = crate::clients::buildkite(config)?;
-    let monitor = BuildkiteMonitor::new(client, monitor_settings(config));
-    let sweep = Sweep::read(&monitor, max_pages)
+    let stacks = crate::cmd::run::stacks_client(config)?;
+    let source = JobSource::join(
+        config,
+        &client,
+        stacks.as_ref(),
+        jobify_buildkite::BuildkiteMetrics::default(),
+    )
+    .await?;
+    let sweep = Sweep::read(source.monitor.as_ref(), max_pages)
         .await
         .context("polling Buildkite for scheduled jobs")?;
     if !sweep.complete {

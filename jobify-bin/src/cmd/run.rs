@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use jobify_buildkite::{BuildkiteFeedback, BuildkiteMonitor, report_queue_figures};
+use jobify_buildkite::report_queue_figures;
 use jobify_core::{Decider, Dispatcher, Limits};
 use jobify_k8s::{KubeJobifier, LeaderElector};
 use prometheus_client::registry::Registry;
@@ -18,12 +18,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::adapters::monitor_settings;
 use crate::config::Config;
 use crate::health::{Leadership, Readiness, follow_leadership};
 use crate::metrics::Metrics;
 use crate::observer::Observer;
 use crate::server::{AppState, serve};
+use crate::source::JobSource;
 
 /// The clients `run` talks through; built by [`execute`] from the config, or by a test or
 /// the demo against simulators.
@@ -32,6 +32,8 @@ pub(crate) struct Clients {
     pub(crate) buildkite: buildkite_api::Client,
     /// Whether `buildkite` has an agent token, so the queue gauges can be read.
     pub(crate) has_agent_token: bool,
+    /// The Stacks API, for `source = "stacks"`.
+    pub(crate) stacks: Option<buildkite_api::stacks::StacksClient>,
     /// Kubernetes.
     pub(crate) kube: kube::Client,
 }
@@ -42,6 +44,7 @@ pub(crate) async fn execute(
     shutdown: CancellationToken,
 ) -> anyhow::Result<ExitCode> {
     let (buildkite, has_agent_token) = crate::clients::buildkite(config)?;
+    let stacks = stacks_client(config)?;
     let kube = crate::clients::kubernetes().await?;
     let listener = TcpListener::bind(config.server.listen)
         .await
@@ -49,10 +52,21 @@ pub(crate) async fn execute(
     let clients = Clients {
         buildkite,
         has_agent_token,
+        stacks,
         kube,
     };
     run(config, clients, listener, shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Stacks API client when the config's source is `stacks`.
+pub(crate) fn stacks_client(
+    config: &Config,
+) -> anyhow::Result<Option<buildkite_api::stacks::StacksClient>> {
+    match config.buildkite.source {
+        jobify_buildkite::Source::Stacks => crate::clients::stacks(config).map(Some),
+        jobify_buildkite::Source::Graphql => Ok(None),
+    }
 }
 
 /// Runs the controller with `clients`, serving metrics and health on `listener`, until
@@ -143,9 +157,21 @@ pub(crate) async fn run(
         tracing::info!("no agent token: the jobify_buildkite_queue_* gauges stay empty");
     }
 
-    let monitor = BuildkiteMonitor::new(clients.buildkite.clone(), monitor_settings(config))
-        .with_metrics(metrics.buildkite().clone());
-    let feedback = BuildkiteFeedback::new(clients.buildkite);
+    let source = match JobSource::join(
+        config,
+        &clients.buildkite,
+        clients.stacks.as_ref(),
+        metrics.buildkite().clone(),
+    )
+    .await
+    {
+        Ok(source) => source,
+        Err(error) => {
+            rest.cancel();
+            while tasks.join_next().await.is_some() {}
+            return Err(error);
+        }
+    };
     let policy = Decider::from_config(&config.policy, &config.guard, &config.queues);
     let limits = Limits::new(&config.limits, &config.queues);
     let scheduler_config = config
@@ -153,9 +179,9 @@ pub(crate) async fn run(
         .scheduler_config(config.buildkite.poll_interval);
     metrics.declare_queues(config.queues.iter().map(|queue| queue.name.as_str()));
     let mut dispatcher = Dispatcher::new(
-        monitor,
+        source.monitor.clone(),
         jobifier,
-        feedback,
+        source.feedback.clone(),
         policy,
         limits,
         scheduler_config,
@@ -183,6 +209,9 @@ pub(crate) async fn run(
             }
         }
     };
+    if outcome.is_ok() {
+        source.leave().await;
+    }
     match outcome {
         Ok(()) => {
             tracing::info!("scheduler stopped; stopping the watchers, the elector and the listener")

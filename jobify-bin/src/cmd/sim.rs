@@ -152,7 +152,7 @@ pub(crate) async fn execute(args: SimArgs) -> anyhow::Result<ExitCode> {
 fn status(env: &SimEnv, jobs: &[ScheduledSimJob]) -> String {
     let mut states: BTreeMap<String, usize> = BTreeMap::new();
     for job in jobs {
-        if let Some(snapshot) = env.buildkite().job(job.handle.uuid) {
+        if let Some(snapshot) = env.buildkite().job(job.uuid) {
             *states.entry(snapshot.state.to_lowercase()).or_default() += 1;
         }
     }

@@ -31,6 +31,13 @@ pub fn agent_token_ref(config: &BuildkiteConfig) -> Option<SecretRef> {
 /// Checks the section: the adapter's own checks, then the token references.
 pub(super) fn validate(config: &BuildkiteConfig, at: &KeyPath, problems: &mut Problems) {
     problems.extend_from(config.validate(), |e| KeyPath::parse(&e.key));
+    if config.source == jobify_buildkite::Source::Stacks && agent_token_ref(config).is_none() {
+        problems.push(
+            at.key("agent_token"),
+            "`source = \"stacks\"` needs a cluster agent token: set agent_token (e.g. \
+             { env = \"BUILDKITE_AGENT_TOKEN\" }) or export BUILDKITE_AGENT_TOKEN",
+        );
+    }
     for (key, reference) in [
         ("api_token", Some(&config.api_token)),
         ("agent_token", config.agent_token.as_ref()),

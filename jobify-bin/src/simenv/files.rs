@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{AGENT_TOKEN, API_TOKEN, SimEnv};
+use super::{AGENT_TOKEN, API_TOKEN, CLUSTER_AGENT_TOKEN, SimEnv};
 
 /// The environment variable `jobify sim`'s config reads the API token from.
 pub const API_TOKEN_ENV: &str = "BUILDKITE_API_TOKEN";
@@ -22,8 +22,9 @@ pub enum TokenSource {
 
 /// A `jobify.toml` with `{{name}}` placeholders.
 ///
-/// [`SimEnv::write_files`] fills in `{{organization}}`, `{{graphql_url}}`, `{{agent_url}}`
-/// (insert them inside double quotes; they are escaped for a TOML basic string) and
+/// [`SimEnv::write_files`] fills in `{{organization}}`, `{{source}}`, `{{graphql_url}}`,
+/// `{{agent_url}}` (insert them inside double quotes; they are escaped for a TOML basic
+/// string; `agent_url` is the Stacks API simulator's with the `stacks` source) and
 /// `{{api_token}}`, `{{agent_token}}` (secret references, inline tables: insert them bare).
 /// [`ConfigTemplate::with`] adds more. A placeholder left without a value is an error, so a
 /// typo in a template cannot silently produce a config that points elsewhere.
@@ -97,7 +98,7 @@ pub struct SimFiles {
     /// The Buildkite API token (also what `BUILDKITE_API_TOKEN` must hold for
     /// [`TokenSource::Env`]).
     pub api_token_file: PathBuf,
-    /// The agent token for `/v3/metrics`.
+    /// The agent token (`/v3/metrics`, and the Stacks source's credential).
     pub agent_token_file: PathBuf,
     /// Where the config reads the API token from.
     pub token_source: TokenSource,
@@ -143,7 +144,14 @@ impl SimEnv {
             .clone()
             .with("organization", toml_escape(self.organization()))
             .with("graphql_url", toml_escape(&self.buildkite().graphql_url()))
-            .with("agent_url", toml_escape(&self.buildkite().agent_url()))
+            .with("source", self.source().as_str())
+            .with(
+                "agent_url",
+                toml_escape(&match self.stacks() {
+                    Some(stacks) => stacks.base_url(),
+                    None => self.buildkite().agent_url(),
+                }),
+            )
             .with("api_token", api_token)
             .with("agent_token", file_ref(&files.agent_token_file))
             .render()?;
@@ -154,7 +162,11 @@ impl SimEnv {
             })
         };
         write(&files.api_token_file, API_TOKEN)?;
-        write(&files.agent_token_file, AGENT_TOKEN)?;
+        let agent_token = match self.stacks() {
+            Some(_) => CLUSTER_AGENT_TOKEN,
+            None => AGENT_TOKEN,
+        };
+        write(&files.agent_token_file, agent_token)?;
         self.kubernetes()
             .write_kubeconfig(&files.kubeconfig)
             .map_err(|source| FilesError::Write {

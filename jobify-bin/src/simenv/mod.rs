@@ -19,15 +19,19 @@
 //! `jobify sim`, `jobify demo`, the end-to-end tests and the benchmark all start here.
 
 mod files;
+mod view;
 mod workload;
 
+use jobify_buildkite::Source;
 use jobify_sim::buildkite::{Budget, BuildkiteSim, BuildkiteSimConfig};
 use jobify_sim::kubernetes::{Scenarios, Timings};
+use jobify_sim::stacks::{StacksSim, StacksSimConfig};
 use jobify_sim::{FaultConfig, KubeSim, KubeSimConfig};
 use secrecy::SecretString;
 
 pub use files::{API_TOKEN_ENV, ConfigTemplate, FilesError, SimFiles, TokenSource};
-pub use workload::{ScheduledSimJob, Workload, schedule};
+pub use view::SimJobView;
+pub use workload::{ScheduledSimJob, Workload, schedule, schedule_stacks};
 
 /// The `jobify.toml` `jobify sim` writes: queue `kubernetes`, the default policy, short
 /// timings. Its `{{listen}}` placeholder is jobify's own metrics and health listener.
@@ -37,6 +41,9 @@ pub const SIM_CONFIG: &str = include_str!("jobify.toml");
 pub const API_TOKEN: &str = "bkua_jobify_simulator_token";
 /// The agent token the simulator's `/v3/metrics` accepts.
 pub const AGENT_TOKEN: &str = "jobify-simulator-agent-token";
+/// The cluster agent token the Stacks API simulator accepts (Stacks endpoints, `/v3/token`,
+/// `/v3/metrics`, an agent's acquire).
+pub const CLUSTER_AGENT_TOKEN: &str = "bkct_jobify_simulator_cluster_token";
 
 /// Why the simulators could not start.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +51,9 @@ pub enum SimEnvError {
     /// The Buildkite simulator did not start.
     #[error("the Buildkite simulator did not start")]
     Buildkite(#[source] jobify_sim::buildkite::Error),
+    /// The Stacks API simulator did not start.
+    #[error("the Stacks API simulator did not start")]
+    Stacks(#[source] jobify_sim::stacks::Error),
     /// The Kubernetes simulator could not listen on loopback.
     #[error("the Kubernetes simulator could not listen on 127.0.0.1")]
     Kubernetes(#[source] std::io::Error),
@@ -57,6 +67,9 @@ pub enum SimEnvError {
 pub struct SimEnvConfig {
     /// The organization's slug.
     pub organization: String,
+    /// The job source jobify reads: with `Stacks`, the Stacks API simulator serves the jobs
+    /// (and its agents acquire from it); the GraphQL simulator still runs, unused.
+    pub source: Source,
     /// Faults injected into Buildkite's GraphQL and metrics requests.
     pub buildkite_faults: FaultConfig,
     /// Faults injected into Kubernetes API requests.
@@ -73,6 +86,7 @@ impl Default for SimEnvConfig {
     fn default() -> Self {
         SimEnvConfig {
             organization: "acme".to_owned(),
+            source: Source::Graphql,
             buildkite_faults: FaultConfig::none(),
             kubernetes_faults: FaultConfig::none(),
             budget: Budget::default(),
@@ -85,6 +99,7 @@ impl Default for SimEnvConfig {
 /// The Buildkite and Kubernetes simulators, serving on loopback and wired together.
 pub struct SimEnv {
     buildkite: BuildkiteSim,
+    stacks: Option<StacksSim>,
     kubernetes: KubeSim,
     organization: String,
 }
@@ -94,15 +109,31 @@ impl SimEnv {
     pub async fn start(config: SimEnvConfig) -> Result<SimEnv, SimEnvError> {
         let buildkite = BuildkiteSim::start(BuildkiteSimConfig {
             faults: config.buildkite_faults.clone(),
-            metrics_faults: config.buildkite_faults,
+            metrics_faults: config.buildkite_faults.clone(),
             budget: config.budget,
             user_budget: config.budget,
             ..BuildkiteSimConfig::new(&config.organization, API_TOKEN, AGENT_TOKEN)
         })
         .await
         .map_err(SimEnvError::Buildkite)?;
+        let stacks = match config.source {
+            Source::Graphql => None,
+            Source::Stacks => Some(
+                StacksSim::start(StacksSimConfig {
+                    organization: config.organization.clone(),
+                    faults: config.buildkite_faults.clone(),
+                    ..StacksSimConfig::new(CLUSTER_AGENT_TOKEN)
+                })
+                .await
+                .map_err(SimEnvError::Stacks)?,
+            ),
+        };
+        let agent = match &stacks {
+            Some(stacks) => stacks.agent_api(),
+            None => buildkite.agent_api(),
+        };
         let kubernetes = KubeSim::start(KubeSimConfig {
-            agent: Some(buildkite.agent_api()),
+            agent: Some(agent),
             faults: config.kubernetes_faults,
             scenarios: config.scenarios,
             timings: config.timings,
@@ -112,6 +143,7 @@ impl SimEnv {
         .map_err(SimEnvError::Kubernetes)?;
         Ok(SimEnv {
             buildkite,
+            stacks,
             kubernetes,
             organization: config.organization,
         })
@@ -120,6 +152,11 @@ impl SimEnv {
     /// The Buildkite simulator: schedule jobs, read their state and annotations.
     pub fn buildkite(&self) -> &BuildkiteSim {
         &self.buildkite
+    }
+
+    /// The Stacks API simulator, when it is the job source.
+    pub fn stacks(&self) -> Option<&StacksSim> {
+        self.stacks.as_ref()
     }
 
     /// The Kubernetes simulator: read Jobs, pods, Leases and counters.
@@ -152,6 +189,9 @@ impl SimEnv {
     /// Buildkite simulator that has gone.
     pub async fn shutdown(self) {
         self.kubernetes.shutdown().await;
+        if let Some(stacks) = self.stacks {
+            stacks.shutdown().await;
+        }
         self.buildkite.shutdown().await;
     }
 }
@@ -172,12 +212,14 @@ pub async fn run_jobify(
     use anyhow::Context as _;
 
     let (buildkite, has_agent_token) = crate::clients::buildkite(&config)?;
+    let stacks = crate::cmd::run::stacks_client(&config)?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {} (server.listen)", config.server.listen))?;
     let clients = crate::cmd::run::Clients {
         buildkite,
         has_agent_token,
+        stacks,
         kube,
     };
     crate::cmd::run::run(&config, clients, listener, shutdown).await

@@ -1,8 +1,11 @@
-//! Batches of ordinary jobs to schedule in the Buildkite simulator.
+//! Batches of ordinary jobs to schedule in the simulated Buildkite, whichever job source
+//! (GraphQL or the Stacks API) serves them.
 
 use std::time::Duration;
 
-use jobify_sim::buildkite::{BuildkiteSim, JobHandle, JobSpec};
+use jobify_sim::buildkite::{BuildkiteSim, JobSpec};
+use jobify_sim::stacks::{JobSpec as StacksJobSpec, StacksSim};
+use uuid::Uuid;
 
 /// What a batch of jobs looks like: spread round robin over pipelines and queues, each
 /// running for `run_for` and passing.
@@ -30,20 +33,59 @@ impl Workload {
 /// A job scheduled from a [`Workload`].
 #[derive(Clone, Debug)]
 pub struct ScheduledSimJob {
-    /// The job in the simulator.
-    pub handle: JobHandle,
+    /// The job's uuid.
+    pub uuid: Uuid,
     /// Its queue.
     pub queue: String,
     /// Its pipeline.
     pub pipeline: String,
 }
 
-/// Schedules `count` jobs of `workload`, numbering their labels from `first`.
+/// Schedules `count` jobs of `workload` in the GraphQL simulator, numbering their labels from
+/// `first`.
 pub fn schedule(
     buildkite: &BuildkiteSim,
     workload: &Workload,
     first: usize,
     count: usize,
+) -> Vec<ScheduledSimJob> {
+    spread(workload, first, count, |n, pipeline, queue| {
+        buildkite
+            .schedule_job(
+                JobSpec::command(format!("make test-{n}"))
+                    .on_pipeline(pipeline)
+                    .on_queue(queue)
+                    .running(workload.run_for, 0),
+            )
+            .uuid
+    })
+}
+
+/// Schedules `count` jobs of `workload` in the Stacks API simulator, numbering them from
+/// `first`.
+pub fn schedule_stacks(
+    stacks: &StacksSim,
+    workload: &Workload,
+    first: usize,
+    count: usize,
+) -> Vec<ScheduledSimJob> {
+    spread(workload, first, count, |n, pipeline, queue| {
+        stacks.add_job(
+            StacksJobSpec::command(format!("make test-{n}"))
+                .on_pipeline(pipeline)
+                .on_queue(queue)
+                .running(workload.run_for, 0),
+        )
+    })
+}
+
+/// Jobs `first..first + count` of `workload`, round robin over pipelines then queues, each
+/// added by `add(n, pipeline, queue)`.
+fn spread(
+    workload: &Workload,
+    first: usize,
+    count: usize,
+    add: impl Fn(usize, &str, &str) -> Uuid,
 ) -> Vec<ScheduledSimJob> {
     (first..first + count)
         .map(|n| {
@@ -53,14 +95,8 @@ pub fn schedule(
                 n / workload.pipelines.len().max(1),
                 "default",
             );
-            let handle = buildkite.schedule_job(
-                JobSpec::command(format!("make test-{n}"))
-                    .on_pipeline(&pipeline)
-                    .on_queue(&queue)
-                    .running(workload.run_for, 0),
-            );
             ScheduledSimJob {
-                handle,
+                uuid: add(n, &pipeline, &queue),
                 queue,
                 pipeline,
             }
@@ -101,7 +137,7 @@ mod tests {
             .collect();
         assert_eq!(pairs.len(), 9);
         for job in &jobs {
-            let snapshot = sim.job(job.handle.uuid).expect("scheduled");
+            let snapshot = sim.job(job.uuid).expect("scheduled");
             assert_eq!(snapshot.state, "SCHEDULED");
         }
         sim.shutdown().await;

@@ -39,6 +39,7 @@ organization = "{{organization}}"
 controller_id = "e2e"
 
 [buildkite]
+source = "{{source}}"
 graphql_url = "{{graphql_url}}"
 agent_url = "{{agent_url}}"
 api_token = {{api_token}}
@@ -135,11 +136,7 @@ impl Harness {
 
     /// The Buildkite state of `job` (`SCHEDULED`, `FINISHED`, ...).
     pub(crate) fn state(&self, job: Uuid) -> String {
-        self.env
-            .buildkite()
-            .job(job)
-            .map(|j| j.state)
-            .unwrap_or_default()
+        self.env.job_view(job).map(|j| j.state).unwrap_or_default()
     }
 
     /// Jobs (by Buildkite uuid) the Kubernetes simulator holds now, in namespace `ns`.
@@ -244,19 +241,18 @@ pub(crate) async fn nothing_in_flight(replica: &Replica) -> Result<(), String> {
 pub(crate) fn all_ran_once(harness: &Harness, jobs: &[ScheduledSimJob]) -> Result<(), String> {
     let mut pending = BTreeMap::new();
     for job in jobs {
-        let snapshot = harness
+        let view = harness
             .env
-            .buildkite()
-            .job(job.handle.uuid)
-            .ok_or_else(|| format!("job {} unknown", job.handle.uuid))?;
-        if snapshot.acquired_count > 1 {
+            .job_view(job.uuid)
+            .ok_or_else(|| format!("job {} unknown", job.uuid))?;
+        if view.acquired > 1 {
             return Err(format!(
                 "job {} was acquired {} times",
-                job.handle.uuid, snapshot.acquired_count
+                job.uuid, view.acquired
             ));
         }
-        if !(snapshot.state == "FINISHED" && snapshot.exit_status == Some(0)) {
-            *pending.entry(snapshot.state).or_insert(0usize) += 1;
+        if !(view.state == "FINISHED" && view.exit_status == Some(0)) {
+            *pending.entry(view.state).or_insert(0usize) += 1;
         }
     }
     if pending.is_empty() {
@@ -270,18 +266,14 @@ pub(crate) fn all_ran_once(harness: &Harness, jobs: &[ScheduledSimJob]) -> Resul
 pub(crate) fn none_touched(harness: &Harness, jobs: &[ScheduledSimJob], ns: &str) {
     let with_jobs: std::collections::HashSet<Uuid> = harness.kube_jobs(ns).into_iter().collect();
     for job in jobs {
-        let snapshot = harness.env.buildkite().job(job.handle.uuid).expect("job");
+        let view = harness.env.job_view(job.uuid).expect("job");
         assert_eq!(
-            snapshot.state, "SCHEDULED",
+            view.state, "SCHEDULED",
             "job {} on queue {}",
-            job.handle.uuid, job.queue
+            job.uuid, job.queue
         );
-        assert_eq!(snapshot.acquired_count, 0);
-        assert!(
-            snapshot.annotations.is_empty(),
-            "{:?}",
-            snapshot.annotations
-        );
-        assert!(!with_jobs.contains(&job.handle.uuid));
+        assert_eq!(view.acquired, 0);
+        assert!(view.told.is_empty(), "{:?}", view.told);
+        assert!(!with_jobs.contains(&job.uuid));
     }
 }

