@@ -9,11 +9,13 @@ use std::time::Duration;
 use anyhow::Context;
 use buildkite_api::Client;
 use buildkite_api::stacks::StacksClient;
+use futures::future::BoxFuture;
 use jobify_buildkite::{
     BuildkiteFeedback, BuildkiteMetrics, BuildkiteMonitor, Source, StacksFeedback, StacksMonitor,
-    register_stack,
+    StacksTimeline, register_stack,
 };
 use jobify_core::{Feedback, Monitor};
+use tokio_util::sync::CancellationToken;
 
 use crate::adapters::monitor_settings;
 use crate::config::Config;
@@ -27,18 +29,24 @@ pub(crate) struct JobSource {
     pub(crate) monitor: Arc<dyn Monitor>,
     /// Where refusals and failures are told.
     pub(crate) feedback: Arc<dyn Feedback>,
+    /// The job timeline (Stacks only): observes the scheduler's events.
+    pub(crate) timeline: Option<Arc<StacksTimeline>>,
+    /// The task that sends the timeline's notifications, to spawn.
+    pub(crate) timeline_task: Option<BoxFuture<'static, ()>>,
     /// The Stacks monitor, to deregister its stack on a clean stop.
     stacks: Option<Arc<StacksMonitor>>,
 }
 
 impl JobSource {
     /// Joins the configured source: for `stacks`, checks the agent token and registers the
-    /// stack (idempotent: replicas and `jobify plan` share the key).
+    /// stack (idempotent: replicas and `jobify plan` share the key). The timeline task, if
+    /// any, runs until `stop`.
     pub(crate) async fn join(
         config: &Config,
         graphql: &Client,
         stacks: Option<&StacksClient>,
         metrics: BuildkiteMetrics,
+        stop: CancellationToken,
     ) -> anyhow::Result<Self> {
         match config.buildkite.source {
             Source::Graphql => Ok(JobSource {
@@ -47,6 +55,8 @@ impl JobSource {
                         .with_metrics(metrics),
                 ),
                 feedback: Arc::new(BuildkiteFeedback::new(graphql.clone())),
+                timeline: None,
+                timeline_task: None,
                 stacks: None,
             }),
             Source::Stacks => {
@@ -78,10 +88,14 @@ impl JobSource {
                     "registered with the Stacks API"
                 );
                 let feedback = StacksFeedback::new(client.clone(), settings.stack_key.clone());
+                let (timeline, task) =
+                    StacksTimeline::start(client.clone(), settings.stack_key.clone(), stop);
                 let monitor = Arc::new(StacksMonitor::new(client, settings));
                 Ok(JobSource {
                     monitor: monitor.clone(),
                     feedback: Arc::new(feedback),
+                    timeline: Some(Arc::new(timeline)),
+                    timeline_task: Some(Box::pin(task)),
                     stacks: Some(monitor),
                 })
             }
@@ -90,8 +104,8 @@ impl JobSource {
 
     /// Leaves the source on a clean stop: deregisters the stack, best effort (Buildkite
     /// forgets a stack that stops polling too).
-    pub(crate) async fn leave(&self) {
-        let Some(stacks) = &self.stacks else {
+    pub(crate) async fn leave(self) {
+        let Some(stacks) = self.stacks else {
             return;
         };
         match tokio::time::timeout(DEREGISTER_TIMEOUT, stacks.deregister()).await {

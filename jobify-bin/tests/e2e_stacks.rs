@@ -175,3 +175,123 @@ async fn two_controllers_on_one_queue_never_launch_a_job_twice_and_both_get_work
     b.stop().await;
     harness.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_that_can_never_start_fails_its_job_as_a_stack_error_with_the_cause_and_the_timeline_says_so()
+ {
+    let mut harness = Harness::start(stacks()).await;
+    let stacks = harness.env.stacks().expect("stacks");
+    let plugins = serde_json::json!([{ "kubernetes": { "podSpec": { "containers": [
+        { "image": "ghcr.io/acme/does-not-exist:1", "command": ["make"] }
+    ] } } }]);
+    let unpullable = stacks.add_job(
+        jobify_sim::stacks::JobSpec::command("e2e")
+            .on_queue("linux")
+            .with_plugins(&plugins),
+    );
+    let fine = stacks.add_job(
+        jobify_sim::stacks::JobSpec::command("make")
+            .on_queue("linux")
+            .running(Duration::from_millis(20), 0),
+    );
+    let sections = format!(
+        "{}\n[kubernetes.fail_fast]\nimage_pull_grace = \"1s\"\ncheck_interval = \"100ms\"\n",
+        served("ci", "")
+    );
+    let (config, listen) = harness.config(&sections, &[]);
+    let jobify = harness.start_jobify(config, listen);
+
+    eventually(
+        "the unpullable job is failed as a stack error",
+        async || match harness.env.job_view(unpullable) {
+            Some(view) if view.state == "FINISHED" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    )
+    .await;
+    let view = harness.env.job_view(unpullable).expect("job");
+    assert_eq!(
+        view.exit_status,
+        Some(-1),
+        "a stack error, not a cancellation"
+    );
+    assert!(
+        view.told.iter().any(|detail| detail.contains("image_pull_failed")
+            && detail.contains("does-not-exist")),
+        "{:?}",
+        view.told
+    );
+    eventually("the timeline tells the story", async || {
+        let notes = harness.env.job_view(unpullable).expect("job").notifications;
+        let created = notes
+            .iter()
+            .any(|n| n.contains("created the Kubernetes Job"));
+        let gave_up = notes
+            .iter()
+            .any(|n| n.contains("gave up") && n.contains("image_pull_failed"));
+        if created && gave_up {
+            Ok(())
+        } else {
+            Err(format!("{notes:?}"))
+        }
+    })
+    .await;
+    eventually("the other job ran", async || {
+        all_ran_once(
+            &harness,
+            &[jobify::simenv::ScheduledSimJob {
+                uuid: fine,
+                queue: "linux".to_owned(),
+                pipeline: "app".to_owned(),
+            }],
+        )
+    })
+    .await;
+    jobify.stop().await;
+    harness.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_loses_no_job_and_launches_none_twice() {
+    let mut harness = Harness::start(stacks()).await;
+    let jobs = harness.env.schedule(
+        &Workload {
+            run_for: Duration::from_millis(200),
+            ..workload(&["linux"])
+        },
+        0,
+        scaled(150),
+    );
+    // A short reservation, so that what the first process reserved and did not launch is
+    // listed again soon after it stops.
+    let sections = served("ci", "reservation_expiry = \"3s\"")
+        .replace("max_in_flight = 5000", "max_in_flight = 30");
+    let (config, listen) = harness.config(&sections, &[]);
+    let first = harness.start_jobify(config, listen);
+    eventually("some jobs ran", async || {
+        let done = jobs
+            .iter()
+            .filter(|job| harness.state(job.uuid) == "FINISHED")
+            .count();
+        if done >= jobs.len() / 5 {
+            Ok(())
+        } else {
+            Err(format!("{done} finished"))
+        }
+    })
+    .await;
+    first.stop().await;
+    let (config, listen) = harness.config(&sections, &[]);
+    let second = harness.start_jobify(config, listen);
+    eventually("every job ran once across the restart", async || {
+        all_ran_once(&harness, &jobs)
+    })
+    .await;
+    assert_eq!(
+        harness.env.kubernetes().stats().job_creates,
+        jobs.len() as u64,
+        "one Job per job"
+    );
+    second.stop().await;
+    harness.shutdown().await;
+}

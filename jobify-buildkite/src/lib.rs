@@ -22,6 +22,8 @@
 //!   reserves each job just before it launches (with a job acquisition token of its own),
 //!   and keeps listing and extending what it reserved until an agent takes it. Join first
 //!   with [`register_stack`].
+//! - [`StacksTimeline`]: what jobify does with a job (held back, Job created, pod waiting,
+//!   given up), as stack notifications on the job's timeline.
 //! - [`report_queue_figures`]: Buildkite's `/v3/metrics` into the queue gauges.
 //! - [`BuildkiteMetrics`]: the families this crate updates; register them once with
 //!   [`BuildkiteMetrics::register`], or leave them unregistered (`Default`) where nothing
@@ -44,5 +46,7 @@ pub use feedback::{ANNOTATION_CONTEXT, BuildkiteFeedback};
 pub use metrics::BuildkiteMetrics;
 pub use monitor::{BuildkiteMonitor, MonitorSettings};
 pub use queue_figures::{QueueFigures, queue_figures, report_queue_figures};
-pub use stacks::{StackError, StacksMonitor, StacksSettings, register_stack};
+pub use stacks::{
+    StackError, StacksMonitor, StacksSettings, StacksTimeline, register_stack, timeline_note,
+};
 pub use stacks_feedback::StacksFeedback;

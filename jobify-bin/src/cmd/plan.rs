@@ -73,6 +73,7 @@ pub(crate) async fn execute(
         &client,
         stacks.as_ref(),
         jobify_buildkite::BuildkiteMetrics::default(),
+        tokio_util::sync::CancellationToken::new(),
     )
     .await?;
     let sweep = Sweep::read(source.monitor.as_ref(), max_pages)

@@ -157,11 +157,12 @@ pub(crate) async fn run(
         tracing::info!("no agent token: the jobify_buildkite_queue_* gauges stay empty");
     }
 
-    let source = match JobSource::join(
+    let mut source = match JobSource::join(
         config,
         &clients.buildkite,
         clients.stacks.as_ref(),
         metrics.buildkite().clone(),
+        rest.clone(),
     )
     .await
     {
@@ -172,6 +173,9 @@ pub(crate) async fn run(
             return Err(error);
         }
     };
+    if let Some(task) = source.timeline_task.take() {
+        tasks.spawn(task.then_ok());
+    }
     let policy = Decider::from_config(&config.policy, &config.guard, &config.queues);
     let limits = Limits::new(&config.limits, &config.queues);
     let scheduler_config = config
@@ -186,7 +190,7 @@ pub(crate) async fn run(
         limits,
         scheduler_config,
     )
-    .with_observer(Observer::new(metrics, readiness));
+    .with_observer((Observer::new(metrics, readiness), source.timeline.clone()));
     if let Some(leading) = leading {
         dispatcher = dispatcher.with_leadership(leading);
     }

@@ -12,7 +12,9 @@ mod monitor;
 mod reservations;
 mod settings;
 mod stack;
+mod timeline;
 
 pub use monitor::StacksMonitor;
 pub use settings::StacksSettings;
 pub use stack::{StackError, register_stack};
+pub use timeline::{StacksTimeline, timeline_note};

@@ -132,6 +132,23 @@ impl SchedulerObserver for () {
     fn on_event(&self, _: &SchedulerEvent) {}
 }
 
+/// Both observe, the first first.
+impl<A: SchedulerObserver, B: SchedulerObserver> SchedulerObserver for (A, B) {
+    fn on_event(&self, event: &SchedulerEvent) {
+        self.0.on_event(event);
+        self.1.on_event(event);
+    }
+}
+
+/// Observes when there is one.
+impl<O: SchedulerObserver> SchedulerObserver for Option<O> {
+    fn on_event(&self, event: &SchedulerEvent) {
+        if let Some(observer) = self {
+            observer.on_event(event);
+        }
+    }
+}
+
 impl<O: SchedulerObserver + ?Sized> SchedulerObserver for std::sync::Arc<O> {
     fn on_event(&self, event: &SchedulerEvent) {
         (**self).on_event(event);
