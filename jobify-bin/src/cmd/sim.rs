@@ -21,7 +21,6 @@ use jobify_sim::FaultConfig;
 
 use crate::simenv::{
     ConfigTemplate, SIM_CONFIG, ScheduledSimJob, SimEnv, SimEnvConfig, TokenSource, Workload,
-    schedule,
 };
 
 /// How often the status line is refreshed (printed only when it changed).
@@ -54,6 +53,10 @@ pub struct SimArgs {
     /// loopback port.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Which Buildkite API the written jobify.toml reads: GraphQL (a user API token) or the
+    /// Stacks API (only an agent token).
+    #[arg(long, value_enum, default_value_t = crate::cmd::demo::SourceArg::Graphql)]
+    pub source: crate::cmd::demo::SourceArg,
 }
 
 /// Runs the simulators until a signal; the exit code is 0 after a clean shutdown.
@@ -75,6 +78,7 @@ pub(crate) async fn execute(args: SimArgs) -> anyhow::Result<ExitCode> {
             seed: args.seed.wrapping_add(1),
             ..faults
         },
+        source: args.source.into(),
         ..SimEnvConfig::default()
     })
     .await
@@ -103,7 +107,10 @@ pub(crate) async fn execute(args: SimArgs) -> anyhow::Result<ExitCode> {
         .write_files(&dir, &template, TokenSource::Env)
         .context("writing the simulator's files")?;
 
-    println!("Buildkite simulator:  {}", env.buildkite().graphql_url());
+    match env.stacks() {
+        Some(stacks) => println!("Stacks API simulator: {}", stacks.base_url()),
+        None => println!("Buildkite simulator:  {}", env.buildkite().graphql_url()),
+    }
     println!("Kubernetes simulator: {}", env.kubernetes().url());
     println!("Files in {}:", dir.display());
     println!("  kubeconfig   {}", files.kubeconfig.display());
@@ -119,8 +126,7 @@ pub(crate) async fn execute(args: SimArgs) -> anyhow::Result<ExitCode> {
     println!();
     println!("jobify will serve metrics on http://{listen}/metrics. Ctrl-C stops the simulators.");
 
-    let jobs = schedule(
-        env.buildkite(),
+    let jobs = env.schedule(
         &Workload::on_queue("kubernetes", args.run_for),
         0,
         args.jobs,
@@ -152,8 +158,8 @@ pub(crate) async fn execute(args: SimArgs) -> anyhow::Result<ExitCode> {
 fn status(env: &SimEnv, jobs: &[ScheduledSimJob]) -> String {
     let mut states: BTreeMap<String, usize> = BTreeMap::new();
     for job in jobs {
-        if let Some(snapshot) = env.buildkite().job(job.uuid) {
-            *states.entry(snapshot.state.to_lowercase()).or_default() += 1;
+        if let Some(view) = env.job_view(job.uuid) {
+            *states.entry(view.state.to_lowercase()).or_default() += 1;
         }
     }
     let states = if states.is_empty() {

@@ -49,12 +49,15 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 pub(crate) struct DemoOptions {
     /// Give up after this long, reporting what is missing.
     pub(crate) deadline: Duration,
+    /// The job source jobify reads.
+    pub(crate) source: jobify_buildkite::Source,
 }
 
 impl Default for DemoOptions {
     fn default() -> Self {
         DemoOptions {
             deadline: Duration::from_secs(60),
+            source: jobify_buildkite::Source::Graphql,
         }
     }
 }
@@ -105,6 +108,7 @@ where
             slow_image_marker: scenario::SLOW_MARKER.to_owned(),
             ..Scenarios::default()
         },
+        source: options.source,
         ..SimEnvConfig::default()
     })
     .await
@@ -117,19 +121,25 @@ where
         .write_files(dir.path(), &ConfigTemplate::new(CONFIG), TokenSource::File)
         .context("writing the demo's config")?;
     let config = config::load(&files.config).context("loading the demo's embedded config")?;
-    writeln!(
-        out,
-        "Buildkite simulator at {}, Kubernetes simulator at {}",
-        env.buildkite().graphql_url(),
-        env.kubernetes().url()
-    )?;
+    match env.stacks() {
+        Some(stacks) => writeln!(
+            out,
+            "Buildkite Stacks API simulator at {} (jobify holds only an agent token), \
+             Kubernetes simulator at {}",
+            stacks.base_url(),
+            env.kubernetes().url()
+        )?,
+        None => writeln!(
+            out,
+            "Buildkite simulator at {}, Kubernetes simulator at {}",
+            env.buildkite().graphql_url(),
+            env.kubernetes().url()
+        )?,
+    }
     writeln!(out, "config: {}", files.config.display())?;
 
     let jobs = scenario::jobs();
-    let uuids: Vec<Uuid> = jobs
-        .iter()
-        .map(|job| env.buildkite().schedule_job(job.spec.clone()).uuid)
-        .collect();
+    let uuids: Vec<Uuid> = jobs.iter().map(|job| env.schedule_job(&job.spec)).collect();
     let pipelines: std::collections::BTreeSet<&str> =
         jobs.iter().map(|j| j.spec.pipeline.as_str()).collect();
     writeln!(
@@ -284,7 +294,7 @@ impl Watch<'_> {
                 && now.pod_phase.as_deref() == Some("Pending")
                 && now.state == "SCHEDULED"
             {
-                self.cancelled_by_demo = self.env.buildkite().cancel_job(self.uuids[i]);
+                self.cancelled_by_demo = self.env.cancel_job(self.uuids[i]);
                 writeln!(
                     out,
                     "{:>6}  {:<28} the demo cancels it in Buildkite while its pod is pending",
@@ -309,6 +319,9 @@ fn changes(before: &Observation, now: &Observation) -> Vec<String> {
     let mut events = Vec::new();
     if now.job_seen && !before.job_seen {
         events.push("Job created".to_owned());
+    }
+    for note in now.notifications.iter().skip(before.notifications.len()) {
+        events.push(format!("timeline: {note}"));
     }
     if now.pod_phase != before.pod_phase
         && let Some(phase) = &now.pod_phase
@@ -409,6 +422,7 @@ mod tests {
         crate::tls::install_crypto_provider();
         let options = DemoOptions {
             deadline: Duration::from_millis(500),
+            ..DemoOptions::default()
         };
         let mut out = Vec::new();
         let idle = |_: Config, _: kube::Client, stop: CancellationToken| async move {

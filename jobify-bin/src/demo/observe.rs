@@ -32,6 +32,8 @@ pub(crate) struct Observation {
     pub(crate) pod_phase: Option<String>,
     /// The images of its pod's containers, as last seen (agent first).
     pub(crate) images: Vec<String>,
+    /// Its timeline's stack notifications (the Stacks source).
+    pub(crate) notifications: Vec<String>,
 }
 
 impl Observation {
@@ -46,10 +48,13 @@ impl Observation {
     /// The sentence jobify gave in its annotation, without the Markdown around it.
     pub(crate) fn reason_message(&self) -> Option<String> {
         let body = self.annotation.as_deref()?;
+        // A GraphQL annotation is Markdown; a Stacks finish detail is one line.
         let text = body
             .strip_prefix("**jobify did not run this job.** ")
+            .or_else(|| body.strip_prefix("jobify did not run this job: "))
             .unwrap_or(body);
         let text = text.split("\n\n<sub>").next().unwrap_or(text);
+        let text = text.split(" (reason code `").next().unwrap_or(text);
         Some(text.trim().to_owned())
     }
 }
@@ -106,7 +111,19 @@ impl Watcher {
                     images: self.images.get(uuid).cloned().unwrap_or_default(),
                     ..Observation::default()
                 };
-                if let Some(snapshot) = snapshot {
+                if env.stacks().is_some() {
+                    // The Stacks source fails a job by finishing it as a stack error: the
+                    // finish detail stands where a GraphQL annotation does.
+                    if let Some(view) = env.job_view(*uuid) {
+                        observation.state = view.state;
+                        observation.exit_status =
+                            view.exit_status.and_then(|s| i32::try_from(s).ok());
+                        observation.canceled_by_api = !view.told.is_empty();
+                        observation.acquired_count = view.acquired;
+                        observation.annotation = view.told.last().cloned();
+                        observation.notifications = view.notifications;
+                    }
+                } else if let Some(snapshot) = snapshot {
                     observation.state = snapshot.state;
                     observation.exit_status = snapshot.exit_status;
                     observation.canceled_by_api = snapshot.canceled_by_api;

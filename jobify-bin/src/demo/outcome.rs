@@ -23,7 +23,21 @@ impl Verdict {
 
 /// Compares `observed` with `expected`.
 pub(crate) fn judge(expected: &Expected, observed: &Observation) -> Verdict {
-    let o = observed;
+    // The Stacks source ends a job it will not run by finishing it as a stack error (exit
+    // -1) where the GraphQL source cancels it: judge both alike.
+    let stacks_refusal;
+    let o = if observed.canceled_by_api
+        && observed.state == "FINISHED"
+        && observed.exit_status == Some(-1)
+    {
+        stacks_refusal = Observation {
+            state: "CANCELED".to_owned(),
+            ..observed.clone()
+        };
+        &stacks_refusal
+    } else {
+        observed
+    };
     if o.acquired_count > 1 {
         return Verdict::Wrong(format!("acquired {} times", o.acquired_count));
     }

@@ -31,7 +31,7 @@ use secrecy::SecretString;
 
 pub use files::{API_TOKEN_ENV, ConfigTemplate, FilesError, SimFiles, TokenSource};
 pub use view::SimJobView;
-pub use workload::{ScheduledSimJob, Workload, schedule, schedule_stacks};
+pub use workload::{ScheduledSimJob, Workload, schedule, schedule_stacks, to_stacks};
 
 /// The `jobify.toml` `jobify sim` writes: queue `kubernetes`, the default policy, short
 /// timings. Its `{{listen}}` placeholder is jobify's own metrics and health listener.

@@ -75,6 +75,15 @@ impl SimEnv {
         }
     }
 
+    /// Schedules one job described as for the GraphQL simulator with the job source's
+    /// simulator ([`to_stacks`](super::to_stacks) translates it for the Stacks API's).
+    pub fn schedule_job(&self, spec: &jobify_sim::buildkite::JobSpec) -> Uuid {
+        match &self.stacks {
+            Some(stacks) => stacks.add_job(super::to_stacks(spec)),
+            None => self.buildkite.schedule_job(spec.clone()).uuid,
+        }
+    }
+
     /// Cancels the job, as a person would in Buildkite. `false` for a job it does not know
     /// or that has ended.
     pub fn cancel_job(&self, uuid: Uuid) -> bool {

@@ -104,6 +104,39 @@ fn spread(
         .collect()
 }
 
+/// The same job for the Stacks API simulator: its queue from the `queue=` rule, the other
+/// rules, command, env (the label as `BUILDKITE_LABEL`), plugins, priority, pipeline, build,
+/// branch, step key and script.
+pub fn to_stacks(spec: &JobSpec) -> StacksJobSpec {
+    let mut stacks = StacksJobSpec::command(spec.command.clone())
+        .on_pipeline(&spec.pipeline)
+        .with_priority(spec.priority);
+    for rule in &spec.agent_query_rules {
+        stacks = match rule.strip_prefix("queue=") {
+            Some(queue) => stacks.on_queue(queue),
+            None => stacks.with_rule(rule),
+        };
+    }
+    for (name, value) in &spec.env {
+        stacks = stacks.with_env(name, value);
+    }
+    if !spec.label.is_empty() {
+        stacks = stacks.with_env("BUILDKITE_LABEL", &spec.label);
+    }
+    if let Some(plugins) = &spec.plugins {
+        stacks = stacks.with_plugins(plugins);
+    }
+    if let Some(key) = &spec.step_key {
+        stacks = stacks.with_step_key(key);
+    }
+    StacksJobSpec {
+        build_number: spec.build.unwrap_or(1),
+        branch: spec.branch.clone(),
+        script: spec.script,
+        ..stacks
+    }
+}
+
 fn pick(items: &[String], n: usize, fallback: &str) -> String {
     if items.is_empty() {
         fallback.to_owned()
