@@ -103,11 +103,16 @@ impl JobSource {
     }
 
     /// Leaves the source on a clean stop: deregisters the stack, best effort (Buildkite
-    /// forgets a stack that stops polling too).
-    pub(crate) async fn leave(self) {
+    /// forgets a stack that stops polling too). Not with leader election: the replicas
+    /// share the stack, and the others go on using it.
+    pub(crate) async fn leave(self, config: &Config) {
         let Some(stacks) = self.stacks else {
             return;
         };
+        if config.leader_election.enabled {
+            tracing::info!("leaving the stack registered: other replicas share it");
+            return;
+        }
         match tokio::time::timeout(DEREGISTER_TIMEOUT, stacks.deregister()).await {
             Ok(Ok(())) => tracing::info!("deregistered the stack"),
             Ok(Err(error)) => {

@@ -295,3 +295,77 @@ async fn a_restart_loses_no_job_and_launches_none_twice() {
     second.stop().await;
     harness.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_replica_takes_over_the_stack_when_the_leader_stops_and_nothing_runs_twice() {
+    let mut harness = Harness::start(stacks()).await;
+    let jobs = harness.env.schedule(
+        &Workload {
+            run_for: Duration::from_millis(300),
+            ..workload(&["linux"])
+        },
+        0,
+        scaled(40),
+    );
+    let replica = format!(
+        "{}\n[leader_election]\nenabled = true\nlease_name = \"jobify-e2e\"\nlease_duration = \"2s\"\nrenew_interval = \"200ms\"\nidentity = \"{{{{identity}}}}\"\n",
+        served("ci", "reservation_expiry = \"3s\"")
+            .replace("max_in_flight = 5000", "max_in_flight = 8")
+    );
+    let holder = |harness: &Harness| {
+        harness
+            .env
+            .kubernetes()
+            .lease("ci", "jobify-e2e")
+            .and_then(|lease| lease.spec)
+            .and_then(|spec| spec.holder_identity)
+    };
+    let (config_a, listen_a) = harness.config(&replica, &[("identity", "replica-a")]);
+    let (config_b, listen_b) = harness.config(&replica, &[("identity", "replica-b")]);
+    let a = harness.start_jobify(config_a, listen_a);
+    eventually("replica-a leads", async || match holder(&harness) {
+        Some(h) if h == "replica-a" => Ok(()),
+        other => Err(format!("holder {other:?}")),
+    })
+    .await;
+    let b = harness.start_jobify(config_b, listen_b);
+    eventually("the leader finishes some jobs", async || {
+        let done = jobs
+            .iter()
+            .filter(|job| harness.state(job.uuid) == "FINISHED")
+            .count();
+        if done >= 8 {
+            Ok(())
+        } else {
+            Err(format!("{done} finished"))
+        }
+    })
+    .await;
+    a.stop().await;
+    assert_eq!(
+        harness
+            .env
+            .stacks()
+            .expect("stacks")
+            .stack("e2e")
+            .map(|s| s.state),
+        Some("connected".to_owned()),
+        "a replica that stops leaves the shared stack registered"
+    );
+    eventually("replica-b takes over", async || match holder(&harness) {
+        Some(h) if h == "replica-b" => Ok(()),
+        other => Err(format!("holder {other:?}")),
+    })
+    .await;
+    eventually("the remaining jobs run, each once", async || {
+        all_ran_once(&harness, &jobs)
+    })
+    .await;
+    assert_eq!(
+        harness.env.kubernetes().stats().job_creates,
+        jobs.len() as u64,
+        "one Job create per job"
+    );
+    b.stop().await;
+    harness.shutdown().await;
+}

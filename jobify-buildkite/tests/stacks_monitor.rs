@@ -228,3 +228,21 @@ async fn a_held_reservation_is_extended_before_it_runs_out() {
     let extended = sim.reservation(job).unwrap().expires_at;
     assert!(extended > first, "{extended} > {first}");
 }
+
+#[tokio::test]
+async fn a_stack_another_process_deregistered_is_registered_again() {
+    let sim = sim().await;
+    let job = sim.add_job(JobSpec::command("make").on_queue(QUEUE));
+    let ours = monitor(&sim, settings("shared-key")).await;
+    let theirs = monitor(&sim, settings("shared-key")).await;
+    theirs.deregister().await.unwrap();
+    assert_eq!(
+        sim.stack("shared-key").map(|s| s.state),
+        Some("disconnected".to_owned())
+    );
+    assert_eq!(ids(&ours.scheduled(None).await.unwrap()), vec![job]);
+    assert_eq!(
+        sim.stack("shared-key").map(|s| s.state),
+        Some("connected".to_owned())
+    );
+}

@@ -214,7 +214,7 @@ pub(crate) async fn run(
         }
     };
     if outcome.is_ok() {
-        source.leave().await;
+        source.leave(config).await;
     }
     match outcome {
         Ok(()) => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use buildkite_api::stacks::{
-    MAX_BATCH, ScheduledJobsQuery, StackJob, StacksClient, StacksJobState,
+    MAX_BATCH, RegisterStack, ScheduledJobsQuery, StackJob, StacksClient, StacksJobState,
 };
 use futures::stream::{self, StreamExt};
 use jobify_core::{
@@ -280,11 +280,23 @@ impl Monitor for StacksMonitor {
         if let Some(after) = &at.after {
             query = query.after(after.clone());
         }
-        let page = self
-            .client
-            .scheduled_jobs(self.key(), &query)
-            .await
-            .map_err(monitor_error)?;
+        let page = match self.client.scheduled_jobs(self.key(), &query).await {
+            Ok(page) => page,
+            // The stack is gone: another installation with the same key deregistered it, or
+            // Buildkite forgot it. Registering is idempotent: join again and list once more.
+            Err(error) if error.status() == Some(404) => {
+                tracing::warn!(stack = %self.key(), %error, "Buildkite does not know this stack (deregistered by another process sharing its key?); registering it again");
+                self.client
+                    .register(&RegisterStack::custom(self.key(), &self.settings.queues[0]))
+                    .await
+                    .map_err(monitor_error)?;
+                self.client
+                    .scheduled_jobs(self.key(), &query)
+                    .await
+                    .map_err(monitor_error)?
+            }
+            Err(error) => return Err(monitor_error(error)),
+        };
         let next_list = (at.queue + 1 < self.settings.queues.len()).then(|| Position {
             queue: at.queue + 1,
             after: None,
