@@ -40,7 +40,7 @@ impl Ceiling {
 /// replaced throughout), so the simulated agents acquire real jobs exactly as they did for
 /// jobify and the cluster does the same work.
 pub(crate) async fn measure(manifests: &[Job], concurrency: usize) -> anyhow::Result<Ceiling> {
-    let env = SimEnv::start(Settings::sim_config())
+    let env = SimEnv::start(Settings::base_sim_config())
         .await
         .context("cannot start the simulators for the raw loop")?;
     let scheduled = schedule(env.buildkite(), &Settings::workload(), 0, manifests.len());

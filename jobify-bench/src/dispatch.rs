@@ -6,7 +6,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use jobify::simenv::schedule;
 use jobify_k8s::labels::JOB_UUID;
 use k8s_openapi::api::batch::v1::Job;
 use tokio::time::Instant;
@@ -110,13 +109,13 @@ async fn idle(session: &mut Session, polls: u32) -> anyhow::Result<Idle> {
 async fn dispatch(session: &mut Session, jobs: usize) -> anyhow::Result<Dispatch> {
     let before = session.api();
     let cpu_before = (session.jobify.cpu()?, cpu_of("self")?);
-    let scheduled = schedule(session.env.buildkite(), &Settings::workload(), 0, jobs);
+    let scheduled = session.env.schedule(&Settings::workload(), 0, jobs);
     let scheduled_at = Instant::now();
-    let requests = session.api().graphql_requests;
+    let requests = session.requests();
     let timeout = Duration::from_secs(60) + Duration::from_millis(10) * jobs as u32;
     let polled_at = session
         .wait_for("jobify's first poll after scheduling", timeout, |env| {
-            env.buildkite().stats().graphql_requests > requests
+            crate::session::requests_to(env) > requests
         })
         .await?;
     let first_create_at = session

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use jobify::simenv::schedule;
 use jobify_k8s::labels::JOB_UUID;
 use tokio::time::{Instant, MissedTickBehavior, interval};
 
@@ -48,7 +47,7 @@ pub(crate) async fn measure(
     let mut scheduled_at = HashMap::with_capacity(jobs);
     for n in 0..jobs {
         ticks.tick().await;
-        for job in schedule(session.env.buildkite(), &Settings::workload(), n, 1) {
+        for job in session.env.schedule(&Settings::workload(), n, 1) {
             scheduled_at.insert(job.uuid.to_string(), Instant::now());
         }
     }

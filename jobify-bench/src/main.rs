@@ -18,6 +18,7 @@ mod dispatch;
 mod latency;
 mod report;
 mod session;
+mod sources;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -96,6 +97,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         page_size: args.page_size,
         concurrency: args.concurrency,
         max_in_flight: sizes.last().copied().unwrap_or(0).max(1) * 2,
+        source: jobify_buildkite::Source::Graphql,
+        slow_pods: false,
     };
     println!("{}", machine());
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
@@ -124,12 +127,40 @@ async fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir(&steady_dir).context("cannot create a session directory")?;
     let latency = latency::measure(&settings, &steady_dir, args.rate, args.steady_for).await?;
 
+    let batch = sizes.first().copied().unwrap_or(200).min(1000);
+    let mut sources = Vec::new();
+    for source in [
+        jobify_buildkite::Source::Graphql,
+        jobify_buildkite::Source::Stacks,
+    ] {
+        eprintln!(
+            "{batch} jobs through the {} source, pods kept starting ...",
+            source.as_str()
+        );
+        let source_dir = dir.path().join(format!("source-{}", source.as_str()));
+        std::fs::create_dir(&source_dir).context("cannot create a session directory")?;
+        sources
+            .push(sources::measure(&settings, &source_dir, source, batch, args.idle_polls).await?);
+    }
+    let stacks_settings = Settings {
+        source: jobify_buildkite::Source::Stacks,
+        poll_interval: settings.poll_interval.max(sources::STACKS_MIN_POLL),
+        ..settings.clone()
+    };
+    eprintln!("steady arrivals through the stacks source ...");
+    let stacks_dir = dir.path().join("steady-stacks");
+    std::fs::create_dir(&stacks_dir).context("cannot create a session directory")?;
+    let stacks_latency =
+        latency::measure(&stacks_settings, &stacks_dir, args.rate, args.steady_for).await?;
+
     let figures = report::Figures {
         poll_interval: args.poll_interval,
         concurrency: args.concurrency,
         idle,
         runs,
         latency,
+        sources,
+        stacks_latency,
         judge: !args.smoke,
     };
     print!("{}", figures.render());

@@ -6,6 +6,7 @@ use std::time::Duration;
 use crate::ceiling::Ceiling;
 use crate::dispatch::{Dispatch, Idle};
 use crate::latency::Latency;
+use crate::sources::SourceRun;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -22,6 +23,10 @@ pub(crate) struct Figures {
     pub(crate) runs: Vec<(Dispatch, Ceiling)>,
     /// The steady-arrival run.
     pub(crate) latency: Latency,
+    /// The two job sources side by side, pods kept starting.
+    pub(crate) sources: Vec<SourceRun>,
+    /// The steady-arrival run through the Stacks source.
+    pub(crate) stacks_latency: Latency,
     /// Whether figures are judged against the targets (not in `--smoke` mode, whose debug
     /// build and tiny batches say nothing about them).
     pub(crate) judge: bool,
@@ -202,12 +207,87 @@ impl Figures {
             "",
             Verdict::Info,
         );
+        for run in &self.sources {
+            let name = format!(
+                "{} (poll {})",
+                run.source.as_str(),
+                humantime::format_duration(run.poll_interval)
+            );
+            row(
+                format!(
+                    "{name}: {} jobs, jobs/s scheduled -> Jobs created",
+                    run.jobs
+                ),
+                format!("{:.0} ({} ms)", run.rate(), run.dispatch.as_millis()),
+                "",
+                Verdict::Info,
+            );
+            row(
+                format!("{name}: API requests per dispatched job"),
+                format!("{:.3}", run.requests_per_job),
+                "",
+                Verdict::Info,
+            );
+            row(
+                format!("{name}: API requests per idle poll"),
+                format!("{:.2}", run.idle_requests_per_poll),
+                "",
+                Verdict::Info,
+            );
+            row(
+                format!(
+                    "{name}: API requests per poll, {} pods still starting",
+                    run.jobs
+                ),
+                format!("{:.2}", run.starting_requests_per_poll),
+                "",
+                Verdict::Info,
+            );
+            if let Some(points) = run.starting_points_per_poll {
+                row(
+                    format!(
+                        "{name}: points per poll re-reading the {} starting jobs",
+                        run.jobs
+                    ),
+                    format!("{points:.0}"),
+                    "",
+                    Verdict::Info,
+                );
+            }
+        }
+        let stacks = &self.stacks_latency;
+        row(
+            format!(
+                "stacks (poll 1s): latency scheduled -> Job created, p50 / p99 ({} jobs at {:.0}/s)",
+                stacks.jobs, stacks.rate
+            ),
+            format!("{} / {} ms", stacks.p50.as_millis(), stacks.p99.as_millis()),
+            "",
+            Verdict::Info,
+        );
         rows
     }
 
-    /// The table and the summary line.
+    /// The table, the Stacks API requests by endpoint, and the summary line.
     pub(crate) fn render(&self) -> String {
         let rows = self.rows();
+        let endpoints: Vec<String> = self
+            .sources
+            .iter()
+            .filter(|run| !run.by_endpoint.is_empty())
+            .map(|run| {
+                let parts: Vec<String> = run
+                    .by_endpoint
+                    .iter()
+                    .map(|(endpoint, n)| format!("{endpoint} {n}"))
+                    .collect();
+                format!(
+                    "{} requests by endpoint: {}",
+                    run.source.as_str(),
+                    parts.join(", ")
+                )
+            })
+            .collect();
         let width = |f: fn(&Row) -> usize, title: &str| {
             rows.iter().map(f).max().unwrap_or(0).max(title.len())
         };
@@ -233,6 +313,9 @@ impl Figures {
                 r.metric, r.value, r.target
             );
         }
+        for line in &endpoints {
+            let _ = writeln!(out, "{line}");
+        }
         let judged: Vec<&Row> = rows.iter().filter(|r| r.verdict != Verdict::Info).collect();
         let met = judged.iter().filter(|r| r.verdict == Verdict::Met).count();
         if self.judge {
@@ -255,7 +338,8 @@ impl Figures {
         }
         let _ = writeln!(
             out,
-            "; p50/p99 {}/{} ms; first poll {} ms; idle {:.1} MiB; every job dispatched exactly once",
+            "; p50/p99 {}/{} ms; first poll {} ms; idle {:.1} MiB; every job dispatched exactly once, \
+             through both sources",
             self.latency.p50.as_millis(),
             self.latency.p99.as_millis(),
             self.idle.first_poll.as_millis(),

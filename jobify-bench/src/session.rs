@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use jobify::simenv::{ConfigTemplate, SimEnv, SimEnvConfig, TokenSource, Workload};
+use jobify_buildkite::Source;
 use jobify_sim::buildkite::{Budget, BuildkiteStats};
+use jobify_sim::kubernetes::{Scenarios, Timings};
 use tokio::time::{Instant, sleep};
 
 use crate::child::{Jobify, Memory};
@@ -38,13 +40,38 @@ pub(crate) struct Settings {
     pub(crate) concurrency: usize,
     /// Jobs in flight allowed (overall and for the queue).
     pub(crate) max_in_flight: usize,
+    /// Where jobify reads jobs from.
+    pub(crate) source: Source,
+    /// Whether pods stay pending (their agent never starts) for the whole session, as pods
+    /// pulling a large image do.
+    pub(crate) slow_pods: bool,
 }
 
 impl Settings {
     /// The simulators' configuration: fault-free, with a complexity budget no run can
     /// exhaust, so that jobify's own pacing is what is measured (the real budget is a limit
     /// of its own, see docs/performance.md).
-    pub(crate) fn sim_config() -> SimEnvConfig {
+    pub(crate) fn sim_config(&self) -> SimEnvConfig {
+        let mut config = SimEnvConfig {
+            source: self.source,
+            ..Settings::base_sim_config()
+        };
+        if self.slow_pods {
+            // Every default agent pod (image ghcr.io/buildkite/agent) starts in an hour.
+            config.scenarios = Scenarios {
+                slow_image_marker: "buildkite/agent".to_owned(),
+                ..Scenarios::default()
+            };
+            config.timings = Timings {
+                slow_start_delay: Duration::from_secs(3600),
+                ..Timings::default()
+            };
+        }
+        config
+    }
+
+    /// Fault-free simulators serving GraphQL, with a budget no run exhausts.
+    pub(crate) fn base_sim_config() -> SimEnvConfig {
         SimEnvConfig {
             budget: Budget {
                 points: 1_000_000_000,
@@ -74,7 +101,7 @@ impl Session {
     /// Starts the simulators, writes the files into `dir`, spawns jobify and waits for its
     /// first poll.
     pub(crate) async fn start(settings: &Settings, dir: &Path) -> anyhow::Result<Session> {
-        let env = SimEnv::start(Settings::sim_config())
+        let env = SimEnv::start(settings.sim_config())
             .await
             .context("cannot start the simulators")?;
         let template = ConfigTemplate::new(CONFIG)
@@ -85,17 +112,18 @@ impl Session {
             .with("page_size", settings.page_size.to_string())
             .with("max_in_flight", settings.max_in_flight.to_string())
             .with("concurrency", settings.concurrency.to_string())
-            .with("namespace", NAMESPACE);
+            .with("namespace", NAMESPACE)
+            .with("job_tokens", settings.source_job_tokens());
         let files = env
             .write_files(dir, &template, TokenSource::Env)
             .context("cannot write the files for jobify")?;
         let started = Instant::now();
         let mut jobify = Jobify::spawn(&settings.binary, &files, &dir.join("jobify.log"))?;
         let deadline = started + Duration::from_secs(30);
-        while env.buildkite().stats().graphql_requests == 0 {
+        while requests_to(&env) == 0 {
             if Instant::now() > deadline {
                 bail!(
-                    "jobify sent no GraphQL request within 30 s; its log ends with:\n{}",
+                    "jobify sent no request to Buildkite within 30 s; its log ends with:\n{}",
                     jobify.log_tail()
                 );
             }
@@ -109,6 +137,11 @@ impl Session {
             first_poll,
             settings: settings.clone(),
         })
+    }
+
+    /// Requests Buildkite has answered so far, through the session's source.
+    pub(crate) fn requests(&self) -> u64 {
+        requests_to(&self.env)
     }
 
     /// The Buildkite simulator's counters now.
@@ -174,6 +207,21 @@ impl Session {
         let stopped = self.jobify.stop();
         self.env.shutdown().await;
         stopped
+    }
+}
+
+/// Requests to the job source's simulator: GraphQL requests, or every Stacks API request.
+pub(crate) fn requests_to(env: &SimEnv) -> u64 {
+    match env.stacks() {
+        Some(stacks) => stacks.stats().total_requests(),
+        None => env.buildkite().stats().graphql_requests,
+    }
+}
+
+impl Settings {
+    /// `[buildkite.stacks] job_tokens`: on, as by default.
+    fn source_job_tokens(&self) -> &'static str {
+        "false"
     }
 }
 

@@ -70,6 +70,9 @@ pub struct SimEnvConfig {
     /// The job source jobify reads: with `Stacks`, the Stacks API simulator serves the jobs
     /// (and its agents acquire from it); the GraphQL simulator still runs, unused.
     pub source: Source,
+    /// The self-hosted queues the Stacks simulator's cluster has from the start (a stack
+    /// registers for one); scheduling a job on another queue creates it.
+    pub queues: Vec<String>,
     /// Faults injected into Buildkite's GraphQL and metrics requests.
     pub buildkite_faults: FaultConfig,
     /// Faults injected into Kubernetes API requests.
@@ -87,6 +90,7 @@ impl Default for SimEnvConfig {
         SimEnvConfig {
             organization: "acme".to_owned(),
             source: Source::Graphql,
+            queues: vec!["kubernetes".to_owned()],
             buildkite_faults: FaultConfig::none(),
             kubernetes_faults: FaultConfig::none(),
             budget: Budget::default(),
@@ -122,6 +126,7 @@ impl SimEnv {
                 StacksSim::start(StacksSimConfig {
                     organization: config.organization.clone(),
                     faults: config.buildkite_faults.clone(),
+                    queues: config.queues.clone(),
                     ..StacksSimConfig::new(CLUSTER_AGENT_TOKEN)
                 })
                 .await
