@@ -96,7 +96,8 @@ impl SchedulerObserver for Observer {
             // the scheduler and counted through `FeedbackRetry` when it failed.
             SchedulerEvent::InFlight(_)
             | SchedulerEvent::Told { .. }
-            | SchedulerEvent::Reserved { .. } => {}
+            | SchedulerEvent::Reserved { .. }
+            | SchedulerEvent::PodWaiting { .. } => {}
         }
     }
 }

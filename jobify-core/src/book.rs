@@ -355,6 +355,7 @@ impl Book {
                     self.mark_gone(job);
                 }
             }
+            WorkloadEvent::Waiting { .. } => {}
         }
     }
 

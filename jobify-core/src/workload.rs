@@ -59,6 +59,15 @@ pub enum WorkloadEvent {
         /// Why, e.g. code `containers_outlived_agent`, naming the containers.
         reason: Reason,
     },
+    /// Its pod has not started, and why it waits changed: `detail` says what it waits for
+    /// (a node, its image, its init containers), for the job's timeline. Informational: it
+    /// changes no state.
+    Waiting {
+        /// The Buildkite job.
+        job: JobId,
+        /// What the pod waits for, in a sentence.
+        detail: String,
+    },
     /// It no longer exists (deleted, or garbage collected after its TTL).
     Gone(JobId),
 }
@@ -75,7 +84,8 @@ impl WorkloadEvent {
             | WorkloadEvent::Gone(job) => Some(*job),
             WorkloadEvent::FailedToStart { job, .. }
             | WorkloadEvent::AgentLost { job, .. }
-            | WorkloadEvent::Stopped { job, .. } => Some(*job),
+            | WorkloadEvent::Stopped { job, .. }
+            | WorkloadEvent::Waiting { job, .. } => Some(*job),
         }
     }
 }

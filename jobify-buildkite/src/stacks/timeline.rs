@@ -52,6 +52,9 @@ pub fn timeline_note(event: &SchedulerEvent) -> Option<(JobId, String)> {
             *job,
             "jobify created the Kubernetes Job; waiting for its pod and agent to start".to_owned(),
         )),
+        SchedulerEvent::PodWaiting { job, detail } => {
+            Some((*job, format!("jobify: the pod is waiting: {detail}")))
+        }
         SchedulerEvent::FailedToStart { job, reason } => Some((
             *job,
             // The code first: Buildkite keeps 255 bytes of a notification.

@@ -87,6 +87,14 @@ pub enum SchedulerEvent {
         /// Why.
         reason: Reason,
     },
+    /// A workload's pod has not started, and what it waits for changed (see
+    /// [`WorkloadEvent::Waiting`](crate::WorkloadEvent::Waiting)).
+    PodWaiting {
+        /// The job.
+        job: JobId,
+        /// What the pod waits for.
+        detail: String,
+    },
     /// Telling Buildkite about a rejected or failed job finished.
     Told {
         /// The job.

@@ -149,6 +149,13 @@ impl<P: Policy> Scheduler<P> {
             WorkloadEvent::Restored(workloads) => {
                 tracing::info!(workloads = workloads.len(), "workloads restored");
             }
+            WorkloadEvent::Waiting { job, detail } => {
+                tracing::debug!(%job, %detail, "the pod waits");
+                self.report(SchedulerEvent::PodWaiting {
+                    job: *job,
+                    detail: detail.clone(),
+                });
+            }
             WorkloadEvent::Observed(_) | WorkloadEvent::Started(_) => {}
         }
         let restored = matches!(event, WorkloadEvent::Restored(_));

@@ -7,3 +7,4 @@ pub mod summary;
 pub mod tracker;
 #[cfg(test)]
 mod tracker_props;
+mod waiting;

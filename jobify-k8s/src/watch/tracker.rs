@@ -75,6 +75,8 @@ struct Tracked {
     lost: bool,
     /// Stopping it because containers outlived its agent.
     stop: Stop,
+    /// What its pod was last reported waiting for.
+    waiting: Option<String>,
 }
 
 /// Where stopping a Job whose containers outlived its agent stands.
@@ -99,7 +101,21 @@ impl Tracked {
             failed_unstarted: None,
             lost: false,
             stop: Stop::Idle,
+            waiting: None,
         }
+    }
+
+    /// `Waiting`, when what the pod of a live Job waits for changed.
+    fn announce_waiting(&mut self, pod: &PodSummary) -> Option<Action> {
+        let detail = super::waiting::waiting_detail(&pod.observation)?;
+        if !self.live() || self.waiting.as_ref() == Some(&detail) {
+            return None;
+        }
+        self.waiting = Some(detail.clone());
+        Some(Action::Emit(WorkloadEvent::Waiting {
+            job: self.summary.job,
+            detail,
+        }))
     }
 
     /// Whether the Job still runs as far as jobify is concerned: not ended, not being
@@ -357,6 +373,7 @@ impl Tracker {
             actions.extend(tracked.announce_start(tracked.summary.outcome.is_some()));
             actions.extend(tracked.lose(pod.observation.disrupted.as_deref()));
             actions.extend(tracked.give_up_failed(now, FAILED_POD_WAIT, pods_known));
+            actions.extend(tracked.announce_waiting(&pod));
             tracked.outlived(&pod);
         }
         self.pods.insert(id, pod);
@@ -490,10 +507,13 @@ mod tests {
         }
     }
 
+    /// The events emitted, the informational `Waiting` left out (see
+    /// `a_pending_pod_is_reported_waiting_once_per_reason`).
     fn emitted(actions: Vec<Action>) -> Vec<WorkloadEvent> {
         actions
             .into_iter()
             .filter_map(|a| match a {
+                Action::Emit(WorkloadEvent::Waiting { .. }) => None,
                 Action::Emit(e) => Some(e),
                 Action::GiveUp { .. }
                 | Action::Delete { .. }
@@ -501,6 +521,38 @@ mod tests {
                 | Action::Stop { .. } => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_pending_pod_is_reported_waiting_once_per_reason() {
+        let now = Instant::now();
+        let mut tracker = Tracker::new();
+        let _ = tracker.job_applied(job(1, None), now);
+        let waiting = |actions: Vec<Action>| -> Vec<String> {
+            actions
+                .into_iter()
+                .filter_map(|a| match a {
+                    Action::Emit(WorkloadEvent::Waiting { detail, .. }) => Some(detail),
+                    _ => None,
+                })
+                .collect()
+        };
+        let creating = waiting(tracker.pod_applied(pod(1, false, Some("ContainerCreating")), now));
+        assert_eq!(creating.len(), 1);
+        assert!(
+            creating[0].contains("creating container `agent`"),
+            "{creating:?}"
+        );
+        assert!(
+            waiting(tracker.pod_applied(pod(1, false, Some("ContainerCreating")), now)).is_empty(),
+            "the same wait is reported once"
+        );
+        let pulling = waiting(tracker.pod_applied(pod(1, false, Some("ErrImagePull")), now));
+        assert!(pulling[0].contains("pulling image `x`"), "{pulling:?}");
+        assert!(
+            waiting(tracker.pod_applied(pod(1, true, None), now)).is_empty(),
+            "a started pod waits for nothing"
+        );
     }
 
     #[test]
