@@ -321,11 +321,12 @@ async fn show(
     }
 }
 
-/// The names of the events about `job`, the reason codes of those that carry one.
+/// The names of the events about `job`, the reason codes of those that carry one; the
+/// informational `Waiting` left out (how many a pod gets depends on the kubelet's timing).
 fn reported(events: &[WorkloadEvent], job: JobId) -> Vec<String> {
     events
         .iter()
-        .filter(|e| e.job() == Some(job))
+        .filter(|e| e.job() == Some(job) && !matches!(e, WorkloadEvent::Waiting { .. }))
         .map(|e| match e {
             WorkloadEvent::Observed(_) => "Observed".to_owned(),
             WorkloadEvent::Started(_) => "Started".to_owned(),
@@ -336,6 +337,7 @@ fn reported(events: &[WorkloadEvent], job: JobId) -> Vec<String> {
             WorkloadEvent::AgentLost { reason, .. } => format!("AgentLost {}", reason.code),
             WorkloadEvent::Stopped { reason, .. } => format!("Stopped {}", reason.code),
             WorkloadEvent::Restored(_) => "Restored".to_owned(),
+            WorkloadEvent::Waiting { .. } => "Waiting".to_owned(),
         })
         .collect()
 }
