@@ -75,12 +75,18 @@ impl Running {
         }
     }
 
-    /// The next event, failing the test if none comes in time.
+    /// The next event, the informational `Waiting` skipped (how many a pod gets depends on
+    /// the kubelet's timing), failing the test if none comes in time.
     pub async fn next(&mut self) -> WorkloadEvent {
-        tokio::time::timeout(PATIENCE, self.events.next())
-            .await
-            .expect("an event in time")
-            .expect("the stream is open")
+        loop {
+            let event = tokio::time::timeout(PATIENCE, self.events.next())
+                .await
+                .expect("an event in time")
+                .expect("the stream is open");
+            if !matches!(event, WorkloadEvent::Waiting { .. }) {
+                return event;
+            }
+        }
     }
 
     /// Skips events until one matches, failing the test if none comes in time.
