@@ -19,7 +19,7 @@ use jobify_testcluster::{PodScript, Scenario, TestCluster};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 use support::cluster::{CONTROLLER, fast_config};
@@ -587,18 +587,19 @@ async fn a_job_with_its_own_token_runs_and_the_garbage_collector_deletes_its_sec
     );
     assert!(!pod_text.contains("buildkite-agent-token"), "{pod_text}");
 
-    // Deleting the Job (as cancel does) takes the Secret with it: the garbage collector.
-    running.jobifier.cancel(job.id).await.expect("deleted");
-    running
-        .until("Gone", |e| *e == WorkloadEvent::Gone(job.id))
-        .await;
+    // Deleting the Job (with background propagation, as cancel does) takes the Secret with
+    // it: the garbage collector's doing, for jobify is stopped (its sweep of unowned token
+    // Secrets cannot be the one deleting it).
+    running.stop().await;
+    jobs.delete(&name, &DeleteParams::background())
+        .await
+        .expect("deleting the Job");
     eventually("the garbage collector deletes the token Secret", || {
         let secrets = secrets.clone();
         let secret_name = secret_name.clone();
         async move { secrets.get_opt(&secret_name).await.expect("get").is_none() }
     })
     .await;
-    running.stop().await;
 }
 
 #[tokio::test]
