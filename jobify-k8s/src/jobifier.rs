@@ -8,14 +8,15 @@ use futures::stream::{self, BoxStream, StreamExt};
 use jobify_core::{
     CancelError, JobId, Jobifier, LaunchError, Launched, ScheduledJob, Template, WorkloadEvent,
 };
-use kube::{Api, Client};
+use kube::Client;
+use secrecy::SecretString;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::KubernetesConfig;
 use crate::labels;
 use crate::launch::Launcher;
 use crate::leader::always_leading;
-use crate::render::{job_name, render_job};
+use crate::render::{job_name, render_job, render_job_with_own_token, render_token_secret};
 use crate::watch::run::{WatchContext, run};
 
 /// Workload events buffered between the watch loop and the scheduler.
@@ -94,7 +95,7 @@ impl KubeJobifier {
         leading: watch::Receiver<bool>,
     ) -> Self {
         let launcher = Launcher::new(
-            Api::namespaced(client.clone(), &config.namespace),
+            client.clone(),
             config.namespace.clone(),
             config.client.clone(),
         );
@@ -166,6 +167,35 @@ impl Jobifier for KubeJobifier {
             })?;
         let launched = inner.launcher.create(&manifest).await;
         tracing::debug!(job = %job.id, ?launched, "launched");
+        launched
+    }
+
+    /// Renders the Job with [`render_job_with_own_token`] and the Secret holding
+    /// `agent_token` with [`render_token_secret`], then creates the Secret, the Job, and makes
+    /// the Job the Secret's owner, so the garbage collector deletes the Secret with the Job.
+    /// Idempotent as `launch` is. The token is never logged, and no error carries it (it is
+    /// only in the Secret's data).
+    async fn launch_with_token(
+        &self,
+        job: &ScheduledJob,
+        template: &Template,
+        agent_token: &SecretString,
+    ) -> Result<Launched, LaunchError> {
+        if !self.is_leading() {
+            return Err(LaunchError::Transient {
+                message: "this replica is standing by; only the leader launches".to_owned(),
+            });
+        }
+        let inner = &self.inner;
+        let manifest =
+            render_job_with_own_token(job, template, &inner.config, &inner.controller_id).map_err(
+                |err| LaunchError::Invalid {
+                    message: err.to_string(),
+                },
+            )?;
+        let secret = render_token_secret(&manifest, agent_token);
+        let launched = inner.launcher.create_with_token(&manifest, &secret).await;
+        tracing::debug!(job = %job.id, ?launched, "launched with an agent token of its own");
         launched
     }
 

@@ -4,13 +4,21 @@
 //! Creates pass a semaphore (at most `max_concurrent_creates` in flight) and, when
 //! `creates_per_second` is set, a token bucket. Deletes pass neither: cancelling a job never
 //! waits behind a burst of launches.
+//!
+//! A job with an agent token of its own is launched by [`token`]: its Secret, its Job, and
+//! the Job made the Secret's owner; [`orphans`] sweeps up token Secrets a crash left without
+//! an owner.
+
+pub(crate) mod orphans;
+pub(crate) mod token;
 
 use std::time::Duration;
 
 use jobify_core::{CancelError, JobId, LaunchError, Launched};
 use k8s_openapi::api::batch::v1::Job;
-use kube::Api;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
 use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 
@@ -152,17 +160,20 @@ impl TokenBucket {
     }
 }
 
-/// Creates and deletes Jobs in one namespace.
+/// Creates and deletes Jobs (and the agent token Secrets of jobs with a token of their own)
+/// in one namespace.
 pub(crate) struct Launcher {
     jobs: Api<Job>,
+    secrets: Api<Secret>,
     namespace: String,
     client: ClientConfig,
     creates: Semaphore,
     bucket: Option<Mutex<TokenBucket>>,
+    in_flight: token::InFlight,
 }
 
 impl Launcher {
-    pub(crate) fn new(jobs: Api<Job>, namespace: String, client: ClientConfig) -> Self {
+    pub(crate) fn new(api: Client, namespace: String, client: ClientConfig) -> Self {
         let bucket = (client.creates_per_second > 0).then(|| {
             Mutex::new(TokenBucket::new(
                 client.creates_per_second,
@@ -171,8 +182,10 @@ impl Launcher {
             ))
         });
         Launcher {
-            jobs,
+            jobs: Api::namespaced(api.clone(), &namespace),
+            secrets: Api::namespaced(api, &namespace),
             namespace,
+            in_flight: token::InFlight::default(),
             creates: Semaphore::new(client.max_concurrent_creates.max(1)),
             bucket,
             client,
@@ -189,16 +202,34 @@ impl Launcher {
             .map_err(|_| LaunchError::Transient {
                 message: "the launcher is shutting down".to_owned(),
             })?;
+        self.create_job(job, true)
+            .await
+            .map(|(launched, _)| launched)
+    }
+
+    /// Creates `job` (each attempt paced when `pace`), retrying passing failures with
+    /// backoff; how it went, with the new Job's uid when it was created.
+    async fn create_job(
+        &self,
+        job: &Job,
+        pace: bool,
+    ) -> Result<(Launched, Option<String>), LaunchError> {
         let name = job.metadata.name.as_deref().unwrap_or_default();
-        let result = retry(&self.client, "creating", name, || async {
-            self.pace().await;
+        let result = retry(&self.client, "creating the Job", name, || async {
+            if pace {
+                self.pace().await;
+            }
             let created = tokio::time::timeout(
                 self.client.request_timeout,
                 self.jobs.create(&PostParams::default(), job),
             )
             .await;
             match created {
-                Ok(result) => classify_create(result.map(drop), &self.namespace),
+                Ok(Ok(created)) => Attempt::Done(Ok((Launched::Created, created.metadata.uid))),
+                Ok(Err(err)) => match classify_create(Err(err), &self.namespace) {
+                    Attempt::Done(result) => Attempt::Done(result.map(|launched| (launched, None))),
+                    Attempt::Retry(message) => Attempt::Retry(message),
+                },
                 Err(_) => Attempt::Retry(format!(
                     "no answer within {}",
                     humantime::format_duration(self.client.request_timeout)
@@ -218,7 +249,7 @@ impl Launcher {
 
     /// Deletes the Job `name` (pods go with it, in the background).
     pub(crate) async fn delete(&self, job: JobId, name: &str) -> Result<(), CancelError> {
-        let result = retry(&self.client, "deleting", name, || async {
+        let result = retry(&self.client, "deleting the Job", name, || async {
             let deleted = tokio::time::timeout(
                 self.client.request_timeout,
                 self.jobs.delete(name, &DeleteParams::background()),
@@ -242,7 +273,7 @@ impl Launcher {
             "metadata": {"annotations": {crate::labels::STOPPED_ANNOTATION: why}},
             "spec": {"activeDeadlineSeconds": 1},
         }));
-        let result = retry(&self.client, "stopping", name, || async {
+        let result = retry(&self.client, "stopping the Job", name, || async {
             let patched = tokio::time::timeout(
                 self.client.request_timeout,
                 self.jobs.patch(name, &PatchParams::default(), &patch),
@@ -269,8 +300,8 @@ impl Launcher {
 
 /// Runs `call` until it is done or `create_attempts` are used up; the last retry message
 /// when they are. Each retried failure is one WARN line naming the operation (`what`, e.g.
-/// "creating"), the Job and the attempt: a passing failure is not an operator's error, and
-/// one that outlasts the attempts reaches the caller as an error of its own.
+/// "creating the Job"), the object and the attempt: a passing failure is not an operator's
+/// error, and one that outlasts the attempts reaches the caller as an error of its own.
 async fn retry<T, E, F, Fut>(
     client: &ClientConfig,
     what: &str,
@@ -293,7 +324,7 @@ where
                     attempts = client.create_attempts,
                     job,
                     error = %message,
-                    "{what} the Job failed; retrying in {}",
+                    "{what} failed; retrying in {}",
                     humantime::format_duration(backoff)
                 );
                 tokio::time::sleep(backoff).await;
@@ -410,12 +441,13 @@ mod tests {
         };
         let start = Instant::now();
         let mut calls = 0;
-        let result: Result<Result<(), ()>, String> = retry(&client, "creating", "test-job", || {
-            calls += 1;
-            let n = calls;
-            async move { Attempt::Retry(format!("try {n}")) }
-        })
-        .await;
+        let result: Result<Result<(), ()>, String> =
+            retry(&client, "creating the Job", "test-job", || {
+                calls += 1;
+                let n = calls;
+                async move { Attempt::Retry(format!("try {n}")) }
+            })
+            .await;
         assert_eq!(result, Err("try 3".to_owned()));
         assert_eq!(calls, 3);
         assert_eq!(start.elapsed(), Duration::from_millis(300));
@@ -455,7 +487,7 @@ mod tests {
         };
         let mut calls = 0;
         let result: Result<Result<(), ()>, String> =
-            retry(&client, "creating", "jobify-0190", || {
+            retry(&client, "creating the Job", "jobify-0190", || {
                 calls += 1;
                 let done = calls == 3;
                 async move {

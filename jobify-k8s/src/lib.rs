@@ -15,6 +15,9 @@
 //!   [`KubeJobifier::run`] with the shutdown signal.
 //! - [`leader::LeaderElector`]: leader election for several replicas.
 //! - [`watch::fail_fast`]: when a pod is declared unable to start.
+//! - [`render::render_job_with_own_token`] and [`render::render_token_secret`]: a job with
+//!   an agent token of its own (`Jobifier::launch_with_token`): its Job, and the Secret the
+//!   Job owns, created first.
 //!
 //! docs/kubernetes.md describes the rendered layout, the supported plugin keys, the fail-fast
 //! rules and the RBAC jobify needs.
@@ -31,4 +34,4 @@ pub mod watch;
 
 pub use jobifier::{KubeJobifier, RunError};
 pub use leader::LeaderElector;
-pub use render::{RenderError, render_job};
+pub use render::{RenderError, render_job, render_job_with_own_token, render_token_secret};

@@ -30,6 +30,11 @@ pub const PERMISSIONS: &[Permission] = &[
         verbs: &["list"],
     },
     Permission {
+        api_group: "",
+        resource: "secrets",
+        verbs: &["create", "patch", "delete", "list"],
+    },
+    Permission {
         api_group: "coordination.k8s.io",
         resource: "leases",
         verbs: &["get", "create", "update"],

@@ -10,14 +10,17 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use jobify_core::{Jobifier, Launched, ScheduledJob, WorkloadEvent};
+use jobify_core::{Jobifier, Launched, ScheduledJob, Template, WorkloadEvent};
 use jobify_k8s::config::{KubernetesConfig, LeaderElectionConfig, SecretKeyRef};
-use jobify_k8s::{KubeJobifier, LeaderElector, render_job};
+use jobify_k8s::{
+    KubeJobifier, LeaderElector, render_job, render_job_with_own_token, render_token_secret,
+};
 use jobify_testcluster::{PodScript, Scenario, TestCluster};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 use support::cluster::{CONTROLLER, fast_config};
 use support::compat;
@@ -497,6 +500,106 @@ async fn cancel_deletes_the_job_and_its_pod_is_collected() {
         .await
         .expect("cancelling again is fine");
     running.stop().await;
+}
+
+/// A dry-run `POST` of `body` to the namespace's Secrets with `fieldValidation=Strict`.
+async fn dry_run_secret_strict(
+    client: &kube::Client,
+    namespace: &str,
+    body: &serde_json::Value,
+) -> Result<Secret, kube::Error> {
+    let request = http::Request::post(format!(
+        "/api/v1/namespaces/{namespace}/secrets?fieldValidation=Strict&dryRun=All"
+    ))
+    .header("content-type", "application/json")
+    .body(serde_json::to_vec(body).expect("json"))
+    .expect("request");
+    client.request::<Secret>(request).await
+}
+
+#[tokio::test]
+#[ignore = "real-cluster tier: run tools/k8s/test-real-cluster.sh"]
+async fn a_job_with_its_own_token_runs_and_the_garbage_collector_deletes_its_secret_with_it() {
+    let (_cluster, client, config) = setup("own-token").await;
+    let namespace = config.namespace.clone();
+    let token = SecretString::from(format!("bkjat_{}", uuid::Uuid::new_v4().simple()));
+    let job = corpus::podspec_job();
+
+    // What the launch sends passes strict field validation.
+    let rendered =
+        render_job_with_own_token(&job, &Template::PodSpec, &config, CONTROLLER).expect("renders");
+    let secret = render_token_secret(&rendered, &token);
+    dry_run_secret_strict(
+        &client,
+        &namespace,
+        &serde_json::to_value(&secret).expect("json"),
+    )
+    .await
+    .unwrap_or_else(|err| panic!("the API server refused the token Secret: {err}"));
+    post_job(
+        &client,
+        &namespace,
+        &serde_json::to_value(&rendered).expect("json"),
+        "fieldValidation=Strict&dryRun=All",
+    )
+    .await
+    .unwrap_or_else(|err| panic!("the API server refused the Job: {err}"));
+
+    let mut running = Running::start(KubeJobifier::new(client.clone(), config, CONTROLLER));
+    assert_eq!(running.next().await, WorkloadEvent::Restored(Vec::new()));
+    assert_eq!(
+        running
+            .jobifier
+            .launch_with_token(&job, &Template::PodSpec, &token)
+            .await,
+        Ok(Launched::Created)
+    );
+    // The kubelet resolves the agent's secretKeyRef: the pod starts only if the Secret was
+    // there first (else CreateContainerConfigError, and fail fast).
+    running
+        .until("Started", |e| *e == WorkloadEvent::Started(job.id))
+        .await;
+    running
+        .until("Succeeded", |e| *e == WorkloadEvent::Succeeded(job.id))
+        .await;
+
+    let name = format!("jobify-{}", job.id);
+    let secret_name = format!("{name}-token");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+    let created = jobs.get(&name).await.expect("the Job");
+    let stored = secrets.get(&secret_name).await.expect("the token Secret");
+    assert_eq!(stored.immutable, Some(true));
+    assert_eq!(
+        stored.data.clone().expect("data")["BUILDKITE_AGENT_TOKEN"].0,
+        token.expose_secret().as_bytes()
+    );
+    let owners = stored.metadata.owner_references.clone().expect("owned");
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    assert_eq!(Some(&owners[0].uid), created.metadata.uid.as_ref());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let pod_text =
+        serde_json::to_string(&pods.list(&ListParams::default()).await.expect("pods").items)
+            .expect("json");
+    assert!(
+        pod_text.contains(&secret_name),
+        "the pod reads its token Secret"
+    );
+    assert!(!pod_text.contains("buildkite-agent-token"), "{pod_text}");
+
+    // Deleting the Job (with background propagation, as cancel does) takes the Secret with
+    // it: the garbage collector's doing, for jobify is stopped (its sweep of unowned token
+    // Secrets cannot be the one deleting it).
+    running.stop().await;
+    jobs.delete(&name, &DeleteParams::background())
+        .await
+        .expect("deleting the Job");
+    eventually("the garbage collector deletes the token Secret", || {
+        let secrets = secrets.clone();
+        let secret_name = secret_name.clone();
+        async move { secrets.get_opt(&secret_name).await.expect("get").is_none() }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -5,9 +5,12 @@
 //! The exercise is what jobify calls: `KubeJobifier` launches (jobs `create`), watches Jobs
 //! and pods (`list`, `watch`), reports a pod that cannot start with its events (events
 //! `list`) and deletes its Job, cancels (jobs `delete`), stops a Job with a merge patch of
-//! `spec.activeDeadlineSeconds` (jobs `patch`, as the completion watch does), and a
-//! `LeaderElector` gets, creates, renews and releases its Lease (leases `get`, `create`,
-//! `update`). Where jobify reports a refusal only in its log (the watchers retry on 403, the
+//! `spec.activeDeadlineSeconds` (jobs `patch`, as the completion watch does), launches a job
+//! with its own agent token (secrets `create`, then `patch` for the Job as its owner), launches
+//! it again (the Secret found: secrets `list`, which the sweep of orphaned token Secrets at
+//! start uses too) and launches one the API server refuses (its Secret deleted: secrets
+//! `delete`), and a `LeaderElector` gets, creates, renews and releases its Lease (leases `get`,
+//! `create`, `update`). Where jobify reports a refusal only in its log (the watchers retry on 403, the
 //! events listing falls back to no events), the exercise reads jobify's log.
 //!
 //! Ignored by a plain `cargo test`; run with `tools/k8s/test-real-cluster.sh`.
@@ -17,16 +20,17 @@ mod support;
 use std::time::Duration;
 
 use futures::StreamExt;
-use jobify_core::{Jobifier, Launched, ScheduledJob, WorkloadEvent};
+use jobify_core::{Jobifier, LaunchError, Launched, ScheduledJob, WorkloadEvent};
 use jobify_k8s::config::{KubernetesConfig, LeaderElectionConfig};
 use jobify_k8s::{KubeJobifier, LeaderElector};
 use jobify_testcluster::TestCluster;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 use support::cluster::CONTROLLER;
@@ -384,6 +388,63 @@ impl Exercise<'_> {
                 abort,
             )
             .await?;
+        self.token_steps(running).await
+    }
+
+    /// A job with its own agent token runs, is launched again, and one the API server refuses
+    /// leaves no Secret.
+    async fn token_steps(&self, running: &mut Recording) -> Result<(), String> {
+        let abort = || self.refused();
+        let what = "launching a Job with its own agent token";
+        let own = scheduled("queue=kubernetes");
+        let token = SecretString::from(format!("bkjat_{}", own.id.0.simple()));
+        let template = default_template();
+        match running
+            .jobifier
+            .launch_with_token(&own, &template, &token)
+            .await
+        {
+            Ok(Launched::Created) => {}
+            Ok(other) => return Err(self.failed(what, format!("{other:?}"))),
+            Err(e) => return Err(self.failed(what, e)),
+        }
+        running
+            .until_or(
+                "Succeeded with its own token",
+                |e| *e == WorkloadEvent::Succeeded(own.id),
+                abort,
+            )
+            .await?;
+        let again = "launching a Job with its own agent token again";
+        match running
+            .jobifier
+            .launch_with_token(&own, &template, &token)
+            .await
+        {
+            Ok(Launched::AlreadyExists) => {}
+            Ok(other) => return Err(self.failed(again, format!("{other:?}"))),
+            Err(e) => return Err(self.failed(again, e)),
+        }
+
+        let refused = scheduled("queue=kubernetes")
+            .with_plugin(json!({"metadata": {"labels": {"not a key!": "x"}}}));
+        let what = "launching a Job the API server refuses, with its own agent token";
+        match running
+            .jobifier
+            .launch_with_token(&refused, &template, &token)
+            .await
+        {
+            Err(LaunchError::Invalid { .. }) => {}
+            other => return Err(self.failed(what, format!("{other:?}"))),
+        }
+        let name = format!("jobify-{}-token", refused.id);
+        let left = Api::<Secret>::namespaced(self.admin.clone(), self.namespace())
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("reading Secrets as admin: {e}"))?;
+        if left.is_some() {
+            return Err(self.failed(what, format!("its Secret `{name}` was left behind")));
+        }
         Ok(())
     }
 
@@ -506,7 +567,7 @@ async fn removing_any_one_verb_fails_with_an_error_naming_it() {
     let removals = grants(&rules);
     assert_eq!(
         removals.len(),
-        11,
+        15,
         "the Role's verbs: {removals:?} (update this count with the Role)"
     );
     let outcomes: Vec<(String, Result<(), String>)> = futures::stream::iter(removals)

@@ -5,7 +5,9 @@ mod support;
 
 use jobify_core::{AgentQueryRules, ScheduledJob, Template};
 use jobify_k8s::config::KubernetesConfig;
-use jobify_k8s::render::{RenderError, agent_tags, render_job};
+use jobify_k8s::render::{
+    RenderError, agent_tags, render_job, render_job_with_own_token, render_token_secret,
+};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use pretty_assertions::assert_eq;
@@ -707,6 +709,190 @@ fn writes_the_manifest_corpus() {
         value.as_object_mut().expect("object").remove("status");
         let yaml = serde_yaml::to_string(&value).expect("yaml");
         std::fs::write(format!("{dir}/{name}.yaml"), yaml).expect("write manifest");
+    }
+    // A job with its own agent token: its Job, and the Secret holding the token.
+    for (name, job, template, config) in corpus::token_cases() {
+        let rendered = render_job_with_own_token(&job, &template, &config, CONTROLLER)
+            .unwrap_or_else(|err| panic!("{name}: {err}"));
+        let secret = render_token_secret(&rendered, &corpus::corpus_token());
+        for (file, value) in [
+            (
+                name.to_owned(),
+                serde_json::to_value(&rendered).expect("json"),
+            ),
+            (
+                format!("{name}-secret"),
+                serde_json::to_value(&secret).expect("json"),
+            ),
+        ] {
+            let mut value = value;
+            value.as_object_mut().expect("object").remove("status");
+            assert!(
+                value["apiVersion"].is_string() && value["kind"].is_string(),
+                "{file}"
+            );
+            let yaml = serde_yaml::to_string(&value).expect("yaml");
+            std::fs::write(format!("{dir}/{file}.yaml"), yaml).expect("write manifest");
+        }
+    }
+}
+
+fn own_token(job: &ScheduledJob, template: &Template) -> Result<Job, RenderError> {
+    render_job_with_own_token(job, template, &KubernetesConfig::default(), CONTROLLER)
+}
+
+/// The Secret each container reads its `BUILDKITE_AGENT_TOKEN` from, and every Secret any
+/// container reads, by container.
+fn secret_refs(spec: &PodSpec) -> Vec<(String, Vec<String>)> {
+    spec.init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .map(|c| {
+            let env =
+                c.env.iter().flatten().filter_map(|v| {
+                    Some(v.value_from.as_ref()?.secret_key_ref.as_ref()?.name.clone())
+                });
+            let from = c
+                .env_from
+                .iter()
+                .flatten()
+                .filter_map(|f| Some(f.secret_ref.as_ref()?.name.clone()));
+            (c.name.clone(), env.chain(from).collect())
+        })
+        .collect()
+}
+
+#[test]
+fn a_job_with_its_own_token_reads_it_from_its_secret_in_the_agent_alone() {
+    for template in [default_template(), Template::PodSpec] {
+        let job = podspec_job().with_plugin(json!({
+            "podSpec": {"containers": [{"image": "alpine", "command": ["make"]}]},
+            "sidecars": [{"name": "redis", "image": "redis:7"}],
+            "gitEnvFrom": [{"secretRef": {"name": "git-creds"}}]
+        }));
+        let rendered = own_token(&job, &template).expect("renders");
+        let name = format!("jobify-{}", job.id);
+        let own = format!("{name}-token");
+        assert_eq!(
+            rendered.metadata.annotations.as_ref().expect("annotations")["jobify.dev/agent-token-secret"],
+            own
+        );
+        let agent = container(&rendered, "agent");
+        let token = agent
+            .env
+            .iter()
+            .flatten()
+            .find(|v| v.name == "BUILDKITE_AGENT_TOKEN")
+            .and_then(|v| v.value_from.as_ref()?.secret_key_ref.clone())
+            .expect("the agent's token from a Secret");
+        assert_eq!(token.name, own);
+        assert_eq!(token.key, "BUILDKITE_AGENT_TOKEN");
+        for (container, read) in secret_refs(pod(&rendered)) {
+            let wanted: Vec<String> = match container.as_str() {
+                "agent" => vec![own.clone()],
+                "checkout" | "redis" | "container-0" => vec!["git-creds".to_owned()],
+                _ => Vec::new(),
+            };
+            assert_eq!(read, wanted, "{container}");
+        }
+        let text = serde_json::to_string(&rendered).expect("json");
+        assert!(!text.contains("buildkite-agent-token"), "{text}");
+        // Everything else is the Job `render_job` makes.
+        let mut shared = render(&job).expect("renders");
+        if template == Template::PodSpec {
+            shared = render_job(&job, &template, &KubernetesConfig::default(), CONTROLLER)
+                .expect("renders");
+        }
+        assert_eq!(
+            shared.spec.as_ref().map(|s| &s.template.metadata),
+            rendered.spec.as_ref().map(|s| &s.template.metadata)
+        );
+    }
+}
+
+#[test]
+fn the_token_secret_is_immutable_labelled_like_its_job_and_holds_only_the_token() {
+    let job = scheduled("queue=kubernetes").with_plugin(json!({
+        "metadata": {"labels": {"team": "ci"}}
+    }));
+    let rendered = own_token(&job, &default_template()).expect("renders");
+    let token = corpus::corpus_token();
+    let secret = render_token_secret(&rendered, &token);
+    assert_eq!(
+        secret.metadata.name.as_deref(),
+        Some(format!("jobify-{}-token", job.id).as_str())
+    );
+    assert_eq!(secret.metadata.namespace, rendered.metadata.namespace);
+    assert_eq!(secret.immutable, Some(true));
+    assert_eq!(
+        secret.metadata.owner_references, None,
+        "owned once the Job exists"
+    );
+    let labels = secret.metadata.labels.clone().expect("labels");
+    assert_eq!(labels["jobify.dev/controller"], CONTROLLER);
+    assert_eq!(labels["jobify.dev/job-uuid"], job.id.to_string());
+    assert!(
+        !labels.contains_key("team"),
+        "only jobify's labels: {labels:?}"
+    );
+    let data = secret.data.expect("data");
+    assert_eq!(data.len(), 1);
+    assert_eq!(
+        data["BUILDKITE_AGENT_TOKEN"].0,
+        secrecy::ExposeSecret::expose_secret(&token).as_bytes()
+    );
+}
+
+#[test]
+fn a_token_job_whose_pod_would_read_the_shared_token_or_share_its_own_is_refused() {
+    let id = scheduled("queue=kubernetes").id;
+    let own = format!("jobify-{id}-token");
+    let refused = [
+        (
+            json!({"podSpecPatch": {"containers": [{"name": "agent", "env": [
+                {"name": "BUILDKITE_AGENT_TOKEN", "valueFrom": {"secretKeyRef":
+                    {"name": "buildkite-agent-token", "key": "token"}}}]}]}}),
+            "containers[0] (`agent`) after podSpecPatch.env[0] (BUILDKITE_AGENT_TOKEN) is not \
+             valid: refers to the Secret `buildkite-agent-token`, the cluster's shared agent token",
+        ),
+        (
+            json!({"podSpecPatch": {"containers": [{"name": "agent", "env": [
+                {"name": "BUILDKITE_AGENT_TOKEN", "valueFrom": {"secretKeyRef":
+                    {"name": "elsewhere", "key": "token"}}}]}]}}),
+            "changes where the agent reads its token",
+        ),
+        (
+            json!({"sidecars": [{"name": "spy", "image": "alpine", "envFrom": [
+                {"secretRef": {"name": "buildkite-agent-token"}}]}]}),
+            "refers to the Secret `buildkite-agent-token`, the cluster's shared agent token",
+        ),
+        (
+            json!({"podSpec": {"containers": [{"image": "alpine", "command": ["make"], "env": [
+                {"name": "T", "valueFrom": {"secretKeyRef": {"name": own, "key": "BUILDKITE_AGENT_TOKEN"}}}]}]}}),
+            "only the `agent` container may read it",
+        ),
+        (
+            json!({"podSpec": {"containers": [{"image": "alpine", "command": ["make"],
+                    "volumeMounts": [{"name": "t", "mountPath": "/t"}]}],
+                   "volumes": [{"name": "t", "secret": {"secretName": "buildkite-agent-token"}}]}}),
+            "volumes[0] (`t`).secret.secretName is not valid: refers to the Secret `buildkite-agent-token`",
+        ),
+    ];
+    for (plugin, expected) in refused {
+        let job = scheduled("queue=kubernetes")
+            .with_id(id.0)
+            .with_plugin(plugin.clone());
+        let err = own_token(&job, &Template::PodSpec).expect_err(&plugin.to_string());
+        assert!(err.to_string().contains(expected), "{plugin}: {err}");
+        // Only a job with its own token is held to this.
+        render_job(
+            &job,
+            &Template::PodSpec,
+            &KubernetesConfig::default(),
+            CONTROLLER,
+        )
+        .unwrap_or_else(|err| panic!("{plugin}: {err}"));
     }
 }
 

@@ -15,6 +15,7 @@ mod error;
 mod patch;
 mod plugin_keys;
 mod pod;
+mod token;
 mod typed;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -24,7 +25,7 @@ use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
     PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
-use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, SecretKeySelector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::config::{KubernetesConfig, ResourceClass, SAFE_TO_EVICT};
@@ -36,6 +37,10 @@ pub use plugin_keys::SUPPORTED_KEYS;
 pub use pod::{
     AGENT_CONTAINER, CHECKOUT_CONTAINER, COPY_AGENT_CONTAINER, SIDECAR_RESTART_POLICY,
     WORKSPACE_PATH, WORKSPACE_VOLUME, is_native_sidecar,
+};
+
+pub use token::{
+    AGENT_TOKEN_SECRET_KEY, TOKEN_SECRET_SUFFIX, render_token_secret, token_secret_name,
 };
 
 use plugin_keys::PodRequest;
@@ -56,13 +61,53 @@ pub fn render_job(
     config: &KubernetesConfig,
     controller_id: &str,
 ) -> Result<Job, RenderError> {
+    render(job, template, config, controller_id, false)
+}
+
+/// Renders the Job that runs `job` with an agent token of its own: the same Job as
+/// [`render_job`], except that the `agent` container reads `BUILDKITE_AGENT_TOKEN` from the
+/// Secret [`token_secret_name`] of the Job's name (key [`AGENT_TOKEN_SECRET_KEY`]), which
+/// [`render_token_secret`] renders, and the Job's annotation
+/// [`AGENT_TOKEN_SECRET`](labels::AGENT_TOKEN_SECRET) names it. No container other than the
+/// agent reads that Secret, and nothing in the pod refers to `kubernetes.agent_token_secret`.
+///
+/// # Errors
+/// As [`render_job`]; also when a patch points the agent's token elsewhere or makes a
+/// container read either token Secret.
+pub fn render_job_with_own_token(
+    job: &ScheduledJob,
+    template: &Template,
+    config: &KubernetesConfig,
+    controller_id: &str,
+) -> Result<Job, RenderError> {
+    render(job, template, config, controller_id, true)
+}
+
+fn render(
+    job: &ScheduledJob,
+    template: &Template,
+    config: &KubernetesConfig,
+    controller_id: &str,
+    own_token: bool,
+) -> Result<Job, RenderError> {
     let request = PodRequest::from_plugin(&job.plugin)?;
     let class = resource_class(job, template, config)?;
+    let name = job_name(config, job.id);
+    let agent_token = if own_token {
+        token::token_selector(&name)
+    } else {
+        SecretKeySelector {
+            name: config.agent_token_secret.name.clone(),
+            key: config.agent_token_secret.key.clone(),
+            optional: None,
+        }
+    };
     let inputs = pod::Inputs {
         job,
         config,
         request: &request,
         class,
+        agent_token: &agent_token,
     };
     let image = step_image(job);
     let exec_layout =
@@ -74,17 +119,28 @@ pub fn render_job(
     };
     let (spec, patched) = apply_patches(spec, config, &request, image)?;
     check_pod(&spec, patched, job.id)?;
+    if own_token {
+        let after = if patched { " after podSpecPatch" } else { "" };
+        token::check_token_refs(&spec, after, &agent_token, &config.agent_token_secret.name)?;
+    }
 
     let (labels, annotations) = metadata(job, &request, config, controller_id)?;
+    let mut job_annotations = annotations.clone();
+    if own_token {
+        job_annotations.insert(
+            labels::AGENT_TOKEN_SECRET.to_owned(),
+            agent_token.name.clone(),
+        );
+    }
     let active_deadline = request
         .active_deadline_seconds
         .unwrap_or_else(|| seconds(config.active_deadline));
     Ok(Job {
         metadata: ObjectMeta {
-            name: Some(job_name(config, job.id)),
+            name: Some(name),
             namespace: Some(config.namespace.clone()),
             labels: Some(labels.clone()),
-            annotations: Some(annotations.clone()),
+            annotations: Some(job_annotations),
             ..ObjectMeta::default()
         },
         spec: Some(JobSpec {
@@ -422,7 +478,7 @@ fn check_pod(spec: &PodSpec, patched: bool, job: JobId) -> Result<(), RenderErro
 }
 
 /// The agent token's variable: only ever a `secretKeyRef`, never a literal value.
-const AGENT_TOKEN_ENV: &str = "BUILDKITE_AGENT_TOKEN";
+pub(crate) const AGENT_TOKEN_ENV: &str = "BUILDKITE_AGENT_TOKEN";
 
 /// Variables jobify sets on the agent container of every Job.
 const AGENT_ENV: &[&str] = &[

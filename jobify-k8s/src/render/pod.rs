@@ -48,6 +48,9 @@ pub(crate) struct Inputs<'a> {
     pub(crate) config: &'a KubernetesConfig,
     pub(crate) request: &'a PodRequest,
     pub(crate) class: Option<&'a ResourceClass>,
+    /// Where the agent container reads `BUILDKITE_AGENT_TOKEN` from: the shared Secret of
+    /// `kubernetes.agent_token_secret`, or the job's own token Secret.
+    pub(crate) agent_token: &'a SecretKeySelector,
 }
 
 /// The pod spec of a job without a `podSpec`: the agent runs the job itself.
@@ -166,11 +169,7 @@ pub fn is_native_sidecar(container: &Container) -> bool {
 fn agent_container(inputs: &Inputs<'_>, exec_containers: Option<usize>) -> Container {
     let Inputs { job, config, .. } = inputs;
     let uuid = job.id.to_string();
-    let token = SecretKeySelector {
-        name: config.agent_token_secret.name.clone(),
-        key: config.agent_token_secret.key.clone(),
-        optional: None,
-    };
+    let token = inputs.agent_token.clone();
     let mut env = vec![
         EnvVar {
             name: "BUILDKITE_AGENT_TOKEN".to_owned(),

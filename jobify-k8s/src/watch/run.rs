@@ -1,7 +1,8 @@
 //! The watch loop: kube-runtime watchers on the controller's Jobs and pods feed the
 //! [`Tracker`]; its actions become `WorkloadEvent`s, give-ups (gather the pod's events,
 //! delete the Job, report `FailedToStart`), or stops of Jobs whose containers outlived their
-//! agent.
+//! agent; and, while leading, sweeps of agent token Secrets left without an owner
+//! ([`crate::launch::orphans`]), at start and every minute.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::config::FailFastConfig;
 use crate::launch::Launcher;
+use crate::launch::orphans::SWEEP_INTERVAL;
 use crate::watch::fail_fast::Cause;
 use crate::watch::summary::{JobSummary, PodSummary};
 use crate::watch::tracker::{Action, Tracker};
@@ -57,6 +59,10 @@ pub(crate) async fn run(
     tokio::pin!(jobs, pods);
     let mut tick = tokio::time::interval(context.fail_fast.check_interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // The first tick is at once: a restart sweeps up what a crash left.
+    let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+    sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut sweeping: JoinSet<()> = JoinSet::new();
     let mut tracker = Tracker::new();
     let mut give_ups: JoinSet<(JobId, String, GiveUp)> = JoinSet::new();
     let mut deletes: JoinSet<(JobId, bool)> = JoinSet::new();
@@ -113,6 +119,18 @@ pub(crate) async fn run(
                     Vec::new()
                 }
             },
+            _ = sweep.tick() => {
+                // One sweep at a time, and only by the leader (it deletes).
+                if *context.leading.borrow() && sweeping.is_empty() {
+                    let launcher = Arc::clone(&context.launcher);
+                    let selector = context.selector.clone();
+                    sweeping.spawn(async move {
+                        launcher.sweep_token_secrets(&selector).await;
+                    });
+                }
+                Vec::new()
+            }
+            Some(_) = sweeping.join_next() => Vec::new(),
             _ = tick.tick() => {
                 // Only the leader deletes; a standby's timers keep running and it acts on
                 // them once it leads.
@@ -167,6 +185,7 @@ pub(crate) async fn run(
     give_ups.shutdown().await;
     deletes.shutdown().await;
     stops.shutdown().await;
+    sweeping.shutdown().await;
 }
 
 /// How a watcher error on `resource` reads in the log, by what an operator should do: a

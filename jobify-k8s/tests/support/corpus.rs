@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use jobify_core::{ScheduledJob, Template};
 use jobify_k8s::config::{KubernetesConfig, ResourceClass};
+use secrecy::SecretString;
 use serde_json::json;
 use uuid::Uuid;
 
@@ -165,6 +166,31 @@ pub fn cases() -> Vec<(&'static str, ScheduledJob, Template, KubernetesConfig)> 
                 .on_pipeline(&format!("{}!", "p".repeat(80))),
             default_template(),
             classes.clone(),
+        ),
+    ]
+}
+
+/// The token the corpus's token Secrets hold (not a real one).
+pub fn corpus_token() -> SecretString {
+    SecretString::from("bkjat_corpus-not-a-real-token")
+}
+
+/// The cases rendered with an agent token of their own (`render_job_with_own_token`), each
+/// written with its Secret (`<name>-secret.yaml`).
+pub fn token_cases() -> Vec<(&'static str, ScheduledJob, Template, KubernetesConfig)> {
+    let fixed = |n: u128| Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0100 + n);
+    vec![
+        (
+            "own-token",
+            scheduled("queue=kubernetes").with_id(fixed(1)),
+            default_template(),
+            config_with_classes(),
+        ),
+        (
+            "own-token-podspec",
+            podspec_job().with_id(fixed(2)),
+            Template::PodSpec,
+            config_with_classes(),
         ),
     ]
 }

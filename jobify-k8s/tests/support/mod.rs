@@ -9,3 +9,4 @@ pub mod logs;
 pub mod proxy;
 pub mod real;
 pub mod requests;
+pub mod secrets;
