@@ -14,7 +14,7 @@ pub(crate) fn default_on_create(resource: Resource, object: &mut Value) {
             default_pod_spec(&mut object["spec"]);
             object["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
         }
-        Resource::Events | Resource::Leases => {}
+        Resource::Events | Resource::Leases | Resource::Secrets => {}
     }
     object["kind"] = json!(resource.kind());
     object["apiVersion"] = json!(resource.api_version());

@@ -50,6 +50,7 @@ fn group_key(group: EndpointGroup) -> EndpointGroupKey {
         EndpointGroup::Events => 3,
         EndpointGroup::Leases => 4,
         EndpointGroup::Discovery => 5,
+        EndpointGroup::Secrets => 6,
     }
 }
 
@@ -70,6 +71,7 @@ impl Cluster {
             EndpointGroup::Pods,
             EndpointGroup::Events,
             EndpointGroup::Leases,
+            EndpointGroup::Secrets,
             EndpointGroup::Discovery,
         ];
         let faults = groups
@@ -174,6 +176,9 @@ impl Cluster {
             ));
         }
         update::check_body_type(resource, &object)?;
+        if resource == Resource::Secrets {
+            super::secret::decode(&mut object)?;
+        }
         if let Some(msg) = validate::decode_error(resource, &object) {
             return Err(ApiError::BadRequest(msg));
         }
@@ -224,7 +229,7 @@ impl Cluster {
                 let stop = self.stop_token(meta::uid(&pod));
                 self.spawn(super::kubelet::run(cluster, pod, stop));
             }
-            Resource::Events | Resource::Leases => {}
+            Resource::Events | Resource::Leases | Resource::Secrets => {}
         }
         Ok(stored)
     }

@@ -53,6 +53,8 @@ pub enum EndpointGroup {
     Events,
     /// `coordination.k8s.io/v1` leases.
     Leases,
+    /// `v1` secrets.
+    Secrets,
     /// `/version`, `/api`, `/apis`.
     Discovery,
 }

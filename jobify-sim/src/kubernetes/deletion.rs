@@ -1,5 +1,6 @@
 //! Deletion as the API server and garbage collector do it: propagation policies for a
-//! Job's pods (Background, Foreground, Orphan), graceful termination of bound pods,
+//! Job's dependents (its pods, and any object whose owner references name it, such as a
+//! Secret): Background, Foreground, Orphan; graceful termination of bound pods;
 //! preconditions.
 
 use std::sync::Arc;
@@ -69,7 +70,7 @@ impl Cluster {
         match resource {
             Resource::Jobs => self.delete_job(namespace, name, &current, options),
             Resource::Pods => self.delete_pod(namespace, name, &current, options),
-            Resource::Events | Resource::Leases => self
+            Resource::Events | Resource::Leases | Resource::Secrets => self
                 .store
                 .remove(resource, namespace, name)
                 .map(Deleted::Gone),
@@ -136,31 +137,37 @@ impl Cluster {
         }
     }
 
-    /// Deletes (in the background) every pod owned by `owner_uid`.
+    /// Deletes (in the background) every object owned by `owner_uid`, as the garbage
+    /// collector does: with background propagation, so what they own goes too.
     pub(crate) fn delete_dependents(self: &Arc<Self>, namespace: &str, owner_uid: &str) {
-        for pod in self.store.owned_by(Resource::Pods, namespace, owner_uid) {
+        let options = DeleteOptions {
+            propagation: Some(Propagation::Background),
+            ..DeleteOptions::default()
+        };
+        for (resource, dependent) in self.store.dependents(namespace, owner_uid) {
             // NotFound: it went meanwhile.
-            let _ = self.delete(
-                Resource::Pods,
-                namespace,
-                meta::name(&pod),
-                &DeleteOptions::default(),
-            );
+            let _ = self.delete(resource, namespace, meta::name(&dependent), &options);
         }
     }
 
+    /// Waits until no dependent blocks the owner's deletion: as in the garbage collector,
+    /// only those whose reference to it sets `blockOwnerDeletion` (a Job's pods do).
     async fn await_no_dependents(&self, namespace: &str, owner_uid: &str) {
         let step = self
             .config
             .timings
             .termination_delay
             .max(Duration::from_millis(1));
+        let blocks = |object: &Value| {
+            object["metadata"]["ownerReferences"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|r| r["uid"] == owner_uid && r["blockOwnerDeletion"] == true)
+        };
         loop {
-            if self
-                .store
-                .owned_by(Resource::Pods, namespace, owner_uid)
-                .is_empty()
-            {
+            let dependents = self.store.dependents(namespace, owner_uid);
+            if !dependents.iter().any(|(_, o)| blocks(o)) {
                 return;
             }
             tokio::time::sleep(step).await;
@@ -168,12 +175,12 @@ impl Cluster {
     }
 
     fn orphan_dependents(&self, namespace: &str, owner_uid: &str) {
-        for pod in self.store.owned_by(Resource::Pods, namespace, owner_uid) {
-            self.write_status(Resource::Pods, namespace, meta::name(&pod), |p| {
-                if let Some(refs) = p["metadata"]["ownerReferences"].as_array_mut() {
+        for (resource, dependent) in self.store.dependents(namespace, owner_uid) {
+            self.write_status(resource, namespace, meta::name(&dependent), |o| {
+                if let Some(refs) = o["metadata"]["ownerReferences"].as_array_mut() {
                     refs.retain(|r| r["uid"] != owner_uid);
                     if refs.is_empty()
-                        && let Some(m) = p["metadata"].as_object_mut()
+                        && let Some(m) = o["metadata"].as_object_mut()
                     {
                         m.remove("ownerReferences");
                     }

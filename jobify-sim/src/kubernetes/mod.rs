@@ -1,11 +1,11 @@
-//! Kubernetes API simulator: `batch/v1` Jobs, `v1` Pods and Events and
+//! Kubernetes API simulator: `batch/v1` Jobs, `v1` Pods, Events and Secrets and
 //! `coordination.k8s.io/v1` Leases served over real HTTP, with a simulated job controller,
 //! scheduler and kubelet, so that jobify's real `kube::Client` and `kube_runtime` watchers
 //! run against it unchanged.
 //!
 //! Start with [`KubeSim::start`]; point a client at [`KubeSim::url`] (or a kubeconfig from
 //! [`KubeSim::write_kubeconfig`]); inspect the cluster with [`KubeSim::jobs`],
-//! [`KubeSim::pods`], [`KubeSim::events`], [`KubeSim::stats`].
+//! [`KubeSim::pods`], [`KubeSim::events`], [`KubeSim::secrets`], [`KubeSim::stats`].
 //!
 //! ```text
 //!  kube::Client ──HTTP──▶ server (routes, faults) ──▶ cluster (admission, validation,
@@ -23,9 +23,18 @@
 //!
 //! # Where the simulator differs from a real API server
 //!
-//! - Only `batch/v1` Jobs, `v1` Pods and Events and `coordination.k8s.io/v1` Leases exist
-//!   (plus implicit, always-`Active` namespaces and minimal discovery); no RBAC,
-//!   admission webhooks, quotas, LimitRanges or Pod Security admission.
+//! - Only `batch/v1` Jobs, `v1` Pods, Events and Secrets and `coordination.k8s.io/v1`
+//!   Leases exist (plus implicit, always-`Active` namespaces and minimal discovery); no
+//!   RBAC, admission webhooks, quotas, LimitRanges or Pod Security admission. Any of them
+//!   is also served as metadata only (`PartialObjectMetadata[List]` in `Accept`, as
+//!   `Api::list_metadata` asks).
+//! - Secrets are stored as sent (no encryption at rest); pods do not check that the Secrets
+//!   they read exist. `stringData`, base64 `data`, `type` defaulting and required keys,
+//!   and `immutable` behave as on a real server.
+//! - The garbage collector deletes (or, with `Orphan`, un-owns) the dependents of a deleted
+//!   Job: any object whose owner references name its uid. It does not collect objects whose
+//!   owners were already gone when the reference was written (dangling references), and
+//!   foreground deletion only waits for dependents with `blockOwnerDeletion`.
 //! - Validation covers names, labels, restart policy, containers (name, image, env names,
 //!   ports, pull policy, requests ≤ limits, malformed quantities), volumes and mounts,
 //!   nodeSelector and a few Job fields; everything else a real server checks is accepted.
@@ -77,6 +86,7 @@ mod kubelet;
 mod list;
 mod logs;
 mod meta;
+mod partial;
 mod patch;
 mod pod_failure_policy;
 mod pod_status;
@@ -84,6 +94,7 @@ mod quantity;
 mod reconcile;
 mod resource;
 mod scenario;
+mod secret;
 mod selector;
 mod server;
 mod stats;
@@ -99,7 +110,7 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use serde::de::DeserializeOwned;
 use tokio::task::JoinHandle;
 
@@ -188,6 +199,11 @@ impl KubeSim {
     /// The Events in `namespace` now.
     pub fn events(&self, namespace: &str) -> Vec<Event> {
         self.snapshot(Resource::Events, namespace)
+    }
+
+    /// The Secrets in `namespace` now.
+    pub fn secrets(&self, namespace: &str) -> Vec<Secret> {
+        self.snapshot(Resource::Secrets, namespace)
     }
 
     /// The Lease `name` in `namespace`, if it exists.

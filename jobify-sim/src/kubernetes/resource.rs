@@ -13,22 +13,25 @@ pub(crate) enum Resource {
     Events,
     /// `coordination.k8s.io/v1` Leases.
     Leases,
+    /// `v1` Secrets.
+    Secrets,
 }
 
 impl Resource {
     /// Every served resource.
-    pub(crate) const ALL: [Resource; 4] = [
+    pub(crate) const ALL: [Resource; 5] = [
         Resource::Jobs,
         Resource::Pods,
         Resource::Events,
         Resource::Leases,
+        Resource::Secrets,
     ];
 
     /// The API group (`""` for core).
     pub(crate) fn group(self) -> &'static str {
         match self {
             Resource::Jobs => "batch",
-            Resource::Pods | Resource::Events => "",
+            Resource::Pods | Resource::Events | Resource::Secrets => "",
             Resource::Leases => "coordination.k8s.io",
         }
     }
@@ -37,7 +40,7 @@ impl Resource {
     pub(crate) fn api_version(self) -> &'static str {
         match self {
             Resource::Jobs => "batch/v1",
-            Resource::Pods | Resource::Events => "v1",
+            Resource::Pods | Resource::Events | Resource::Secrets => "v1",
             Resource::Leases => "coordination.k8s.io/v1",
         }
     }
@@ -49,6 +52,7 @@ impl Resource {
             Resource::Pods => "Pod",
             Resource::Events => "Event",
             Resource::Leases => "Lease",
+            Resource::Secrets => "Secret",
         }
     }
 
@@ -59,6 +63,7 @@ impl Resource {
             Resource::Pods => "pods",
             Resource::Events => "events",
             Resource::Leases => "leases",
+            Resource::Secrets => "secrets",
         }
     }
 

@@ -214,6 +214,7 @@ fn supported_fields(resource: Resource) -> &'static [&'static str] {
             "type",
         ],
         Resource::Leases => &["metadata.name", "metadata.namespace"],
+        Resource::Secrets => &["metadata.name", "metadata.namespace", "type"],
     }
 }
 

@@ -18,6 +18,7 @@ use super::discovery;
 use super::list::{self, Params};
 use super::logs;
 use super::meta;
+use super::partial;
 use super::patch::{self, PatchKind};
 use super::resource::Resource;
 use super::stats::bump;
@@ -63,6 +64,7 @@ impl Target {
             Resource::Pods => EndpointGroup::Pods,
             Resource::Events => EndpointGroup::Events,
             Resource::Leases => EndpointGroup::Leases,
+            Resource::Secrets => EndpointGroup::Secrets,
         }
     }
 }
@@ -200,11 +202,17 @@ fn handle(
             Method::GET,
         ) => {
             if is_watch(params) {
-                let request = WatchRequest::from_params(resource, namespace, params)?;
+                let mut request = WatchRequest::from_params(resource, namespace, params)?;
+                request.metadata_only = partial::accepts(headers, partial::OBJECT);
                 Ok(watch::serve(cluster.clone(), request))
             } else {
                 bump(&cluster.stats.lists);
-                list::list(cluster, resource, namespace.as_deref(), params).map(ok)
+                let list = list::list(cluster, resource, namespace.as_deref(), params)?;
+                if partial::accepts(headers, partial::LIST) {
+                    Ok(partial::list_response(&list))
+                } else {
+                    Ok(ok(list))
+                }
             }
         }
         (
@@ -239,11 +247,17 @@ fn handle(
                 ..
             },
             Method::GET,
-        ) => cluster
-            .store
-            .get(resource, &namespace, &name)
-            .map(|o| ok((*o).clone()))
-            .ok_or(ApiError::NotFound { resource, name }),
+        ) => {
+            let object = cluster
+                .store
+                .get(resource, &namespace, &name)
+                .ok_or(ApiError::NotFound { resource, name })?;
+            if partial::accepts(headers, partial::OBJECT) {
+                Ok(partial::object_response(&object))
+            } else {
+                Ok(ok((*object).clone()))
+            }
+        }
         (
             Target::Object {
                 resource,

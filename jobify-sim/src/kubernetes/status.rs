@@ -73,6 +73,15 @@ impl FieldError {
         }
     }
 
+    /// `Forbidden: detail`.
+    pub(crate) fn forbidden(field: impl Into<String>, detail: &str) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: "FieldValueForbidden",
+            body: format!("Forbidden: {detail}"),
+        }
+    }
+
     /// `Invalid value: "v": field is immutable`.
     pub(crate) fn immutable(field: impl Into<String>, value: &str) -> Self {
         FieldError::invalid(field, value, "field is immutable")

@@ -386,6 +386,23 @@ impl Store {
             .collect()
     }
 
+    /// Objects of any resource in `namespace` with an owner reference to `owner_uid`, in key
+    /// order: what the garbage collector deletes or orphans with their owner.
+    pub(crate) fn dependents(
+        &self,
+        namespace: &str,
+        owner_uid: &str,
+    ) -> Vec<(Resource, Arc<Value>)> {
+        let inner = self.lock();
+        let Some(keys) = inner.owned.get(owner_uid) else {
+            return Vec::new();
+        };
+        keys.iter()
+            .filter(|k| k.namespace == namespace)
+            .filter_map(|k| Some((k.resource, inner.objects.get(k)?.clone())))
+            .collect()
+    }
+
     /// A wake-up for the object with `uid`: it is notified (one permit, so no change between
     /// two waits is lost) whenever that object, or an object it owns, is created, updated or
     /// removed. Call [`Store::forget_interest`] when done.

@@ -128,7 +128,12 @@ pub(crate) fn prepare_update(
         // Almost all of a pod's spec is immutable; the sim allows metadata changes only.
         new["spec"] = old["spec"].clone();
     }
-    let causes = validate::validate(resource, &new);
+    let mut causes = Vec::new();
+    if resource == Resource::Secrets {
+        super::secret::decode(&mut new)?;
+        causes = super::secret::validate_update(old, &new);
+    }
+    causes.extend(validate::validate(resource, &new));
     if !causes.is_empty() {
         return Err(ApiError::Invalid {
             resource,

@@ -293,7 +293,7 @@ pub(crate) fn decode_error(resource: Resource, object: &Value) -> Option<String>
     let spec = match resource {
         Resource::Jobs => &object["spec"]["template"]["spec"],
         Resource::Pods => &object["spec"],
-        Resource::Events | Resource::Leases => return None,
+        Resource::Events | Resource::Leases | Resource::Secrets => return None,
     };
     let malformed = ["initContainers", "containers"]
         .into_iter()
@@ -329,6 +329,7 @@ pub(crate) fn validate(resource: Resource, object: &Value) -> Vec<FieldError> {
                 ));
             }
         }
+        Resource::Secrets => errs.extend(super::secret::validate(object)),
         Resource::Events | Resource::Leases => {}
     }
     errs

@@ -44,6 +44,8 @@ pub(crate) struct WatchRequest {
     /// `sendInitialEvents=true` (streaming lists): `ADDED` for every current object, then a
     /// `BOOKMARK` annotated `k8s.io/initial-events-end`.
     pub(crate) send_initial_events: bool,
+    /// Objects as `PartialObjectMetadata` (`Api::watch_metadata`).
+    pub(crate) metadata_only: bool,
 }
 
 impl WatchRequest {
@@ -81,6 +83,7 @@ impl WatchRequest {
             timeout,
             bookmarks,
             send_initial_events,
+            metadata_only: false,
         })
     }
 
@@ -110,6 +113,10 @@ impl WatchRequest {
                 }
             }
         }?;
+        if self.metadata_only {
+            let object = super::partial::object(&change.object);
+            return Some(json!({"type": kind, "object": object}));
+        }
         Some(json!({"type": kind, "object": *change.object}))
     }
 
@@ -117,8 +124,8 @@ impl WatchRequest {
         json!({
             "type": "BOOKMARK",
             "object": {
-                "kind": self.resource.kind(),
-                "apiVersion": self.resource.api_version(),
+                "kind": if self.metadata_only { "PartialObjectMetadata" } else { self.resource.kind() },
+                "apiVersion": if self.metadata_only { "meta.k8s.io/v1" } else { self.resource.api_version() },
                 "metadata": {"resourceVersion": rv.to_string()},
             }
         })
