@@ -20,8 +20,7 @@ pub mod config;
 mod demo;
 pub mod health;
 pub mod metrics;
-// Public only until the scheduler rewrite (issue #17) replaces the observer with an event.
-pub mod observer;
+mod observer;
 pub mod report;
 pub mod server;
 mod shutdown;

@@ -15,14 +15,14 @@ use crate::metrics::Metrics;
 
 /// Reports what the scheduler does to metrics, readiness and logs.
 #[derive(Clone, Debug)]
-pub struct Observer {
+pub(crate) struct Observer {
     metrics: Metrics,
     readiness: Arc<Readiness>,
 }
 
 impl Observer {
     /// An observer updating `metrics` and `readiness`.
-    pub fn new(metrics: Metrics, readiness: Arc<Readiness>) -> Self {
+    pub(crate) fn new(metrics: Metrics, readiness: Arc<Readiness>) -> Self {
         Observer { metrics, readiness }
     }
 

@@ -87,11 +87,18 @@ impl Running {
         }
     }
 
+    /// The next event, the informational `Waiting` skipped (how many a pod gets depends on
+    /// the kubelet's timing).
     async fn next(&mut self) -> WorkloadEvent {
-        tokio::time::timeout(PATIENCE, self.events.next())
-            .await
-            .expect("an event in time")
-            .expect("the stream is open")
+        loop {
+            let event = tokio::time::timeout(PATIENCE, self.events.next())
+                .await
+                .expect("an event in time")
+                .expect("the stream is open");
+            if !matches!(event, WorkloadEvent::Waiting { .. }) {
+                return event;
+            }
+        }
     }
 
     async fn until(

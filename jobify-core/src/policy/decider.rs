@@ -51,12 +51,13 @@ impl<P: Policy> Decider<P> {
         self.queues
             .iter()
             .find(|(_, tags)| {
-                let tag_ok = |key: &str, value: &str| {
-                    tags.iter()
-                        .any(|t| t.key == key && crate::rules::glob_match(value, &t.value))
-                };
-                job.rules.iter().all(|r| tag_ok(&r.key, &r.value))
-                    && (job.queue().is_some() || tag_ok("queue", DEFAULT_QUEUE))
+                let tags: Vec<(&str, &str)> = tags
+                    .iter()
+                    .map(|t| (t.key.as_str(), t.value.as_str()))
+                    .collect();
+                job.rules.matched_by(tags.iter().copied())
+                    && (job.queue().is_some()
+                        || default_queue_rule().matched_by(tags.iter().copied()))
             })
             .map(|(name, _)| name.as_str())
     }
@@ -104,4 +105,9 @@ impl<P: Policy> Policy for Decider<P> {
         explanation.decision = decision;
         explanation
     }
+}
+
+/// The rule Buildkite gives a job that names no queue: `queue=default`.
+fn default_queue_rule() -> crate::rules::AgentQueryRules {
+    crate::rules::AgentQueryRules::parse(&[format!("queue={DEFAULT_QUEUE}")])
 }
