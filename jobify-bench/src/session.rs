@@ -221,7 +221,7 @@ pub(crate) fn requests_to(env: &SimEnv) -> u64 {
 impl Settings {
     /// `[buildkite.stacks] job_tokens`: on, as by default.
     fn source_job_tokens(&self) -> &'static str {
-        "false"
+        "true"
     }
 }
 

@@ -37,16 +37,47 @@ pub(crate) struct JobSource {
     stacks: Option<Arc<StacksMonitor>>,
 }
 
+/// Registers the stack, trying again with backoff while Buildkite's answers are transient
+/// (a 5xx, a timeout, a 429), until `stop`.
+async fn join_stack(
+    client: &StacksClient,
+    settings: &jobify_buildkite::StacksSettings,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<String>> {
+    let backoff =
+        jobify_core::scheduler::Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match register_stack(client, &settings.stack_key, &settings.queues[0]).await {
+            Ok(cluster) => return Ok(cluster),
+            Err(error) if error.is_transient() => {
+                let wait = backoff.after(attempt);
+                tracing::warn!(%error, attempt, ?wait, "could not join Buildkite as a stack yet; trying again");
+                tokio::select! {
+                    () = stop.cancelled() => {
+                        return Err(anyhow::Error::new(error).context("stopped before the stack could join"));
+                    }
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
 impl JobSource {
     /// Joins the configured source: for `stacks`, checks the agent token and registers the
-    /// stack (idempotent: replicas and `jobify plan` share the key). The timeline task, if
-    /// any, runs until `stop`.
+    /// stack (idempotent: replicas and `jobify plan` share the key), trying again while
+    /// Buildkite's answers are transient, until `shutdown`. The timeline task, if any, runs
+    /// until `stop`.
     pub(crate) async fn join(
         config: &Config,
         graphql: &Client,
         stacks: Option<&StacksClient>,
         metrics: BuildkiteMetrics,
         stop: CancellationToken,
+        shutdown: &CancellationToken,
     ) -> anyhow::Result<Self> {
         match config.buildkite.source {
             Source::Graphql => Ok(JobSource {
@@ -72,7 +103,7 @@ impl JobSource {
                         .collect(),
                     &config.buildkite.pipelines,
                 );
-                let cluster = register_stack(&client, &settings.stack_key, &settings.queues[0])
+                let cluster = join_stack(&client, &settings, shutdown)
                     .await
                     .with_context(|| {
                         format!(

@@ -30,7 +30,7 @@ fn workload(queues: &[&str]) -> Workload {
     }
 }
 
-/// One served queue; job tokens off until the workload backend is given them by the test.
+/// One served queue, each job with its own agent token (the default).
 fn served(namespace: &str, extra: &str) -> String {
     format!(
         r#"
@@ -41,7 +41,7 @@ name = "linux"
 max_in_flight = 5000
 
 [buildkite.stacks]
-job_tokens = false
+
 {extra}
 
 [kubernetes]
@@ -86,6 +86,7 @@ async fn with_only_an_agent_token_each_job_of_a_served_queue_runs_exactly_once()
         ours.len()
     );
     assert_eq!(stacks.unauthorized, 0);
+    each_pod_holds_only_its_own_jobs_token(&harness, "ci");
     jobify.stop().await;
     let stack = harness.env.stacks().expect("stacks").stack("e2e");
     assert_eq!(
@@ -368,4 +369,61 @@ async fn a_standby_replica_takes_over_the_stack_when_the_leader_stops_and_nothin
     );
     b.stop().await;
     harness.shutdown().await;
+}
+
+/// Every pod's agent reads its token from its own Job's Secret, which holds a job
+/// acquisition token; no two jobs share one, no pod names another job's Secret or the
+/// cluster token's, and a token cannot take another job.
+fn each_pod_holds_only_its_own_jobs_token(harness: &Harness, namespace: &str) {
+    use jobify_k8s::labels::{AGENT_TOKEN_SECRET, JOB_UUID};
+
+    let kube = harness.env.kubernetes();
+    let secrets: std::collections::HashMap<String, String> = kube
+        .secrets(namespace)
+        .into_iter()
+        .filter_map(|secret| {
+            let name = secret.metadata.name?;
+            let token = secret.data?.remove("BUILDKITE_AGENT_TOKEN")?;
+            Some((name, String::from_utf8(token.0).ok()?))
+        })
+        .collect();
+    let mut tokens = HashSet::new();
+    for job in kube.jobs(namespace) {
+        let own = job
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(AGENT_TOKEN_SECRET))
+            .cloned()
+            .expect("a Job with its own token Secret");
+        let token = secrets.get(&own).expect("the Job's Secret exists");
+        assert!(token.starts_with("bkjat_"), "a job acquisition token");
+        assert!(tokens.insert(token.clone()), "two jobs share a token");
+        let uuid = job
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(JOB_UUID))
+            .cloned();
+        let pod_spec = serde_json::to_string(&job.spec.expect("spec").template).expect("json");
+        for other in secrets.keys().filter(|name| **name != own) {
+            assert!(
+                !pod_spec.contains(&format!("\"{other}\"")),
+                "the pod of {uuid:?} names {other}"
+            );
+        }
+        assert!(
+            !pod_spec.contains("buildkite-agent-token"),
+            "the cluster token's Secret"
+        );
+    }
+    assert!(!tokens.is_empty());
+    let stacks = harness.env.stacks().expect("stacks");
+    let other = stacks.add_job(jobify_sim::stacks::JobSpec::command("x").on_queue("linux"));
+    for token in &tokens {
+        assert!(
+            stacks.acquire(other, token).is_err(),
+            "a job's token took another job"
+        );
+    }
 }

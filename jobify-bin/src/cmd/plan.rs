@@ -68,14 +68,26 @@ pub(crate) async fn execute(
 ) -> anyhow::Result<ExitCode> {
     let (client, _) = crate::clients::buildkite(config)?;
     let stacks = crate::cmd::run::stacks_client(config)?;
+    // A one-off look: joining a Stacks API that keeps failing gives up after a while.
+    let give_up = tokio_util::sync::CancellationToken::new();
+    let timer = tokio::spawn({
+        let give_up = give_up.clone();
+        async move {
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            give_up.cancel();
+        }
+    });
     let source = JobSource::join(
         config,
         &client,
         stacks.as_ref(),
         jobify_buildkite::BuildkiteMetrics::default(),
         tokio_util::sync::CancellationToken::new(),
+        &give_up,
     )
-    .await?;
+    .await;
+    timer.abort();
+    let source = source?;
     let sweep = Sweep::read(source.monitor.as_ref(), max_pages)
         .await
         .context("polling Buildkite for scheduled jobs")?;

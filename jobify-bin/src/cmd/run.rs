@@ -163,6 +163,7 @@ pub(crate) async fn run(
         clients.stacks.as_ref(),
         metrics.buildkite().clone(),
         rest.clone(),
+        &shutdown,
     )
     .await
     {

@@ -23,6 +23,17 @@ pub enum StackError {
     },
 }
 
+impl StackError {
+    /// Whether trying again later may succeed (a timeout, a 5xx, a 429); a refused token or
+    /// registration will not fix itself.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StackError::Unclustered => false,
+            StackError::Api { source, .. } => source.is_transient(),
+        }
+    }
+}
+
 /// Checks the token and registers `stack_key` as a custom stack serving `queue`. Returns the
 /// cluster's name, for the log.
 pub async fn register_stack(

@@ -8,6 +8,7 @@
 //! another controller could have run waits for us at most one round.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use super::machine::Scheduler;
 use super::{Effect, SchedulerEvent};
@@ -23,7 +24,13 @@ impl<P: Policy> Scheduler<P> {
     /// Moves queued launches into a reservation request when there is room for a batch:
     /// launches in flight, reservations asked for and jobs reserved but not yet launched
     /// stay within two launch rounds.
-    pub(super) fn request_claims(&mut self) {
+    pub(super) fn request_claims(&mut self, now: Instant) {
+        // One request at a time: what is decided meanwhile joins the next batch. And none
+        // while Buildkite holds reservations back after a 429.
+        if !self.reserving.is_empty() || self.reserve_after.is_some_and(|after| now < after) {
+            return;
+        }
+        self.reserve_after = None;
         let round = self.config.launch_concurrency.max(1);
         let held = self.launching + self.reserving.len() + self.claimed.len();
         let room = round.saturating_mul(2).saturating_sub(held);
@@ -44,12 +51,30 @@ impl<P: Policy> Scheduler<P> {
     /// A reservation request came back: the jobs reserved wait for a launch slot; the others
     /// are given back to the book (another controller has them, or they are no longer
     /// scheduled), and so are all of them when the request failed or this replica stopped
-    /// leading meanwhile.
+    /// leading meanwhile. Rate limited, they wait in the launch queue, first, until Buildkite
+    /// takes reservations again.
     pub(super) fn on_reserved(
         &mut self,
         jobs: Vec<JobId>,
         result: Result<Vec<Claim>, MonitorError>,
+        now: Instant,
     ) {
+        if let Err(MonitorError::RateLimited { retry_after }) = &result
+            && self.is_leader()
+        {
+            tracing::debug!(
+                jobs = jobs.len(),
+                ?retry_after,
+                "reservations rate limited; the jobs wait in the launch queue"
+            );
+            self.reserve_after = Some(super::deadline(now, *retry_after));
+            for id in jobs.iter().rev() {
+                if let Some(queued) = self.reserving.remove(id) {
+                    self.queued.push_front(queued);
+                }
+            }
+            return;
+        }
         let mut claims: HashMap<JobId, Claim> = match result {
             Ok(claims) => claims.into_iter().map(|claim| (claim.job, claim)).collect(),
             Err(error) => {

@@ -34,6 +34,8 @@ pub struct Scheduler<P> {
     reserves: bool,
     /// Launches whose reservation was asked for and has not answered.
     pub(super) reserving: HashMap<JobId, (ScheduledJob, Template)>,
+    /// No reservation request before this (Buildkite answered 429).
+    pub(super) reserve_after: Option<Instant>,
     /// Launches reserved for this controller, waiting for a launch slot, with the token
     /// the source issued for each, if any.
     pub(super) claimed: VecDeque<(ScheduledJob, Template, Option<SecretString>)>,
@@ -90,6 +92,7 @@ impl<P: Policy> Scheduler<P> {
             queued: VecDeque::new(),
             reserves: false,
             reserving: HashMap::new(),
+            reserve_after: None,
             claimed: VecDeque::new(),
             launching: 0,
             polls: Polls {
@@ -126,7 +129,7 @@ impl<P: Policy> Scheduler<P> {
             Input::Tick => {}
             Input::Leadership(leader) => self.set_leader(leader, now),
             Input::Page(result) => self.on_page(result, now),
-            Input::Reserved { jobs, result } => self.on_reserved(jobs, result),
+            Input::Reserved { jobs, result } => self.on_reserved(jobs, result, now),
             Input::Launched {
                 job,
                 result,
@@ -138,7 +141,7 @@ impl<P: Policy> Scheduler<P> {
             Input::Cancelled { job, result } => self.on_cancelled(job, result),
         }
         self.start_due(now);
-        self.start_launches();
+        self.start_launches(now);
         self.continue_sweep(now);
         std::mem::take(&mut self.effects)
     }
@@ -150,7 +153,10 @@ impl<P: Policy> Scheduler<P> {
         let poll = (!leader || self.may_poll()).then_some(self.polls.next);
         let check = self.may_check().then_some(self.next_check);
         let retry = self.retries.next_due().filter(|_| leader);
-        [poll, check, retry].into_iter().flatten().min()
+        let reserve = self
+            .reserve_after
+            .filter(|_| leader && !self.queued.is_empty() && self.reserving.is_empty());
+        [poll, check, retry, reserve].into_iter().flatten().min()
     }
 
     /// The jobs whose feedback waits for a retry, for the log at shutdown.
@@ -199,12 +205,12 @@ impl<P: Policy> Scheduler<P> {
         }
     }
 
-    fn start_launches(&mut self) {
+    fn start_launches(&mut self, now: Instant) {
         if !self.is_leader() {
             return;
         }
         if self.reserves {
-            self.request_claims();
+            self.request_claims(now);
         }
         while self.launching < self.config.launch_concurrency.max(1) {
             let next = if self.reserves {
@@ -331,6 +337,7 @@ impl<P: Policy> Scheduler<P> {
             self.end_sweep(SweepEnd::Abandoned, now);
             self.waiting.clear();
             self.polls.listed.clear();
+            self.reserve_after = None;
             while let Some((job, _)) = self.queued.pop_front() {
                 self.apply(BookEvent::LaunchFailed {
                     job: job.id,

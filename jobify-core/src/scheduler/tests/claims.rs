@@ -160,3 +160,65 @@ fn a_source_that_does_not_reserve_launches_at_once() {
         ],
     );
 }
+
+#[test]
+fn rate_limited_reservations_wait_in_the_launch_queue_until_buildkite_takes_them_again() {
+    let jobs = jobs(2);
+    let mut machine = Machine::leading_reserving(Limits::global(10), config(), true);
+    let both = vec![jobs[0].id, jobs[1].id];
+    table(
+        &mut machine,
+        vec![
+            (secs(0), restored(), vec![fetch(None)]),
+            (secs(0), page(&jobs, None), vec![Did::Reserve(both.clone())]),
+            (
+                secs(0),
+                Input::Reserved {
+                    jobs: both.clone(),
+                    result: Err(MonitorError::RateLimited {
+                        retry_after: secs(2),
+                    }),
+                },
+                vec![],
+            ),
+            (secs(1), Input::Tick, vec![]),
+        ],
+    );
+    assert_eq!(machine.wake(), Some(secs(2)), "it wakes when the hold ends");
+    assert_eq!(
+        machine.scheduler.book().in_flight(),
+        2,
+        "the jobs keep their slots"
+    );
+    table(
+        &mut machine,
+        vec![(secs(2), Input::Tick, vec![Did::Reserve(both)])],
+    );
+}
+
+#[test]
+fn one_reservation_request_at_a_time_and_what_is_decided_meanwhile_joins_the_next() {
+    let first = jobs(1);
+    let later = jobs(2);
+    let mut machine = Machine::leading_reserving(Limits::global(10), config(), true);
+    table(
+        &mut machine,
+        vec![
+            (secs(0), restored(), vec![fetch(None)]),
+            (
+                secs(0),
+                page(&first, Some("1")),
+                vec![Did::Reserve(vec![first[0].id]), fetch(Some("1"))],
+            ),
+            (secs(0), page(&later, None), vec![]),
+            (
+                secs(0),
+                reserved(&[&first[0]], &[&first[0]]),
+                vec![
+                    Did::Reserve(vec![later[0].id, later[1].id]),
+                    Did::Launch(first[0].id),
+                ],
+            ),
+        ],
+    );
+}
