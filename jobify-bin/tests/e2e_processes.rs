@@ -147,3 +147,27 @@ fn demo_passes_and_ends_with_the_summary_table() {
         assert!(stdout.contains(needle), "no {needle} in\n{stdout}");
     }
 }
+
+#[test]
+fn demo_with_the_stacks_source_passes_and_shows_the_timeline() {
+    let output = jobify()
+        .args(["demo", "--source", "stacks", "--deadline", "60s"])
+        .output()
+        .expect("run jobify demo --source stacks");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "demo failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("demo passed"), "{stdout}");
+    assert!(stdout.contains("only an agent token"), "{stdout}");
+    for needle in [
+        "timeline: jobify created the Kubernetes Job",
+        "timeline: jobify: the pod is waiting",
+        "timeline: jobify gave up (image_pull_failed)",
+        "failed (exit -1)",
+    ] {
+        assert!(stdout.contains(needle), "no {needle} in\n{stdout}");
+    }
+}
