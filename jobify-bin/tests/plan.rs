@@ -262,3 +262,68 @@ async fn logs_written_to_a_pipe_carry_no_terminal_colour_codes() {
     );
     s.sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_reads_the_stacks_api_with_only_an_agent_token_and_reserves_nothing() {
+    use jobify_sim::stacks::{JobSpec as StacksJob, StacksSim, StacksSimConfig};
+
+    const CLUSTER_TOKEN: &str = "bkct_plan_test";
+    let sim = StacksSim::start(StacksSimConfig::new(CLUSTER_TOKEN).with_queue("kubernetes"))
+        .await
+        .expect("simulator");
+    let ours = sim.add_job(
+        StacksJob::command("make test")
+            .on_queue("kubernetes")
+            .on_pipeline("app"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("jobify.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+organization = "acme"
+
+[buildkite]
+source = "stacks"
+agent_url = "{agent}"
+agent_token = {{ env = "PLAN_AGENT_TOKEN" }}
+api_token = {{ env = "NO_SUCH_VARIABLE_IS_READ" }}
+
+[[queues]]
+name = "kubernetes"
+
+[kubernetes]
+namespace = "ci"
+"#,
+            agent = sim.base_url(),
+        ),
+    )
+    .expect("write config");
+    let output = tokio::task::spawn_blocking(move || {
+        jobify()
+            .arg("plan")
+            .arg("--config")
+            .arg(&config)
+            .env("PLAN_AGENT_TOKEN", CLUSTER_TOKEN)
+            .env_remove("BUILDKITE_API_TOKEN")
+            .output()
+            .expect("run jobify plan")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|line| line.contains(&ours.to_string()))
+        .unwrap_or_else(|| panic!("no row for the job in\n{stdout}"));
+    assert!(line.contains("run"), "{line}");
+    assert!(sim.reservation(ours).is_none(), "plan reserves nothing");
+    assert_eq!(sim.job(ours).expect("job").state, "scheduled");
+    sim.shutdown().await;
+}
