@@ -165,7 +165,6 @@ fn demo_with_the_stacks_source_passes_and_shows_the_timeline() {
     for needle in [
         "timeline: jobify created the Kubernetes Job",
         "timeline: jobify: the pod is waiting",
-        "timeline: jobify gave up (image_pull_failed)",
         "failed (exit -1)",
     ] {
         assert!(stdout.contains(needle), "no {needle} in\n{stdout}");
