@@ -193,7 +193,7 @@ fn semantic_errors_are_all_reported_at_once_with_positions() {
         "{stderr}"
     );
     assert!(
-        stderr.contains(":8:17: `queues[0].max_in_flight` is 0"),
+        stderr.contains(":8:17: queues[0].max_in_flight: is 0, so no job could ever run"),
         "{stderr}"
     );
     assert!(

@@ -39,9 +39,7 @@ mod queue_figures;
 mod stacks;
 mod stacks_feedback;
 
-pub use config::{
-    BuildkiteConfig, ConfigError, DEFAULT_QUEUE, MAX_PAGE_SIZE, Source, StacksConfig, TokenRef,
-};
+pub use config::{BuildkiteConfig, DEFAULT_QUEUE, MAX_PAGE_SIZE, Source, StacksConfig, TokenRef};
 pub use feedback::{ANNOTATION_CONTEXT, BuildkiteFeedback};
 pub use metrics::BuildkiteMetrics;
 pub use monitor::{BuildkiteMonitor, MonitorSettings};

@@ -1,7 +1,7 @@
 //! The TOML examples in docs/policy.md parse and validate, and its `explain` samples match what
 //! the code prints, so the documentation cannot rot.
 
-use jobify_core::config::{GuardConfig, LimitsConfig, PolicyConfig, QueueConfig};
+use jobify_core::config::{GuardConfig, LimitsConfig, PolicyConfig, QueueConfig, Validate};
 use jobify_core::{Decider, Policy, ScheduledJob};
 use serde::Deserialize;
 use serde_json::json;
@@ -39,15 +39,10 @@ fn blocks<'a>(markdown: &'a str, lang: &str) -> Vec<&'a str> {
 fn parse(block: &str) -> Snippet {
     let snippet: Snippet = toml::from_str(block)
         .unwrap_or_else(|err| panic!("example does not parse: {err}\n{block}"));
-    let mut errors = Vec::new();
-    errors.extend(snippet.policy.validate().err().unwrap_or_default());
-    errors.extend(snippet.guard.validate().err().unwrap_or_default());
-    errors.extend(snippet.limits.validate().err().unwrap_or_default());
-    errors.extend(
-        QueueConfig::validate_all(&snippet.queues)
-            .err()
-            .unwrap_or_default(),
-    );
+    let mut errors = snippet.policy.validate();
+    errors.extend(snippet.guard.validate());
+    errors.extend(snippet.limits.validate());
+    errors.extend(snippet.queues.validate());
     assert!(errors.is_empty(), "example is invalid: {errors:?}\n{block}");
     snippet
 }

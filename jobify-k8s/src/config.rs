@@ -3,13 +3,13 @@
 //!
 //! Every type here deserialises straight from TOML (`deny_unknown_fields`, durations as
 //! `"2s"`/`"15m"`) and has defaults that work in a cluster with a `buildkite` namespace and an
-//! agent token Secret. [`KubernetesConfig::validate`] and [`LeaderElectionConfig::validate`]
-//! check what serde cannot (name lengths, DNS-1123 names, durations that contradict each
+//! agent token Secret. Their [`Validate::validate`] checks what serde cannot (name lengths, DNS-1123 names, durations that contradict each
 //! other) and return every problem at once.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use jobify_core::config::{ConfigProblem, Validate};
 use k8s_openapi::api::core::v1::Toleration;
 use serde::Deserialize;
 
@@ -282,15 +282,11 @@ impl Default for LeaderElectionConfig {
     }
 }
 
-/// One semantic problem in the section: core's one problem type for adapter crates.
-pub use jobify_core::config::ConfigProblem as ConfigError;
-
-impl KubernetesConfig {
-    /// Checks what serde cannot; every problem found, in key order.
-    pub fn validate(&self) -> Vec<ConfigError> {
+impl Validate for KubernetesConfig {
+    fn validate(&self) -> Vec<ConfigProblem> {
         let mut errors = Vec::new();
         if !is_dns1123_label(&self.namespace) {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "kubernetes.namespace",
                 format!(
                     "`{}` is not a valid namespace: use lower-case letters, digits and '-', \
@@ -301,7 +297,7 @@ impl KubernetesConfig {
         }
         let longest = format!("{}{}", self.job_name_prefix, "0".repeat(UUID_LEN));
         if self.job_name_prefix.len() + UUID_LEN > MAX_JOB_NAME_LEN || !is_dns1123_label(&longest) {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "kubernetes.job_name_prefix",
                 format!(
                     "`{}` does not make valid Job names: a Job is named `<prefix><uuid>`, which \
@@ -314,7 +310,7 @@ impl KubernetesConfig {
             ));
         }
         if self.agent_image.trim().is_empty() {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "kubernetes.agent_image",
                 "must name an image that contains buildkite-agent",
             ));
@@ -322,25 +318,28 @@ impl KubernetesConfig {
         if let Some(policy) = &self.image_pull_policy
             && !matches!(policy.as_str(), "Always" | "IfNotPresent" | "Never")
         {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "kubernetes.image_pull_policy",
                 format!("`{policy}` is not one of Always, IfNotPresent, Never"),
             ));
         }
         if self.agent_token_secret.name.is_empty() || self.agent_token_secret.key.is_empty() {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "kubernetes.agent_token_secret",
                 "needs both `name` and `key` of the Secret holding the agent token",
             ));
         }
         for name in self.env.keys() {
             if let Some(problem) = crate::render::own_agent_env(name) {
-                errors.push(ConfigError::new(format!("kubernetes.env.{name}"), problem));
+                errors.push(ConfigProblem::new(
+                    format!("kubernetes.env.{name}"),
+                    problem,
+                ));
             }
         }
         for (index, tag) in self.agent_tags.iter().enumerate() {
             if !tag.contains('=') {
-                errors.push(ConfigError::new(
+                errors.push(ConfigProblem::new(
                     format!("kubernetes.agent_tags[{index}]"),
                     format!("`{tag}` is not a `key=value` agent tag"),
                 ));
@@ -351,11 +350,11 @@ impl KubernetesConfig {
             ("kubernetes.active_deadline", self.active_deadline),
         ] {
             if duration.as_secs() == 0 {
-                errors.push(ConfigError::new(key, "must be at least 1s"));
+                errors.push(ConfigProblem::new(key, "must be at least 1s"));
             }
         }
         if !(1..=MAX_POD_ATTEMPTS).contains(&self.pod_attempts) {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "kubernetes.pod_attempts",
                 format!(
                     "must be 1 to {MAX_POD_ATTEMPTS} (the first pod included), not {}",
@@ -366,7 +365,7 @@ impl KubernetesConfig {
         if let Some(name) = &self.default_resource_class
             && !self.resource_classes.contains_key(name)
         {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "kubernetes.default_resource_class",
                 format!(
                     "`{name}` is not defined under [kubernetes.resource_classes] (defined: {})",
@@ -376,12 +375,12 @@ impl KubernetesConfig {
         }
         if let Some(patch) = &self.pod_spec_patch {
             if !patch.is_object() {
-                errors.push(ConfigError::new(
+                errors.push(ConfigProblem::new(
                     "kubernetes.pod_spec_patch",
                     "must be a table in the shape of a pod spec",
                 ));
             } else if let Err(err) = crate::render::check_config_patch(patch) {
-                errors.push(ConfigError::new(
+                errors.push(ConfigProblem::new(
                     "kubernetes.pod_spec_patch",
                     format!(
                         "does not make a valid pod spec (camelCase keys, as in a Pod's spec): \
@@ -404,7 +403,7 @@ impl KubernetesConfig {
             ] {
                 for (resource, quantity) in quantities {
                     if !is_quantity(quantity) {
-                        errors.push(ConfigError::new(
+                        errors.push(ConfigProblem::new(
                             format!("kubernetes.resource_classes.{class}.{kind}.{resource}"),
                             format!(
                                 "`{quantity}` is not a Kubernetes quantity: write e.g. \"500m\", \
@@ -416,25 +415,25 @@ impl KubernetesConfig {
             }
         }
         if self.client.max_concurrent_creates == 0 {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "kubernetes.client.max_concurrent_creates",
                 "must be at least 1",
             ));
         }
         if self.client.creates_per_second > 0 && self.client.burst == 0 {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "kubernetes.client.burst",
                 "must be at least 1 when creates_per_second is set",
             ));
         }
         if self.client.create_attempts == 0 {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "kubernetes.client.create_attempts",
                 "must be at least 1",
             ));
         }
         if self.fail_fast.check_interval.is_zero() {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "kubernetes.fail_fast.check_interval",
                 "must be more than 0s",
             ));
@@ -443,21 +442,20 @@ impl KubernetesConfig {
     }
 }
 
-impl LeaderElectionConfig {
-    /// Checks what serde cannot; every problem found.
-    pub fn validate(&self) -> Vec<ConfigError> {
+impl Validate for LeaderElectionConfig {
+    fn validate(&self) -> Vec<ConfigProblem> {
         let mut errors = Vec::new();
         if !self.enabled {
             return errors;
         }
         if !crate::labels::is_dns1123_subdomain(&self.lease_name) {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "leader_election.lease_name",
                 format!("`{}` is not a valid object name", self.lease_name),
             ));
         }
         if self.lease_duration.as_secs() == 0 || self.lease_duration.subsec_nanos() != 0 {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "leader_election.lease_duration",
                 "must be a whole number of seconds, at least 1s",
             ));
@@ -465,7 +463,7 @@ impl LeaderElectionConfig {
         // The leader's term ends one renew interval before the lease expires
         // (`leader::term_end`); at most a third leaves it a second try within its term.
         if self.renew_interval.is_zero() || self.renew_interval * 3 > self.lease_duration {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "leader_election.renew_interval",
                 "must be more than 0s and at most a third of lease_duration: the leader stops \
                  leading one renew_interval before its lease expires, and needs time to retry \
@@ -475,7 +473,7 @@ impl LeaderElectionConfig {
         if let Some(identity) = &self.identity
             && identity.trim().is_empty()
         {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "leader_election.identity",
                 "must not be empty; leave it out to use the pod name",
             ));
@@ -488,11 +486,11 @@ impl LeaderElectionConfig {
 fn check_node_selector(
     key: &str,
     selector: &BTreeMap<String, String>,
-    errors: &mut Vec<ConfigError>,
+    errors: &mut Vec<ConfigProblem>,
 ) {
     for (label, value) in selector {
         if !crate::labels::is_label_key(label) {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 format!("{key}.{label}"),
                 format!(
                     "`{label}` is not a valid label key: an optional DNS prefix and `/`, then \
@@ -500,7 +498,7 @@ fn check_node_selector(
                 ),
             ));
         } else if !crate::labels::is_label_value(value) {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 format!("{key}.{label}"),
                 format!(
                     "`{value}` is not a valid label value: at most 63 letters, digits, `-`, `_` \

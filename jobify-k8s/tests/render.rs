@@ -3,6 +3,7 @@
 
 mod support;
 
+use jobify_core::config::Validate;
 use jobify_core::{AgentQueryRules, ScheduledJob, Template};
 use jobify_k8s::config::KubernetesConfig;
 use jobify_k8s::render::{

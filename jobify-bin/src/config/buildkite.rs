@@ -2,6 +2,7 @@
 //! [`SecretRef`]s for its tokens, which only the loader checks and resolves.
 
 use jobify_buildkite::TokenRef;
+use jobify_core::config::Validate;
 
 use super::secret::SecretRef;
 use super::source::KeyPath;
@@ -30,7 +31,7 @@ pub fn agent_token_ref(config: &BuildkiteConfig) -> Option<SecretRef> {
 
 /// Checks the section: the adapter's own checks, then the token references.
 pub(super) fn validate(config: &BuildkiteConfig, at: &KeyPath, problems: &mut Problems) {
-    problems.extend_from(config.validate(), |e| KeyPath::parse(&e.key));
+    problems.extend(config.validate());
     if config.source == jobify_buildkite::Source::Stacks && agent_token_ref(config).is_none() {
         problems.push(
             at.key("agent_token"),

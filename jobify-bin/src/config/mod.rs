@@ -16,7 +16,7 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use jobify_core::config::{GuardConfig, LimitsConfig, PolicyConfig, QueueConfig};
+use jobify_core::config::{GuardConfig, LimitsConfig, PolicyConfig, QueueConfig, Validate};
 use jobify_k8s::config::{KubernetesConfig, LeaderElectionConfig};
 use serde::Deserialize;
 
@@ -112,23 +112,12 @@ impl Config {
             &mut problems,
         );
 
-        let core_errors = [
-            QueueConfig::validate_all(&self.queues),
-            self.limits.validate(),
-            self.policy.validate(),
-            self.guard.validate(),
-        ];
-        for result in core_errors {
-            problems.extend_from(result.err().unwrap_or_default(), |e| {
-                KeyPath::parse(e.key())
-            });
-        }
-        let k8s_errors = self
-            .kubernetes
-            .validate()
-            .into_iter()
-            .chain(self.leader_election.validate());
-        problems.extend_from(k8s_errors, |e| KeyPath::parse(&e.key));
+        problems.extend(self.queues.validate());
+        problems.extend(self.limits.validate());
+        problems.extend(self.policy.validate());
+        problems.extend(self.guard.validate());
+        problems.extend(self.kubernetes.validate());
+        problems.extend(self.leader_election.validate());
 
         // Templates live in `[kubernetes]`, the policy in `[policy]`: only the binary sees both.
         for (key, template) in self.policy.template_references() {

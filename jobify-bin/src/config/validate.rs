@@ -1,5 +1,7 @@
 //! Semantic problems found after parsing, collected so that all are reported at once.
 
+use jobify_core::config::ConfigProblem;
+
 use super::source::KeyPath;
 
 /// A problem with a value that parsed: where it is and what is wrong.
@@ -30,16 +32,12 @@ impl Problems {
         });
     }
 
-    /// Records the errors of a library crate's `validate`, each locating itself by a dotted
-    /// key path.
-    pub fn extend_from<E: std::fmt::Display>(
-        &mut self,
-        errors: impl IntoIterator<Item = E>,
-        path_of: impl Fn(&E) -> KeyPath,
-    ) {
-        for error in errors {
-            let path = path_of(&error);
-            self.push_named(path, error.to_string());
+    /// Records the problems a section's [`Validate`](jobify_core::config::Validate) found,
+    /// each located by its dotted key path.
+    pub fn extend(&mut self, problems: impl IntoIterator<Item = ConfigProblem>) {
+        for problem in problems {
+            let path = KeyPath::parse(problem.key());
+            self.push_named(path, problem.to_string());
         }
     }
 

@@ -2,12 +2,13 @@
 //!
 //! The tokens are references the binary's loader resolves (an environment variable, a file):
 //! the section is generic over their type `T`, so this crate never reads a secret, and
-//! [`BuildkiteConfig::validate`] checks everything but the references.
+//! [`Validate::validate`] checks everything but the references.
 
 mod stacks;
 
 use std::time::Duration;
 
+use jobify_core::config::{ConfigProblem, Validate};
 use serde::Deserialize;
 use url::Url;
 
@@ -97,16 +98,13 @@ fn default_url(url: &str) -> Url {
     }
 }
 
-/// One semantic problem in the section: core's one problem type for adapter crates.
-pub use jobify_core::config::ConfigProblem as ConfigError;
-
-impl<T> BuildkiteConfig<T> {
-    /// Checks what serde cannot (ranges and consistency), but not the token references,
-    /// which are the loader's; every problem found, in key order.
-    pub fn validate(&self) -> Vec<ConfigError> {
+/// Checks what serde cannot (ranges and consistency), but not the token references, which are
+/// the loader's.
+impl<T> Validate for BuildkiteConfig<T> {
+    fn validate(&self) -> Vec<ConfigProblem> {
         let mut errors = Vec::new();
         if self.poll_interval < MIN_POLL_INTERVAL {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "buildkite.poll_interval",
                 format!(
                     "must be at least {}: an idle poll costs 5 rate-limit points, and faster \
@@ -116,7 +114,7 @@ impl<T> BuildkiteConfig<T> {
             ));
         }
         if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "buildkite.page_size",
                 format!(
                     "must be between 1 and {MAX_PAGE_SIZE} (Buildkite's largest page), not {}",
@@ -125,7 +123,7 @@ impl<T> BuildkiteConfig<T> {
             ));
         }
         if !(self.budget_share > 0.0 && self.budget_share <= 1.0) {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "buildkite.budget_share",
                 format!(
                     "must be in (0, 1]: it is the share of the organization's rate-limit budget \
@@ -135,7 +133,7 @@ impl<T> BuildkiteConfig<T> {
             ));
         }
         if self.request_timeout.is_zero() {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "buildkite.request_timeout",
                 "must be more than 0s",
             ));
@@ -144,9 +142,9 @@ impl<T> BuildkiteConfig<T> {
         for (i, pipeline) in self.pipelines.iter().enumerate() {
             let key = format!("buildkite.pipelines[{i}]");
             if pipeline.trim().is_empty() {
-                errors.push(ConfigError::new(key, "pipeline slug is empty"));
+                errors.push(ConfigProblem::new(key, "pipeline slug is empty"));
             } else if !seen.insert(pipeline.as_str()) {
-                errors.push(ConfigError::new(
+                errors.push(ConfigProblem::new(
                     key,
                     format!("pipeline `{pipeline}` is listed twice"),
                 ));
@@ -154,7 +152,7 @@ impl<T> BuildkiteConfig<T> {
         }
         if self.source == Source::Stacks {
             if self.poll_interval < MIN_STACKS_POLL_INTERVAL {
-                errors.push(ConfigError::new(
+                errors.push(ConfigProblem::new(
                     "buildkite.poll_interval",
                     format!(
                         "must be at least {} with `source = \"stacks\"`: the Stacks API \
@@ -165,7 +163,7 @@ impl<T> BuildkiteConfig<T> {
                 ));
             }
             if self.cluster.is_some() {
-                errors.push(ConfigError::new(
+                errors.push(ConfigProblem::new(
                     "buildkite.cluster",
                     "is for the GraphQL source: with `source = \"stacks\"` jobify serves the \
                      cluster the agent token belongs to; remove `cluster`",
@@ -178,7 +176,7 @@ impl<T> BuildkiteConfig<T> {
             ("buildkite.agent_url", &self.agent_url),
         ] {
             if !matches!(url.scheme(), "http" | "https") {
-                errors.push(ConfigError::new(
+                errors.push(ConfigProblem::new(
                     key,
                     format!("must be an http(s) URL, not `{url}`"),
                 ));

@@ -5,8 +5,8 @@ use std::time::Duration;
 use buildkite_api::stacks::{MAX_PAGE_SIZE, MAX_RESERVATION_EXPIRY, stack_key_problem};
 use serde::Deserialize;
 
-use super::ConfigError;
 use crate::stacks::StacksSettings;
+use jobify_core::config::{ConfigProblem, Validate};
 
 /// Where jobify reads scheduled jobs from: `[buildkite] source`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -67,15 +67,14 @@ impl Default for StacksConfig {
 /// The queue the Stacks API calls the cluster's default queue.
 pub const DEFAULT_QUEUE: &str = "_default";
 
-impl StacksConfig {
-    /// Checks what serde cannot; every problem found, in key order.
-    pub fn validate(&self) -> Vec<ConfigError> {
+impl Validate for StacksConfig {
+    fn validate(&self) -> Vec<ConfigProblem> {
         let mut errors = Vec::new();
         if let Some(problem) = self.stack_key.as_deref().and_then(stack_key_problem) {
-            errors.push(ConfigError::new("buildkite.stacks.stack_key", problem));
+            errors.push(ConfigProblem::new("buildkite.stacks.stack_key", problem));
         }
         if !(1..=MAX_PAGE_SIZE).contains(&self.page_size) {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "buildkite.stacks.page_size",
                 format!(
                     "must be between 1 and {MAX_PAGE_SIZE} (the Stacks API's largest page), not {}",
@@ -85,7 +84,7 @@ impl StacksConfig {
         }
         let within = |d: Duration| d >= Duration::from_secs(1) && d <= MAX_RESERVATION_EXPIRY;
         if !within(self.reservation_expiry) {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "buildkite.stacks.reservation_expiry",
                 format!(
                     "must be between 1s and 1h (the Stacks API's longest reservation), not {}",
@@ -96,7 +95,7 @@ impl StacksConfig {
         if let Some(lifetime) = self.token_lifetime
             && !within(lifetime)
         {
-            errors.push(ConfigError::new(
+            errors.push(ConfigProblem::new(
                 "buildkite.stacks.token_lifetime",
                 format!(
                     "must be between 1s and 1h, not {}",
@@ -106,7 +105,9 @@ impl StacksConfig {
         }
         errors
     }
+}
 
+impl StacksConfig {
     /// What the monitor needs: the stack key (`controller_id` unless set), the served
     /// `queues` (the cluster's default queue when none is named) and the watched
     /// `pipelines` (all when empty).

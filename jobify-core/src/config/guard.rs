@@ -6,7 +6,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::ConfigError;
+use super::error::{ConfigProblem, Validate};
 use super::patterns::Patterns;
 
 /// One check of the admission guard, by the name used in `allow` lists.
@@ -207,32 +207,31 @@ pub struct GuardException {
     pub allow: Vec<GuardRule>,
 }
 
-impl GuardConfig {
-    /// Checks what deserialising cannot.
-    pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
+impl Validate for GuardConfig {
+    fn validate(&self) -> Vec<ConfigProblem> {
         let mut errors = Vec::new();
         for (index, registry) in self.allowed_registries.iter().enumerate() {
             let path = format!("guard.allowed_registries[{index}]");
             if registry.trim().is_empty() {
-                errors.push(ConfigError::Empty { path });
+                errors.push(ConfigProblem::empty(path));
             } else if registry.contains("://") || registry.contains('@') {
-                errors.push(ConfigError::Invalid {
+                errors.push(ConfigProblem::invalid(
                     path,
-                    value: registry.clone(),
-                    expected: "a registry host with an optional repository prefix, such as \
-                               `ghcr.io/acme`, without scheme or digest",
-                });
+                    registry,
+                    "a registry host with an optional repository prefix, such as \
+                     `ghcr.io/acme`, without scheme or digest",
+                ));
             }
         }
         for (index, volume_type) in self.allowed_volume_types.iter().enumerate() {
             if !VOLUME_TYPES.contains(&volume_type.as_str()) {
-                errors.push(ConfigError::Invalid {
-                    path: format!("guard.allowed_volume_types[{index}]"),
-                    value: volume_type.clone(),
-                    expected: "a volume type as a pod spec names it: emptyDir, configMap, \
-                               secret, projected, downwardAPI, ephemeral, \
-                               persistentVolumeClaim, hostPath, csi, nfs, image...",
-                });
+                errors.push(ConfigProblem::invalid(
+                    format!("guard.allowed_volume_types[{index}]"),
+                    volume_type,
+                    "a volume type as a pod spec names it: emptyDir, configMap, secret, \
+                     projected, downwardAPI, ephemeral, persistentVolumeClaim, hostPath, csi, \
+                     nfs, image...",
+                ));
             }
         }
         for (field, patterns) in [
@@ -241,25 +240,23 @@ impl GuardConfig {
         ] {
             for (index, pattern) in patterns.iter().enumerate() {
                 if pattern.trim().is_empty() {
-                    errors.push(ConfigError::Empty {
-                        path: format!("guard.{field}[{index}]"),
-                    });
+                    errors.push(ConfigProblem::empty(format!("guard.{field}[{index}]")));
                 }
             }
         }
         for (index, exception) in self.exceptions.iter().enumerate() {
             if exception.pipeline.is_empty() {
-                errors.push(ConfigError::Empty {
-                    path: format!("guard.exceptions[{index}].pipeline"),
-                });
+                errors.push(ConfigProblem::empty(format!(
+                    "guard.exceptions[{index}].pipeline"
+                )));
             }
             if exception.allow.is_empty() {
-                errors.push(ConfigError::Empty {
-                    path: format!("guard.exceptions[{index}].allow"),
-                });
+                errors.push(ConfigProblem::empty(format!(
+                    "guard.exceptions[{index}].allow"
+                )));
             }
         }
-        super::collect(errors)
+        errors
     }
 }
 
@@ -275,7 +272,7 @@ mod tests {
         assert!(config.allowed_secrets.is_empty());
         assert_eq!(config.allowed_volume_types, DEFAULT_VOLUME_TYPES);
         assert!(!config.allowed_volume_types.iter().any(|t| t == "hostPath"));
-        assert_eq!(config.validate(), Ok(()));
+        assert!(config.validate().is_empty());
     }
 
     #[test]
@@ -287,15 +284,10 @@ mod tests {
              allow = [\"secret\", \"volume_type\", \"service_account\"]\n",
         )
         .expect("parses");
-        let paths: Vec<String> = config
-            .validate()
-            .expect_err("invalid")
-            .iter()
-            .map(|e| e.to_string())
-            .collect();
+        let paths: Vec<String> = config.validate().iter().map(|e| e.to_string()).collect();
         assert_eq!(paths.len(), 2, "{paths:?}");
         assert!(
-            paths[0].starts_with("`guard.allowed_volume_types[1]` = \"empty_dir\" is invalid"),
+            paths[0].starts_with("guard.allowed_volume_types[1]: \"empty_dir\" is invalid"),
             "{paths:?}"
         );
         assert!(paths[1].contains("guard.allowed_secrets[1]"), "{paths:?}");

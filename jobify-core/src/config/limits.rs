@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::error::ConfigError;
+use super::error::{ConfigProblem, Validate};
 use crate::rules::{AgentQueryRule, AgentQueryRules};
 
 /// The `[limits]` section. In flight means launched and not yet observed ended.
@@ -31,21 +31,16 @@ impl Default for LimitsConfig {
     }
 }
 
-impl LimitsConfig {
-    /// Checks what deserialising cannot.
-    pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
+impl Validate for LimitsConfig {
+    fn validate(&self) -> Vec<ConfigProblem> {
         let mut errors = Vec::new();
         if self.max_in_flight == 0 {
-            errors.push(ConfigError::ZeroLimit {
-                path: "limits.max_in_flight".to_owned(),
-            });
+            errors.push(ConfigProblem::zero_limit("limits.max_in_flight".to_owned()));
         }
         if self.per_pipeline == Some(0) {
-            errors.push(ConfigError::ZeroLimit {
-                path: "limits.per_pipeline".to_owned(),
-            });
+            errors.push(ConfigProblem::zero_limit("limits.per_pipeline".to_owned()));
         }
-        super::collect(errors)
+        errors
     }
 }
 
@@ -87,46 +82,48 @@ impl QueueConfig {
         }
         AgentQueryRules::parse(tags)
     }
+}
 
-    /// Checks every `[[queues]]` entry together.
-    pub fn validate_all(queues: &[QueueConfig]) -> Result<(), Vec<ConfigError>> {
+/// The `[[queues]]` entries, checked together (names must be unique).
+impl Validate for [QueueConfig] {
+    fn validate(&self) -> Vec<ConfigProblem> {
+        let queues = self;
         let mut errors = Vec::new();
         for (index, queue) in queues.iter().enumerate() {
             let path = format!("queues[{index}]");
             if queue.name.trim().is_empty() {
-                errors.push(ConfigError::Empty {
-                    path: format!("{path}.name"),
-                });
+                errors.push(ConfigProblem::empty(format!("{path}.name")));
             }
             if queues[..index].iter().any(|q| q.name == queue.name) {
-                errors.push(ConfigError::DuplicateQueue {
-                    path: path.clone(),
-                    name: queue.name.clone(),
-                });
+                errors.push(ConfigProblem::new(
+                    path.clone(),
+                    format!(
+                        "configures queue `{}` a second time; merge the two entries",
+                        queue.name
+                    ),
+                ));
             }
             if queue.max_in_flight == Some(0) {
-                errors.push(ConfigError::ZeroLimit {
-                    path: format!("{path}.max_in_flight"),
-                });
+                errors.push(ConfigProblem::zero_limit(format!("{path}.max_in_flight")));
             }
             for (rule_index, rule) in queue.rules.iter().enumerate() {
                 let parsed = AgentQueryRule::parse(rule);
                 let rule_path = format!("{path}.rules[{rule_index}]");
                 if parsed.key.is_empty() || !rule.contains('=') {
-                    errors.push(ConfigError::Invalid {
-                        path: rule_path,
-                        value: rule.clone(),
-                        expected: "an agent tag `key=value`, e.g. `os=linux`",
-                    });
+                    errors.push(ConfigProblem::invalid(
+                        rule_path,
+                        rule,
+                        "an agent tag `key=value`, e.g. `os=linux`",
+                    ));
                 } else if parsed.key == "queue" && parsed.value != queue.name {
-                    errors.push(ConfigError::Invalid {
-                        path: rule_path,
-                        value: rule.clone(),
-                        expected: "the queue's own name: `queue=` must repeat `name`",
-                    });
+                    errors.push(ConfigProblem::invalid(
+                        rule_path,
+                        rule,
+                        "the queue's own name: `queue=` must repeat `name`",
+                    ));
                 }
             }
         }
-        super::collect(errors)
+        errors
     }
 }

@@ -10,7 +10,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
-use super::error::ConfigError;
+use super::error::{ConfigProblem, Validate};
 use super::patterns::{AgentPattern, Patterns};
 
 /// The `[policy]` section.
@@ -36,46 +36,50 @@ impl Default for PolicyConfig {
     }
 }
 
-impl PolicyConfig {
-    /// Checks what deserialising cannot: every error found, each naming its key.
-    pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
+impl Validate for PolicyConfig {
+    /// Every error found, each naming its key.
+    fn validate(&self) -> Vec<ConfigProblem> {
         let mut errors = Vec::new();
         let mut names: BTreeMap<&str, String> = BTreeMap::new();
         let last = self.rules.len().saturating_sub(1);
         for (index, rule) in self.rules.iter().enumerate() {
             let path = format!("policy.rules[{index}]");
             if rule.matcher.is_catch_all() && index < last {
-                errors.push(ConfigError::CatchAllNotLast {
-                    path: path.clone(),
-                    hidden: last - index,
-                });
+                errors.push(ConfigProblem::new(
+                    path.clone(),
+                    format!(
+                        "has no matchers, so it matches every job and the {} rule(s) after it \
+                         can never match; move it last or give it a matcher",
+                        last - index
+                    ),
+                ));
             }
             if let Some(name) = &rule.name {
                 if name.trim().is_empty() {
-                    errors.push(ConfigError::Empty {
-                        path: format!("{path}.name"),
-                    });
+                    errors.push(ConfigProblem::empty(format!("{path}.name")));
                 } else if let Some(first) = names.get(name.as_str()) {
-                    errors.push(ConfigError::DuplicateRuleName {
-                        path: path.clone(),
-                        name: name.clone(),
-                        first: first.clone(),
-                    });
+                    errors.push(ConfigProblem::new(
+                        path.clone(),
+                        format!(
+                            "reuses the rule name `{name}` (first used by `{first}`); names must \
+                             be unique"
+                        ),
+                    ));
                 } else {
                     names.insert(name, path.clone());
                 }
             }
             for key in rule.matcher.env.keys().chain(&rule.matcher.env_present) {
                 if key.trim().is_empty() {
-                    errors.push(ConfigError::Empty {
-                        path: format!("{path}.env"),
-                    });
+                    errors.push(ConfigProblem::empty(format!("{path}.env")));
                 }
             }
         }
-        super::collect(errors)
+        errors
     }
+}
 
+impl PolicyConfig {
     /// Every template name the policy refers to, with the key it appears at, so the binary can
     /// check each names a template it knows.
     pub fn template_references(&self) -> Vec<(String, &str)> {

@@ -63,7 +63,7 @@ fn rules_parse_every_matcher_and_action() {
             message: Some("not for this cluster".into())
         }
     );
-    assert_eq!(config.validate(), Ok(()));
+    assert!(config.validate().is_empty());
 }
 
 #[test]
@@ -119,10 +119,11 @@ fn catch_all_rule_before_others_is_reported() {
     .expect("shape valid");
     assert_eq!(
         config.validate(),
-        Err(vec![ConfigError::CatchAllNotLast {
-            path: "policy.rules[0]".into(),
-            hidden: 2
-        }])
+        vec![ConfigProblem::new(
+            "policy.rules[0]",
+            "has no matchers, so it matches every job and the 2 rule(s) after it can never \
+             match; move it last or give it a matcher"
+        )]
     );
 }
 
@@ -134,18 +135,15 @@ fn duplicate_and_empty_rule_names_are_reported() {
          [[rules]]\nname = \" \"\nqueue = \"z\"\naction = \"skip\"",
     )
     .expect("shape valid");
-    let errors = config.validate().expect_err("invalid");
+    let errors = config.validate();
     assert_eq!(
         errors,
         vec![
-            ConfigError::DuplicateRuleName {
-                path: "policy.rules[1]".into(),
-                name: "a".into(),
-                first: "policy.rules[0]".into()
-            },
-            ConfigError::Empty {
-                path: "policy.rules[2].name".into()
-            },
+            ConfigProblem::new(
+                "policy.rules[1]",
+                "reuses the rule name `a` (first used by `policy.rules[0]`); names must be unique"
+            ),
+            ConfigProblem::empty("policy.rules[2].name"),
         ]
     );
     assert!(errors[0].to_string().contains("reuses the rule name `a`"));
@@ -191,7 +189,7 @@ fn guard_defaults_and_exceptions() {
         guard.exceptions[0].allow,
         vec![GuardRule::HostPath, GuardRule::Privileged]
     );
-    assert_eq!(guard.validate(), Ok(()));
+    assert!(guard.validate().is_empty());
     let err = toml::from_str::<GuardConfig>("allow = [\"root\"]").expect_err("bad rule");
     assert!(err.to_string().contains("unknown variant `root`"), "{err}");
 }
@@ -203,7 +201,7 @@ fn guard_validation_names_bad_registries_and_empty_exceptions() {
          [[exceptions]]\npipeline = []\nallow = []",
     )
     .expect("shape valid");
-    let errors = guard.validate().expect_err("invalid");
+    let errors = guard.validate();
     let paths: Vec<String> = errors.iter().map(ToString::to_string).collect();
     assert_eq!(errors.len(), 4, "{paths:#?}");
     assert!(paths[0].contains("guard.allowed_registries[0]"));
@@ -217,14 +215,10 @@ fn limits_default_and_reject_zero() {
         toml::from_str("max_in_flight = 0\nper_pipeline = 0").expect("shape valid");
     assert_eq!(
         limits.validate(),
-        Err(vec![
-            ConfigError::ZeroLimit {
-                path: "limits.max_in_flight".into()
-            },
-            ConfigError::ZeroLimit {
-                path: "limits.per_pipeline".into()
-            }
-        ])
+        vec![
+            ConfigProblem::zero_limit("limits.max_in_flight"),
+            ConfigProblem::zero_limit("limits.per_pipeline"),
+        ]
     );
 }
 
@@ -241,12 +235,12 @@ fn queue_tags_default_to_the_queue_name() {
     .expect("valid");
     assert_eq!(file.queues[0].tags().to_string(), "queue=kubernetes");
     assert_eq!(file.queues[1].tags().to_string(), "arch=arm64,queue=arm");
-    assert_eq!(QueueConfig::validate_all(&file.queues), Ok(()));
+    assert!(file.queues.validate().is_empty());
 }
 
 #[test]
 fn queue_validation_reports_duplicates_and_mismatched_queue_tags() {
-    let queues = vec![
+    let queues = [
         QueueConfig::named("a"),
         QueueConfig {
             rules: vec!["queue=b".into(), "linux".into()],
@@ -254,7 +248,7 @@ fn queue_validation_reports_duplicates_and_mismatched_queue_tags() {
             ..QueueConfig::named("a")
         },
     ];
-    let errors = QueueConfig::validate_all(&queues).expect_err("invalid");
+    let errors = queues.validate();
     let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
     assert_eq!(errors.len(), 4, "{text:#?}");
     assert!(text[0].contains("configures queue `a` a second time"));

@@ -31,7 +31,7 @@ struct CompiledRule {
 }
 
 impl RulePolicy {
-    /// The policy `config` describes. Call [`PolicyConfig::validate`] first to catch rules
+    /// The policy `config` describes. Call [`Validate::validate`](crate::config::Validate::validate) first to catch rules
     /// that can never match.
     pub fn new(config: &PolicyConfig) -> Self {
         let rules = config

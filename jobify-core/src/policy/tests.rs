@@ -4,13 +4,13 @@ use pretty_assertions::assert_eq;
 use serde_json::json;
 
 use super::*;
-use crate::config::{GuardConfig, PolicyConfig, QueueConfig};
+use crate::config::{GuardConfig, PolicyConfig, QueueConfig, Validate};
 use crate::decision::{ReasonCode, Template};
 use crate::job::ScheduledJob;
 
 fn rules(toml_text: &str) -> RulePolicy {
     let config: PolicyConfig = toml::from_str(toml_text).expect("valid policy");
-    config.validate().expect("semantically valid");
+    assert_eq!(config.validate(), vec![], "semantically valid");
     RulePolicy::new(&config)
 }
 

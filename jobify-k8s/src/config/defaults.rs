@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{EnvFromSource, VolumeMount};
 use serde::Deserialize;
 
-use super::ConfigError;
 use crate::labels::{is_label_key, is_label_value};
 use crate::render::Interposer;
+use jobify_core::config::ConfigProblem;
 
 /// Annotation the cluster autoscaler reads before it evicts a pod to scale a node down.
 pub const SAFE_TO_EVICT: &str = "cluster-autoscaler.kubernetes.io/safe-to-evict";
@@ -78,17 +78,17 @@ pub struct DefaultSidecarParams {
 
 impl DefaultMetadata {
     /// Checks the keys and values; every problem found.
-    pub(crate) fn validate(&self, errors: &mut Vec<ConfigError>) {
+    pub(crate) fn validate(&self, errors: &mut Vec<ConfigProblem>) {
         for (kind, map) in [("labels", &self.labels), ("annotations", &self.annotations)] {
             for (key, value) in map {
                 let at = format!("kubernetes.default_metadata.{kind}.{key}");
                 if key.starts_with("jobify.dev/") {
-                    errors.push(ConfigError::new(
+                    errors.push(ConfigProblem::new(
                         at,
                         "jobify.dev/ keys are jobify's own; use another prefix",
                     ));
                 } else if !is_label_key(key) {
-                    errors.push(ConfigError::new(
+                    errors.push(ConfigProblem::new(
                         at,
                         format!(
                             "`{key}` is not a valid {kind} key: an optional DNS prefix and `/`, \
@@ -96,7 +96,7 @@ impl DefaultMetadata {
                         ),
                     ));
                 } else if kind == "labels" && !is_label_value(value) {
-                    errors.push(ConfigError::new(
+                    errors.push(ConfigProblem::new(
                         at,
                         format!(
                             "`{value}` is not a valid label value: at most 63 letters, digits, \
