@@ -178,9 +178,7 @@ mod tests {
             latency: Duration::from_millis(20),
         };
         observer.on_event(&launched(Ok(Launched::Created)));
-        observer.on_event(&launched(Err(LaunchError::Forbidden {
-            message: "jobs is forbidden".into(),
-        })));
+        observer.on_event(&launched(Err(LaunchError::forbidden("jobs is forbidden"))));
         observer.on_event(&SchedulerEvent::Cancelled {
             job: job.id,
             result: Ok(()),

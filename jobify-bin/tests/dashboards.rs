@@ -44,9 +44,7 @@ fn update_every_family(metrics: &Metrics) {
         reason: Reason::new(ReasonCode("rule_matched"), "rule 1 matched"),
     });
     metrics.launched(Launched::Created, Some(Duration::from_millis(1500)));
-    metrics.launch_failed(&LaunchError::Invalid {
-        message: "422".into(),
-    });
+    metrics.launch_failed(&LaunchError::invalid("422"));
     metrics.declare_queues(["kubernetes"]);
     metrics.job_seen("kubernetes");
     metrics.set_in_flight_by_queue(&[("kubernetes".to_owned(), 3)]);

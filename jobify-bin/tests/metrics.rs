@@ -174,9 +174,7 @@ fn update_every_family(metrics: &Metrics) {
         reason: Reason::new(ReasonCode("queue_not_served"), "not ours"),
     });
     metrics.launched(Launched::Created, Some(Duration::from_millis(1500)));
-    metrics.launch_failed(&LaunchError::Invalid {
-        message: "422".into(),
-    });
+    metrics.launch_failed(&LaunchError::invalid("422"));
     metrics.declare_queues(["kubernetes", "gpu", "idle"]);
     metrics.job_seen("kubernetes");
     metrics.job_seen("kubernetes");

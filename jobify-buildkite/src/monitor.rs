@@ -225,7 +225,7 @@ fn monitor_error(error: buildkite_api::Error) -> MonitorError {
             // Without a hint, wait out the shortest sensible window rather than hammering.
             retry_after: retry_after.unwrap_or(Duration::from_secs(10)),
         },
-        buildkite_api::Error::Unauthorized { .. } => MonitorError::Unauthorized(error.to_string()),
+        buildkite_api::Error::Unauthorized { .. } => MonitorError::Unauthorized(Box::new(error)),
         other => MonitorError::Transient(Box::new(other)),
     }
 }

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use secrecy::SecretString;
 
+use crate::cause::Cause;
 use crate::decision::Template;
 use crate::job::{JobId, ScheduledJob};
 use crate::workload::WorkloadEvent;
@@ -18,6 +19,10 @@ pub enum Launched {
 }
 
 /// Why a launch failed, sorted by what the scheduler should do about it.
+///
+/// `message` says what happened in words an operator can act on; `source`, when there is
+/// one, is the backend's own error (for `jobify-k8s`, the `kube::Error`), reachable through
+/// [`std::error::Error::source`] or [`LaunchError::cause`].
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LaunchError {
     /// The workload is invalid and always will be (e.g. Kubernetes answered 422): reject
@@ -26,19 +31,84 @@ pub enum LaunchError {
     Invalid {
         /// What was wrong, as the backend said it.
         message: String,
+        /// The backend's error.
+        #[source]
+        source: Option<Cause>,
     },
     /// The controller lacks a permission; retrying will not help until an operator acts.
     #[error("permission denied: {message}")]
     Forbidden {
         /// Which permission is missing.
         message: String,
+        /// The backend's error.
+        #[source]
+        source: Option<Cause>,
     },
     /// A passing failure (server error, timeout, conflict): retry later.
     #[error("launch failed, will retry: {message}")]
     Transient {
         /// What happened.
         message: String,
+        /// The backend's error (the last one, after retries).
+        #[source]
+        source: Option<Cause>,
     },
+}
+
+impl LaunchError {
+    /// An invalid workload: the Buildkite job is rejected with `message`.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        LaunchError::Invalid {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A missing permission.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        LaunchError::Forbidden {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A passing failure.
+    pub fn transient(message: impl Into<String>) -> Self {
+        LaunchError::Transient {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The same error, caused by `cause`.
+    #[must_use]
+    pub fn caused_by(mut self, cause: impl Into<Option<Cause>>) -> Self {
+        let cause = cause.into();
+        match &mut self {
+            LaunchError::Invalid { source, .. }
+            | LaunchError::Forbidden { source, .. }
+            | LaunchError::Transient { source, .. } => *source = cause,
+        }
+        self
+    }
+
+    /// What happened, without the kind.
+    pub fn message(&self) -> &str {
+        match self {
+            LaunchError::Invalid { message, .. }
+            | LaunchError::Forbidden { message, .. }
+            | LaunchError::Transient { message, .. } => message,
+        }
+    }
+
+    /// The backend's error, if it gave one.
+    pub fn cause(&self) -> Option<&Cause> {
+        match self {
+            LaunchError::Invalid { source, .. }
+            | LaunchError::Forbidden { source, .. }
+            | LaunchError::Transient { source, .. } => source.as_ref(),
+        }
+    }
 }
 
 /// Why cancelling a workload failed.
@@ -49,6 +119,27 @@ pub struct CancelError {
     pub job: JobId,
     /// What happened.
     pub message: String,
+    /// The backend's error, if it gave one.
+    #[source]
+    pub source: Option<Cause>,
+}
+
+impl CancelError {
+    /// Cancelling `job` failed: `message`.
+    pub fn new(job: JobId, message: impl Into<String>) -> Self {
+        CancelError {
+            job,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The same error, caused by `cause`.
+    #[must_use]
+    pub fn caused_by(mut self, cause: impl Into<Option<Cause>>) -> Self {
+        self.source = cause.into();
+        self
+    }
 }
 
 /// Runs decided jobs as workloads and reports what happens to them.
@@ -75,12 +166,10 @@ pub trait Jobifier: Send + Sync {
         agent_token: &SecretString,
     ) -> Result<Launched, LaunchError> {
         let _ = (job, template, agent_token);
-        Err(LaunchError::Invalid {
-            message: "this workload backend cannot give a job its own agent token; turn \
-                      per-job agent tokens off in the job source, or use a backend that \
-                      supports them"
-                .to_owned(),
-        })
+        Err(LaunchError::invalid(
+            "this workload backend cannot give a job its own agent token; turn per-job agent \
+             tokens off in the job source, or use a backend that supports them",
+        ))
     }
 
     /// Removes the workload of a cancelled job. Removing one that does not exist succeeds.

@@ -82,6 +82,7 @@
 #![warn(missing_docs)]
 
 pub mod book;
+pub mod cause;
 pub mod config;
 pub mod decision;
 pub mod feedback;
@@ -102,6 +103,7 @@ pub mod testing;
 pub mod workload;
 
 pub use book::{Book, BookEvent, JobStatus, Settled};
+pub use cause::Cause;
 pub use decision::{Decision, Reason, ReasonCode, Template};
 pub use feedback::{Feedback, FeedbackError, JobRef};
 pub use guard::{Guard, GuardReport, Violation};

@@ -25,7 +25,7 @@ pub enum MonitorError {
     },
     /// The credentials were refused: nothing will work until the operator fixes them.
     #[error("Buildkite refused the credentials: {0}")]
-    Unauthorized(String),
+    Unauthorized(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Anything else (network, server error, undecodable response): retry.
     #[error("polling Buildkite failed: {0}")]
     Transient(#[source] Box<dyn std::error::Error + Send + Sync>),

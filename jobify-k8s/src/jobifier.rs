@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
 use jobify_core::{
-    CancelError, JobId, Jobifier, LaunchError, Launched, ScheduledJob, Template, WorkloadEvent,
+    CancelError, Cause, JobId, Jobifier, LaunchError, Launched, ScheduledJob, Template,
+    WorkloadEvent,
 };
 use kube::Client;
 use secrecy::SecretString;
@@ -154,17 +155,13 @@ impl Jobifier for KubeJobifier {
         template: &Template,
     ) -> Result<Launched, LaunchError> {
         if !self.is_leading() {
-            return Err(LaunchError::Transient {
-                message: "this replica is standing by; only the leader launches".to_owned(),
-            });
+            return Err(LaunchError::transient(
+                "this replica is standing by; only the leader launches",
+            ));
         }
         let inner = &self.inner;
-        let manifest =
-            render_job(job, template, &inner.config, &inner.controller_id).map_err(|err| {
-                LaunchError::Invalid {
-                    message: err.to_string(),
-                }
-            })?;
+        let manifest = render_job(job, template, &inner.config, &inner.controller_id)
+            .map_err(|err| LaunchError::invalid(err.to_string()).caused_by(Cause::new(err)))?;
         let launched = inner.launcher.create(&manifest).await;
         tracing::debug!(job = %job.id, ?launched, "launched");
         launched
@@ -182,17 +179,14 @@ impl Jobifier for KubeJobifier {
         agent_token: &SecretString,
     ) -> Result<Launched, LaunchError> {
         if !self.is_leading() {
-            return Err(LaunchError::Transient {
-                message: "this replica is standing by; only the leader launches".to_owned(),
-            });
+            return Err(LaunchError::transient(
+                "this replica is standing by; only the leader launches",
+            ));
         }
         let inner = &self.inner;
         let manifest =
-            render_job_with_own_token(job, template, &inner.config, &inner.controller_id).map_err(
-                |err| LaunchError::Invalid {
-                    message: err.to_string(),
-                },
-            )?;
+            render_job_with_own_token(job, template, &inner.config, &inner.controller_id)
+                .map_err(|err| LaunchError::invalid(err.to_string()).caused_by(Cause::new(err)))?;
         let secret = render_token_secret(&manifest, agent_token);
         let launched = inner.launcher.create_with_token(&manifest, &secret).await;
         tracing::debug!(job = %job.id, ?launched, "launched with an agent token of its own");
@@ -201,10 +195,10 @@ impl Jobifier for KubeJobifier {
 
     async fn cancel(&self, job: JobId) -> Result<(), CancelError> {
         if !self.is_leading() {
-            return Err(CancelError {
+            return Err(CancelError::new(
                 job,
-                message: "this replica is standing by; only the leader deletes Jobs".to_owned(),
-            });
+                "this replica is standing by; only the leader deletes Jobs",
+            ));
         }
         let name = job_name(&self.inner.config, job);
         self.inner.launcher.delete(job, &name).await

@@ -14,7 +14,7 @@ pub(crate) mod token;
 
 use std::time::Duration;
 
-use jobify_core::{CancelError, JobId, LaunchError, Launched};
+use jobify_core::{CancelError, Cause, JobId, LaunchError, Launched};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -30,7 +30,34 @@ pub(crate) enum Attempt<T, E> {
     /// Done: this is the answer.
     Done(Result<T, E>),
     /// A passing failure: try again after a pause.
-    Retry(String),
+    Retry(Failure),
+}
+
+/// A passing failure: what to say about it, and the API client's error when there was one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Failure {
+    /// What happened.
+    pub(crate) message: String,
+    /// The client's error.
+    pub(crate) cause: Option<Cause>,
+}
+
+impl Failure {
+    /// A failure with no client error (a timeout of our own, a closed semaphore).
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            cause: None,
+        }
+    }
+
+    /// A failure the client reported as `error`.
+    pub(crate) fn of(message: impl Into<String>, error: kube::Error) -> Self {
+        Failure {
+            message: message.into(),
+            cause: Some(Cause::new(error)),
+        }
+    }
 }
 
 /// Sorts the answer to a Job create.
@@ -43,33 +70,31 @@ pub(crate) fn classify_create(
         Err(err) => err,
     };
     let kube::Error::Api(status) = &err else {
-        return Attempt::Retry(format!("could not reach the Kubernetes API: {err}"));
+        return Attempt::Retry(Failure::of(
+            format!("could not reach the Kubernetes API: {err}"),
+            err,
+        ));
     };
-    let message = status.message.clone();
-    Attempt::Done(Err(match status.code {
+    let (code, message) = (status.code, status.message.clone());
+    let error = match code {
         409 => return Attempt::Done(Ok(Launched::AlreadyExists)),
-        422 | 400 => LaunchError::Invalid { message },
-        403 => LaunchError::Forbidden {
-            message: format!(
-                "jobify may not create Jobs in namespace `{namespace}`: grant verb `create` on \
-                 resource `jobs` (API group `batch`) to its service account (see the RBAC \
-                 section of docs/kubernetes.md); the API server said: {message}"
-            ),
-        },
-        401 => LaunchError::Forbidden {
-            message: format!("the Kubernetes API rejected jobify's credentials: {message}"),
-        },
-        404 => LaunchError::Transient {
-            message: format!(
-                "namespace `{namespace}` does not exist: create it or fix kubernetes.namespace \
-                 ({message})"
-            ),
-        },
-        429 | 500.. => return Attempt::Retry(format!("HTTP {}: {message}", status.code)),
-        code => LaunchError::Invalid {
-            message: format!("HTTP {code}: {message}"),
-        },
-    }))
+        422 | 400 => LaunchError::invalid(message),
+        403 => LaunchError::forbidden(format!(
+            "jobify may not create Jobs in namespace `{namespace}`: grant verb `create` on \
+             resource `jobs` (API group `batch`) to its service account (see the RBAC section \
+             of docs/kubernetes.md); the API server said: {message}"
+        )),
+        401 => LaunchError::forbidden(format!(
+            "the Kubernetes API rejected jobify's credentials: {message}"
+        )),
+        404 => LaunchError::transient(format!(
+            "namespace `{namespace}` does not exist: create it or fix kubernetes.namespace \
+             ({message})"
+        )),
+        429 | 500.. => return Attempt::Retry(Failure::of(format!("HTTP {code}: {message}"), err)),
+        code => LaunchError::invalid(format!("HTTP {code}: {message}")),
+    };
+    Attempt::Done(Err(error.caused_by(Cause::new(err))))
 }
 
 /// Sorts the answer to a Job delete. Deleting a Job that does not exist succeeds.
@@ -83,19 +108,24 @@ pub(crate) fn classify_delete(
         Err(err) => err,
     };
     let kube::Error::Api(status) = &err else {
-        return Attempt::Retry(format!("could not reach the Kubernetes API: {err}"));
+        return Attempt::Retry(Failure::of(
+            format!("could not reach the Kubernetes API: {err}"),
+            err,
+        ));
     };
-    let message = match status.code {
+    let (code, said) = (status.code, status.message.clone());
+    let message = match code {
         404 => return Attempt::Done(Ok(())),
-        429 | 500.. => return Attempt::Retry(format!("HTTP {}: {}", status.code, status.message)),
+        429 | 500.. => return Attempt::Retry(Failure::of(format!("HTTP {code}: {said}"), err)),
         403 => format!(
             "jobify may not delete Jobs in namespace `{namespace}`: grant verb `delete` on \
-             resource `jobs` (API group `batch`); the API server said: {}",
-            status.message
+             resource `jobs` (API group `batch`); the API server said: {said}"
         ),
-        code => format!("HTTP {code}: {}", status.message),
+        code => format!("HTTP {code}: {said}"),
     };
-    Attempt::Done(Err(CancelError { job, message }))
+    Attempt::Done(Err(
+        CancelError::new(job, message).caused_by(Cause::new(err))
+    ))
 }
 
 /// Sorts the answer to stopping a Job (a patch). Stopping a Job that does not exist succeeds.
@@ -109,21 +139,26 @@ pub(crate) fn classify_stop(
         Err(err) => err,
     };
     let kube::Error::Api(status) = &err else {
-        return Attempt::Retry(format!("could not reach the Kubernetes API: {err}"));
+        return Attempt::Retry(Failure::of(
+            format!("could not reach the Kubernetes API: {err}"),
+            err,
+        ));
     };
-    let message = match status.code {
+    let (code, said) = (status.code, status.message.clone());
+    let message = match code {
         404 => return Attempt::Done(Ok(())),
         409 | 429 | 500.. => {
-            return Attempt::Retry(format!("HTTP {}: {}", status.code, status.message));
+            return Attempt::Retry(Failure::of(format!("HTTP {code}: {said}"), err));
         }
         403 => format!(
             "jobify may not patch Jobs in namespace `{namespace}`: grant verb `patch` on \
-             resource `jobs` (API group `batch`); the API server said: {}",
-            status.message
+             resource `jobs` (API group `batch`); the API server said: {said}"
         ),
-        code => format!("HTTP {code}: {}", status.message),
+        code => format!("HTTP {code}: {said}"),
     };
-    Attempt::Done(Err(CancelError { job, message }))
+    Attempt::Done(Err(
+        CancelError::new(job, message).caused_by(Cause::new(err))
+    ))
 }
 
 /// A token bucket: `rate` tokens a second, at most `burst` saved up. Callers reserve a token
@@ -199,9 +234,7 @@ impl Launcher {
             .creates
             .acquire()
             .await
-            .map_err(|_| LaunchError::Transient {
-                message: "the launcher is shutting down".to_owned(),
-            })?;
+            .map_err(|_| LaunchError::transient("the launcher is shutting down"))?;
         self.create_job(job, true)
             .await
             .map(|(launched, _)| launched)
@@ -228,22 +261,21 @@ impl Launcher {
                 Ok(Ok(created)) => Attempt::Done(Ok((Launched::Created, created.metadata.uid))),
                 Ok(Err(err)) => match classify_create(Err(err), &self.namespace) {
                     Attempt::Done(result) => Attempt::Done(result.map(|launched| (launched, None))),
-                    Attempt::Retry(message) => Attempt::Retry(message),
+                    Attempt::Retry(failure) => Attempt::Retry(failure),
                 },
-                Err(_) => Attempt::Retry(format!(
+                Err(_) => Attempt::Retry(Failure::new(format!(
                     "no answer within {}",
                     humantime::format_duration(self.client.request_timeout)
-                )),
+                ))),
             }
         })
         .await;
-        result.unwrap_or_else(|message| {
-            Err(LaunchError::Transient {
-                message: format!(
-                    "creating the Job failed {} times, last: {message}",
-                    self.client.create_attempts
-                ),
-            })
+        result.unwrap_or_else(|failure| {
+            Err(LaunchError::transient(format!(
+                "creating the Job failed {} times, last: {}",
+                self.client.create_attempts, failure.message
+            ))
+            .caused_by(failure.cause))
         })
     }
 
@@ -257,11 +289,13 @@ impl Launcher {
             .await;
             match deleted {
                 Ok(result) => classify_delete(result.map(drop), job, &self.namespace),
-                Err(_) => Attempt::Retry("no answer in time".to_owned()),
+                Err(_) => Attempt::Retry(Failure::new("no answer in time")),
             }
         })
         .await;
-        result.unwrap_or_else(|message| Err(CancelError { job, message }))
+        result.unwrap_or_else(|failure| {
+            Err(CancelError::new(job, failure.message).caused_by(failure.cause))
+        })
     }
 
     /// Stops the Job `name` without deleting it: its active deadline becomes one second, so
@@ -281,11 +315,13 @@ impl Launcher {
             .await;
             match patched {
                 Ok(result) => classify_stop(result.map(drop), job, &self.namespace),
-                Err(_) => Attempt::Retry("no answer in time".to_owned()),
+                Err(_) => Attempt::Retry(Failure::new("no answer in time")),
             }
         })
         .await;
-        result.unwrap_or_else(|message| Err(CancelError { job, message }))
+        result.unwrap_or_else(|failure| {
+            Err(CancelError::new(job, failure.message).caused_by(failure.cause))
+        })
     }
 
     async fn pace(&self) {
@@ -298,8 +334,8 @@ impl Launcher {
     }
 }
 
-/// Runs `call` until it is done or `create_attempts` are used up; the last retry message
-/// when they are. Each retried failure is one WARN line naming the operation (`what`, e.g.
+/// Runs `call` until it is done or `create_attempts` are used up; the last failure when
+/// they are. Each retried failure is one WARN line naming the operation (`what`, e.g.
 /// "creating the Job"), the object and the attempt: a passing failure is not an operator's
 /// error, and one that outlasts the attempts reaches the caller as an error of its own.
 async fn retry<T, E, F, Fut>(
@@ -307,7 +343,7 @@ async fn retry<T, E, F, Fut>(
     what: &str,
     job: &str,
     mut call: F,
-) -> Result<Result<T, E>, String>
+) -> Result<Result<T, E>, Failure>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Attempt<T, E>>,
@@ -317,13 +353,13 @@ where
     loop {
         match call().await {
             Attempt::Done(result) => return Ok(result),
-            Attempt::Retry(message) if attempt >= client.create_attempts => return Err(message),
-            Attempt::Retry(message) => {
+            Attempt::Retry(failure) if attempt >= client.create_attempts => return Err(failure),
+            Attempt::Retry(failure) => {
                 tracing::warn!(
                     attempt,
                     attempts = client.create_attempts,
                     job,
-                    error = %message,
+                    error = %failure.message,
                     "{what} failed; retrying in {}",
                     humantime::format_duration(backoff)
                 );
@@ -382,13 +418,19 @@ mod tests {
             classify_create(Err(api_error(409, "AlreadyExists")), ns),
             Attempt::Done(Ok(Launched::AlreadyExists))
         );
-        assert_eq!(
-            classify_create(Err(api_error(422, "Invalid")), ns),
-            Attempt::Done(Err(LaunchError::Invalid {
-                message: "said 422".to_owned()
-            }))
-        );
-        let Attempt::Done(Err(LaunchError::Forbidden { message })) =
+        let Attempt::Done(Err(invalid @ LaunchError::Invalid { .. })) =
+            classify_create(Err(api_error(422, "Invalid")), ns)
+        else {
+            panic!("422 is invalid")
+        };
+        assert_eq!(invalid.message(), "said 422");
+        let cause = std::error::Error::source(&invalid).expect("the API error is the source");
+        assert_eq!(cause.to_string(), api_error(422, "Invalid").to_string());
+        assert!(matches!(
+            invalid.cause().and_then(Cause::downcast_ref::<kube::Error>),
+            Some(kube::Error::Api(status)) if status.code == 422
+        ));
+        let Attempt::Done(Err(LaunchError::Forbidden { message, .. })) =
             classify_create(Err(api_error(403, "Forbidden")), ns)
         else {
             panic!("403 is forbidden")
@@ -441,14 +483,14 @@ mod tests {
         };
         let start = Instant::now();
         let mut calls = 0;
-        let result: Result<Result<(), ()>, String> =
+        let result: Result<Result<(), ()>, Failure> =
             retry(&client, "creating the Job", "test-job", || {
                 calls += 1;
                 let n = calls;
-                async move { Attempt::Retry(format!("try {n}")) }
+                async move { Attempt::Retry(Failure::new(format!("try {n}"))) }
             })
             .await;
-        assert_eq!(result, Err("try 3".to_owned()));
+        assert_eq!(result, Err(Failure::new("try 3")));
         assert_eq!(calls, 3);
         assert_eq!(start.elapsed(), Duration::from_millis(300));
     }
@@ -486,7 +528,7 @@ mod tests {
             ..ClientConfig::default()
         };
         let mut calls = 0;
-        let result: Result<Result<(), ()>, String> =
+        let result: Result<Result<(), ()>, Failure> =
             retry(&client, "creating the Job", "jobify-0190", || {
                 calls += 1;
                 let done = calls == 3;
@@ -494,7 +536,7 @@ mod tests {
                     if done {
                         Attempt::Done(Ok(()))
                     } else {
-                        Attempt::Retry("HTTP 500: etcdserver: leader changed".to_owned())
+                        Attempt::Retry(Failure::new("HTTP 500: etcdserver: leader changed"))
                     }
                 }
             })

@@ -81,7 +81,8 @@ async fn a_job_the_api_server_refuses_is_invalid_with_its_message() {
     let jobifier = KubeJobifier::new(client(&sim), fast_config(), CONTROLLER);
     let job = scheduled("queue=kubernetes")
         .with_plugin(json!({"metadata": {"labels": {"not a key!": "x"}}}));
-    let Err(LaunchError::Invalid { message }) = jobifier.launch(&job, &default_template()).await
+    let Err(LaunchError::Invalid { message, .. }) =
+        jobifier.launch(&job, &default_template()).await
     else {
         panic!("422 is invalid")
     };
@@ -96,7 +97,7 @@ async fn a_render_error_is_invalid_and_creates_nothing() {
     let job = scheduled("queue=kubernetes").with_plugin(json!({"podTemplate": "x"}));
     let launched = jobifier.launch(&job, &default_template()).await;
     assert!(
-        matches!(&launched, Err(LaunchError::Invalid { message }) if message.contains("`podTemplate`")),
+        matches!(&launched, Err(LaunchError::Invalid { message, .. }) if message.contains("`podTemplate`")),
         "{launched:?}"
     );
     assert_eq!(sim.stats().job_creates, 0);
@@ -141,8 +142,20 @@ async fn server_errors_are_retried_then_reported_transient() {
     )
     .await;
     assert!(
-        matches!(&launched, Err(LaunchError::Transient { message }) if message.contains("3 times")),
+        matches!(&launched, Err(LaunchError::Transient { message, .. }) if message.contains("3 times")),
         "{launched:?}"
+    );
+    // The last API error is kept as the source, for callers that want its status.
+    let error = launched.expect_err("a transient error");
+    let source = std::error::Error::source(&error).expect("the last API error is the source");
+    let cause = error.cause().expect("a cause");
+    assert_eq!(source.to_string(), cause.to_string());
+    assert!(
+        matches!(
+            cause.downcast_ref::<kube::Error>(),
+            Some(kube::Error::Api(status)) if status.code >= 500
+        ),
+        "{cause:?}"
     );
     assert_eq!(sim.stats().faults_injected, 3);
     sim.shutdown().await;
@@ -165,7 +178,7 @@ async fn a_slow_api_times_out_and_is_transient() {
     )
     .await;
     assert!(
-        matches!(&launched, Err(LaunchError::Transient { message }) if message.contains("no answer")),
+        matches!(&launched, Err(LaunchError::Transient { message, .. }) if message.contains("no answer")),
         "{launched:?}"
     );
     sim.shutdown().await;
@@ -712,7 +725,7 @@ async fn a_token_job_the_api_server_refuses_leaves_no_secret_and_no_token_in_the
     let token = job_token();
     let refused = scheduled("queue=kubernetes")
         .with_plugin(json!({"metadata": {"labels": {"not a key!": "x"}}}));
-    let Err(LaunchError::Invalid { message }) = jobifier
+    let Err(LaunchError::Invalid { message, .. }) = jobifier
         .launch_with_token(&refused, &default_template(), &token)
         .await
     else {
@@ -727,7 +740,7 @@ async fn a_token_job_the_api_server_refuses_leaves_no_secret_and_no_token_in_the
 
     // A render error creates nothing at all.
     let unrenderable = scheduled("queue=kubernetes").with_plugin(json!({"podTemplate": "x"}));
-    let Err(LaunchError::Invalid { message }) = jobifier
+    let Err(LaunchError::Invalid { message, .. }) = jobifier
         .launch_with_token(&unrenderable, &default_template(), &token)
         .await
     else {
@@ -758,7 +771,7 @@ async fn a_secret_of_that_name_that_is_not_jobifys_is_left_alone_and_the_job_ref
         .launch_with_token(&job, &default_template(), &job_token())
         .await;
     assert!(
-        matches!(&launched, Err(LaunchError::Invalid { message }) if message.contains("is not the agent token Secret")),
+        matches!(&launched, Err(LaunchError::Invalid { message, .. }) if message.contains("is not the agent token Secret")),
         "{launched:?}"
     );
     assert_eq!(secret_named(&front, &name).data.expect("data").len(), 1);

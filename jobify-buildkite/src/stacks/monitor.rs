@@ -89,7 +89,7 @@ pub(crate) fn monitor_error(error: buildkite_api::Error) -> MonitorError {
         buildkite_api::Error::RateLimited { retry_after, .. } => MonitorError::RateLimited {
             retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
         },
-        buildkite_api::Error::Unauthorized { .. } => MonitorError::Unauthorized(error.to_string()),
+        buildkite_api::Error::Unauthorized { .. } => MonitorError::Unauthorized(Box::new(error)),
         other => MonitorError::Transient(Box::new(other)),
     }
 }

@@ -238,7 +238,7 @@ impl<P: Policy> Scheduler<P> {
                     self.source_keys.insert(job.id, job.source_key);
                 }
             }
-            Err(LaunchError::Invalid { message }) => {
+            Err(LaunchError::Invalid { message, .. }) => {
                 tracing::warn!(job = %job.id, pipeline = %job.pipeline, %message, "workload refused as invalid; rejecting the job");
                 self.apply(BookEvent::LaunchFailed {
                     job: job.id,

@@ -21,7 +21,7 @@
 use std::collections::HashSet;
 use std::sync::Mutex;
 
-use jobify_core::{LaunchError, Launched};
+use jobify_core::{Cause, LaunchError, Launched};
 use k8s_openapi::Resource as _;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Secret;
@@ -29,7 +29,7 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 
 use crate::labels;
-use crate::launch::{Attempt, Launcher, retry};
+use crate::launch::{Attempt, Failure, Launcher, retry};
 use crate::render::AGENT_TOKEN_SECRET_KEY;
 
 /// How many times a launch goes round when the Secret it finds must be replaced or vanishes
@@ -182,9 +182,7 @@ impl Launcher {
             .creates
             .acquire()
             .await
-            .map_err(|_| LaunchError::Transient {
-                message: "the launcher is shutting down".to_owned(),
-            })?;
+            .map_err(|_| LaunchError::transient("the launcher is shutting down"))?;
         let job_name = job.metadata.name.as_deref().unwrap_or_default();
         let secret_name = secret.metadata.name.as_deref().unwrap_or_default();
         let _held = self.in_flight.hold(secret_name);
@@ -232,11 +230,9 @@ impl Launcher {
             break;
         }
         let Some(secret_uid) = secret_uid else {
-            return Err(LaunchError::Transient {
-                message: format!(
-                    "the Secret `{secret_name}` kept changing while jobify created it; will retry"
-                ),
-            });
+            return Err(LaunchError::transient(format!(
+                "the Secret `{secret_name}` kept changing while jobify created it; will retry"
+            )));
         };
 
         match self.create_job(job, false).await {
@@ -433,73 +429,70 @@ impl Launcher {
             async move {
                 match answer.await {
                     Ok(Ok(value)) => Attempt::Done(Ok(value)),
-                    Ok(Err(err)) => classify(&err, permission, &self.namespace),
-                    Err(_) => Attempt::Retry(format!(
+                    Ok(Err(err)) => classify(err, permission, &self.namespace),
+                    Err(_) => Attempt::Retry(Failure::new(format!(
                         "no answer within {}",
                         humantime::format_duration(timeout)
-                    )),
+                    ))),
                 }
             }
         })
         .await;
-        result.unwrap_or_else(|message| {
-            Err(LaunchError::Transient {
-                message: format!(
-                    "{what} `{name}` failed {} times, last: {message}",
-                    self.client.create_attempts
-                ),
-            })
+        result.unwrap_or_else(|failure| {
+            Err(LaunchError::transient(format!(
+                "{what} `{name}` failed {} times, last: {}",
+                self.client.create_attempts, failure.message
+            ))
+            .caused_by(failure.cause))
         })
     }
 }
 
 /// Sorts a failed call about `permission` (verb, resource, API group) by what to do.
 pub(crate) fn classify<T>(
-    err: &kube::Error,
+    err: kube::Error,
     (verb, resource, group): (&str, &str, &str),
     namespace: &str,
 ) -> Attempt<T, LaunchError> {
-    let kube::Error::Api(status) = err else {
-        return Attempt::Retry(format!("could not reach the Kubernetes API: {err}"));
+    let kube::Error::Api(status) = &err else {
+        return Attempt::Retry(Failure::of(
+            format!("could not reach the Kubernetes API: {err}"),
+            err,
+        ));
     };
-    let message = &status.message;
+    let (code, message) = (status.code, status.message.clone());
     let group = if group.is_empty() {
         "the core API group".to_owned()
     } else {
         format!("API group `{group}`")
     };
-    Attempt::Done(Err(match status.code {
-        403 => LaunchError::Forbidden {
-            message: format!(
-                "jobify may not {verb} {resource} in namespace `{namespace}`: grant verb \
-                 `{verb}` on resource `{resource}` ({group}) to its service account (see the \
-                 RBAC section of docs/kubernetes.md); the API server said: {message}"
-            ),
-        },
-        401 => LaunchError::Forbidden {
-            message: format!("the Kubernetes API rejected jobify's credentials: {message}"),
-        },
-        404 => LaunchError::Transient {
-            message: format!(
-                "namespace `{namespace}` does not exist: create it or fix kubernetes.namespace \
-                 ({message})"
-            ),
-        },
-        409 | 429 | 500.. => return Attempt::Retry(format!("HTTP {}: {message}", status.code)),
-        code => LaunchError::Invalid {
-            message: format!("HTTP {code}: {message}"),
-        },
-    }))
+    let error = match code {
+        403 => LaunchError::forbidden(format!(
+            "jobify may not {verb} {resource} in namespace `{namespace}`: grant verb `{verb}` \
+             on resource `{resource}` ({group}) to its service account (see the RBAC section \
+             of docs/kubernetes.md); the API server said: {message}"
+        )),
+        401 => LaunchError::forbidden(format!(
+            "the Kubernetes API rejected jobify's credentials: {message}"
+        )),
+        404 => LaunchError::transient(format!(
+            "namespace `{namespace}` does not exist: create it or fix kubernetes.namespace \
+             ({message})"
+        )),
+        409 | 429 | 500.. => {
+            return Attempt::Retry(Failure::of(format!("HTTP {code}: {message}"), err));
+        }
+        code => LaunchError::invalid(format!("HTTP {code}: {message}")),
+    };
+    Attempt::Done(Err(error.caused_by(Cause::new(err))))
 }
 
 fn foreign(name: &str, namespace: &str) -> LaunchError {
-    LaunchError::Invalid {
-        message: format!(
-            "a Secret named `{name}` already exists in namespace `{namespace}` and is not the \
-             agent token Secret jobify makes for this job (its labels differ): delete or \
-             rename it, or change kubernetes.job_name_prefix"
-        ),
-    }
+    LaunchError::invalid(format!(
+        "a Secret named `{name}` already exists in namespace `{namespace}` and is not the agent \
+         token Secret jobify makes for this job (its labels differ): delete or rename it, or \
+         change kubernetes.job_name_prefix"
+    ))
 }
 
 /// What `found`, under the name of the Secret `wanted`, is to this launch.
@@ -648,8 +641,8 @@ mod tests {
                 .to_owned(),
             ..kube::core::Status::default()
         };
-        let Attempt::Done(Err::<(), _>(LaunchError::Forbidden { message })) = classify(
-            &kube::Error::Api(Box::new(status)),
+        let Attempt::Done(Err::<(), _>(LaunchError::Forbidden { message, .. })) = classify(
+            kube::Error::Api(Box::new(status)),
             ("patch", "secrets", ""),
             "ci",
         ) else {

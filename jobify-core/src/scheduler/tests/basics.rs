@@ -53,9 +53,7 @@ fn a_transient_launch_failure_is_retried_on_the_next_poll() {
     let mut machine = Machine::leading(Limits::global(5), config());
     let transient = Input::Launched {
         job: Box::new(job.clone()),
-        result: Err(LaunchError::Transient {
-            message: "etcd timeout".into(),
-        }),
+        result: Err(LaunchError::transient("etcd timeout")),
         latency: Duration::ZERO,
     };
     table(
@@ -304,9 +302,7 @@ fn launches_run_concurrently_up_to_the_bound_and_a_failing_one_blocks_none() {
     );
     world.launch = Box::new(|job| {
         if job.pipeline == "broken" {
-            Err(LaunchError::Transient {
-                message: "connection reset".into(),
-            })
+            Err(LaunchError::transient("connection reset"))
         } else {
             Ok(Launched::Created)
         }

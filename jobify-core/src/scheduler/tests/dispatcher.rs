@@ -69,9 +69,7 @@ impl SlowJobifier {
 impl crate::Jobifier for SlowJobifier {
     async fn launch(&self, job: &ScheduledJob, _: &Template) -> Result<Launched, LaunchError> {
         if job.pipeline == "broken" {
-            return Err(LaunchError::Transient {
-                message: "connection reset".into(),
-            });
+            return Err(LaunchError::transient("connection reset"));
         }
         let now = self.in_progress.fetch_add(1, Ordering::SeqCst) + 1;
         self.most_at_once.fetch_max(now, Ordering::SeqCst);

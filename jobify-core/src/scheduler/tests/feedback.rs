@@ -20,9 +20,9 @@ fn rejects_refused_and_invalid_jobs_through_feedback_once() {
     let invalid = ScheduledJob::fixture().on_pipeline("app").build();
     let mut world = World::new(vec![refused.clone(), invalid.clone()], 5);
     world.launch = Box::new(|_| {
-        Err(LaunchError::Invalid {
-            message: "spec.containers[0].image: Required value".into(),
-        })
+        Err(LaunchError::invalid(
+            "spec.containers[0].image: Required value",
+        ))
     });
     world.start();
     world.advance(POLL * 3);
