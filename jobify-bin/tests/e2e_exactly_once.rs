@@ -121,7 +121,7 @@ async fn with_ten_percent_faults_on_both_simulators_every_job_still_runs_exactly
     );
     let (ours, others) = split(jobs, "macos");
     let (config, listen) = harness.config(CHAOS, &[("request_timeout", "1s")]);
-    let jobify = harness.start_jobify(config, listen);
+    let mut jobify = harness.start_jobify(config, listen);
 
     eventually("every job ran once despite the faults", async || {
         if jobify.has_stopped() {
@@ -130,7 +130,7 @@ async fn with_ten_percent_faults_on_both_simulators_every_job_still_runs_exactly
         all_ran_once(&harness, &ours)
     })
     .await;
-    assert!(!jobify.has_stopped(), "jobify stopped under faults");
+    jobify.assert_running("under faults").await;
     all_ran_once(&harness, &ours).expect("every job ran once");
     eventually("no workload is left in flight", async || {
         nothing_in_flight(&jobify).await

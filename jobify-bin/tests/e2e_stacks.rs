@@ -116,7 +116,7 @@ async fn with_ten_percent_faults_every_job_still_runs_exactly_once() {
         served("ci", extra)
     );
     let (config, listen) = harness.config(&sections, &[("request_timeout", "1s")]);
-    let jobify = harness.start_jobify(config, listen);
+    let mut jobify = harness.start_jobify(config, listen);
     eventually("every job ran once despite the faults", async || {
         if jobify.has_stopped() {
             return Ok(());
@@ -124,7 +124,7 @@ async fn with_ten_percent_faults_every_job_still_runs_exactly_once() {
         all_ran_once(&harness, &jobs)
     })
     .await;
-    assert!(!jobify.has_stopped(), "jobify stopped under faults");
+    jobify.assert_running("under faults").await;
     all_ran_once(&harness, &jobs).expect("every job ran once");
     let injected = harness
         .env

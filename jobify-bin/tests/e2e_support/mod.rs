@@ -170,6 +170,18 @@ impl Replica {
         self.task.is_finished()
     }
 
+    /// Panics, with the error it stopped with, if it stopped on its own.
+    pub(crate) async fn assert_running(&mut self, why: &str) {
+        if !self.task.is_finished() {
+            return;
+        }
+        match (&mut self.task).await {
+            Ok(Ok(())) => panic!("{why}: jobify stopped on its own, without an error"),
+            Ok(Err(e)) => panic!("{why}: jobify stopped with an error: {e:#}"),
+            Err(e) => panic!("{why}: jobify's task failed: {e}"),
+        }
+    }
+
     /// Stops it as SIGTERM would and waits; panics if it fails to stop cleanly.
     pub(crate) async fn stop(self) {
         self.stop.cancel();

@@ -24,12 +24,21 @@ pub enum StackError {
 }
 
 impl StackError {
-    /// Whether trying again later may succeed (a timeout, a 5xx, a 429); a refused token or
-    /// registration will not fix itself.
+    /// Whether trying again later may succeed: a timeout, a 5xx, a 429, or an answer that
+    /// could not be read (a truncated or garbled body; the poll loop retries those too). A
+    /// refused token, a refused registration or a token outside any cluster will not fix
+    /// itself.
     pub fn is_transient(&self) -> bool {
         match self {
             StackError::Unclustered => false,
-            StackError::Api { source, .. } => source.is_transient(),
+            StackError::Api { source, .. } => {
+                source.is_transient()
+                    || matches!(
+                        source,
+                        buildkite_api::Error::Decode { .. }
+                            | buildkite_api::Error::MissingField { .. }
+                    )
+            }
         }
     }
 }
@@ -59,4 +68,53 @@ pub async fn register_stack(
             source,
         })?;
     Ok(identity.cluster_name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(source: buildkite_api::Error) -> StackError {
+        StackError::Api {
+            what: "registering the stack failed",
+            source,
+        }
+    }
+
+    #[test]
+    fn an_unreadable_answer_is_tried_again_a_refusal_is_not() {
+        let garbled = serde_json::from_str::<serde_json::Value>("{").expect_err("not JSON");
+        assert!(
+            api(buildkite_api::Error::Decode {
+                operation: "register stack",
+                path: ".".to_owned(),
+                source: garbled,
+            })
+            .is_transient()
+        );
+        assert!(
+            api(buildkite_api::Error::MissingField {
+                operation: "token identity",
+                field: "cluster".to_owned(),
+            })
+            .is_transient()
+        );
+        assert!(
+            api(buildkite_api::Error::Status {
+                endpoint: "http://x/v3/stacks/register".to_owned(),
+                status: 503,
+                body: String::new(),
+            })
+            .is_transient()
+        );
+        assert!(
+            !api(buildkite_api::Error::Status {
+                endpoint: "http://x/v3/stacks/register".to_owned(),
+                status: 422,
+                body: String::new(),
+            })
+            .is_transient()
+        );
+        assert!(!StackError::Unclustered.is_transient());
+    }
 }
