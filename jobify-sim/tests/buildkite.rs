@@ -8,13 +8,12 @@ use jobify_sim::buildkite::{BuildkiteSim, BuildkiteSimConfig, JobSpec};
 use serde_json::{Value, json};
 
 const SCHEDULED_JOBS: &str = include_str!("../../buildkite-api/graphql/ScheduledJobs.graphql");
-const PIPELINE_BUILDS: &str = include_str!("../../buildkite-api/graphql/PipelineBuilds.graphql");
-const BUILD_JOBS: &str = include_str!("../../buildkite-api/graphql/BuildJobs.graphql");
 const JOB_STATE: &str = include_str!("../../buildkite-api/graphql/JobState.graphql");
-const PIPELINE: &str = include_str!("../../buildkite-api/graphql/Pipeline.graphql");
 const CANCEL_JOB: &str = include_str!("../../buildkite-api/graphql/CancelJob.graphql");
 const ANNOTATE_JOB: &str = include_str!("../../buildkite-api/graphql/AnnotateJob.graphql");
-const ANNOTATE_BUILD: &str = include_str!("../../buildkite-api/graphql/AnnotateBuild.graphql");
+
+/// The smallest query: an organization's id by slug.
+const ORGANIZATION: &str = "query Org($slug: ID!) { organization(slug: $slug) { id } }";
 
 const TOKEN: &str = "api-token";
 
@@ -241,7 +240,7 @@ async fn unknown_field_is_a_graphql_error_in_a_200() {
 #[tokio::test]
 async fn wrong_or_missing_token_is_401() {
     let bk = sim().await;
-    let response = post_with(&bk, "not-the-token", PIPELINE, json!({"slug": "acme/app"})).await;
+    let response = post_with(&bk, "not-the-token", ORGANIZATION, json!({"slug": "acme"})).await;
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.unwrap();
     assert!(
@@ -252,7 +251,7 @@ async fn wrong_or_missing_token_is_401() {
     );
     let response = client()
         .post(bk.graphql_url())
-        .json(&json!({"query": PIPELINE}))
+        .json(&json!({"query": ORGANIZATION}))
         .send()
         .await
         .unwrap();
@@ -294,13 +293,13 @@ async fn query_stats_appear_in_the_body_on_request() {
         .post(bk.graphql_url())
         .bearer_auth(TOKEN)
         .header("Buildkite-Include-Query-Stats", "true")
-        .json(&json!({"query": PIPELINE, "variables": {"slug": "acme/none"}}))
+        .json(&json!({"query": ORGANIZATION, "variables": {"slug": "none"}}))
         .send()
         .await
         .unwrap();
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["data"], json!({"pipeline": null}));
-    // pipeline 1 requested; nothing returned.
+    assert_eq!(body["data"], json!({"organization": null}));
+    // organization 1 requested; nothing returned.
     assert_eq!(body["stats"]["requestedComplexity"], 1);
     assert_eq!(body["stats"]["actualComplexity"], 0);
     bk.shutdown().await;
@@ -410,61 +409,6 @@ async fn a_connection_given_first_and_last_requests_the_larger() {
     bk.shutdown().await;
 }
 
-#[tokio::test]
-async fn pipeline_builds_answers_with_builds_jobs_and_meta_data() {
-    let bk = sim().await;
-    let first = bk.schedule_job(JobSpec::command("a").on_pipeline("app"));
-    let second = bk.schedule_job(JobSpec {
-        build: Some(first.build_number),
-        ..JobSpec::command("b").on_pipeline("app")
-    });
-    bk.set_build_meta_data(first.uuid, "release", "yes");
-    bk.agent_api()
-        .acquire(first.uuid, &["queue=default".to_owned()])
-        .unwrap();
-    let vars = json!({
-        "pipeline": first.pipeline_graphql_id, "states": ["RUNNING", "FAILING"],
-        "buildsFirst": 1, "jobsFirst": 1, "metaDataFirst": 10,
-    });
-    let body = gql(&bk, PIPELINE_BUILDS, vars).await;
-    let node = &body["data"]["node"];
-    assert_eq!(node["__typename"], "Pipeline", "{body}");
-    assert_eq!(node["builds"]["count"], 1);
-    let build = &node["builds"]["edges"][0]["node"];
-    assert_eq!(build["state"], "RUNNING");
-    assert_eq!(
-        build["metaData"],
-        json!({"count": 1, "edges": [{"node": {"key": "release", "value": "yes"}}]})
-    );
-    assert_eq!(build["jobs"]["count"], 2);
-    assert_eq!(
-        build["jobs"]["edges"][0]["node"]["uuid"],
-        first.uuid.to_string()
-    );
-    assert_eq!(build["jobs"]["pageInfo"]["hasNextPage"], true);
-
-    // The rest of the build's jobs, by build uuid.
-    let cursor = build["jobs"]["pageInfo"]["endCursor"].clone();
-    let vars = json!({"build": build["uuid"], "first": 5, "after": cursor});
-    let body = gql(&bk, BUILD_JOBS, vars).await;
-    let jobs = &body["data"]["build"]["jobs"];
-    assert_eq!(jobs["edges"].as_array().unwrap().len(), 1, "{body}");
-    assert_eq!(jobs["edges"][0]["node"]["uuid"], second.uuid.to_string());
-    bk.shutdown().await;
-}
-
-#[tokio::test]
-async fn pipeline_is_found_by_org_and_pipeline_slug() {
-    let bk = sim().await;
-    let job = bk.schedule_job(JobSpec::command("a").on_pipeline("app"));
-    let body = gql(&bk, PIPELINE, json!({"slug": "acme/app"})).await;
-    let pipeline = &body["data"]["pipeline"];
-    assert_eq!(pipeline["id"], job.pipeline_graphql_id);
-    assert_eq!(pipeline["slug"], "app");
-    assert_eq!(pipeline["url"], "https://buildkite.com/acme/app");
-    bk.shutdown().await;
-}
-
 async fn job_state(bk: &BuildkiteSim, uuid: &str) -> Value {
     gql(bk, JOB_STATE, json!({"uuid": uuid})).await["data"]["job"].clone()
 }
@@ -569,7 +513,7 @@ async fn cancel_mutation_cancels_and_refuses_finished_jobs() {
 }
 
 #[tokio::test]
-async fn annotations_land_on_jobs_and_builds() {
+async fn annotations_land_on_jobs_one_per_context() {
     let bk = sim().await;
     let job = bk.schedule_job(JobSpec::command("a"));
     let vars = |append: bool, body: &str| json!({"job": job.graphql_id, "body": body, "style": "ERROR", "context": "jobify", "append": append});
@@ -586,31 +530,5 @@ async fn annotations_land_on_jobs_and_builds() {
         ["pod failed: image missing"]
     );
 
-    let build_id = gql(&bk, JOB_STATE, json!({"uuid": job.uuid})).await;
-    assert!(build_id["data"]["job"].is_object());
-    let build = gql(
-        &bk,
-        "query B($u: ID!) { build(uuid: $u) { id } }",
-        json!({"u": bk_build_uuid(&bk, &job).await}),
-    )
-    .await;
-    let vars = json!({"build": build["data"]["build"]["id"], "body": "see jobs", "style": "INFO", "context": "jobify", "append": false});
-    let body = gql(&bk, ANNOTATE_BUILD, vars).await;
-    assert!(
-        body["data"]["buildAnnotate"]["annotation"]["uuid"].is_string(),
-        "{body}"
-    );
-    let notes = bk.build_annotations(job.uuid);
-    assert_eq!(
-        (notes[0].body.as_str(), notes[0].style.as_str()),
-        ("see jobs", "INFO")
-    );
     bk.shutdown().await;
-}
-
-/// The uuid of `job`'s build, read through PipelineBuilds.
-async fn bk_build_uuid(bk: &BuildkiteSim, job: &jobify_sim::buildkite::JobHandle) -> Value {
-    let vars = json!({"pipeline": job.pipeline_graphql_id, "buildsFirst": 1, "jobsFirst": 1, "metaDataFirst": 1});
-    gql(bk, PIPELINE_BUILDS, vars).await["data"]["node"]["builds"]["edges"][0]["node"]["uuid"]
-        .clone()
 }

@@ -8,7 +8,8 @@ use jobify_sim::FaultConfig;
 use jobify_sim::buildkite::{Budget, BuildkiteSim, BuildkiteSimConfig, JobSpec};
 use serde_json::{Value, json};
 
-const PIPELINE: &str = include_str!("../../buildkite-api/graphql/Pipeline.graphql");
+/// The smallest query (one point): an organization's id by slug.
+const ORGANIZATION: &str = "query Org($slug: ID!) { organization(slug: $slug) { id } }";
 const TOKEN: &str = "api-token";
 const AGENT_TOKEN: &str = "agent-token";
 
@@ -25,23 +26,23 @@ fn config() -> BuildkiteSimConfig {
     BuildkiteSimConfig::new("acme", TOKEN, AGENT_TOKEN)
 }
 
-async fn pipeline_query(bk: &BuildkiteSim) -> reqwest::Response {
-    pipeline_query_as(bk, TOKEN).await
+async fn org_query(bk: &BuildkiteSim) -> reqwest::Response {
+    org_query_as(bk, TOKEN).await
 }
 
-async fn pipeline_query_as(bk: &BuildkiteSim, token: &str) -> reqwest::Response {
-    pipeline_query_with(&client(), bk, token).await
+async fn org_query_as(bk: &BuildkiteSim, token: &str) -> reqwest::Response {
+    org_query_with(&client(), bk, token).await
 }
 
-async fn pipeline_query_with(
+async fn org_query_with(
     client: &reqwest::Client,
     bk: &BuildkiteSim,
     token: &str,
 ) -> reqwest::Response {
-    try_pipeline_query(client, bk, token).await.unwrap()
+    try_org_query(client, bk, token).await.unwrap()
 }
 
-async fn try_pipeline_query(
+async fn try_org_query(
     client: &reqwest::Client,
     bk: &BuildkiteSim,
     token: &str,
@@ -49,7 +50,7 @@ async fn try_pipeline_query(
     client
         .post(bk.graphql_url())
         .bearer_auth(token)
-        .json(&json!({"query": PIPELINE, "variables": {"slug": "acme/app"}}))
+        .json(&json!({"query": ORGANIZATION, "variables": {"slug": "acme"}}))
         .send()
         .await
 }
@@ -70,13 +71,13 @@ async fn spent_budget_answers_429_with_retry_after() {
     .await;
     bk.schedule_job(JobSpec::command("a").on_pipeline("app"));
     // Each Pipeline query returns one pipeline: actual complexity 1.
-    let first = pipeline_query(&bk).await;
+    let first = org_query(&bk).await;
     assert_eq!(first.status(), 200);
     assert_eq!(header(&first, "RateLimit-Remaining"), "1");
-    let second = pipeline_query(&bk).await;
+    let second = org_query(&bk).await;
     assert_eq!(second.status(), 200);
     assert_eq!(header(&second, "RateLimit-Remaining"), "0");
-    let refused = pipeline_query(&bk).await;
+    let refused = org_query(&bk).await;
     assert_eq!(refused.status(), 429);
     assert_eq!(header(&refused, "RateLimit-Remaining"), "0");
     assert_eq!(header(&refused, "RateLimit-Limit"), "2");
@@ -106,17 +107,17 @@ async fn a_user_past_their_budget_is_refused_while_other_users_go_on() {
     })
     .await;
     bk.schedule_job(JobSpec::command("a").on_pipeline("app"));
-    let first = pipeline_query(&bk).await;
+    let first = org_query(&bk).await;
     assert_eq!(header(&first, "RateLimit-User-Remaining"), "0");
     assert_eq!(header(&first, "RateLimit-Remaining"), "19999");
-    let refused = pipeline_query(&bk).await;
+    let refused = org_query(&bk).await;
     assert_eq!(refused.status(), 429);
     assert_eq!(header(&refused, "RateLimit-User-Limit"), "1");
     assert_eq!(
         header(&refused, "Retry-After"),
         header(&refused, "RateLimit-User-Reset")
     );
-    let other = pipeline_query_as(&bk, "second-user").await;
+    let other = org_query_as(&bk, "second-user").await;
     assert_eq!(other.status(), 200);
     assert_eq!(header(&other, "RateLimit-Remaining"), "19998");
     bk.shutdown().await;
@@ -176,7 +177,7 @@ async fn outcomes(bk: &BuildkiteSim, n: usize) -> Vec<(u16, &'static str)> {
     let client = client();
     let mut seen = Vec::new();
     for _ in 0..n {
-        let response = pipeline_query_with(&client, bk, TOKEN).await;
+        let response = org_query_with(&client, bk, TOKEN).await;
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
         let kind = match serde_json::from_str::<Value>(&text) {
@@ -240,12 +241,10 @@ async fn a_timeout_fault_holds_the_request_past_the_clients_deadline() {
         .timeout(Duration::from_millis(50))
         .build()
         .unwrap();
-    let error = try_pipeline_query(&impatient, &bk, TOKEN)
-        .await
-        .unwrap_err();
+    let error = try_org_query(&impatient, &bk, TOKEN).await.unwrap_err();
     assert!(error.is_timeout(), "{error}");
     // A patient client gets the real answer once the delay is over.
-    let answer = pipeline_query_with(&patient, &bk, TOKEN).await;
+    let answer = org_query_with(&patient, &bk, TOKEN).await;
     assert_eq!(answer.status(), 200);
     bk.shutdown().await;
 }
@@ -265,7 +264,7 @@ async fn shutdown_does_not_wait_for_a_held_request() {
     let client = client();
     let url = bk.graphql_url();
     let held = tokio::spawn(async move {
-        let body = json!({"query": PIPELINE, "variables": {"slug": "acme/app"}});
+        let body = json!({"query": ORGANIZATION, "variables": {"slug": "acme"}});
         client.post(url).bearer_auth(TOKEN).json(&body).send().await
     });
     while bk.stats().graphql_requests == 0 {

@@ -90,12 +90,6 @@ async fn missing_image_goes_err_image_pull_then_back_off_with_events() {
         "Failed to pull image \"org/does-not-exist:1\": rpc error: code = NotFound desc = failed to pull and unpack image \"docker.io/org/does-not-exist:1\": failed to resolve reference \"docker.io/org/does-not-exist:1\": docker.io/org/does-not-exist:1: not found".to_string()
     )), "{events:?}");
     assert!(events.contains(&("Failed".to_string(), "Error: ErrImagePull".to_string())));
-    let err = Api::<Pod>::namespaced(client.clone(), NS)
-        .logs(&name, &kube::api::LogParams::default())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, kube::Error::Api(s) if s.code == 400
-        && s.message == format!("container \"agent\" in pod \"{name}\" is waiting to start: trying and failing to pull image")));
     assert!(events.contains(&(
         "BackOff".to_string(),
         "Back-off pulling image \"org/does-not-exist:1\"".to_string()
@@ -368,15 +362,6 @@ async fn agent_pod_acquires_its_job_and_exits_with_the_jobs_status() {
     );
     assert_eq!(*agent.finished.lock().unwrap(), vec![(uuid, 3)]);
     assert_eq!(sim.stats().agent_acquires, 1);
-    let log = Api::<Pod>::namespaced(client, NS)
-        .logs(
-            pod.metadata.name.as_deref().unwrap(),
-            &kube::api::LogParams::default(),
-        )
-        .await
-        .unwrap();
-    assert!(log.contains(&format!("acquiring job {uuid}")), "{log}");
-    assert!(log.contains("Exited with status 3"), "{log}");
     sim.shutdown().await;
 }
 

@@ -251,11 +251,10 @@ mod tests {
             } }
             organization(slug: \"acme\") {
                 name
-                pipelines(first: 1) {
-                    count edges { cursor node { slug } }
+                jobs(first: 1, state: [FINISHED]) {
+                    count edges { cursor node { ... on JobTypeCommand { uuid } } }
                     pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
                 }
-                jobs(first: 1, state: [FINISHED]) { edges { cursor } }
             }
         }";
         let answer = run(&schema, &mut state, &request(query, json!({"u": job})));
@@ -276,13 +275,14 @@ mod tests {
                 },
             })
         );
-        let pipelines = &data["organization"]["pipelines"];
-        let cursor = pipelines["edges"][0]["cursor"].clone();
-        assert_eq!(pipelines["count"], 1);
+        let jobs = &data["organization"]["jobs"];
+        let cursor = jobs["edges"][0]["cursor"].clone();
+        assert!(cursor.is_string(), "{jobs}");
+        assert_eq!(jobs["count"], 1);
+        assert_eq!(jobs["edges"][0]["node"]["uuid"], job.to_string());
         assert_eq!(
-            pipelines["pageInfo"],
+            jobs["pageInfo"],
             json!({"hasNextPage": false, "hasPreviousPage": false, "startCursor": cursor, "endCursor": cursor})
         );
-        assert!(data["organization"]["jobs"]["edges"][0]["cursor"].is_string());
     }
 }

@@ -281,28 +281,6 @@ impl BuildkiteSim {
         })
     }
 
-    /// The annotations of the build `job` belongs to (`buildAnnotate`).
-    pub fn build_annotations(&self, job: Uuid) -> Vec<Annotation> {
-        let state = lock(&self.shared.state);
-        let build = state
-            .jobs
-            .get(&job)
-            .and_then(|j| state.builds.get(&j.build));
-        build.map(|b| b.annotations.clone()).unwrap_or_default()
-    }
-
-    /// Sets a meta-data key on the build `job` belongs to (as `buildkite-agent meta-data set`).
-    pub fn set_build_meta_data(&self, job: Uuid, key: &str, value: &str) {
-        let mut state = lock(&self.shared.state);
-        let Some(build) = state.jobs.get(&job).map(|j| j.build) else {
-            return;
-        };
-        if let Some(b) = state.builds.get_mut(&build) {
-            b.meta_data.retain(|(k, _)| k != key);
-            b.meta_data.push((key.to_owned(), value.to_owned()));
-        }
-    }
-
     /// Moves a `WAITING` job to `SCHEDULED`, as Buildkite does when its dependency passes;
     /// `false` if it was not waiting.
     pub fn release_job(&self, uuid: Uuid) -> bool {

@@ -1,5 +1,5 @@
-//! The mutations the simulator serves: `jobTypeCommandCancel`, `jobAnnotate`,
-//! `buildAnnotate`. Refusals come back as field errors (in `errors`, with the payload null),
+//! The mutations the simulator serves, the two jobify sends: `jobTypeCommandCancel` and
+//! `jobAnnotate`. Refusals come back as field errors (in `errors`, with the payload null),
 //! as Buildkite reports them.
 
 use apollo_compiler::resolvers::{FieldError, ResolvedValue};
@@ -86,27 +86,6 @@ pub(crate) fn resolve<'a, 'c: 'a>(root: &Obj<'c>, field: &str, args: &JsonMap) -
                 fields: vec![
                     ("annotation", annotation_answer(&state, note)),
                     ("job", Some(Kind::Job(job))),
-                ],
-            }
-        }
-        "buildAnnotate" => {
-            let build = node_of(input, "buildID", NodeKind::Build, "build")?;
-            let note = annotation(input);
-            let append = input
-                .get("append")
-                .and_then(|v| v.as_bool())
-                .unwrap_or(false);
-            let note = state
-                .annotate_build(build, note, append)
-                .ok_or_else(|| FieldError {
-                    message: format!("No build found with ID {build}"),
-                })?;
-            Kind::Payload {
-                type_name: "BuildAnnotatePayload",
-                client_mutation_id: client_mutation_id(input),
-                fields: vec![
-                    ("annotation", annotation_answer(&state, note)),
-                    ("build", Some(Kind::Build(build))),
                 ],
             }
         }

@@ -50,10 +50,6 @@ pub(crate) enum Kind {
         next: bool,
         previous: bool,
     },
-    MetaData {
-        key: String,
-        value: String,
-    },
     Annotation(Annotation),
     /// A mutation's payload: its type name, `clientMutationId`, and its object fields
     /// (`None`: the field is null).
@@ -87,7 +83,6 @@ impl Kind {
             Kind::Connection(c) => c.type_name,
             Kind::Edge { type_name, .. } => type_name,
             Kind::PageInfo { .. } => "PageInfo",
-            Kind::MetaData { .. } => "BuildMetaData",
             Kind::Annotation(_) => "Annotation",
             Kind::Payload { type_name, .. } => type_name,
         }
@@ -180,19 +175,6 @@ impl<'c> Obj<'c> {
                 drop(state);
                 return self.connection("JobConnection", "JobEdge", jobs, args);
             }
-            "pipelines" => {
-                let search = str_arg(args, "search");
-                let mut all: Vec<Kind> = state
-                    .pipelines
-                    .iter()
-                    .filter(|p| search.is_none_or(|s| p.slug.contains(s)))
-                    .map(|p| Kind::Pipeline(p.uuid))
-                    .collect();
-                // RECENTLY_CREATED first.
-                all.reverse();
-                drop(state);
-                return self.connection("PipelineConnection", "PipelineEdge", all, args);
-            }
             _ => return Err(not_served("Organization", field)),
         };
         Ok(ResolvedValue::leaf(leaf))
@@ -259,16 +241,15 @@ impl<'c> Obj<'c> {
             "triggeredFrom" => JsonValue::Null,
             "pipeline" => return Ok(self.obj(Kind::Pipeline(b.pipeline))),
             "metaData" => {
-                let all = b
-                    .meta_data
-                    .iter()
-                    .map(|(key, value)| Kind::MetaData {
-                        key: key.clone(),
-                        value: value.clone(),
-                    })
-                    .collect();
+                // Nothing sets build meta-data in the simulator (jobify never does), so every
+                // build answers an empty connection, as a real build without meta-data does.
                 drop(state);
-                return self.connection("BuildMetaDataConnection", "BuildMetaDataEdge", all, args);
+                return self.connection(
+                    "BuildMetaDataConnection",
+                    "BuildMetaDataEdge",
+                    Vec::new(),
+                    args,
+                );
             }
             "jobs" => {
                 // A build lists its jobs in step order.
@@ -335,8 +316,6 @@ impl<'c> Obj<'c> {
             (Kind::Step { key, .. }, "key") => key.clone().map_or(JsonValue::Null, JsonValue::from),
             (Kind::Step { uuid, .. }, "uuid") => uuid.to_string().into(),
             (Kind::Priority(n), "number") => (*n).into(),
-            (Kind::MetaData { key, .. }, "key") => key.clone().into(),
-            (Kind::MetaData { value, .. }, "value") => value.clone().into(),
             (Kind::Annotation(a), "id") => node_id(NodeKind::Annotation, a.uuid).into(),
             (Kind::Annotation(a), "uuid") => a.uuid.to_string().into(),
             (Kind::Annotation(a), "context") => a.context.clone().into(),
@@ -461,36 +440,6 @@ fn root_lookup(state: &State, field: &str, args: &JsonMap) -> Result<Option<Kind
             .and_then(|u| Uuid::parse_str(u).ok())
             .filter(|u| state.jobs.contains_key(u))
             .map(Kind::Job),
-        "pipeline" => {
-            let by_slug = str_arg(args, "slug").and_then(|s| {
-                let (org, slug) = s.split_once('/')?;
-                (org == state.org.slug).then(|| state.pipeline_by_slug(slug))?
-            });
-            let by_uuid = || {
-                let uuid = Uuid::parse_str(str_arg(args, "uuid")?).ok()?;
-                state.pipeline(uuid)
-            };
-            by_slug.or_else(by_uuid).map(|p| Kind::Pipeline(p.uuid))
-        }
-        "build" => {
-            let by_slug = str_arg(args, "slug").and_then(|s| {
-                let mut parts = s.splitn(3, '/');
-                let (org, slug, number) = (parts.next()?, parts.next()?, parts.next()?);
-                let number: u64 = number.parse().ok()?;
-                let pipeline = (org == state.org.slug).then(|| state.pipeline_by_slug(slug))??;
-                pipeline
-                    .builds
-                    .iter()
-                    .copied()
-                    .find(|b| state.builds.get(b).is_some_and(|b| b.number == number))
-            });
-            let by_uuid = || {
-                Uuid::parse_str(str_arg(args, "uuid")?)
-                    .ok()
-                    .filter(|u| state.builds.contains_key(u))
-            };
-            by_slug.or_else(by_uuid).map(Kind::Build)
-        }
         _ => return Err(not_served("Query", field)),
     })
 }

@@ -40,10 +40,8 @@ pub(crate) struct Build {
     pub(crate) commit: String,
     pub(crate) message: String,
     pub(crate) created_at: Timestamp,
-    pub(crate) meta_data: Vec<(String, String)>,
     /// Jobs, in step order.
     pub(crate) jobs: Vec<Uuid>,
-    pub(crate) annotations: Vec<Annotation>,
 }
 
 /// Why a cancel was refused (the GraphQL mutation reports it in `errors`).
@@ -207,9 +205,7 @@ impl State {
                 commit: spec.commit.clone(),
                 message: spec.message.clone(),
                 created_at: Timestamp::now(),
-                meta_data: Vec::new(),
                 jobs: Vec::new(),
-                annotations: Vec::new(),
             },
         );
         uuid
@@ -354,22 +350,6 @@ impl State {
     ) -> Option<Annotation> {
         let job = self.jobs.get_mut(&uuid)?;
         Some(upsert_annotation(&mut job.annotations, annotation, append))
-    }
-
-    /// Adds (or with `append`, extends) the annotation with `context` on the build; `None`
-    /// when there is no such build.
-    pub(crate) fn annotate_build(
-        &mut self,
-        uuid: Uuid,
-        annotation: Annotation,
-        append: bool,
-    ) -> Option<Annotation> {
-        let build = self.builds.get_mut(&uuid)?;
-        Some(upsert_annotation(
-            &mut build.annotations,
-            annotation,
-            append,
-        ))
     }
 }
 

@@ -56,8 +56,8 @@
 //!   condition, then a graceful deletion).
 //! - The kubelet runs no processes: a pod's main container (the agent) runs for the agent
 //!   script's duration; other containers run alongside and exit 0; init containers
-//!   complete at once. Pod logs are a line or two saying what the container did; no exec,
-//!   attach, probes or resource accounting.
+//!   complete at once. No pod logs (no jobify path reads them), exec, attach, probes or
+//!   resource accounting.
 //! - Events are core/v1 only (no `events.k8s.io` endpoint); at most 10 000 are kept instead
 //!   of expiring after an hour.
 //!
@@ -84,7 +84,6 @@ mod events;
 mod kubeconfig;
 mod kubelet;
 mod list;
-mod logs;
 mod meta;
 mod partial;
 mod patch;

@@ -16,7 +16,6 @@ use super::config::EndpointGroup;
 use super::deletion::{DeleteOptions, Deleted, JOB_ORPHAN_WARNING, Propagation};
 use super::discovery;
 use super::list::{self, Params};
-use super::logs;
 use super::meta;
 use super::partial;
 use super::patch::{self, PatchKind};
@@ -36,10 +35,6 @@ pub(crate) fn router(cluster: Arc<Cluster>) -> Router {
 enum Target {
     Discovery(discovery::Doc),
     Namespace(String),
-    PodLog {
-        namespace: String,
-        name: String,
-    },
     Collection {
         resource: Resource,
         namespace: Option<String>,
@@ -56,7 +51,6 @@ impl Target {
     fn group(&self) -> EndpointGroup {
         let resource = match self {
             Target::Discovery(_) | Target::Namespace(_) => return EndpointGroup::Discovery,
-            Target::PodLog { .. } => return EndpointGroup::Pods,
             Target::Collection { resource, .. } | Target::Object { resource, .. } => *resource,
         };
         match resource {
@@ -99,10 +93,6 @@ fn parse_path(path: &str) -> Option<Target> {
             namespace: (*ns).to_string(),
             name: (*name).to_string(),
             status: false,
-        }),
-        ["namespaces", ns, "pods", name, "log"] if group.is_empty() => Some(Target::PodLog {
-            namespace: (*ns).to_string(),
-            name: (*name).to_string(),
         }),
         ["namespaces", ns, plural, name, "status"] => {
             let resource = Resource::from_path(group, plural)?;
@@ -189,11 +179,6 @@ fn handle(
             Ok(ok(discovery::document(doc, host)))
         }
         (Target::Namespace(ns), Method::GET) => Ok(ok(discovery::namespace(&ns))),
-        (Target::PodLog { namespace, name }, Method::GET) => {
-            let pod = logs::find_pod(cluster, &namespace, &name)?;
-            let text = logs::pod_log(&pod, params.get("container").map(String::as_str))?;
-            Ok((StatusCode::OK, [("content-type", "text/plain")], text).into_response())
-        }
         (
             Target::Collection {
                 resource,
