@@ -204,6 +204,27 @@ fn semantic_errors_are_all_reported_at_once_with_positions() {
 }
 
 #[test]
+fn a_redacted_var_that_is_not_one_pattern_is_located() {
+    let (code, _, stderr) = check(
+        "organization = \"acme\"\n\
+         [kubernetes]\n\
+         additional_redacted_vars = [\"MY_SECRET\", \"A_KEY,B_KEY\"]\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            ":3:42: kubernetes.additional_redacted_vars[1]: `A_KEY,B_KEY` is not one name \
+             pattern"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("give each name or pattern its own entry"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn missing_file_exits_2_and_names_it() {
     let (code, _, stderr) = run_check(Path::new("/nonexistent/jobify.toml"));
     assert_eq!(code, 2);

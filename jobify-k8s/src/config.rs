@@ -16,6 +16,7 @@ use serde::Deserialize;
 use crate::labels::is_dns1123_label;
 
 mod defaults;
+mod redaction;
 
 pub use defaults::{DefaultCommandParams, DefaultMetadata, DefaultSidecarParams, SAFE_TO_EVICT};
 
@@ -74,6 +75,11 @@ pub struct KubernetesConfig {
     pub tolerations: Vec<Toleration>,
     /// Extra environment variables of the agent container.
     pub env: BTreeMap<String, String>,
+    /// Name patterns (`*` matches anything) of variables whose values the agent redacts from
+    /// job logs, besides the agent's defaults (`*_TOKEN`, `*_SECRET`...): agent-stack-k8s'
+    /// `additional-redacted-vars`. The agent container's `BUILDKITE_REDACTED_VARS` becomes the
+    /// defaults and these; empty leaves it unset.
+    pub additional_redacted_vars: Vec<String>,
     /// Resource class used when the scheduler names none.
     pub default_resource_class: Option<String>,
     /// Named resource classes (`Template::Default { name }` picks one).
@@ -111,6 +117,7 @@ impl Default for KubernetesConfig {
             node_selector: BTreeMap::new(),
             tolerations: Vec::new(),
             env: BTreeMap::new(),
+            additional_redacted_vars: Vec::new(),
             default_resource_class: None,
             resource_classes: BTreeMap::new(),
             pod_spec_patch: None,
@@ -337,6 +344,7 @@ impl Validate for KubernetesConfig {
                 ));
             }
         }
+        redaction::check(self, &mut errors);
         for (index, tag) in self.agent_tags.iter().enumerate() {
             if !tag.contains('=') {
                 errors.push(ConfigProblem::new(

@@ -156,6 +156,15 @@ fn check(job: &Job, want: &Want) -> Option<String> {
             Some(c) => (env_value(c, var) != Some(value))
                 .then(|| format!("`{name}` has {var}={:?}", env_value(c, var))),
         },
+        NoEnv(name, var) => match container(name) {
+            None => missing(name),
+            Some(c) => c
+                .env
+                .iter()
+                .flatten()
+                .any(|e| e.name == *var)
+                .then(|| format!("`{name}` has {var}")),
+        },
         Volume(name) => (!spec.volumes.iter().flatten().any(|v| v.name == *name))
             .then(|| format!("no volume `{name}`")),
         Label(key, value) => {

@@ -24,6 +24,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::config::{KubernetesConfig, ResourceClass};
+use crate::render::agent_env;
 use crate::render::plugin_keys::PodRequest;
 use crate::render::typed::from_json;
 use crate::render::{RenderError, agent_tags, step_image};
@@ -202,6 +203,7 @@ fn agent_container(inputs: &Inputs<'_>, exec_containers: Option<usize>) -> Conta
         env.push(env_var("BUILDKITE_BUILD_PATH", "/workspace/build"));
         env.push(env_var("BUILDKITE_SOCKETS_PATH", "/workspace/sockets"));
     }
+    env.extend(agent_env::redacted_vars(config));
     env.extend(config.env.iter().map(|(k, v)| env_var(k, v)));
     // The step's `checkout` options win over the configuration's `env`, as in agent-stack-k8s.
     for (name, value) in &inputs.request.checkout.agent_env {

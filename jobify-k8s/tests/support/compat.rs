@@ -42,6 +42,8 @@ pub enum Want {
     NoMount(&'static str, &'static str),
     /// A container has this variable.
     Env(&'static str, &'static str, &'static str),
+    /// A container does not have this variable.
+    NoEnv(&'static str, &'static str),
     /// The pod defines this volume.
     Volume(&'static str),
     /// The Job and its pod have this label.
@@ -128,6 +130,7 @@ pub fn rows() -> Vec<Row> {
     rows.extend(resource_class_rows());
     rows.extend(params_rows());
     rows.extend(checkout_rows());
+    rows.extend(agent_env_rows());
     rows
 }
 
@@ -740,6 +743,119 @@ fn params_rows() -> Vec<Row> {
                 EnvFromSecret("sidecar-0", "step-sidecar-env"),
                 MountOf("container-0", "/cache", "host-volume"),
                 MountOf("sidecar-0", "/cache", "host-volume"),
+            ],
+        },
+    ]
+}
+
+/// `additional-redacted-vars` and the agent's grace periods (scheduler.go `Build`: the
+/// `agent` container only).
+fn agent_env_rows() -> Vec<Row> {
+    let redacting = KubernetesConfig {
+        additional_redacted_vars: vec!["ELEVEN_HERBS_AND_SPICES".to_owned()],
+        ..config()
+    };
+    let bash_step = || {
+        plugin(
+            step("ignored"),
+            json!({"podSpec": {"containers": [{"image": "bash:latest", "command": [
+                "echo \"Redaction should work in the command container: ${ELEVEN_HERBS_AND_SPICES}\""]}]}}),
+        )
+    };
+    vec![
+        Row {
+            name: "additional-redacted-vars",
+            source: "fixtures/redacted-vars.yaml; scheduler.go Build: the agent's defaults, then these",
+            job: bash_step(),
+            config: redacting.clone(),
+            wants: vec![
+                Env(
+                    "agent",
+                    "BUILDKITE_REDACTED_VARS",
+                    "*_PASSWORD,*_SECRET,*_TOKEN,*_PRIVATE_KEY,*_SSH_KEY,*_ACCESS_KEY,\
+                     *_SECRET_KEY,*_CONNECTION_STRING,*_API_KEY,ELEVEN_HERBS_AND_SPICES",
+                ),
+                NoEnv("container-0", "BUILDKITE_REDACTED_VARS"),
+                NoEnv("checkout", "BUILDKITE_REDACTED_VARS"),
+            ],
+        },
+        Row {
+            name: "additional-redacted-vars-agent-pod",
+            source: "additional-redacted-vars (jobify's agent pod: the agent runs the command)",
+            job: step("make"),
+            config: redacting,
+            wants: vec![Env(
+                "agent",
+                "BUILDKITE_REDACTED_VARS",
+                "*_PASSWORD,*_SECRET,*_TOKEN,*_PRIVATE_KEY,*_SSH_KEY,*_ACCESS_KEY,\
+                 *_SECRET_KEY,*_CONNECTION_STRING,*_API_KEY,ELEVEN_HERBS_AND_SPICES",
+            )],
+        },
+        Row {
+            name: "grace-periods-default",
+            source: "scheduler.go Build (v0.33.1): cancel = grace, signal = grace - 10",
+            job: bash_step(),
+            config: config(),
+            wants: vec![
+                Env("agent", "BUILDKITE_CANCEL_GRACE_PERIOD", "60"),
+                Env("agent", "BUILDKITE_SIGNAL_GRACE_PERIOD_SECONDS", "50"),
+                NoEnv("container-0", "BUILDKITE_CANCEL_GRACE_PERIOD"),
+                NoEnv("checkout", "BUILDKITE_SIGNAL_GRACE_PERIOD_SECONDS"),
+            ],
+        },
+        Row {
+            name: "grace-periods-controller",
+            source: "default-termination-grace-period-seconds",
+            job: step("make"),
+            config: KubernetesConfig {
+                termination_grace_period: std::time::Duration::from_secs(5),
+                ..config()
+            },
+            wants: vec![
+                Env("agent", "BUILDKITE_CANCEL_GRACE_PERIOD", "5"),
+                Env("agent", "BUILDKITE_SIGNAL_GRACE_PERIOD_SECONDS", "0"),
+            ],
+        },
+        Row {
+            name: "grace-periods-pod-spec",
+            source: "scheduler.go Build: the podSpec's terminationGracePeriodSeconds",
+            job: plugin(
+                step("make"),
+                json!({"podSpec": {"terminationGracePeriodSeconds": 300,
+                                   "containers": [{"image": "alpine:latest"}]}}),
+            ),
+            config: config(),
+            wants: vec![
+                Env("agent", "BUILDKITE_CANCEL_GRACE_PERIOD", "300"),
+                Env("agent", "BUILDKITE_SIGNAL_GRACE_PERIOD_SECONDS", "290"),
+            ],
+        },
+        Row {
+            name: "grace-periods-patched",
+            source: "deliberately different: from the grace after podSpecPatch (agent-stack-k8s \
+                     reads it before)",
+            job: plugin(
+                step("make"),
+                json!({"podSpecPatch": {"terminationGracePeriodSeconds": 120}}),
+            ),
+            config: config(),
+            wants: vec![
+                Env("agent", "BUILDKITE_CANCEL_GRACE_PERIOD", "120"),
+                Env("agent", "BUILDKITE_SIGNAL_GRACE_PERIOD_SECONDS", "110"),
+            ],
+        },
+        Row {
+            name: "grace-periods-set-by-the-step",
+            source: "scheduler.go Build: a podSpecPatch env of the agent container wins",
+            job: plugin(
+                step("make"),
+                json!({"podSpecPatch": {"containers": [{"name": "agent", "env": [
+                    {"name": "BUILDKITE_SIGNAL_GRACE_PERIOD_SECONDS", "value": "30"}]}]}}),
+            ),
+            config: config(),
+            wants: vec![
+                Env("agent", "BUILDKITE_CANCEL_GRACE_PERIOD", "60"),
+                Env("agent", "BUILDKITE_SIGNAL_GRACE_PERIOD_SECONDS", "30"),
             ],
         },
     ]
