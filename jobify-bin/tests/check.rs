@@ -225,6 +225,27 @@ fn a_redacted_var_that_is_not_one_pattern_is_located() {
 }
 
 #[test]
+fn a_workspace_volume_without_a_source_is_located() {
+    let (code, _, stderr) = check(
+        "organization = \"acme\"\n\
+         [kubernetes]\n\
+         workspace_mount_sub_path_expr = \"../$(POD_NAME)\"\n\
+         workspace_volume = { name = \"workspace\" }\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            ":4:1: kubernetes.workspace_volume: needs exactly one volume source (found: none)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(":3:33: kubernetes.workspace_mount_sub_path_expr: `../$(POD_NAME)`"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn missing_file_exits_2_and_names_it() {
     let (code, _, stderr) = run_check(Path::new("/nonexistent/jobify.toml"));
     assert_eq!(code, 2);

@@ -10,13 +10,14 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jobify_core::config::{ConfigProblem, Validate};
-use k8s_openapi::api::core::v1::Toleration;
+use k8s_openapi::api::core::v1::{Toleration, Volume};
 use serde::Deserialize;
 
 use crate::labels::is_dns1123_label;
 
 mod defaults;
 mod redaction;
+mod workspace;
 
 pub use defaults::{DefaultCommandParams, DefaultMetadata, DefaultSidecarParams, SAFE_TO_EVICT};
 
@@ -87,6 +88,14 @@ pub struct KubernetesConfig {
     /// A strategic-merge patch over every rendered pod spec, applied before the job's own
     /// `podSpecPatch` (a TOML table in pod spec shape, camelCase keys).
     pub pod_spec_patch: Option<serde_json::Value>,
+    /// The volume mounted at `/workspace` in Kubernetes-exec pods instead of the default
+    /// emptyDir named `workspace` (agent-stack-k8s' `workspace-volume`), in a Pod's `volumes`
+    /// shape: e.g. an `ephemeral` PersistentVolumeClaim. Mounted by its own name.
+    #[serde(deserialize_with = "crate::render::strict_k8s")]
+    pub workspace_volume: Option<Volume>,
+    /// `subPathExpr` of every `/workspace` mount jobify makes (agent-stack-k8s'
+    /// `workspace-mount-sub-path-expr`), e.g. `$(POD_NAME)`: one volume sliced per pod.
+    pub workspace_mount_sub_path_expr: Option<String>,
     /// Labels and annotations on every Job and pod.
     pub default_metadata: DefaultMetadata,
     /// How command containers get their script when the step does not say, and what else
@@ -121,6 +130,8 @@ impl Default for KubernetesConfig {
             default_resource_class: None,
             resource_classes: BTreeMap::new(),
             pod_spec_patch: None,
+            workspace_volume: None,
+            workspace_mount_sub_path_expr: None,
             default_metadata: DefaultMetadata::default(),
             default_command_params: DefaultCommandParams::default(),
             default_sidecar_params: DefaultSidecarParams::default(),
@@ -398,6 +409,7 @@ impl Validate for KubernetesConfig {
             }
         }
         self.default_metadata.validate(&mut errors);
+        workspace::check(self, &mut errors);
         check_node_selector("kubernetes.node_selector", &self.node_selector, &mut errors);
         for (class, resources) in &self.resource_classes {
             check_node_selector(

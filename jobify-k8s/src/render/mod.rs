@@ -21,6 +21,7 @@ mod plugin_keys;
 mod pod;
 mod token;
 mod typed;
+mod workspace;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -44,8 +45,9 @@ pub use error::RenderError;
 pub use plugin_keys::SUPPORTED_KEYS;
 pub use pod::{
     AGENT_CONTAINER, CHECKOUT_CONTAINER, COPY_AGENT_CONTAINER, SIDECAR_RESTART_POLICY,
-    WORKSPACE_PATH, WORKSPACE_VOLUME, is_native_sidecar,
+    is_native_sidecar,
 };
+pub use workspace::{WORKSPACE_PATH, WORKSPACE_VOLUME, sub_path_expr_problem};
 
 pub use token::{
     AGENT_TOKEN_SECRET_KEY, TOKEN_SECRET_SUFFIX, render_token_secret, token_secret_name,

@@ -46,6 +46,10 @@ pub enum Want {
     NoEnv(&'static str, &'static str),
     /// The pod defines this volume.
     Volume(&'static str),
+    /// The pod defines this volume with this source (`emptyDir`, `ephemeral`...).
+    VolumeSource(&'static str, &'static str),
+    /// A container mounts this path with this `subPathExpr`.
+    SubPathExpr(&'static str, &'static str, &'static str),
     /// The Job and its pod have this label.
     Label(&'static str, &'static str),
     /// The Job and its pod have this annotation.
@@ -131,6 +135,7 @@ pub fn rows() -> Vec<Row> {
     rows.extend(params_rows());
     rows.extend(checkout_rows());
     rows.extend(agent_env_rows());
+    rows.extend(workspace_rows());
     rows
 }
 
@@ -857,6 +862,61 @@ fn agent_env_rows() -> Vec<Row> {
                 Env("agent", "BUILDKITE_CANCEL_GRACE_PERIOD", "60"),
                 Env("agent", "BUILDKITE_SIGNAL_GRACE_PERIOD_SECONDS", "30"),
             ],
+        },
+    ]
+}
+
+/// `workspace-volume` and `workspace-mount-sub-path-expr` (scheduler.go `Build`,
+/// `workspaceVolumeMount`: every /workspace mount the controller makes).
+fn workspace_rows() -> Vec<Row> {
+    let job = || {
+        plugin(
+            step("make"),
+            json!({"podSpec": {"containers": [{"image": "alpine:latest"}]},
+                   "sidecars": [{"image": "redis:7"}]}),
+        )
+    };
+    let containers = [
+        "copy-agent",
+        "agent",
+        "checkout",
+        "container-0",
+        "sidecar-0",
+    ];
+    let mut claim = vec![VolumeSource("build-workspace", "ephemeral")];
+    claim.extend(
+        containers
+            .iter()
+            .map(|name| MountOf(name, "/workspace", "build-workspace")),
+    );
+    let mut sliced = vec![VolumeSource("workspace", "emptyDir")];
+    sliced.extend(
+        containers
+            .iter()
+            .map(|name| SubPathExpr(name, "/workspace", "$(POD_NAME)")),
+    );
+    vec![
+        Row {
+            name: "workspace-volume",
+            source: "workspace-volume (an ephemeral PVC), mounted by its name",
+            job: job(),
+            config: KubernetesConfig {
+                workspace_volume: Some(typed(json!({"name": "build-workspace", "ephemeral": {
+                    "volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "10Gi"}}}}}}))),
+                ..config()
+            },
+            wants: claim,
+        },
+        Row {
+            name: "workspace-mount-sub-path-expr",
+            source: "scheduler_test.go TestBuildWorkspaceMountSubPathExpr",
+            job: job(),
+            config: KubernetesConfig {
+                workspace_mount_sub_path_expr: Some("$(POD_NAME)".to_owned()),
+                ..config()
+            },
+            wants: sliced,
         },
     ]
 }
