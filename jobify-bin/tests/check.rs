@@ -246,6 +246,28 @@ fn a_workspace_volume_without_a_source_is_located() {
 }
 
 #[test]
+fn a_bad_agent_config_value_is_located() {
+    let (code, _, stderr) = check(
+        "organization = \"acme\"\n\
+         [kubernetes.agent_config]\n\
+         verification_failure_behavior = \"fail\"\n\
+         hooks_path = \"hooks\"\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            ":3:33: kubernetes.agent_config.verification_failure_behavior: `fail` is not one \
+             of block, warn"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(":4:14: kubernetes.agent_config.hooks_path: `hooks` is not an absolute"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn missing_file_exits_2_and_names_it() {
     let (code, _, stderr) = run_check(Path::new("/nonexistent/jobify.toml"));
     assert_eq!(code, 2);

@@ -15,10 +15,12 @@ use serde::Deserialize;
 
 use crate::labels::is_dns1123_label;
 
+mod agent_config;
 mod defaults;
 mod redaction;
 mod workspace;
 
+pub use agent_config::AgentConfig;
 pub use defaults::{DefaultCommandParams, DefaultMetadata, DefaultSidecarParams, SAFE_TO_EVICT};
 
 /// Length of a hyphenated uuid, the part of a Job name after the prefix.
@@ -96,6 +98,8 @@ pub struct KubernetesConfig {
     /// `subPathExpr` of every `/workspace` mount jobify makes (agent-stack-k8s'
     /// `workspace-mount-sub-path-expr`), e.g. `$(POD_NAME)`: one volume sliced per pod.
     pub workspace_mount_sub_path_expr: Option<String>,
+    /// Volumes of agent hooks, plugins and signing keys (`[kubernetes.agent_config]`).
+    pub agent_config: AgentConfig,
     /// Labels and annotations on every Job and pod.
     pub default_metadata: DefaultMetadata,
     /// How command containers get their script when the step does not say, and what else
@@ -132,6 +136,7 @@ impl Default for KubernetesConfig {
             pod_spec_patch: None,
             workspace_volume: None,
             workspace_mount_sub_path_expr: None,
+            agent_config: AgentConfig::default(),
             default_metadata: DefaultMetadata::default(),
             default_command_params: DefaultCommandParams::default(),
             default_sidecar_params: DefaultSidecarParams::default(),
@@ -410,6 +415,8 @@ impl Validate for KubernetesConfig {
         }
         self.default_metadata.validate(&mut errors);
         workspace::check(self, &mut errors);
+        self.agent_config.validate(&mut errors);
+        crate::render::agent_config_env_conflicts(self, &mut errors);
         check_node_selector("kubernetes.node_selector", &self.node_selector, &mut errors);
         for (class, resources) in &self.resource_classes {
             check_node_selector(

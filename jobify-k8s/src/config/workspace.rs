@@ -6,48 +6,29 @@
 use jobify_core::config::ConfigProblem;
 
 use super::KubernetesConfig;
-use crate::labels::is_dns1123_label;
-use crate::render::sub_path_expr_problem;
+use super::agent_config::check_volume;
+use crate::render::{WORKSPACE_VOLUME, sub_path_expr_problem};
 
 /// Reports a workspace volume without a valid name or with other than one volume source,
 /// and a `subPathExpr` Kubernetes refuses.
 pub(super) fn check(config: &KubernetesConfig, errors: &mut Vec<ConfigProblem>) {
+    let workspace = config
+        .workspace_volume
+        .as_ref()
+        .map_or(WORKSPACE_VOLUME, |v| v.name.as_str());
+    for (key, volume) in config.agent_config.volumes() {
+        if volume.name == workspace {
+            errors.push(ConfigProblem::new(
+                format!("kubernetes.agent_config.{key}.name"),
+                format!(
+                    "`{workspace}` is the name of the workspace volume; give this volume \
+                     another name"
+                ),
+            ));
+        }
+    }
     if let Some(volume) = &config.workspace_volume {
-        let key = "kubernetes.workspace_volume";
-        if !is_dns1123_label(&volume.name) {
-            errors.push(ConfigProblem::new(
-                format!("{key}.name"),
-                format!(
-                    "`{}` is not a volume name: use at most 63 lower-case letters, digits and \
-                     '-', e.g. \"workspace\"",
-                    volume.name
-                ),
-            ));
-        }
-        let sources: Vec<String> = match serde_json::to_value(volume) {
-            Ok(serde_json::Value::Object(fields)) => fields
-                .into_iter()
-                .map(|(k, _)| k)
-                .filter(|k| k != "name")
-                .collect(),
-            _ => Vec::new(),
-        };
-        if sources.len() != 1 {
-            let found = if sources.is_empty() {
-                "none".to_owned()
-            } else {
-                sources.join(", ")
-            };
-            errors.push(ConfigProblem::new(
-                key,
-                format!(
-                    "needs exactly one volume source (found: {found}), e.g. \
-                     {{ name = \"workspace\", ephemeral = {{ volumeClaimTemplate = {{ spec = \
-                     {{ accessModes = [\"ReadWriteOnce\"], resources = {{ requests = {{ storage \
-                     = \"10Gi\" }} }} }} }} }} }}"
-                ),
-            ));
-        }
+        check_volume("kubernetes.workspace_volume", volume, errors);
     }
     if let Some(expr) = &config.workspace_mount_sub_path_expr
         && let Some(problem) = sub_path_expr_problem(expr)

@@ -13,6 +13,7 @@
 //! Errors are [`RenderError`]s phrased in the pipeline's terms; the scheduler rejects the job
 //! with the message.
 
+mod agent_config;
 mod agent_env;
 mod command;
 mod error;
@@ -36,6 +37,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::config::{KubernetesConfig, ResourceClass, SAFE_TO_EVICT};
 use crate::labels;
 
+pub use agent_config::{DEFAULT_HOOKS_PATH, DEFAULT_PLUGINS_PATH, agent_config_env_conflicts};
 pub use agent_env::{
     AGENT_DEFAULT_REDACTED_VARS, CANCEL_GRACE_PERIOD_ENV, REDACTED_VARS_ENV,
     SIGNAL_GRACE_PERIOD_ENV, grace_periods,

@@ -25,6 +25,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::config::{KubernetesConfig, ResourceClass};
+use crate::render::agent_config::{self, Role};
 use crate::render::agent_env;
 use crate::render::plugin_keys::PodRequest;
 use crate::render::typed::from_json;
@@ -61,6 +62,7 @@ pub(crate) fn agent_pod(inputs: &Inputs<'_>) -> PodSpec {
         ..PodSpec::default()
     };
     add_sidecars(&mut spec, inputs, false);
+    agent_config::add_volumes(&mut spec, &inputs.config.agent_config);
     add_extra_mounts(&mut spec, inputs);
     pod_settings(&mut spec, inputs);
     spec
@@ -113,6 +115,7 @@ pub(crate) fn exec_pod(inputs: &Inputs<'_>) -> Result<PodSpec, RenderError> {
     spec.volumes
         .get_or_insert_with(Vec::new)
         .push(workspace::volume(inputs.config));
+    agent_config::add_volumes(&mut spec, &inputs.config.agent_config);
     add_extra_mounts(&mut spec, inputs);
     pod_settings(&mut spec, inputs);
     Ok(spec)
@@ -200,6 +203,7 @@ fn agent_container(inputs: &Inputs<'_>, exec_containers: Option<usize>) -> Conta
         env.push(env_var("BUILDKITE_SOCKETS_PATH", "/workspace/sockets"));
     }
     env.extend(agent_env::redacted_vars(config));
+    env.extend(agent_config::agent_env(&config.agent_config));
     env.extend(config.env.iter().map(|(k, v)| env_var(k, v)));
     // The step's `checkout` options win over the configuration's `env`, as in agent-stack-k8s.
     for (name, value) in &inputs.request.checkout.agent_env {
@@ -208,6 +212,11 @@ fn agent_container(inputs: &Inputs<'_>, exec_containers: Option<usize>) -> Conta
             None => env.push(env_var(name, value)),
         }
     }
+    let mut mounts: Vec<VolumeMount> = exec_containers
+        .map(|_| workspace::mount(config))
+        .into_iter()
+        .collect();
+    mounts.extend(agent_config::mounts(&config.agent_config, Role::Agent));
     Container {
         name: AGENT_CONTAINER.to_owned(),
         image: Some(config.agent_image.clone()),
@@ -215,7 +224,7 @@ fn agent_container(inputs: &Inputs<'_>, exec_containers: Option<usize>) -> Conta
         command: Some(vec!["buildkite-agent".to_owned()]),
         args: Some(vec!["start".to_owned(), "--acquire-job".to_owned(), uuid]),
         env: Some(env),
-        volume_mounts: exec_containers.map(|_| vec![workspace::mount(config)]),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
         ..Container::default()
     }
 }
@@ -254,8 +263,13 @@ fn checkout_container(inputs: &Inputs<'_>, id: usize) -> Container {
     };
     add_env_from(&mut container, &params.env_from);
     add_env_from(&mut container, &inputs.request.git_env_from);
-    for mount in &params.extra_volume_mounts {
-        add_mount(&mut container, mount.clone());
+    for mount in params
+        .extra_volume_mounts
+        .iter()
+        .cloned()
+        .chain(agent_config::mounts(&config.agent_config, Role::Checkout))
+    {
+        add_mount(&mut container, mount);
     }
     container
 }
@@ -321,8 +335,13 @@ fn command_container(
         .extra_volume_mounts
         .iter()
         .chain(&defaults.extra_volume_mounts)
+        .cloned()
+        .chain(agent_config::mounts(
+            &inputs.config.agent_config,
+            Role::Command,
+        ))
     {
-        add_mount(&mut container, mount.clone());
+        add_mount(&mut container, mount);
     }
     Ok(container)
 }

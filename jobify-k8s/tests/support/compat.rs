@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use jobify_core::{ScheduledJob, Template};
 use jobify_k8s::config::{
-    DefaultCommandParams, DefaultMetadata, DefaultSidecarParams, KubernetesConfig, ResourceClass,
+    AgentConfig, DefaultCommandParams, DefaultMetadata, DefaultSidecarParams, KubernetesConfig,
+    ResourceClass,
 };
 use jobify_k8s::render::Interposer;
 use serde_json::{Value, json};
@@ -136,6 +137,7 @@ pub fn rows() -> Vec<Row> {
     rows.extend(checkout_rows());
     rows.extend(agent_env_rows());
     rows.extend(workspace_rows());
+    rows.extend(agent_config_rows());
     rows
 }
 
@@ -917,6 +919,132 @@ fn workspace_rows() -> Vec<Row> {
                 ..config()
             },
             wants: sliced,
+        },
+    ]
+}
+
+/// `agent-config` volumes (config/agent_config.go `ApplyVolumesTo`, `ApplyToAgentStart`,
+/// `ApplyToCheckout`, `ApplyToCommand`).
+fn agent_config_rows() -> Vec<Row> {
+    let exec_step = || {
+        plugin(
+            step("make"),
+            json!({"podSpec": {"containers": [{"image": "alpine:latest"}]},
+                   "sidecars": [{"image": "redis:7"}]}),
+        )
+    };
+    let volumes = AgentConfig {
+        hooks_volume: Some(typed(
+            json!({"name": "buildkite-hooks", "configMap": {"name": "agent-hooks", "defaultMode": 493}}),
+        )),
+        plugins_volume: Some(typed(json!({"name": "buildkite-plugins", "emptyDir": {}}))),
+        signing_jwks_volume: Some(typed(
+            json!({"name": "signing-jwks", "secret": {"secretName": "pipeline-signing-jwks"}}),
+        )),
+        signing_jwks_key_id: Some("key-1".to_owned()),
+        verification_jwks_volume: Some(typed(
+            json!({"name": "verification-jwks", "secret": {"secretName": "pipeline-verification-jwks"}}),
+        )),
+        verification_failure_behavior: Some("block".to_owned()),
+        ..AgentConfig::default()
+    };
+    let with = |agent_config: AgentConfig| KubernetesConfig {
+        agent_config,
+        ..config()
+    };
+    vec![
+        Row {
+            name: "agent-config-volumes",
+            source: "config/agent_config.go: hooks and plugins in agent, checkout, command; \
+                     signing in agent, command; verification in agent",
+            job: exec_step(),
+            config: with(volumes.clone()),
+            wants: vec![
+                Volume("buildkite-hooks"),
+                Volume("buildkite-plugins"),
+                Volume("signing-jwks"),
+                Volume("verification-jwks"),
+                MountOf("agent", "/workspace/hooks", "buildkite-hooks"),
+                MountOf("checkout", "/workspace/hooks", "buildkite-hooks"),
+                MountOf("container-0", "/workspace/hooks", "buildkite-hooks"),
+                MountOf("agent", "/workspace/plugins", "buildkite-plugins"),
+                MountOf("checkout", "/workspace/plugins", "buildkite-plugins"),
+                MountOf("container-0", "/workspace/plugins", "buildkite-plugins"),
+                MountOf("agent", "/buildkite/signing-jwks", "signing-jwks"),
+                MountOf("container-0", "/buildkite/signing-jwks", "signing-jwks"),
+                NoMount("checkout", "/buildkite/signing-jwks"),
+                MountOf("agent", "/buildkite/verification-jwks", "verification-jwks"),
+                NoMount("container-0", "/buildkite/verification-jwks"),
+                NoMount("checkout", "/buildkite/verification-jwks"),
+                NoMount("sidecar-0", "/workspace/hooks"),
+                Env("agent", "BUILDKITE_HOOKS_PATH", "/workspace/hooks"),
+                Env("agent", "BUILDKITE_PLUGINS_PATH", "/workspace/plugins"),
+                Env(
+                    "agent",
+                    "BUILDKITE_AGENT_SIGNING_JWKS_FILE",
+                    "/buildkite/signing-jwks/key",
+                ),
+                Env("agent", "BUILDKITE_AGENT_SIGNING_JWKS_KEY_ID", "key-1"),
+                Env(
+                    "agent",
+                    "BUILDKITE_AGENT_VERIFICATION_JWKS_FILE",
+                    "/buildkite/verification-jwks/key",
+                ),
+                Env(
+                    "agent",
+                    "BUILDKITE_AGENT_JOB_VERIFICATION_NO_SIGNATURE_BEHAVIOR",
+                    "block",
+                ),
+                NoEnv("container-0", "BUILDKITE_HOOKS_PATH"),
+            ],
+        },
+        Row {
+            name: "agent-config-paths",
+            source: "config/agent_config.go: hooks-path, plugins-path, an absolute JWKS file",
+            job: exec_step(),
+            config: with(AgentConfig {
+                hooks_path: Some("/etc/buildkite-agent/hooks".to_owned()),
+                plugins_path: Some("/etc/buildkite-agent/plugins".to_owned()),
+                signing_jwks_file: Some("/keys/signing.json".to_owned()),
+                ..volumes.clone()
+            }),
+            wants: vec![
+                MountOf("checkout", "/etc/buildkite-agent/hooks", "buildkite-hooks"),
+                MountOf(
+                    "container-0",
+                    "/etc/buildkite-agent/plugins",
+                    "buildkite-plugins",
+                ),
+                MountOf("container-0", "/keys", "signing-jwks"),
+                Env(
+                    "agent",
+                    "BUILDKITE_HOOKS_PATH",
+                    "/etc/buildkite-agent/hooks",
+                ),
+                Env(
+                    "agent",
+                    "BUILDKITE_PLUGINS_PATH",
+                    "/etc/buildkite-agent/plugins",
+                ),
+                Env(
+                    "agent",
+                    "BUILDKITE_AGENT_SIGNING_JWKS_FILE",
+                    "/keys/signing.json",
+                ),
+            ],
+        },
+        Row {
+            name: "agent-config-agent-pod",
+            source: "agent-config (jobify's agent pod: the agent runs hooks, plugins, uploads)",
+            job: step("make"),
+            config: with(volumes),
+            wants: vec![
+                Containers(&["agent"]),
+                MountOf("agent", "/workspace/hooks", "buildkite-hooks"),
+                MountOf("agent", "/buildkite/signing-jwks", "signing-jwks"),
+                MountOf("agent", "/buildkite/verification-jwks", "verification-jwks"),
+                Env("agent", "BUILDKITE_HOOKS_PATH", "/workspace/hooks"),
+            ],
         },
     ]
 }
