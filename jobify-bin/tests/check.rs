@@ -204,6 +204,70 @@ fn semantic_errors_are_all_reported_at_once_with_positions() {
 }
 
 #[test]
+fn a_redacted_var_that_is_not_one_pattern_is_located() {
+    let (code, _, stderr) = check(
+        "organization = \"acme\"\n\
+         [kubernetes]\n\
+         additional_redacted_vars = [\"MY_SECRET\", \"A_KEY,B_KEY\"]\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            ":3:42: kubernetes.additional_redacted_vars[1]: `A_KEY,B_KEY` is not one name \
+             pattern"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("give each name or pattern its own entry"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_workspace_volume_without_a_source_is_located() {
+    let (code, _, stderr) = check(
+        "organization = \"acme\"\n\
+         [kubernetes]\n\
+         workspace_mount_sub_path_expr = \"../$(POD_NAME)\"\n\
+         workspace_volume = { name = \"workspace\" }\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            ":4:1: kubernetes.workspace_volume: needs exactly one volume source (found: none)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(":3:33: kubernetes.workspace_mount_sub_path_expr: `../$(POD_NAME)`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_agent_config_value_is_located() {
+    let (code, _, stderr) = check(
+        "organization = \"acme\"\n\
+         [kubernetes.agent_config]\n\
+         verification_failure_behavior = \"fail\"\n\
+         hooks_path = \"hooks\"\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            ":3:33: kubernetes.agent_config.verification_failure_behavior: `fail` is not one \
+             of block, warn"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(":4:14: kubernetes.agent_config.hooks_path: `hooks` is not an absolute"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn missing_file_exits_2_and_names_it() {
     let (code, _, stderr) = run_check(Path::new("/nonexistent/jobify.toml"));
     assert_eq!(code, 2);

@@ -10,13 +10,17 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use jobify_core::config::{ConfigProblem, Validate};
-use k8s_openapi::api::core::v1::Toleration;
+use k8s_openapi::api::core::v1::{Toleration, Volume};
 use serde::Deserialize;
 
 use crate::labels::is_dns1123_label;
 
+mod agent_config;
 mod defaults;
+mod redaction;
+mod workspace;
 
+pub use agent_config::AgentConfig;
 pub use defaults::{DefaultCommandParams, DefaultMetadata, DefaultSidecarParams, SAFE_TO_EVICT};
 
 /// Length of a hyphenated uuid, the part of a Job name after the prefix.
@@ -74,6 +78,11 @@ pub struct KubernetesConfig {
     pub tolerations: Vec<Toleration>,
     /// Extra environment variables of the agent container.
     pub env: BTreeMap<String, String>,
+    /// Name patterns (`*` matches anything) of variables whose values the agent redacts from
+    /// job logs, besides the agent's defaults (`*_TOKEN`, `*_SECRET`...): agent-stack-k8s'
+    /// `additional-redacted-vars`. The agent container's `BUILDKITE_REDACTED_VARS` becomes the
+    /// defaults and these; empty leaves it unset.
+    pub additional_redacted_vars: Vec<String>,
     /// Resource class used when the scheduler names none.
     pub default_resource_class: Option<String>,
     /// Named resource classes (`Template::Default { name }` picks one).
@@ -81,6 +90,16 @@ pub struct KubernetesConfig {
     /// A strategic-merge patch over every rendered pod spec, applied before the job's own
     /// `podSpecPatch` (a TOML table in pod spec shape, camelCase keys).
     pub pod_spec_patch: Option<serde_json::Value>,
+    /// The volume mounted at `/workspace` in Kubernetes-exec pods instead of the default
+    /// emptyDir named `workspace` (agent-stack-k8s' `workspace-volume`), in a Pod's `volumes`
+    /// shape: e.g. an `ephemeral` PersistentVolumeClaim. Mounted by its own name.
+    #[serde(deserialize_with = "crate::render::strict_k8s")]
+    pub workspace_volume: Option<Volume>,
+    /// `subPathExpr` of every `/workspace` mount jobify makes (agent-stack-k8s'
+    /// `workspace-mount-sub-path-expr`), e.g. `$(POD_NAME)`: one volume sliced per pod.
+    pub workspace_mount_sub_path_expr: Option<String>,
+    /// Volumes of agent hooks, plugins and signing keys (`[kubernetes.agent_config]`).
+    pub agent_config: AgentConfig,
     /// Labels and annotations on every Job and pod.
     pub default_metadata: DefaultMetadata,
     /// How command containers get their script when the step does not say, and what else
@@ -111,9 +130,13 @@ impl Default for KubernetesConfig {
             node_selector: BTreeMap::new(),
             tolerations: Vec::new(),
             env: BTreeMap::new(),
+            additional_redacted_vars: Vec::new(),
             default_resource_class: None,
             resource_classes: BTreeMap::new(),
             pod_spec_patch: None,
+            workspace_volume: None,
+            workspace_mount_sub_path_expr: None,
+            agent_config: AgentConfig::default(),
             default_metadata: DefaultMetadata::default(),
             default_command_params: DefaultCommandParams::default(),
             default_sidecar_params: DefaultSidecarParams::default(),
@@ -337,6 +360,7 @@ impl Validate for KubernetesConfig {
                 ));
             }
         }
+        redaction::check(self, &mut errors);
         for (index, tag) in self.agent_tags.iter().enumerate() {
             if !tag.contains('=') {
                 errors.push(ConfigProblem::new(
@@ -390,6 +414,9 @@ impl Validate for KubernetesConfig {
             }
         }
         self.default_metadata.validate(&mut errors);
+        workspace::check(self, &mut errors);
+        self.agent_config.validate(&mut errors);
+        crate::render::agent_config_env_conflicts(self, &mut errors);
         check_node_selector("kubernetes.node_selector", &self.node_selector, &mut errors);
         for (class, resources) in &self.resource_classes {
             check_node_selector(

@@ -156,6 +156,39 @@ fn check(job: &Job, want: &Want) -> Option<String> {
             Some(c) => (env_value(c, var) != Some(value))
                 .then(|| format!("`{name}` has {var}={:?}", env_value(c, var))),
         },
+        NoEnv(name, var) => match container(name) {
+            None => missing(name),
+            Some(c) => c
+                .env
+                .iter()
+                .flatten()
+                .any(|e| e.name == *var)
+                .then(|| format!("`{name}` has {var}")),
+        },
+        VolumeSource(name, source) => {
+            let volume = spec.volumes.iter().flatten().find(|v| v.name == *name);
+            let json = volume.map(|v| serde_json::to_value(v).expect("json"));
+            match json {
+                None => Some(format!("no volume `{name}`")),
+                Some(v) => v
+                    .get(source)
+                    .is_none()
+                    .then(|| format!("volume `{name}` is {v}")),
+            }
+        }
+        SubPathExpr(name, path, expr) => match container(name) {
+            None => missing(name),
+            Some(c) => {
+                let got: Vec<Option<&str>> = c
+                    .volume_mounts
+                    .iter()
+                    .flatten()
+                    .filter(|m| m.mount_path == *path)
+                    .map(|m| m.sub_path_expr.as_deref())
+                    .collect();
+                (got != [Some(*expr)]).then(|| format!("`{name}` mounts {path} with {got:?}"))
+            }
+        },
         Volume(name) => (!spec.volumes.iter().flatten().any(|v| v.name == *name))
             .then(|| format!("no volume `{name}`")),
         Label(key, value) => {

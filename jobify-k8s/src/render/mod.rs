@@ -7,9 +7,14 @@
 //!  config ───────┘                             │     podSpecPatch (patch) ─▶ checks ─▶ Job
 //! ```
 //!
+//! The agent's grace periods (agent_env) are derived after the patches, from the pod's final
+//! `terminationGracePeriodSeconds`.
+//!
 //! Errors are [`RenderError`]s phrased in the pipeline's terms; the scheduler rejects the job
 //! with the message.
 
+mod agent_config;
+mod agent_env;
 mod command;
 mod error;
 mod patch;
@@ -17,6 +22,7 @@ mod plugin_keys;
 mod pod;
 mod token;
 mod typed;
+mod workspace;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -31,13 +37,19 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use crate::config::{KubernetesConfig, ResourceClass, SAFE_TO_EVICT};
 use crate::labels;
 
+pub use agent_config::{DEFAULT_HOOKS_PATH, DEFAULT_PLUGINS_PATH, agent_config_env_conflicts};
+pub use agent_env::{
+    AGENT_DEFAULT_REDACTED_VARS, CANCEL_GRACE_PERIOD_ENV, REDACTED_VARS_ENV,
+    SIGNAL_GRACE_PERIOD_ENV, grace_periods,
+};
 pub use command::{Interposer, quote_words};
 pub use error::RenderError;
 pub use plugin_keys::SUPPORTED_KEYS;
 pub use pod::{
     AGENT_CONTAINER, CHECKOUT_CONTAINER, COPY_AGENT_CONTAINER, SIDECAR_RESTART_POLICY,
-    WORKSPACE_PATH, WORKSPACE_VOLUME, is_native_sidecar,
+    is_native_sidecar,
 };
+pub use workspace::{WORKSPACE_PATH, WORKSPACE_VOLUME, sub_path_expr_problem};
 
 pub use token::{
     AGENT_TOKEN_SECRET_KEY, TOKEN_SECRET_SUFFIX, render_token_secret, token_secret_name,
@@ -117,7 +129,10 @@ fn render(
     } else {
         pod::agent_pod(&inputs)
     };
-    let (spec, patched) = apply_patches(spec, config, &request, image)?;
+    let (mut spec, patched) = apply_patches(spec, config, &request, image)?;
+    // From the grace the pod ends up with: agent-stack-k8s reads it before the patches, so a
+    // patched grace there leaves the agent timed for the unpatched one.
+    agent_env::add_grace_periods(&mut spec);
     check_pod(&spec, patched, job.id)?;
     if own_token {
         let after = if patched { " after podSpecPatch" } else { "" };

@@ -3,7 +3,8 @@
 //! - **Agent pod** (a job without a `podSpec`): one `agent` container that runs
 //!   `buildkite-agent start --acquire-job <uuid>` and the job's command itself.
 //! - **Kubernetes-exec pod** (a job with a `podSpec`, agent-stack-k8s' layout): an init
-//!   container `copy-agent` copies `buildkite-agent` into the shared `workspace` emptyDir; the
+//!   container `copy-agent` copies `buildkite-agent` into the shared workspace volume (an
+//!   emptyDir unless `kubernetes.workspace_volume` names another); the
 //!   `agent` container acquires the job with `BUILDKITE_KUBERNETES_EXEC=true` and drives the
 //!   `checkout` container and one container per `podSpec` container, each running
 //!   `buildkite-agent kubernetes-bootstrap` from the workspace, over a socket in it.
@@ -18,14 +19,17 @@ use std::collections::BTreeMap;
 
 use jobify_core::ScheduledJob;
 use k8s_openapi::api::core::v1::{
-    Container, EmptyDirVolumeSource, EnvFromSource, EnvVar, EnvVarSource, ObjectFieldSelector,
-    PodSpec, ResourceRequirements, SecretKeySelector, Volume, VolumeMount,
+    Container, EnvFromSource, EnvVar, EnvVarSource, ObjectFieldSelector, PodSpec,
+    ResourceRequirements, SecretKeySelector, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::config::{KubernetesConfig, ResourceClass};
+use crate::render::agent_config::{self, Role};
+use crate::render::agent_env;
 use crate::render::plugin_keys::PodRequest;
 use crate::render::typed::from_json;
+use crate::render::workspace::{self, WORKSPACE_PATH};
 use crate::render::{RenderError, agent_tags, step_image};
 
 /// Name of the container that runs `buildkite-agent start`.
@@ -34,10 +38,6 @@ pub const AGENT_CONTAINER: &str = "agent";
 pub const CHECKOUT_CONTAINER: &str = "checkout";
 /// Name of the init container that copies the agent binary into the workspace.
 pub const COPY_AGENT_CONTAINER: &str = "copy-agent";
-/// Name of the shared volume of Kubernetes-exec pods.
-pub const WORKSPACE_VOLUME: &str = "workspace";
-/// Where the workspace is mounted in every container.
-pub const WORKSPACE_PATH: &str = "/workspace";
 
 const AGENT_IN_WORKSPACE: &str = "/workspace/buildkite-agent";
 const AGENT_IN_IMAGE: &str = "/usr/local/bin/buildkite-agent";
@@ -62,6 +62,7 @@ pub(crate) fn agent_pod(inputs: &Inputs<'_>) -> PodSpec {
         ..PodSpec::default()
     };
     add_sidecars(&mut spec, inputs, false);
+    agent_config::add_volumes(&mut spec, &inputs.config.agent_config);
     add_extra_mounts(&mut spec, inputs);
     pod_settings(&mut spec, inputs);
     spec
@@ -111,11 +112,10 @@ pub(crate) fn exec_pod(inputs: &Inputs<'_>) -> Result<PodSpec, RenderError> {
     init.extend(spec.init_containers.take().unwrap_or_default());
     spec.init_containers = Some(init);
     add_sidecars(&mut spec, inputs, true);
-    spec.volumes.get_or_insert_with(Vec::new).push(Volume {
-        name: WORKSPACE_VOLUME.to_owned(),
-        empty_dir: Some(EmptyDirVolumeSource::default()),
-        ..Volume::default()
-    });
+    spec.volumes
+        .get_or_insert_with(Vec::new)
+        .push(workspace::volume(inputs.config));
+    agent_config::add_volumes(&mut spec, &inputs.config.agent_config);
     add_extra_mounts(&mut spec, inputs);
     pod_settings(&mut spec, inputs);
     Ok(spec)
@@ -147,7 +147,7 @@ fn add_sidecars(spec: &mut PodSpec, inputs: &Inputs<'_>, workspace: bool) {
         add_env_from(&mut sidecar, &params.env_from);
         add_env_from(&mut sidecar, &inputs.request.git_env_from);
         if workspace {
-            add_mount(&mut sidecar, workspace_mount());
+            add_mount(&mut sidecar, workspace::mount(inputs.config));
         }
         for mount in params
             .extra_volume_mounts
@@ -202,6 +202,8 @@ fn agent_container(inputs: &Inputs<'_>, exec_containers: Option<usize>) -> Conta
         env.push(env_var("BUILDKITE_BUILD_PATH", "/workspace/build"));
         env.push(env_var("BUILDKITE_SOCKETS_PATH", "/workspace/sockets"));
     }
+    env.extend(agent_env::redacted_vars(config));
+    env.extend(agent_config::agent_env(&config.agent_config));
     env.extend(config.env.iter().map(|(k, v)| env_var(k, v)));
     // The step's `checkout` options win over the configuration's `env`, as in agent-stack-k8s.
     for (name, value) in &inputs.request.checkout.agent_env {
@@ -210,6 +212,11 @@ fn agent_container(inputs: &Inputs<'_>, exec_containers: Option<usize>) -> Conta
             None => env.push(env_var(name, value)),
         }
     }
+    let mut mounts: Vec<VolumeMount> = exec_containers
+        .map(|_| workspace::mount(config))
+        .into_iter()
+        .collect();
+    mounts.extend(agent_config::mounts(&config.agent_config, Role::Agent));
     Container {
         name: AGENT_CONTAINER.to_owned(),
         image: Some(config.agent_image.clone()),
@@ -217,7 +224,7 @@ fn agent_container(inputs: &Inputs<'_>, exec_containers: Option<usize>) -> Conta
         command: Some(vec!["buildkite-agent".to_owned()]),
         args: Some(vec!["start".to_owned(), "--acquire-job".to_owned(), uuid]),
         env: Some(env),
-        volume_mounts: exec_containers.map(|_| vec![workspace_mount()]),
+        volume_mounts: (!mounts.is_empty()).then_some(mounts),
         ..Container::default()
     }
 }
@@ -232,7 +239,7 @@ fn copy_agent_container(config: &KubernetesConfig) -> Container {
             AGENT_IN_IMAGE.to_owned(),
             AGENT_IN_WORKSPACE.to_owned(),
         ]),
-        volume_mounts: Some(vec![workspace_mount()]),
+        volume_mounts: Some(vec![workspace::mount(config)]),
         ..Container::default()
     }
 }
@@ -251,13 +258,18 @@ fn checkout_container(inputs: &Inputs<'_>, id: usize) -> Container {
             env_var("BUILDKITE_BOOTSTRAP_PHASES", "plugin,checkout"),
             env_var("BUILDKITE_SOCKETS_PATH", "/workspace/sockets"),
         ]),
-        volume_mounts: Some(vec![workspace_mount()]),
+        volume_mounts: Some(vec![workspace::mount(config)]),
         ..Container::default()
     };
     add_env_from(&mut container, &params.env_from);
     add_env_from(&mut container, &inputs.request.git_env_from);
-    for mount in &params.extra_volume_mounts {
-        add_mount(&mut container, mount.clone());
+    for mount in params
+        .extra_volume_mounts
+        .iter()
+        .cloned()
+        .chain(agent_config::mounts(&config.agent_config, Role::Checkout))
+    {
+        add_mount(&mut container, mount);
     }
     container
 }
@@ -318,13 +330,18 @@ fn command_container(
     if container.resources.is_none() {
         container.resources = inputs.class.map(resources);
     }
-    add_mount(&mut container, workspace_mount());
+    add_mount(&mut container, workspace::mount(inputs.config));
     for mount in params
         .extra_volume_mounts
         .iter()
         .chain(&defaults.extra_volume_mounts)
+        .cloned()
+        .chain(agent_config::mounts(
+            &inputs.config.agent_config,
+            Role::Command,
+        ))
     {
-        add_mount(&mut container, mount.clone());
+        add_mount(&mut container, mount);
     }
     Ok(container)
 }
@@ -362,14 +379,6 @@ fn bootstrap_command() -> Vec<String> {
         AGENT_IN_WORKSPACE.to_owned(),
         "kubernetes-bootstrap".to_owned(),
     ]
-}
-
-fn workspace_mount() -> VolumeMount {
-    VolumeMount {
-        name: WORKSPACE_VOLUME.to_owned(),
-        mount_path: WORKSPACE_PATH.to_owned(),
-        ..VolumeMount::default()
-    }
 }
 
 fn add_mount(container: &mut Container, mount: VolumeMount) {

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use jobify_core::{ScheduledJob, Template};
 use jobify_k8s::config::{
-    DefaultCommandParams, DefaultMetadata, DefaultSidecarParams, KubernetesConfig, ResourceClass,
+    AgentConfig, DefaultCommandParams, DefaultMetadata, DefaultSidecarParams, KubernetesConfig,
+    ResourceClass,
 };
 use jobify_k8s::render::Interposer;
 use serde_json::{Value, json};
@@ -42,8 +43,14 @@ pub enum Want {
     NoMount(&'static str, &'static str),
     /// A container has this variable.
     Env(&'static str, &'static str, &'static str),
+    /// A container does not have this variable.
+    NoEnv(&'static str, &'static str),
     /// The pod defines this volume.
     Volume(&'static str),
+    /// The pod defines this volume with this source (`emptyDir`, `ephemeral`...).
+    VolumeSource(&'static str, &'static str),
+    /// A container mounts this path with this `subPathExpr`.
+    SubPathExpr(&'static str, &'static str, &'static str),
     /// The Job and its pod have this label.
     Label(&'static str, &'static str),
     /// The Job and its pod have this annotation.
@@ -128,6 +135,9 @@ pub fn rows() -> Vec<Row> {
     rows.extend(resource_class_rows());
     rows.extend(params_rows());
     rows.extend(checkout_rows());
+    rows.extend(agent_env_rows());
+    rows.extend(workspace_rows());
+    rows.extend(agent_config_rows());
     rows
 }
 
@@ -740,6 +750,300 @@ fn params_rows() -> Vec<Row> {
                 EnvFromSecret("sidecar-0", "step-sidecar-env"),
                 MountOf("container-0", "/cache", "host-volume"),
                 MountOf("sidecar-0", "/cache", "host-volume"),
+            ],
+        },
+    ]
+}
+
+/// `additional-redacted-vars` and the agent's grace periods (scheduler.go `Build`: the
+/// `agent` container only).
+fn agent_env_rows() -> Vec<Row> {
+    let redacting = KubernetesConfig {
+        additional_redacted_vars: vec!["ELEVEN_HERBS_AND_SPICES".to_owned()],
+        ..config()
+    };
+    let bash_step = || {
+        plugin(
+            step("ignored"),
+            json!({"podSpec": {"containers": [{"image": "bash:latest", "command": [
+                "echo \"Redaction should work in the command container: ${ELEVEN_HERBS_AND_SPICES}\""]}]}}),
+        )
+    };
+    vec![
+        Row {
+            name: "additional-redacted-vars",
+            source: "fixtures/redacted-vars.yaml; scheduler.go Build: the agent's defaults, then these",
+            job: bash_step(),
+            config: redacting.clone(),
+            wants: vec![
+                Env(
+                    "agent",
+                    "BUILDKITE_REDACTED_VARS",
+                    "*_PASSWORD,*_SECRET,*_TOKEN,*_PRIVATE_KEY,*_SSH_KEY,*_ACCESS_KEY,\
+                     *_SECRET_KEY,*_CONNECTION_STRING,*_API_KEY,ELEVEN_HERBS_AND_SPICES",
+                ),
+                NoEnv("container-0", "BUILDKITE_REDACTED_VARS"),
+                NoEnv("checkout", "BUILDKITE_REDACTED_VARS"),
+            ],
+        },
+        Row {
+            name: "additional-redacted-vars-agent-pod",
+            source: "additional-redacted-vars (jobify's agent pod: the agent runs the command)",
+            job: step("make"),
+            config: redacting,
+            wants: vec![Env(
+                "agent",
+                "BUILDKITE_REDACTED_VARS",
+                "*_PASSWORD,*_SECRET,*_TOKEN,*_PRIVATE_KEY,*_SSH_KEY,*_ACCESS_KEY,\
+                 *_SECRET_KEY,*_CONNECTION_STRING,*_API_KEY,ELEVEN_HERBS_AND_SPICES",
+            )],
+        },
+        Row {
+            name: "grace-periods-default",
+            source: "scheduler.go Build (v0.33.1): cancel = grace, signal = grace - 10",
+            job: bash_step(),
+            config: config(),
+            wants: vec![
+                Env("agent", "BUILDKITE_CANCEL_GRACE_PERIOD", "60"),
+                Env("agent", "BUILDKITE_SIGNAL_GRACE_PERIOD_SECONDS", "50"),
+                NoEnv("container-0", "BUILDKITE_CANCEL_GRACE_PERIOD"),
+                NoEnv("checkout", "BUILDKITE_SIGNAL_GRACE_PERIOD_SECONDS"),
+            ],
+        },
+        Row {
+            name: "grace-periods-controller",
+            source: "default-termination-grace-period-seconds",
+            job: step("make"),
+            config: KubernetesConfig {
+                termination_grace_period: std::time::Duration::from_secs(5),
+                ..config()
+            },
+            wants: vec![
+                Env("agent", "BUILDKITE_CANCEL_GRACE_PERIOD", "5"),
+                Env("agent", "BUILDKITE_SIGNAL_GRACE_PERIOD_SECONDS", "0"),
+            ],
+        },
+        Row {
+            name: "grace-periods-pod-spec",
+            source: "scheduler.go Build: the podSpec's terminationGracePeriodSeconds",
+            job: plugin(
+                step("make"),
+                json!({"podSpec": {"terminationGracePeriodSeconds": 300,
+                                   "containers": [{"image": "alpine:latest"}]}}),
+            ),
+            config: config(),
+            wants: vec![
+                Env("agent", "BUILDKITE_CANCEL_GRACE_PERIOD", "300"),
+                Env("agent", "BUILDKITE_SIGNAL_GRACE_PERIOD_SECONDS", "290"),
+            ],
+        },
+        Row {
+            name: "grace-periods-patched",
+            source: "deliberately different: from the grace after podSpecPatch (agent-stack-k8s \
+                     reads it before)",
+            job: plugin(
+                step("make"),
+                json!({"podSpecPatch": {"terminationGracePeriodSeconds": 120}}),
+            ),
+            config: config(),
+            wants: vec![
+                Env("agent", "BUILDKITE_CANCEL_GRACE_PERIOD", "120"),
+                Env("agent", "BUILDKITE_SIGNAL_GRACE_PERIOD_SECONDS", "110"),
+            ],
+        },
+        Row {
+            name: "grace-periods-set-by-the-step",
+            source: "scheduler.go Build: a podSpecPatch env of the agent container wins",
+            job: plugin(
+                step("make"),
+                json!({"podSpecPatch": {"containers": [{"name": "agent", "env": [
+                    {"name": "BUILDKITE_SIGNAL_GRACE_PERIOD_SECONDS", "value": "30"}]}]}}),
+            ),
+            config: config(),
+            wants: vec![
+                Env("agent", "BUILDKITE_CANCEL_GRACE_PERIOD", "60"),
+                Env("agent", "BUILDKITE_SIGNAL_GRACE_PERIOD_SECONDS", "30"),
+            ],
+        },
+    ]
+}
+
+/// `workspace-volume` and `workspace-mount-sub-path-expr` (scheduler.go `Build`,
+/// `workspaceVolumeMount`: every /workspace mount the controller makes).
+fn workspace_rows() -> Vec<Row> {
+    let job = || {
+        plugin(
+            step("make"),
+            json!({"podSpec": {"containers": [{"image": "alpine:latest"}]},
+                   "sidecars": [{"image": "redis:7"}]}),
+        )
+    };
+    let containers = [
+        "copy-agent",
+        "agent",
+        "checkout",
+        "container-0",
+        "sidecar-0",
+    ];
+    let mut claim = vec![VolumeSource("build-workspace", "ephemeral")];
+    claim.extend(
+        containers
+            .iter()
+            .map(|name| MountOf(name, "/workspace", "build-workspace")),
+    );
+    let mut sliced = vec![VolumeSource("workspace", "emptyDir")];
+    sliced.extend(
+        containers
+            .iter()
+            .map(|name| SubPathExpr(name, "/workspace", "$(POD_NAME)")),
+    );
+    vec![
+        Row {
+            name: "workspace-volume",
+            source: "workspace-volume (an ephemeral PVC), mounted by its name",
+            job: job(),
+            config: KubernetesConfig {
+                workspace_volume: Some(typed(json!({"name": "build-workspace", "ephemeral": {
+                    "volumeClaimTemplate": {"spec": {"accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "10Gi"}}}}}}))),
+                ..config()
+            },
+            wants: claim,
+        },
+        Row {
+            name: "workspace-mount-sub-path-expr",
+            source: "scheduler_test.go TestBuildWorkspaceMountSubPathExpr",
+            job: job(),
+            config: KubernetesConfig {
+                workspace_mount_sub_path_expr: Some("$(POD_NAME)".to_owned()),
+                ..config()
+            },
+            wants: sliced,
+        },
+    ]
+}
+
+/// `agent-config` volumes (config/agent_config.go `ApplyVolumesTo`, `ApplyToAgentStart`,
+/// `ApplyToCheckout`, `ApplyToCommand`).
+fn agent_config_rows() -> Vec<Row> {
+    let exec_step = || {
+        plugin(
+            step("make"),
+            json!({"podSpec": {"containers": [{"image": "alpine:latest"}]},
+                   "sidecars": [{"image": "redis:7"}]}),
+        )
+    };
+    let volumes = AgentConfig {
+        hooks_volume: Some(typed(
+            json!({"name": "buildkite-hooks", "configMap": {"name": "agent-hooks", "defaultMode": 493}}),
+        )),
+        plugins_volume: Some(typed(json!({"name": "buildkite-plugins", "emptyDir": {}}))),
+        signing_jwks_volume: Some(typed(
+            json!({"name": "signing-jwks", "secret": {"secretName": "pipeline-signing-jwks"}}),
+        )),
+        signing_jwks_key_id: Some("key-1".to_owned()),
+        verification_jwks_volume: Some(typed(
+            json!({"name": "verification-jwks", "secret": {"secretName": "pipeline-verification-jwks"}}),
+        )),
+        verification_failure_behavior: Some("block".to_owned()),
+        ..AgentConfig::default()
+    };
+    let with = |agent_config: AgentConfig| KubernetesConfig {
+        agent_config,
+        ..config()
+    };
+    vec![
+        Row {
+            name: "agent-config-volumes",
+            source: "config/agent_config.go: hooks and plugins in agent, checkout, command; \
+                     signing in agent, command; verification in agent",
+            job: exec_step(),
+            config: with(volumes.clone()),
+            wants: vec![
+                Volume("buildkite-hooks"),
+                Volume("buildkite-plugins"),
+                Volume("signing-jwks"),
+                Volume("verification-jwks"),
+                MountOf("agent", "/workspace/hooks", "buildkite-hooks"),
+                MountOf("checkout", "/workspace/hooks", "buildkite-hooks"),
+                MountOf("container-0", "/workspace/hooks", "buildkite-hooks"),
+                MountOf("agent", "/workspace/plugins", "buildkite-plugins"),
+                MountOf("checkout", "/workspace/plugins", "buildkite-plugins"),
+                MountOf("container-0", "/workspace/plugins", "buildkite-plugins"),
+                MountOf("agent", "/buildkite/signing-jwks", "signing-jwks"),
+                MountOf("container-0", "/buildkite/signing-jwks", "signing-jwks"),
+                NoMount("checkout", "/buildkite/signing-jwks"),
+                MountOf("agent", "/buildkite/verification-jwks", "verification-jwks"),
+                NoMount("container-0", "/buildkite/verification-jwks"),
+                NoMount("checkout", "/buildkite/verification-jwks"),
+                NoMount("sidecar-0", "/workspace/hooks"),
+                Env("agent", "BUILDKITE_HOOKS_PATH", "/workspace/hooks"),
+                Env("agent", "BUILDKITE_PLUGINS_PATH", "/workspace/plugins"),
+                Env(
+                    "agent",
+                    "BUILDKITE_AGENT_SIGNING_JWKS_FILE",
+                    "/buildkite/signing-jwks/key",
+                ),
+                Env("agent", "BUILDKITE_AGENT_SIGNING_JWKS_KEY_ID", "key-1"),
+                Env(
+                    "agent",
+                    "BUILDKITE_AGENT_VERIFICATION_JWKS_FILE",
+                    "/buildkite/verification-jwks/key",
+                ),
+                Env(
+                    "agent",
+                    "BUILDKITE_AGENT_JOB_VERIFICATION_NO_SIGNATURE_BEHAVIOR",
+                    "block",
+                ),
+                NoEnv("container-0", "BUILDKITE_HOOKS_PATH"),
+            ],
+        },
+        Row {
+            name: "agent-config-paths",
+            source: "config/agent_config.go: hooks-path, plugins-path, an absolute JWKS file",
+            job: exec_step(),
+            config: with(AgentConfig {
+                hooks_path: Some("/etc/buildkite-agent/hooks".to_owned()),
+                plugins_path: Some("/etc/buildkite-agent/plugins".to_owned()),
+                signing_jwks_file: Some("/keys/signing.json".to_owned()),
+                ..volumes.clone()
+            }),
+            wants: vec![
+                MountOf("checkout", "/etc/buildkite-agent/hooks", "buildkite-hooks"),
+                MountOf(
+                    "container-0",
+                    "/etc/buildkite-agent/plugins",
+                    "buildkite-plugins",
+                ),
+                MountOf("container-0", "/keys", "signing-jwks"),
+                Env(
+                    "agent",
+                    "BUILDKITE_HOOKS_PATH",
+                    "/etc/buildkite-agent/hooks",
+                ),
+                Env(
+                    "agent",
+                    "BUILDKITE_PLUGINS_PATH",
+                    "/etc/buildkite-agent/plugins",
+                ),
+                Env(
+                    "agent",
+                    "BUILDKITE_AGENT_SIGNING_JWKS_FILE",
+                    "/keys/signing.json",
+                ),
+            ],
+        },
+        Row {
+            name: "agent-config-agent-pod",
+            source: "agent-config (jobify's agent pod: the agent runs hooks, plugins, uploads)",
+            job: step("make"),
+            config: with(volumes),
+            wants: vec![
+                Containers(&["agent"]),
+                MountOf("agent", "/workspace/hooks", "buildkite-hooks"),
+                MountOf("agent", "/buildkite/signing-jwks", "signing-jwks"),
+                MountOf("agent", "/buildkite/verification-jwks", "verification-jwks"),
+                Env("agent", "BUILDKITE_HOOKS_PATH", "/workspace/hooks"),
             ],
         },
     ]
