@@ -41,6 +41,11 @@ impl fmt::Display for AgentQueryRule {
     }
 }
 
+/// The agent tag a step picks its resource class with (`agents: { resource_class: large }`),
+/// as in agent-stack-k8s. It names a pod shape, not an agent, so it takes no part in
+/// matching a job to a queue's tags.
+pub const RESOURCE_CLASS_TAG: &str = "resource_class";
+
 /// The agent query rules of a job.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -92,6 +97,11 @@ impl AgentQueryRules {
                 .into_iter()
                 .any(|(k, v)| k == rule.key && rule.value_matches(v))
         })
+    }
+
+    /// These rules without the one(s) for `key`.
+    pub fn without(&self, key: &str) -> AgentQueryRules {
+        AgentQueryRules(self.0.iter().filter(|r| r.key != key).cloned().collect())
     }
 
     /// Whether there are no rules.

@@ -174,13 +174,21 @@ impl Default for SecretKeyRef {
 #[serde(
     default,
     deny_unknown_fields,
-    expecting = "a resource class table with requests, limits, node_selector, tolerations"
+    expecting = "a resource class table with requests, limits, pod_requests, pod_limits, \
+                 node_selector, tolerations"
 )]
 pub struct ResourceClass {
-    /// `resources.requests`, e.g. `{ cpu = "2", memory = "4Gi" }`.
+    /// `resources.requests` of the command containers (of the `agent` container in a
+    /// default agent pod), e.g. `{ cpu = "2", memory = "4Gi" }`.
     pub requests: BTreeMap<String, String>,
-    /// `resources.limits`.
+    /// `resources.limits` of the same containers.
     pub limits: BTreeMap<String, String>,
+    /// The pod's own `resources.requests` (pod-level resources, agent-stack-k8s'
+    /// `podResource`): `cpu`, `memory` and `hugepages-*` only. Kubernetes honours them where
+    /// the `PodLevelResources` feature is on (beta, on by default, from 1.34).
+    pub pod_requests: BTreeMap<String, String>,
+    /// The pod's own `resources.limits`.
+    pub pod_limits: BTreeMap<String, String>,
     /// Added to the pod's `nodeSelector`.
     pub node_selector: BTreeMap<String, String>,
     /// Added to the pod's `tolerations`.
@@ -427,8 +435,18 @@ impl Validate for KubernetesConfig {
             for (kind, quantities) in [
                 ("requests", &resources.requests),
                 ("limits", &resources.limits),
+                ("pod_requests", &resources.pod_requests),
+                ("pod_limits", &resources.pod_limits),
             ] {
                 for (resource, quantity) in quantities {
+                    if kind.starts_with("pod_") && !is_pod_level_resource(resource) {
+                        errors.push(ConfigProblem::new(
+                            format!("kubernetes.resource_classes.{class}.{kind}.{resource}"),
+                            "Kubernetes sets pod-level resources for cpu, memory and \
+                             hugepages-<size> only; give other resources to the containers \
+                             in `requests` and `limits`",
+                        ));
+                    }
                     if !is_quantity(quantity) {
                         errors.push(ConfigProblem::new(
                             format!("kubernetes.resource_classes.{class}.{kind}.{resource}"),
@@ -534,6 +552,12 @@ fn check_node_selector(
             ));
         }
     }
+}
+
+/// Whether Kubernetes accepts `resource` in a pod's own `resources` (the `PodLevelResources`
+/// validation: `cpu`, `memory` and hugepages).
+fn is_pod_level_resource(resource: &str) -> bool {
+    matches!(resource, "cpu" | "memory") || resource.starts_with("hugepages-")
 }
 
 /// Whether `text` is a Kubernetes resource quantity: a signed decimal number and a suffix
@@ -807,6 +831,26 @@ mod tests {
             "kubernetes.resource_classes.big.requests.cpu"
         );
         assert!(errors[0].message.contains("`lots`"), "{errors:?}");
+    }
+
+    #[test]
+    fn pod_level_resources_are_cpu_memory_and_hugepages_only() {
+        let config: KubernetesConfig = toml::from_str(
+            "[resource_classes.gpu]\npod_requests = { cpu = \"2\", \"hugepages-2Mi\" = \"1Gi\", \
+             \"nvidia.com/gpu\" = \"1\" }\npod_limits = { memory = \"much\" }\n",
+        )
+        .expect("parses");
+        let errors = config.validate();
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "kubernetes.resource_classes.gpu.pod_requests.nvidia.com/gpu",
+                "kubernetes.resource_classes.gpu.pod_limits.memory",
+            ],
+            "{errors:?}"
+        );
+        assert!(errors[0].message.contains("cpu, memory and"), "{errors:?}");
     }
 
     #[test]

@@ -208,6 +208,15 @@ fn check(job: &Job, want: &Want) -> Option<String> {
                 (got != Some(quantity)).then(|| format!("`{name}` limits {resource} to {got:?}"))
             }
         },
+        PodResource(kind, resource, quantity) => {
+            let resources = spec.resources.as_ref();
+            let list = match *kind {
+                "requests" => resources.and_then(|r| r.requests.as_ref()),
+                _ => resources.and_then(|r| r.limits.as_ref()),
+            };
+            let got = list.and_then(|l| l.get(*resource)).map(|q| q.0.as_str());
+            (got != Some(quantity)).then(|| format!("the pod's {kind} of {resource} is {got:?}"))
+        }
         NodeSelector(key, value) => {
             let got = spec.node_selector.as_ref().and_then(|s| s.get(*key));
             (got.map(String::as_str) != Some(value))

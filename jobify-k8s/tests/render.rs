@@ -579,6 +579,37 @@ fn podspec_patch_sidecars_and_a_resource_class_combine() {
 }
 
 #[test]
+fn a_class_s_pod_level_resources_yield_to_the_pod_spec_s_own() {
+    let mut config = config_with_classes();
+    let large = config.resource_classes.get_mut("large").expect("large");
+    large.pod_requests = [("cpu", "2"), ("memory", "1Gi")]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into();
+    large.pod_limits = [("memory".to_owned(), "2Gi".to_owned())].into();
+    let job = scheduled("queue=kubernetes,resource_class=large").with_plugin(json!({"podSpec": {
+        "resources": {"requests": {"cpu": "1"}},
+        "containers": [{"image": "rust:1.95", "command": ["cargo test"]}]
+    }}));
+    let rendered = render_job(&job, &Template::PodSpec, &config, CONTROLLER).expect("renders");
+    let resources = pod(&rendered).resources.as_ref().expect("pod resources");
+    let requests = resources.requests.as_ref().expect("requests");
+    assert_eq!(requests["cpu"].0, "1", "the pod spec's own");
+    assert_eq!(requests["memory"].0, "1Gi", "the class's");
+    assert_eq!(
+        resources.limits.as_ref().expect("limits")["memory"].0,
+        "2Gi"
+    );
+
+    let plain =
+        render_job(&podspec_job(), &Template::PodSpec, &config, CONTROLLER).expect("renders");
+    assert_eq!(
+        pod(&plain).resources,
+        None,
+        "no class, no pod-level resources"
+    );
+}
+
+#[test]
 fn a_named_resource_class_sizes_the_agent_and_picks_nodes() {
     let template = Template::Default {
         name: Some("large".to_owned()),

@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Patterns;
 use super::error::{ConfigProblem, Validate};
-use crate::rules::{AgentQueryRule, AgentQueryRules};
+use crate::rules::{AgentQueryRule, AgentQueryRules, RESOURCE_CLASS_TAG};
 
 /// The `[limits]` section. In flight means launched and not yet observed ended.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,10 +52,16 @@ pub struct QueueConfig {
     /// The queue's name: the value of the `queue` agent query rule jobs use.
     pub name: String,
     /// The agent tags pods started for this queue carry, `key=value` each. A job is served
-    /// when these tags satisfy all of its agent query rules. Defaults to `queue=<name>`; when
-    /// given without a `queue` tag, `queue=<name>` is added.
+    /// when these tags satisfy all of its agent query rules but `resource_class`. Defaults to
+    /// `queue=<name>`; when given without a `queue` tag, `queue=<name>` is added. May not
+    /// set `resource_class`: that tag picks a resource class, see `resource_classes`.
     #[serde(default)]
     pub rules: Vec<String>,
+    /// The values of the `resource_class` agent tag this queue serves (globs). Empty, the
+    /// default, serves every class, as agent-stack-k8s leaves the tag out of matching; a job
+    /// naming a class the cluster does not define is then rejected when its pod is rendered.
+    #[serde(default)]
+    pub resource_classes: Patterns,
     /// Workloads in flight for this queue; no limit when unset.
     #[serde(default)]
     pub max_in_flight: Option<u32>,
@@ -66,6 +73,7 @@ impl QueueConfig {
         QueueConfig {
             name: name.into(),
             rules: Vec::new(),
+            resource_classes: Patterns::default(),
             max_in_flight: None,
         }
     }
@@ -103,6 +111,13 @@ impl Validate for [QueueConfig] {
                     ),
                 ));
             }
+            for (class_index, class) in queue.resource_classes.iter().enumerate() {
+                if class.trim().is_empty() {
+                    errors.push(ConfigProblem::empty(format!(
+                        "{path}.resource_classes[{class_index}]"
+                    )));
+                }
+            }
             if queue.max_in_flight == Some(0) {
                 errors.push(ConfigProblem::zero_limit(format!("{path}.max_in_flight")));
             }
@@ -114,6 +129,14 @@ impl Validate for [QueueConfig] {
                         rule_path,
                         rule,
                         "an agent tag `key=value`, e.g. `os=linux`",
+                    ));
+                } else if parsed.key == RESOURCE_CLASS_TAG {
+                    errors.push(ConfigProblem::invalid(
+                        rule_path,
+                        rule,
+                        "a tag other than `resource_class`, which picks a resource class and \
+                         takes no part in matching; list the classes this queue serves in \
+                         `resource_classes`",
                     ));
                 } else if parsed.key == "queue" && parsed.value != queue.name {
                     errors.push(ConfigProblem::invalid(

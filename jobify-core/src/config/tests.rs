@@ -256,3 +256,35 @@ fn queue_validation_reports_duplicates_and_mismatched_queue_tags() {
     assert!(text[2].contains("`queue=` must repeat `name`"));
     assert!(text[3].contains("queues[1].rules[1]"));
 }
+
+#[test]
+fn a_queue_lists_resource_classes_and_may_not_tag_one() {
+    #[derive(serde::Deserialize)]
+    struct File {
+        queues: Vec<QueueConfig>,
+    }
+    let file: File = toml::from_str(
+        "[[queues]]\nname = \"gpu\"\nresource_classes = [\"gpu-*\", \"\"]\n\
+         rules = [\"resource_class=large\"]",
+    )
+    .expect("parses");
+    assert_eq!(
+        file.queues[0].resource_classes,
+        Patterns::new(["gpu-*", ""])
+    );
+    let text: Vec<String> = file
+        .queues
+        .validate()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(text.len(), 2, "{text:#?}");
+    assert!(
+        text[0].starts_with("queues[0].resource_classes[1]"),
+        "{text:#?}"
+    );
+    assert!(
+        text[1].starts_with("queues[0].rules[0]") && text[1].contains("`resource_classes`"),
+        "{text:#?}"
+    );
+}

@@ -1,10 +1,10 @@
 //! The whole decision for one job: served queue, policy, guard.
 
-use crate::config::{GuardConfig, PolicyConfig, QueueConfig};
+use crate::config::{GuardConfig, Patterns, PolicyConfig, QueueConfig};
 use crate::decision::{Decision, Reason, ReasonCode};
 use crate::guard::Guard;
 use crate::job::ScheduledJob;
-use crate::rules::AgentQueryRules;
+use crate::rules::{AgentQueryRules, RESOURCE_CLASS_TAG};
 
 use super::Policy;
 use super::explain::{Explanation, QueueTrace};
@@ -14,9 +14,36 @@ use super::rules::{DEFAULT_QUEUE, RulePolicy, queue_of};
 /// the one the scheduler runs.
 #[derive(Clone, Debug)]
 pub struct Decider<P = RulePolicy> {
-    queues: Vec<(String, AgentQueryRules)>,
+    queues: Vec<ServedQueue>,
     policy: P,
     guard: Guard,
+}
+
+/// A `[[queues]]` entry as the queue check needs it.
+#[derive(Clone, Debug)]
+struct ServedQueue {
+    name: String,
+    tags: AgentQueryRules,
+    resource_classes: Patterns,
+}
+
+impl ServedQueue {
+    /// Whether this queue serves `job`: its tags satisfy every rule of the job but
+    /// `resource_class` (a job naming no queue asks for `queue=default`), and the job's
+    /// `resource_class`, if any, is one the queue lists (any when it lists none).
+    fn serves(&self, job: &ScheduledJob) -> bool {
+        let tags: Vec<(&str, &str)> = self
+            .tags
+            .iter()
+            .map(|t| (t.key.as_str(), t.value.as_str()))
+            .collect();
+        let class = job.rules.get(RESOURCE_CLASS_TAG);
+        let rules = job.rules.without(RESOURCE_CLASS_TAG);
+        rules.matched_by(tags.iter().copied())
+            && (job.queue().is_some() || default_queue_rule().matched_by(tags.iter().copied()))
+            && (self.resource_classes.is_empty()
+                || class.is_some_and(|class| self.resource_classes.matches(class)))
+    }
 }
 
 impl Decider<RulePolicy> {
@@ -30,7 +57,14 @@ impl<P: Policy> Decider<P> {
     /// `policy` guarded by `guard`, for jobs of `queues` (every job when `queues` is empty).
     pub fn new(policy: P, guard: Guard, queues: &[QueueConfig]) -> Self {
         Decider {
-            queues: queues.iter().map(|q| (q.name.clone(), q.tags())).collect(),
+            queues: queues
+                .iter()
+                .map(|q| ServedQueue {
+                    name: q.name.clone(),
+                    tags: q.tags(),
+                    resource_classes: q.resource_classes.clone(),
+                })
+                .collect(),
             policy,
             guard,
         }
@@ -41,25 +75,16 @@ impl<P: Policy> Decider<P> {
         &self.policy
     }
 
-    /// The `[[queues]]` entry serving `job`: its tags satisfy all of the job's agent query
-    /// rules (a job naming no queue asks for `queue=default`). `Some("")` when no queues
-    /// are configured, since then every job is served.
+    /// The first `[[queues]]` entry serving `job` ([`ServedQueue::serves`]). `Some("")` when
+    /// no queues are configured, since then every job is served.
     fn serving(&self, job: &ScheduledJob) -> Option<&str> {
         if self.queues.is_empty() {
             return Some("");
         }
         self.queues
             .iter()
-            .find(|(_, tags)| {
-                let tags: Vec<(&str, &str)> = tags
-                    .iter()
-                    .map(|t| (t.key.as_str(), t.value.as_str()))
-                    .collect();
-                job.rules.matched_by(tags.iter().copied())
-                    && (job.queue().is_some()
-                        || default_queue_rule().matched_by(tags.iter().copied()))
-            })
-            .map(|(name, _)| name.as_str())
+            .find(|queue| queue.serves(job))
+            .map(|queue| queue.name.as_str())
     }
 
     fn not_served(job: &ScheduledJob) -> Decision {

@@ -4,7 +4,7 @@ use pretty_assertions::assert_eq;
 use serde_json::json;
 
 use super::*;
-use crate::config::{GuardConfig, PolicyConfig, QueueConfig, Validate};
+use crate::config::{GuardConfig, Patterns, PolicyConfig, QueueConfig, Validate};
 use crate::decision::{ReasonCode, Template};
 use crate::job::ScheduledJob;
 
@@ -423,4 +423,51 @@ fn rust_policies_are_policies_too() {
     let explanation = decider.explain(&app);
     assert!(explanation.rules.is_empty());
     assert_eq!(explanation.decision.kind(), "run");
+}
+
+#[test]
+fn a_queue_serves_every_resource_class_unless_it_lists_the_ones_it_serves() {
+    let decider = Decider::from_config(
+        &PolicyConfig::default(),
+        &GuardConfig::default(),
+        &[
+            QueueConfig::named("kubernetes"),
+            QueueConfig {
+                resource_classes: Patterns::new(["gpu-*"]),
+                ..QueueConfig::named("gpu")
+            },
+        ],
+    );
+    // As in agent-stack-k8s, the tag takes no part in matching a queue's tags.
+    let large = ScheduledJob::fixture().rule("resource_class=large").build();
+    assert_eq!(decider.decide(&large).kind(), "run");
+    assert_eq!(
+        decider.explain(&large).queue.and_then(|q| q.served_by),
+        Some("kubernetes".to_owned())
+    );
+    // A queue listing classes serves those, and no job without a class.
+    let gpu = ScheduledJob::fixture()
+        .queue("gpu")
+        .rule("resource_class=gpu-a100")
+        .build();
+    assert_eq!(decider.decide(&gpu).kind(), "run");
+    let large_on_gpu = ScheduledJob::fixture()
+        .queue("gpu")
+        .rule("resource_class=large")
+        .build();
+    assert_eq!(
+        decider.decide(&large_on_gpu).reason(),
+        &Reason::new(
+            ReasonCode::QUEUE_NOT_SERVED,
+            "no configured queue serves agent query rules [queue=gpu,resource_class=large]"
+        )
+    );
+    let classless_on_gpu = ScheduledJob::fixture().queue("gpu").build();
+    assert_eq!(decider.decide(&classless_on_gpu).kind(), "skip");
+    // The other tags still have to match.
+    let windows = ScheduledJob::fixture()
+        .rule("resource_class=large")
+        .rule("os=windows")
+        .build();
+    assert_eq!(decider.decide(&windows).kind(), "skip");
 }

@@ -243,7 +243,7 @@ pub fn agent_tags(job: &ScheduledJob, extra: &[String]) -> Vec<String> {
 
 /// The agent tag a step picks its resource class with, as in agent-stack-k8s
 /// (`agents: { resource_class: large }`).
-pub const RESOURCE_CLASS_TAG: &str = "resource_class";
+pub use jobify_core::rules::RESOURCE_CLASS_TAG;
 
 /// The job's resource class: the one the policy's template names, else the one its
 /// `resource_class` agent tag names, else `default_resource_class`. The operator's policy

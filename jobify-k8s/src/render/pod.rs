@@ -417,6 +417,7 @@ fn pod_settings(spec: &mut PodSpec, inputs: &Inputs<'_>) {
     if let Some(class) = inputs.class {
         node_selector.extend(class.node_selector.clone());
         tolerations.extend(class.tolerations.iter().cloned());
+        spec.resources = pod_resources(class, spec.resources.take());
     }
     if let Some(own) = spec.node_selector.take() {
         node_selector.extend(own);
@@ -433,18 +434,40 @@ fn pod_settings(spec: &mut PodSpec, inputs: &Inputs<'_>) {
 }
 
 fn resources(class: &ResourceClass) -> ResourceRequirements {
-    let quantities = |map: &BTreeMap<String, String>| {
-        (!map.is_empty()).then(|| {
-            map.iter()
-                .map(|(k, v)| (k.clone(), Quantity(v.clone())))
-                .collect()
-        })
-    };
     ResourceRequirements {
         requests: quantities(&class.requests),
         limits: quantities(&class.limits),
         ..ResourceRequirements::default()
     }
+}
+
+/// The pod's own resources: the class's `pod_requests` and `pod_limits`, under what the
+/// `podSpec` sets itself (the step's value wins for a resource both name, as a container's
+/// own `resources` win over the class's).
+fn pod_resources(
+    class: &ResourceClass,
+    own: Option<ResourceRequirements>,
+) -> Option<ResourceRequirements> {
+    let own = own.unwrap_or_default();
+    let merge = |class: &BTreeMap<String, String>, own: Option<BTreeMap<String, Quantity>>| {
+        let mut merged = quantities(class).unwrap_or_default();
+        merged.extend(own.unwrap_or_default());
+        (!merged.is_empty()).then_some(merged)
+    };
+    let merged = ResourceRequirements {
+        requests: merge(&class.pod_requests, own.requests),
+        limits: merge(&class.pod_limits, own.limits),
+        ..own
+    };
+    (merged != ResourceRequirements::default()).then_some(merged)
+}
+
+fn quantities(map: &BTreeMap<String, String>) -> Option<BTreeMap<String, Quantity>> {
+    (!map.is_empty()).then(|| {
+        map.iter()
+            .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+            .collect()
+    })
 }
 
 fn env_var(name: &str, value: &str) -> EnvVar {

@@ -57,6 +57,9 @@ pub enum Want {
     Annotation(&'static str, &'static str),
     /// A container's `resources.limits` has this quantity.
     Limit(&'static str, &'static str, &'static str),
+    /// The pod's own `resources` (pod-level resources): `requests` or `limits`, a
+    /// resource, its quantity.
+    PodResource(&'static str, &'static str, &'static str),
     /// The pod's `nodeSelector` has this label.
     NodeSelector(&'static str, &'static str),
 }
@@ -175,6 +178,34 @@ fn resource_class_rows() -> Vec<Row> {
                 Limit("container-0", "cpu", "500m"),
                 Limit("container-0", "memory", "512Mi"),
                 NodeSelector("pool", "test"),
+            ],
+        },
+        Row {
+            name: "resource-class-pod-resources",
+            source: "internal/controller/config/resource_class.go (podResource)",
+            job: {
+                let mut job = step("make").image("alpine:latest");
+                job.rules = jobify_core::AgentQueryRules::parse([
+                    "queue=kubernetes",
+                    "resource_class=pod-level",
+                ]);
+                job
+            },
+            config: {
+                let mut config = with_classes(None);
+                config.resource_classes.insert(
+                    "pod-level".to_owned(),
+                    ResourceClass {
+                        pod_requests: BTreeMap::from([("cpu".to_owned(), "2".to_owned())]),
+                        pod_limits: BTreeMap::from([("memory".to_owned(), "4Gi".to_owned())]),
+                        ..ResourceClass::default()
+                    },
+                );
+                config
+            },
+            wants: vec![
+                PodResource("requests", "cpu", "2"),
+                PodResource("limits", "memory", "4Gi"),
             ],
         },
         Row {

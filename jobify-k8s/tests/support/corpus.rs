@@ -34,7 +34,7 @@ pub fn config_with_classes() -> KubernetesConfig {
         ]),
         limits: BTreeMap::from([("memory".to_owned(), "8Gi".to_owned())]),
         node_selector: BTreeMap::from([("pool".to_owned(), "large".to_owned())]),
-        tolerations: Vec::new(),
+        ..ResourceClass::default()
     };
     KubernetesConfig {
         resource_classes: BTreeMap::from([("large".to_owned(), large)]),
