@@ -47,6 +47,12 @@ pub struct KubernetesConfig {
     pub agent_image: String,
     /// `imagePullPolicy` of the containers jobify adds (`Always`, `IfNotPresent`, `Never`).
     pub image_pull_policy: Option<String>,
+    /// Run the command containers of Kubernetes-exec pods under `tini-static` as PID 1, copied
+    /// from the agent image by `copy-agent`, as agent-stack-k8s does: the step's processes
+    /// are reaped and get the signals sent to the container. Default `true`; `false` for an
+    /// agent image without `tini-static` (`/sbin/` or `/usr/bin/`), whose `copy-agent`
+    /// would otherwise fail saying so.
+    pub tini: bool,
     /// The Secret holding the agent token; it is referenced, never copied into a manifest.
     pub agent_token_secret: SecretKeyRef,
     /// Tags every agent gets besides those derived from the job's agent query rules
@@ -120,6 +126,7 @@ impl Default for KubernetesConfig {
             job_name_prefix: "jobify-".to_owned(),
             agent_image: "ghcr.io/buildkite/agent:3".to_owned(),
             image_pull_policy: None,
+            tini: true,
             agent_token_secret: SecretKeyRef::default(),
             agent_tags: Vec::new(),
             ttl_after_finished: Duration::from_secs(10 * 60),

@@ -80,9 +80,16 @@ fn check(job: &Job, want: &Want) -> Option<String> {
             None => missing(name),
             Some(c) => {
                 let got = env_value(c, "BUILDKITE_COMMAND");
-                let bootstrap = c.command.as_deref().is_some_and(|cmd| {
-                    cmd == ["/workspace/buildkite-agent", "kubernetes-bootstrap"]
-                }) && c.args.is_none();
+                let bootstrap = ["/workspace/buildkite-agent", "kubernetes-bootstrap"];
+                let bootstrap = match (c.command.as_deref(), c.args.as_deref()) {
+                    (Some(cmd), None) => cmd == bootstrap,
+                    (Some(cmd), Some(args)) => {
+                        cmd == ["/workspace/tini-static"]
+                            && args[..1] == ["--"]
+                            && args[1..] == bootstrap
+                    }
+                    _ => false,
+                };
                 if got != Some(script) {
                     Some(format!("`{name}` runs {got:?}"))
                 } else if !bootstrap {
@@ -206,6 +213,40 @@ fn check(job: &Job, want: &Want) -> Option<String> {
                     .and_then(|l| l.get(*resource))
                     .map(|q| q.0.as_str());
                 (got != Some(quantity)).then(|| format!("`{name}` limits {resource} to {got:?}"))
+            }
+        },
+        UnderTini(name, under) => match container(name) {
+            None => missing(name),
+            Some(c) => {
+                let pid1 = c.command.as_ref().and_then(|cmd| cmd.first());
+                (pid1.is_some_and(|p| p == "/workspace/tini-static") != *under)
+                    .then(|| format!("`{name}` runs {:?} {:?}", c.command, c.args))
+            }
+        },
+        RunsLine(name, line) => match container(name) {
+            None => missing(name),
+            Some(c) => {
+                let script = c.args.as_ref().and_then(|a| a.last());
+                (!script.is_some_and(|s| s.lines().any(|l| l == *line)))
+                    .then(|| format!("`{name}` runs {:?} {script:?}", c.command))
+            }
+        },
+        NoLineWith(name, text) => match container(name) {
+            None => missing(name),
+            Some(c) => {
+                let script = c.args.as_ref().and_then(|a| a.last());
+                script
+                    .is_some_and(|s| s.contains(*text))
+                    .then(|| format!("`{name}` runs {script:?}"))
+            }
+        },
+        RunsAs(name, user) => match container(name) {
+            None => missing(name),
+            Some(c) => {
+                let own = c.security_context.as_ref().and_then(|s| s.run_as_user);
+                let pod_user = spec.security_context.as_ref().and_then(|s| s.run_as_user);
+                (own.or(pod_user) != *user)
+                    .then(|| format!("`{name}` runs as {own:?} (the pod as {pod_user:?})"))
             }
         },
         PodResource(kind, resource, quantity) => {

@@ -253,14 +253,19 @@ fn podspec_jobs_get_agent_stack_k8s_layout() {
     assert_eq!(env(first, "BUILDKITE_COMMAND"), Some("cargo test --all"));
     assert_eq!(
         first.command.as_deref(),
+        Some(&["/workspace/tini-static".to_owned()][..]),
+        "tini is PID 1"
+    );
+    assert_eq!(
+        first.args.as_deref(),
         Some(
             &[
+                "--".to_owned(),
                 "/workspace/buildkite-agent".to_owned(),
                 "kubernetes-bootstrap".to_owned()
             ][..]
         )
     );
-    assert_eq!(first.args, None);
     assert_eq!(first.image.as_deref(), Some("rust:1.95"));
     let lint = container(&rendered, "lint");
     assert_eq!(env(lint, "BUILDKITE_CONTAINER_ID"), Some("2"));

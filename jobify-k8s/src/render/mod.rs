@@ -16,6 +16,7 @@
 mod agent_config;
 mod agent_env;
 mod command;
+mod copy_agent;
 mod error;
 mod patch;
 mod plugin_keys;
@@ -43,12 +44,10 @@ pub use agent_env::{
     SIGNAL_GRACE_PERIOD_ENV, grace_periods,
 };
 pub use command::{Interposer, quote_words};
+pub use copy_agent::COPY_AGENT_CONTAINER;
 pub use error::RenderError;
 pub use plugin_keys::SUPPORTED_KEYS;
-pub use pod::{
-    AGENT_CONTAINER, CHECKOUT_CONTAINER, COPY_AGENT_CONTAINER, SIDECAR_RESTART_POLICY,
-    is_native_sidecar,
-};
+pub use pod::{AGENT_CONTAINER, CHECKOUT_CONTAINER, SIDECAR_RESTART_POLICY, is_native_sidecar};
 pub use workspace::{WORKSPACE_PATH, WORKSPACE_VOLUME, sub_path_expr_problem};
 
 pub use token::{
@@ -133,6 +132,8 @@ fn render(
     // From the grace the pod ends up with: agent-stack-k8s reads it before the patches, so a
     // patched grace there leaves the agent timed for the unpatched one.
     agent_env::add_grace_periods(&mut spec);
+    // From the user the pod ends up with, for the same reason (agent-stack-k8s issue #326).
+    copy_agent::own_workspace(&mut spec);
     check_pod(&spec, patched, job.id)?;
     if own_token {
         let after = if patched { " after podSpecPatch" } else { "" };

@@ -3,8 +3,9 @@
 //! - **Agent pod** (a job without a `podSpec`): one `agent` container that runs
 //!   `buildkite-agent start --acquire-job <uuid>` and the job's command itself.
 //! - **Kubernetes-exec pod** (a job with a `podSpec`, agent-stack-k8s' layout): an init
-//!   container `copy-agent` copies `buildkite-agent` into the shared workspace volume (an
-//!   emptyDir unless `kubernetes.workspace_volume` names another); the
+//!   container `copy-agent` prepares the shared workspace volume (an emptyDir unless
+//!   `kubernetes.workspace_volume` names another) and copies `buildkite-agent` and
+//!   `tini-static` into it ([`copy_agent`]); the
 //!   `agent` container acquires the job with `BUILDKITE_KUBERNETES_EXEC=true` and drives the
 //!   `checkout` container and one container per `podSpec` container, each running
 //!   `buildkite-agent kubernetes-bootstrap` from the workspace, over a socket in it.
@@ -27,6 +28,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use crate::config::{KubernetesConfig, ResourceClass};
 use crate::render::agent_config::{self, Role};
 use crate::render::agent_env;
+use crate::render::copy_agent;
 use crate::render::plugin_keys::PodRequest;
 use crate::render::typed::from_json;
 use crate::render::workspace::{self, WORKSPACE_PATH};
@@ -36,11 +38,6 @@ use crate::render::{RenderError, agent_tags, step_image};
 pub const AGENT_CONTAINER: &str = "agent";
 /// Name of the container that checks the repository out (Kubernetes-exec pods).
 pub const CHECKOUT_CONTAINER: &str = "checkout";
-/// Name of the init container that copies the agent binary into the workspace.
-pub const COPY_AGENT_CONTAINER: &str = "copy-agent";
-
-const AGENT_IN_WORKSPACE: &str = "/workspace/buildkite-agent";
-const AGENT_IN_IMAGE: &str = "/usr/local/bin/buildkite-agent";
 
 /// Everything the layouts read.
 pub(crate) struct Inputs<'a> {
@@ -108,7 +105,7 @@ pub(crate) fn exec_pod(inputs: &Inputs<'_>) -> Result<PodSpec, RenderError> {
     }
     spec.containers = containers;
 
-    let mut init = vec![copy_agent_container(inputs.config)];
+    let mut init = vec![copy_agent::container(inputs.config)];
     init.extend(spec.init_containers.take().unwrap_or_default());
     spec.init_containers = Some(init);
     add_sidecars(&mut spec, inputs, true);
@@ -200,7 +197,10 @@ fn agent_container(inputs: &Inputs<'_>, exec_containers: Option<usize>) -> Conta
         env.push(env_var("BUILDKITE_KUBERNETES_EXEC", "true"));
         env.push(env_var("BUILDKITE_CONTAINER_COUNT", &count.to_string()));
         env.push(env_var("BUILDKITE_BUILD_PATH", "/workspace/build"));
-        env.push(env_var("BUILDKITE_SOCKETS_PATH", "/workspace/sockets"));
+        env.push(env_var(
+            "BUILDKITE_SOCKETS_PATH",
+            &copy_agent::sockets_path(AGENT_CONTAINER),
+        ));
     }
     env.extend(agent_env::redacted_vars(config));
     env.extend(agent_config::agent_env(&config.agent_config));
@@ -229,21 +229,6 @@ fn agent_container(inputs: &Inputs<'_>, exec_containers: Option<usize>) -> Conta
     }
 }
 
-fn copy_agent_container(config: &KubernetesConfig) -> Container {
-    Container {
-        name: COPY_AGENT_CONTAINER.to_owned(),
-        image: Some(config.agent_image.clone()),
-        image_pull_policy: config.image_pull_policy.clone(),
-        command: Some(vec![
-            "cp".to_owned(),
-            AGENT_IN_IMAGE.to_owned(),
-            AGENT_IN_WORKSPACE.to_owned(),
-        ]),
-        volume_mounts: Some(vec![workspace::mount(config)]),
-        ..Container::default()
-    }
-}
-
 fn checkout_container(inputs: &Inputs<'_>, id: usize) -> Container {
     let config = inputs.config;
     let params = &inputs.request.checkout;
@@ -251,12 +236,19 @@ fn checkout_container(inputs: &Inputs<'_>, id: usize) -> Container {
         name: CHECKOUT_CONTAINER.to_owned(),
         image: Some(config.agent_image.clone()),
         image_pull_policy: config.image_pull_policy.clone(),
-        command: Some(bootstrap_command()),
+        command: Some(
+            [copy_agent::AGENT_IN_WORKSPACE, "kubernetes-bootstrap"]
+                .map(str::to_owned)
+                .to_vec(),
+        ),
         working_dir: Some(WORKSPACE_PATH.to_owned()),
         env: Some(vec![
             env_var("BUILDKITE_CONTAINER_ID", &id.to_string()),
             env_var("BUILDKITE_BOOTSTRAP_PHASES", "plugin,checkout"),
-            env_var("BUILDKITE_SOCKETS_PATH", "/workspace/sockets"),
+            env_var(
+                "BUILDKITE_SOCKETS_PATH",
+                &copy_agent::sockets_path(CHECKOUT_CONTAINER),
+            ),
         ]),
         volume_mounts: Some(vec![workspace::mount(config)]),
         ..Container::default()
@@ -303,8 +295,9 @@ fn command_container(
         }
         None => inputs.job.command.clone().unwrap_or_default(),
     };
-    container.args = None;
-    container.command = Some(bootstrap_command());
+    let (command_line, args) = copy_agent::bootstrap(inputs.config);
+    container.command = Some(command_line);
+    container.args = args;
     container
         .working_dir
         .get_or_insert_with(|| WORKSPACE_PATH.to_owned());
@@ -318,7 +311,10 @@ fn command_container(
     env.push(env_var("BUILDKITE_CONTAINER_ID", &id.to_string()));
     env.push(env_var("BUILDKITE_BOOTSTRAP_PHASES", "plugin,command"));
     env.push(env_var(COMMAND_ENV, &command));
-    env.push(env_var("BUILDKITE_SOCKETS_PATH", "/workspace/sockets"));
+    env.push(env_var(
+        "BUILDKITE_SOCKETS_PATH",
+        &copy_agent::sockets_path(&container.name),
+    ));
     container.env = Some(env);
     // As in agent-stack-k8s, sources are added controller first, then the step's (a later
     // source wins a variable both define); a mount path is taken once, the step's first.
@@ -373,13 +369,6 @@ const OWN_COMMAND_ENV: &[&str] = &[
     "BUILDKITE_COMMAND",
     "BUILDKITE_SOCKETS_PATH",
 ];
-
-fn bootstrap_command() -> Vec<String> {
-    vec![
-        AGENT_IN_WORKSPACE.to_owned(),
-        "kubernetes-bootstrap".to_owned(),
-    ]
-}
 
 fn add_mount(container: &mut Container, mount: VolumeMount) {
     let mounts = container.volume_mounts.get_or_insert_with(Vec::new);

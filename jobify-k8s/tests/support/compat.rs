@@ -57,6 +57,14 @@ pub enum Want {
     Annotation(&'static str, &'static str),
     /// A container's `resources.limits` has this quantity.
     Limit(&'static str, &'static str, &'static str),
+    /// A container's PID 1 is (`true`) or is not (`false`) `/workspace/tini-static`.
+    UnderTini(&'static str, bool),
+    /// The script a container runs (its last argument) has this line.
+    RunsLine(&'static str, &'static str),
+    /// The script a container runs has no line with this text.
+    NoLineWith(&'static str, &'static str),
+    /// A container runs as this user (its own `runAsUser`, else the pod's; `None`: unset).
+    RunsAs(&'static str, Option<i64>),
     /// The pod's own `resources` (pod-level resources): `requests` or `limits`, a
     /// resource, its quantity.
     PodResource(&'static str, &'static str, &'static str),
@@ -141,6 +149,7 @@ pub fn rows() -> Vec<Row> {
     rows.extend(agent_env_rows());
     rows.extend(workspace_rows());
     rows.extend(agent_config_rows());
+    rows.extend(workspace_setup_rows());
     rows
 }
 
@@ -1086,4 +1095,160 @@ pub fn template(job: &ScheduledJob) -> Template {
     } else {
         Template::Default { name: None }
     }
+}
+
+/// The workspace `copy-agent` prepares, tini as PID 1, a socket directory per container, and
+/// the workspace of a non-root pod (scheduler.go `createWorkspaceSetupContainer`,
+/// `commandContainerCommand`, `BUILDKITE_SOCKETS_PATH`).
+fn workspace_setup_rows() -> Vec<Row> {
+    // Two command containers; the pod's securityContext and the step's podSpecPatch if set.
+    let job = |security: Option<Value>, patch: Option<Value>| {
+        let mut config = json!({"podSpec": {"containers": [
+            {"image": "alpine:latest", "command": ["make"]},
+            {"name": "lint", "image": "alpine:latest", "command": ["make lint"]}]}});
+        if let Some(security) = security {
+            config["podSpec"]["securityContext"] = security;
+        }
+        if let Some(patch) = patch {
+            config["podSpecPatch"] = patch;
+        }
+        plugin(step("make"), config)
+    };
+    vec![
+        Row {
+            name: "tini",
+            source: "scheduler.go commandContainerCommand and the copy of tini-static",
+            job: job(None, None),
+            config: config(),
+            wants: vec![
+                UnderTini("container-0", true),
+                UnderTini("lint", true),
+                UnderTini("checkout", false),
+                UnderTini("agent", false),
+                Script("container-0", "make"),
+                RunsLine(
+                    "copy-agent",
+                    "cp /usr/local/bin/buildkite-agent /workspace/buildkite-agent",
+                ),
+                NoLineWith("copy-agent", "chown"),
+            ],
+        },
+        Row {
+            name: "tini-off",
+            source: "jobify's name for an agent image without tini-static: kubernetes.tini = false",
+            job: job(None, None),
+            config: KubernetesConfig {
+                tini: false,
+                ..config()
+            },
+            wants: vec![
+                UnderTini("container-0", false),
+                Script("container-0", "make"),
+                NoLineWith("copy-agent", "tini"),
+            ],
+        },
+        Row {
+            name: "workspace-dirs-and-sockets",
+            source: "scheduler.go: mkdir + chmod 777 of build, plugins, sockets; a socket \
+                     directory per container",
+            job: job(None, None),
+            config: config(),
+            wants: vec![
+                RunsLine(
+                    "copy-agent",
+                    "mkdir -p /workspace/build /workspace/plugins /workspace/sockets",
+                ),
+                RunsLine(
+                    "copy-agent",
+                    "chmod 777 /workspace/build /workspace/plugins /workspace/sockets",
+                ),
+                Env(
+                    "agent",
+                    "BUILDKITE_SOCKETS_PATH",
+                    "/workspace/sockets/agent",
+                ),
+                Env(
+                    "checkout",
+                    "BUILDKITE_SOCKETS_PATH",
+                    "/workspace/sockets/checkout",
+                ),
+                Env(
+                    "container-0",
+                    "BUILDKITE_SOCKETS_PATH",
+                    "/workspace/sockets/container-0",
+                ),
+                Env("lint", "BUILDKITE_SOCKETS_PATH", "/workspace/sockets/lint"),
+            ],
+        },
+        Row {
+            name: "non-root-workspace",
+            source: "scheduler.go createWorkspaceSetupContainer: runAsUser and runAsGroup",
+            job: job(Some(json!({"runAsUser": 1000, "runAsGroup": 1000})), None),
+            config: config(),
+            wants: vec![
+                RunsLine("copy-agent", "chown -R 1000:1000 /workspace"),
+                RunsLine(
+                    "copy-agent",
+                    "chmod 777 /workspace/build /workspace/plugins /workspace/sockets",
+                ),
+                RunsAs("copy-agent", Some(0)),
+                RunsAs("container-0", Some(1000)),
+                RunsAs("agent", Some(1000)),
+            ],
+        },
+        Row {
+            name: "non-root-user-only",
+            source: "scheduler.go createWorkspaceSetupContainer: runAsUser without runAsGroup",
+            job: job(Some(json!({"runAsUser": 1000})), None),
+            config: config(),
+            wants: vec![
+                RunsLine("copy-agent", "chown -R 1000 /workspace"),
+                RunsAs("copy-agent", Some(0)),
+            ],
+        },
+        Row {
+            name: "non-root-by-patch",
+            source: "deliberately different: the user after podSpecPatch (agent-stack-k8s reads \
+                     it before, its issue #326)",
+            job: job(
+                None,
+                Some(json!({"securityContext": {"runAsUser": 1001, "runAsGroup": 1002}})),
+            ),
+            config: config(),
+            wants: vec![
+                RunsLine("copy-agent", "chown -R 1001:1002 /workspace"),
+                RunsAs("copy-agent", Some(0)),
+                RunsAs("container-0", Some(1001)),
+            ],
+        },
+        Row {
+            name: "non-root-own-copy-agent",
+            source: "deliberately different: a copy-agent patched to run as non-root (a \
+                     restricted namespace) is left without the chown",
+            job: job(
+                Some(json!({"runAsUser": 1000, "fsGroup": 1000})),
+                Some(json!({"initContainers": [{"name": "copy-agent",
+                    "securityContext": {"runAsUser": 1000, "runAsNonRoot": true}}]})),
+            ),
+            config: config(),
+            wants: vec![
+                NoLineWith("copy-agent", "chown"),
+                RunsAs("copy-agent", Some(1000)),
+                RunsLine(
+                    "copy-agent",
+                    "cp /usr/local/bin/buildkite-agent /workspace/buildkite-agent",
+                ),
+            ],
+        },
+        Row {
+            name: "root-group-only",
+            source: "scheduler.go: a non-root group with the root user needs nothing",
+            job: job(Some(json!({"runAsGroup": 1000})), None),
+            config: config(),
+            wants: vec![
+                NoLineWith("copy-agent", "chown"),
+                RunsAs("copy-agent", None),
+            ],
+        },
+    ]
 }
