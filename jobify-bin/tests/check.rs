@@ -268,6 +268,58 @@ fn a_bad_agent_config_value_is_located() {
 }
 
 #[test]
+fn bad_default_checkout_params_are_located() {
+    let (code, _, stderr) = check(
+        "organization = \"acme\"\n\
+         [kubernetes.default_checkout_params]\n\
+         git_credentials_secret = { secretName = \"Git Creds\" }\n\
+         [kubernetes.default_checkout_params.git_mirrors]\n\
+         path = \"mirrors\"\n\
+         lock_timeout = 0\n\
+         volume = { name = \"workspace\", emptyDir = {} }\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    for wanted in [
+        ":5:8: kubernetes.default_checkout_params.git_mirrors.path: `mirrors` is not an absolute \
+         path",
+        ":6:16: kubernetes.default_checkout_params.git_mirrors.lock_timeout: must be at least 1",
+        ":7:19: kubernetes.default_checkout_params.git_mirrors.volume.name: `workspace` is the \
+         name of the workspace volume",
+        ":3:41: kubernetes.default_checkout_params.git_credentials_secret.secretName: `Git \
+         Creds` is not a Secret name",
+    ] {
+        assert!(stderr.contains(wanted), "{wanted}\n{stderr}");
+    }
+}
+
+#[test]
+fn a_misspelt_default_checkout_param_is_located() {
+    let (code, _, stderr) = check(
+        "organization = \"acme\"\n\
+         [kubernetes.default_checkout_params.git_mirrors]\n\
+         lockTimeout = 30\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(":3:1"), "{stderr}");
+    assert!(stderr.contains("lockTimeout"), "{stderr}");
+    let (code, _, stderr) = check(
+        "organization = \"acme\"\n\
+         [kubernetes]\n\
+         env = { BUILDKITE_GIT_CLONE_FLAGS = \"-v\" }\n\
+         [kubernetes.default_checkout_params]\n\
+         clone_flags = \"--depth=1\"\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            "kubernetes.env.BUILDKITE_GIT_CLONE_FLAGS: is set by \
+             [kubernetes.default_checkout_params] too"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn missing_file_exits_2_and_names_it() {
     let (code, _, stderr) = run_check(Path::new("/nonexistent/jobify.toml"));
     assert_eq!(code, 2);

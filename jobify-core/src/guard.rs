@@ -1,5 +1,6 @@
 //! The admission guard: checks the pod spec a job brings (`podSpec`, `podSpecPatch`,
-//! `sidecars` of the `kubernetes` plugin) before it runs. Anyone who can push a pipeline can
+//! `sidecars` of the `kubernetes` plugin, and the Secrets and volumes its `envFrom` keys and
+//! `checkout` add) before it runs. Anyone who can push a pipeline can
 //! ask for a pod; by default the guard refuses what would give a job power over the node.
 //!
 //! The pod spec is JSON here (core knows no Kubernetes types). The guard walks `containers`,
@@ -142,6 +143,9 @@ impl Guard {
                 {
                     walk.env_from(&format!("{key}.envFrom"), sources.iter());
                 }
+            }
+            if let Some(checkout) = &plugin.checkout {
+                walk.checkout(checkout);
             }
         }
         if let Some(image) = image {
@@ -376,12 +380,37 @@ impl Walk<'_> {
         }
     }
 
+    /// What the step's `checkout` adds to the pod: the `gitCredentialsSecret` volume's Secret
+    /// and the `gitMirrors` volume (its type, node path and Secrets).
+    fn checkout(&mut self, checkout: &Value) {
+        if let Some(name) = checkout
+            .pointer("/gitCredentialsSecret/secretName")
+            .and_then(Value::as_str)
+        {
+            self.secret("checkout.gitCredentialsSecret.secretName", name);
+        }
+        if let Some(volume) = checkout.pointer("/gitMirrors/volume") {
+            self.volume_at(
+                "checkout.gitMirrors",
+                "checkout.gitMirrors.volume",
+                name_of(volume, 0),
+                volume,
+            );
+        }
+    }
+
     /// A volume: its type, the node paths and the Secrets it reaches.
     fn volume(&mut self, source: &str, index: usize, volume: &Value) {
+        let path = format!("{source}.volumes[{index}]");
+        self.volume_at(source, &path, name_of(volume, index), volume);
+    }
+
+    /// The volume at `path`, named `name` in messages, of `source` (`podSpec`,
+    /// `checkout.gitMirrors`...).
+    fn volume_at(&mut self, source: &str, path: &str, name: String, volume: &Value) {
         let Some(fields) = volume.as_object() else {
             return;
         };
-        let path = format!("{source}.volumes[{index}]");
         let host_path_listed = self.type_allowed("hostPath");
         for (field, value) in fields {
             if field == "name" || field.starts_with('$') || value.is_null() {
@@ -392,10 +421,7 @@ impl Walk<'_> {
                     let node_path = value.get("path").and_then(Value::as_str).unwrap_or("?");
                     self.deny(
                         GuardRule::HostPath,
-                        format!(
-                            "{source} volume {} mounts hostPath {node_path}",
-                            name_of(volume, index)
-                        ),
+                        format!("{source} volume {name} mounts hostPath {node_path}"),
                     );
                 }
                 continue;
@@ -404,9 +430,8 @@ impl Walk<'_> {
                 self.deny(
                     GuardRule::VolumeType,
                     format!(
-                        "{path} ({}) is a `{field}` volume, a type \
+                        "{path} ({name}) is a `{field}` volume, a type \
                          guard.allowed_volume_types does not allow ({})",
-                        name_of(volume, index),
                         listed(self.guard.allowed_volume_types.iter().map(String::as_str))
                     ),
                 );

@@ -301,6 +301,15 @@ fn every_secret_a_pipeline_names_must_be_allowed() {
             json!({"checkout": {"envFrom": [{"secretRef": {"name": "prod-db"}}]}}),
             "checkout.envFrom[0].secretRef.name",
         ),
+        (
+            json!({"checkout": {"gitCredentialsSecret": {"secretName": "prod-db"}}}),
+            "checkout.gitCredentialsSecret.secretName",
+        ),
+        (
+            json!({"checkout": {"gitMirrors": {"volume": {"name": "mirrors",
+                "secret": {"secretName": "prod-db"}}}}}),
+            "checkout.gitMirrors.volume.secret.secretName",
+        ),
     ];
     let strict = Guard::default();
     let allowing = guard_with(GuardConfig {
@@ -390,6 +399,44 @@ fn volumes_must_be_of_an_allowed_type() {
         ..GuardConfig::default()
     });
     assert_eq!(violations(&allowing, &job), vec![]);
+}
+
+#[test]
+fn the_git_mirrors_volume_must_be_of_an_allowed_type() {
+    let job = plugin_job(json!({"checkout": {"gitMirrors": {"path": "/mirrors",
+        "volume": {"name": "mirrors", "persistentVolumeClaim": {"claimName": "git-mirrors"}}}}}));
+    assert_eq!(
+        violations(&Guard::default(), &job),
+        vec![(
+            GuardRule::VolumeType,
+            "checkout.gitMirrors.volume (`mirrors`) is a `persistentVolumeClaim` volume, a type \
+             guard.allowed_volume_types does not allow (it lists emptyDir, configMap, secret, \
+             projected, downwardAPI, ephemeral)"
+                .to_owned()
+        )]
+    );
+    let node = plugin_job(json!({"checkout": {"gitMirrors": {
+        "volume": {"name": "mirrors", "hostPath": {"path": "/var/git"}}}}}));
+    assert_eq!(
+        violations(&Guard::default(), &node),
+        vec![(
+            GuardRule::HostPath,
+            "checkout.gitMirrors volume `mirrors` mounts hostPath /var/git".to_owned()
+        )]
+    );
+    let mut types: Vec<String> = crate::config::DEFAULT_VOLUME_TYPES
+        .iter()
+        .map(|t| (*t).to_owned())
+        .collect();
+    types.push("persistentVolumeClaim".to_owned());
+    let allowing = guard_with(GuardConfig {
+        allowed_volume_types: types,
+        ..GuardConfig::default()
+    });
+    assert_eq!(violations(&allowing, &job), vec![]);
+    let cache = plugin_job(json!({"checkout": {"gitMirrors": {
+        "volume": {"name": "mirrors", "emptyDir": {}}, "skipUpdate": true}}}));
+    assert_eq!(violations(&Guard::default(), &cache), vec![]);
 }
 
 #[test]

@@ -16,11 +16,14 @@ use serde::Deserialize;
 use crate::labels::is_dns1123_label;
 
 mod agent_config;
+mod checkout;
 mod defaults;
 mod redaction;
 mod workspace;
 
 pub use agent_config::AgentConfig;
+pub(crate) use agent_config::check_volume;
+pub use checkout::{DefaultCheckoutParams, GitMirrors};
 pub use defaults::{DefaultCommandParams, DefaultMetadata, DefaultSidecarParams, SAFE_TO_EVICT};
 
 /// Length of a hyphenated uuid, the part of a Job name after the prefix.
@@ -113,6 +116,9 @@ pub struct KubernetesConfig {
     pub default_command_params: DefaultCommandParams,
     /// What every sidecar gets.
     pub default_sidecar_params: DefaultSidecarParams,
+    /// The checkout's defaults: git options, mirrors, a credentials Secret, and what the
+    /// `checkout` container gets (`[kubernetes.default_checkout_params]`).
+    pub default_checkout_params: DefaultCheckoutParams,
     /// How fast Jobs are created.
     pub client: ClientConfig,
     /// When a pod that cannot start is given up on.
@@ -147,6 +153,7 @@ impl Default for KubernetesConfig {
             default_metadata: DefaultMetadata::default(),
             default_command_params: DefaultCommandParams::default(),
             default_sidecar_params: DefaultSidecarParams::default(),
+            default_checkout_params: DefaultCheckoutParams::default(),
             client: ClientConfig::default(),
             fail_fast: FailFastConfig::default(),
         }
@@ -432,6 +439,7 @@ impl Validate for KubernetesConfig {
         workspace::check(self, &mut errors);
         self.agent_config.validate(&mut errors);
         crate::render::agent_config_env_conflicts(self, &mut errors);
+        DefaultCheckoutParams::validate(self, &mut errors);
         check_node_selector("kubernetes.node_selector", &self.node_selector, &mut errors);
         for (class, resources) in &self.resource_classes {
             check_node_selector(

@@ -198,6 +198,31 @@ fn check(job: &Job, want: &Want) -> Option<String> {
         },
         Volume(name) => (!spec.volumes.iter().flatten().any(|v| v.name == *name))
             .then(|| format!("no volume `{name}`")),
+        NoVolume(name) => spec
+            .volumes
+            .iter()
+            .flatten()
+            .any(|v| v.name == *name)
+            .then(|| format!("a volume `{name}`")),
+        SecretVolume(name, secret) => {
+            let volume = spec.volumes.iter().flatten().find(|v| v.name == *name);
+            let got = volume
+                .and_then(|v| v.secret.as_ref())
+                .and_then(|s| s.secret_name.as_deref());
+            (got != Some(secret)).then(|| format!("volume `{name}` is of Secret {got:?}"))
+        }
+        ShellLine(name, line) => match container(name) {
+            None => missing(name),
+            Some(c) => {
+                let shell = c
+                    .command
+                    .as_deref()
+                    .is_some_and(|cmd| cmd == ["/bin/sh", "-c"]);
+                let script = c.args.as_deref().and_then(|args| args.first());
+                (!shell || !script.is_some_and(|s| s.lines().any(|l| l == *line)))
+                    .then(|| format!("`{name}` runs {:?} {:?}", c.command, c.args))
+            }
+        },
         Label(key, value) => {
             let (on_job, on_pod) = both(|m| m.labels.as_ref(), key);
             (on_job.as_deref() != Some(value) || on_pod.as_deref() != Some(value))
@@ -320,9 +345,56 @@ fn what_agent_stack_k8s_refuses_is_refused_with_the_accepted_values() {
              buildkite, vector, legacy",
         ),
         (
-            json!({"checkout": {"gitMirrors": {"path": "/mirrors"}}}),
-            "the kubernetes plugin key `checkout.gitMirrors` is not supported by jobify (jobify \
-             does not mount git mirrors or credential Secrets yet",
+            json!({"checkout": {"gitMirrors": {"volume": {"name": "mirrors"}}}}),
+            "checkout.gitMirrors.volume is not valid: needs exactly one volume source (found: \
+             none)",
+        ),
+        (
+            json!({"checkout": {"gitMirrors": {"path": "mirrors"}}}),
+            "checkout.gitMirrors.path is not valid: `mirrors` is not an absolute path",
+        ),
+        (
+            json!({"checkout": {"gitMirrors": {"lockTimeout": "soon"}}}),
+            "checkout.gitMirrors.lockTimeout is not valid: expected a number of seconds, not \
+             \"soon\"",
+        ),
+        (
+            json!({"checkout": {"gitMirrors": {"lockTimeout": -1}}}),
+            "checkout.gitMirrors.lockTimeout is not valid: -1 is not a number of seconds",
+        ),
+        (
+            json!({"checkout": {"gitMirrors": {"volume": {"name": "workspace", "emptyDir": {}}}}}),
+            "checkout.gitMirrors.volume.name is not valid: `workspace` names a volume the pod \
+             already has",
+        ),
+        (
+            json!({"checkout": {"gitMirrors": {"lock_timeout": 3}}}),
+            "the kubernetes plugin key `checkout.gitMirrors.lock_timeout` is not supported by \
+             jobify (gitMirrors takes path, volume, cloneFlags, lockTimeout and skipUpdate)",
+        ),
+        (
+            json!({"checkout": {"gitMirrors": "/mirrors"}}),
+            "checkout.gitMirrors is not valid: expected an object",
+        ),
+        (
+            json!({"checkout": {"gitCredentialsSecret": {}}}),
+            "checkout.gitCredentialsSecret.secretName is not valid: names no Secret",
+        ),
+        (
+            json!({"checkout": {"gitCredentialsSecret": {"secretName": "creds", "key": "token"}}}),
+            "checkout.gitCredentialsSecret.key is not a field Kubernetes knows",
+        ),
+        (
+            json!({"checkout": {"gitCredentialsSecret": "creds"}}),
+            "checkout.gitCredentialsSecret is not valid: expected an object such as \
+             {secretName: git-credentials}",
+        ),
+        (
+            json!({"checkout": {"gitCredentialsSecret": {"secretName": "creds"}},
+                   "podSpec": {"containers": [{"image": "alpine"}],
+                               "volumes": [{"name": "git-credentials", "emptyDir": {}}]}}),
+            "checkout.gitCredentialsSecret is not valid: adds the volumes git-credentials-ro \
+             and git-credentials, but the pod already has",
         ),
         (
             json!({"checkout": {"noSubmodules": "yes"}}),

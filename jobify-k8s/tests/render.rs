@@ -324,8 +324,8 @@ fn unsupported_plugin_keys_are_refused_by_name() {
             "commandParams.prependScript",
         ),
         (
-            json!({"checkout": {"gitMirrors": {"path": "/mirrors"}}}),
-            "checkout.gitMirrors",
+            json!({"checkout": {"gitMirrors": {"mirrorPath": "/mirrors"}}}),
+            "checkout.gitMirrors.mirrorPath",
         ),
         (json!({"podSpecPatchh": {}}), "podSpecPatchh"),
     ] {

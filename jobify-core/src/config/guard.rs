@@ -38,10 +38,11 @@ pub enum GuardRule {
     /// The pod refers to a Secret outside `allowed_secrets` (a `secret` volume, a projected
     /// secret source, `envFrom[].secretRef`, `env[].valueFrom.secretKeyRef`,
     /// `imagePullSecrets`, `gitEnvFrom`, `commandParams.envFrom`, `sidecarParams.envFrom`,
-    /// `checkout.envFrom`).
+    /// `checkout.envFrom`, `checkout.gitCredentialsSecret`, the `checkout.gitMirrors` volume).
     Secret,
     /// A volume of a type outside `allowed_volume_types` (`persistentVolumeClaim`, `nfs`,
-    /// `csi`...; `hostPath` is the `host_path` check).
+    /// `csi`...; `hostPath` is the `host_path` check), the `checkout.gitMirrors` volume
+    /// included.
     VolumeType,
 }
 

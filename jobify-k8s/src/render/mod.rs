@@ -7,6 +7,8 @@
 //!  config ───────┘                             │     podSpecPatch (patch) ─▶ checks ─▶ Job
 //! ```
 //!
+//! The step's `checkout` is combined with `[kubernetes.default_checkout_params]` (checkout)
+//! before the layout is chosen: git mirrors or credentials need the `checkout` container.
 //! The agent's grace periods (agent_env) are derived after the patches, from the pod's final
 //! `terminationGracePeriodSeconds`.
 //!
@@ -15,6 +17,7 @@
 
 mod agent_config;
 mod agent_env;
+mod checkout;
 mod command;
 mod copy_agent;
 mod error;
@@ -43,6 +46,7 @@ pub use agent_env::{
     AGENT_DEFAULT_REDACTED_VARS, CANCEL_GRACE_PERIOD_ENV, REDACTED_VARS_ENV,
     SIGNAL_GRACE_PERIOD_ENV, grace_periods,
 };
+pub use checkout::{DEFAULT_GIT_MIRRORS_PATH, GIT_CREDENTIALS_VOLUMES, checkout_env_conflicts};
 pub use command::{Interposer, quote_words};
 pub use copy_agent::COPY_AGENT_CONTAINER;
 pub use error::RenderError;
@@ -113,16 +117,22 @@ fn render(
             optional: None,
         }
     };
+    let checkout = checkout::Checkout::new(config, &request.checkout);
     let inputs = pod::Inputs {
         job,
         config,
         request: &request,
+        checkout: &checkout,
         class,
         agent_token: &agent_token,
     };
     let image = step_image(job);
-    let exec_layout =
-        request.pod_spec.is_some() || *template == Template::PodSpec || image.is_some();
+    // A checkout with git mirrors or credentials is set up in the `checkout` container, which
+    // only the Kubernetes-exec layout has (agent-stack-k8s always renders that layout).
+    let exec_layout = request.pod_spec.is_some()
+        || *template == Template::PodSpec
+        || image.is_some()
+        || checkout.needs_container();
     let spec = if exec_layout {
         pod::exec_pod(&inputs)?
     } else {

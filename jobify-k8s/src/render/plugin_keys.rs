@@ -4,9 +4,13 @@
 //! otherwise run with a pod it did not ask for.
 
 use jobify_core::{KubernetesPlugin, PluginConfig, PodMetadata};
-use k8s_openapi::api::core::v1::{Container, EnvFromSource, VolumeMount};
+use k8s_openapi::api::core::v1::{
+    Container, EnvFromSource, SecretVolumeSource, Volume, VolumeMount,
+};
 use serde_json::Value;
 
+use crate::config::{GitMirrors, check_volume};
+use crate::labels::is_dns1123_subdomain;
 use crate::render::RenderError;
 use crate::render::command::Interposer;
 use crate::render::typed::from_json;
@@ -26,6 +30,8 @@ pub const SUPPORTED_KEYS: &[&str] = &[
     "checkout.fetchFlags",
     "checkout.noSubmodules",
     "checkout.submoduleCloneConfig",
+    "checkout.gitMirrors",
+    "checkout.gitCredentialsSecret",
     "checkout.envFrom",
     "checkout.extraVolumeMounts",
     "commandParams.interposer",
@@ -74,11 +80,12 @@ pub(crate) struct CommandParams {
 }
 
 /// The plugin's `checkout`: whether there is a checkout container, the git options the
-/// agent passes to the checkout, and what the checkout container gets.
+/// agent passes to the checkout, and what the checkout container gets. What the step leaves
+/// unset, `[kubernetes.default_checkout_params]` may set (`render::checkout`).
 #[derive(Debug, Default)]
 pub(crate) struct CheckoutParams {
     /// `skip`.
-    pub(crate) skip: bool,
+    pub(crate) skip: Option<bool>,
     /// The agent's git variables the flags set (`cloneFlags` is `BUILDKITE_GIT_CLONE_FLAGS`),
     /// in the order of [`CHECKOUT_ENV`].
     pub(crate) agent_env: Vec<(&'static str, String)>,
@@ -86,6 +93,10 @@ pub(crate) struct CheckoutParams {
     pub(crate) env_from: Vec<EnvFromSource>,
     /// `extraVolumeMounts`, added to the checkout container.
     pub(crate) extra_volume_mounts: Vec<VolumeMount>,
+    /// `gitMirrors`.
+    pub(crate) git_mirrors: Option<GitMirrors>,
+    /// `gitCredentialsSecret`, a `secret` volume source.
+    pub(crate) git_credentials_secret: Option<SecretVolumeSource>,
 }
 
 /// How agent-stack-k8s passes `checkout` options: each is a variable of the agent container,
@@ -349,7 +360,8 @@ fn checkout_params(checkout: Option<&Value>) -> Result<CheckoutParams, RenderErr
     }
     for (key, value) in fields {
         match (key.as_str(), value) {
-            ("skip", Value::Bool(b)) => read.skip = *b,
+            ("skip", Value::Null) => {}
+            ("skip", Value::Bool(b)) => read.skip = Some(*b),
             ("skip", _) => {
                 return Err(RenderError::InvalidField {
                     path: "checkout.skip".to_owned(),
@@ -360,23 +372,145 @@ fn checkout_params(checkout: Option<&Value>) -> Result<CheckoutParams, RenderErr
             ("extraVolumeMounts", _) => {
                 read.extra_volume_mounts = typed_value_list(value, "checkout.extraVolumeMounts")?;
             }
-            (other, _) if CHECKOUT_ENV.iter().any(|(name, ..)| *name == other) => {}
-            (other @ ("gitMirrors" | "gitCredentialsSecret"), _) => {
-                return Err(RenderError::UnsupportedKey {
-                    key: format!("checkout.{other}"),
-                    hint: "jobify does not mount git mirrors or credential Secrets yet; give \
-                           the checkout its credentials with gitEnvFrom or checkout.envFrom",
-                });
+            ("gitMirrors", _) => read.git_mirrors = git_mirrors(value)?,
+            ("gitCredentialsSecret", _) => {
+                read.git_credentials_secret = git_credentials_secret(value)?;
             }
+            (other, _) if CHECKOUT_ENV.iter().any(|(name, ..)| *name == other) => {}
             (other, _) => {
                 return Err(RenderError::UnsupportedKey {
                     key: format!("checkout.{other}"),
                     hint: "checkout takes skip, checkoutFlags, cleanFlags, cloneFlags, \
-                           fetchFlags, noSubmodules, submoduleCloneConfig, envFrom and \
-                           extraVolumeMounts",
+                           fetchFlags, noSubmodules, submoduleCloneConfig, gitMirrors, \
+                           gitCredentialsSecret, envFrom and extraVolumeMounts",
                 });
             }
         }
     }
     Ok(read)
+}
+
+/// `checkout.gitMirrors`: `{path, volume, cloneFlags, lockTimeout, skipUpdate}`, as
+/// agent-stack-k8s reads it; `lockTimeout: 0` sets nothing, as there.
+fn git_mirrors(value: &Value) -> Result<Option<GitMirrors>, RenderError> {
+    const KEY: &str = "checkout.gitMirrors";
+    let fields = match value {
+        Value::Null => return Ok(None),
+        Value::Object(fields) => fields,
+        _ => {
+            return Err(RenderError::InvalidField {
+                path: KEY.to_owned(),
+                message: "expected an object such as {volume: {name: git-mirrors, \
+                          persistentVolumeClaim: {claimName: git-mirrors}}}"
+                    .to_owned(),
+            });
+        }
+    };
+    let invalid = |field: &str, message: String| RenderError::InvalidField {
+        path: format!("{KEY}.{field}"),
+        message,
+    };
+    let text = |field: &str, value: &Value| match value {
+        Value::Null => Ok(None),
+        Value::String(text) => Ok(Some(text.clone())),
+        other => Err(invalid(field, format!("expected a string, not {other}"))),
+    };
+    let mut mirrors = GitMirrors::default();
+    for (field, value) in fields {
+        match field.as_str() {
+            "path" => {
+                mirrors.path = text(field, value)?;
+                if let Some(path) = mirrors.path.as_deref()
+                    && !path.starts_with('/')
+                {
+                    return Err(invalid(
+                        field,
+                        format!("`{path}` is not an absolute path, e.g. /buildkite/git-mirrors"),
+                    ));
+                }
+            }
+            "cloneFlags" => mirrors.clone_flags = text(field, value)?,
+            "lockTimeout" => {
+                mirrors.lock_timeout = match value {
+                    Value::Null => None,
+                    Value::Number(n) => match n.as_u64().map(u32::try_from) {
+                        Some(Ok(0)) => None,
+                        Some(Ok(seconds)) => Some(seconds),
+                        _ => {
+                            return Err(invalid(field, format!("{n} is not a number of seconds")));
+                        }
+                    },
+                    other => {
+                        return Err(invalid(
+                            field,
+                            format!("expected a number of seconds, not {other}"),
+                        ));
+                    }
+                };
+            }
+            "skipUpdate" => {
+                mirrors.skip_update = match value {
+                    Value::Null => None,
+                    Value::Bool(b) => Some(*b),
+                    other => {
+                        return Err(invalid(
+                            field,
+                            format!("expected true or false, not {other}"),
+                        ));
+                    }
+                };
+            }
+            "volume" => {
+                if value.is_null() {
+                    continue;
+                }
+                let path = format!("{KEY}.volume");
+                let volume: Volume = from_json(value, &path)?;
+                let mut problems = Vec::new();
+                check_volume(&path, &volume, &mut problems);
+                if let Some(problem) = problems.into_iter().next() {
+                    return Err(RenderError::InvalidField {
+                        path: problem.key,
+                        message: problem.message,
+                    });
+                }
+                mirrors.volume = Some(volume);
+            }
+            other => {
+                return Err(RenderError::UnsupportedKey {
+                    key: format!("{KEY}.{other}"),
+                    hint: "gitMirrors takes path, volume, cloneFlags, lockTimeout and skipUpdate",
+                });
+            }
+        }
+    }
+    Ok(Some(mirrors))
+}
+
+/// `checkout.gitCredentialsSecret`: a `secret` volume source naming the Secret that holds a
+/// `.git-credentials` file.
+fn git_credentials_secret(value: &Value) -> Result<Option<SecretVolumeSource>, RenderError> {
+    const KEY: &str = "checkout.gitCredentialsSecret";
+    if value.is_null() {
+        return Ok(None);
+    }
+    if !value.is_object() {
+        return Err(RenderError::InvalidField {
+            path: KEY.to_owned(),
+            message: "expected an object such as {secretName: git-credentials}".to_owned(),
+        });
+    }
+    let secret: SecretVolumeSource = from_json(value, KEY)?;
+    match secret.secret_name.as_deref() {
+        Some(name) if is_dns1123_subdomain(name) => Ok(Some(secret)),
+        name => Err(RenderError::InvalidField {
+            path: format!("{KEY}.secretName"),
+            message: match name {
+                None | Some("") => "names no Secret: give the Secret that holds the \
+                                    .git-credentials file"
+                    .to_owned(),
+                Some(name) => format!("`{name}` is not a Secret name"),
+            },
+        }),
+    }
 }

@@ -28,6 +28,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use crate::config::{KubernetesConfig, ResourceClass};
 use crate::render::agent_config::{self, Role};
 use crate::render::agent_env;
+use crate::render::checkout::Checkout;
 use crate::render::copy_agent;
 use crate::render::plugin_keys::PodRequest;
 use crate::render::typed::from_json;
@@ -44,6 +45,8 @@ pub(crate) struct Inputs<'a> {
     pub(crate) job: &'a ScheduledJob,
     pub(crate) config: &'a KubernetesConfig,
     pub(crate) request: &'a PodRequest,
+    /// The step's `checkout` over the controller's defaults.
+    pub(crate) checkout: &'a Checkout,
     pub(crate) class: Option<&'a ResourceClass>,
     /// Where the agent container reads `BUILDKITE_AGENT_TOKEN` from: the shared Secret of
     /// `kubernetes.agent_token_secret`, or the job's own token Secret.
@@ -90,7 +93,7 @@ pub(crate) fn exec_pod(inputs: &Inputs<'_>) -> Result<PodSpec, RenderError> {
         });
     }
     let user_containers = std::mem::take(&mut spec.containers);
-    let checkout = !inputs.request.checkout.skip;
+    let checkout = !inputs.checkout.skip;
     let count = user_containers.len() + usize::from(checkout);
 
     let mut containers = vec![agent_container(inputs, Some(count))];
@@ -113,6 +116,9 @@ pub(crate) fn exec_pod(inputs: &Inputs<'_>) -> Result<PodSpec, RenderError> {
         .get_or_insert_with(Vec::new)
         .push(workspace::volume(inputs.config));
     agent_config::add_volumes(&mut spec, &inputs.config.agent_config);
+    if checkout {
+        inputs.checkout.add_volumes(&mut spec)?;
+    }
     add_extra_mounts(&mut spec, inputs);
     pod_settings(&mut spec, inputs);
     Ok(spec)
@@ -205,8 +211,9 @@ fn agent_container(inputs: &Inputs<'_>, exec_containers: Option<usize>) -> Conta
     env.extend(agent_env::redacted_vars(config));
     env.extend(agent_config::agent_env(&config.agent_config));
     env.extend(config.env.iter().map(|(k, v)| env_var(k, v)));
-    // The step's `checkout` options win over the configuration's `env`, as in agent-stack-k8s.
-    for (name, value) in &inputs.request.checkout.agent_env {
+    // The checkout's options (the step's over the controller's defaults) win over the
+    // configuration's `env`, as in agent-stack-k8s.
+    for (name, value) in &inputs.checkout.agent_env {
         match env.iter_mut().find(|var| var.name == *name) {
             Some(var) => var.value = Some(value.clone()),
             None => env.push(env_var(name, value)),
@@ -231,16 +238,11 @@ fn agent_container(inputs: &Inputs<'_>, exec_containers: Option<usize>) -> Conta
 
 fn checkout_container(inputs: &Inputs<'_>, id: usize) -> Container {
     let config = inputs.config;
-    let params = &inputs.request.checkout;
     let mut container = Container {
         name: CHECKOUT_CONTAINER.to_owned(),
         image: Some(config.agent_image.clone()),
         image_pull_policy: config.image_pull_policy.clone(),
-        command: Some(
-            [copy_agent::AGENT_IN_WORKSPACE, "kubernetes-bootstrap"]
-                .map(str::to_owned)
-                .to_vec(),
-        ),
+        command: Some(checkout_bootstrap()),
         working_dir: Some(WORKSPACE_PATH.to_owned()),
         env: Some(vec![
             env_var("BUILDKITE_CONTAINER_ID", &id.to_string()),
@@ -253,17 +255,28 @@ fn checkout_container(inputs: &Inputs<'_>, id: usize) -> Container {
         volume_mounts: Some(vec![workspace::mount(config)]),
         ..Container::default()
     };
-    add_env_from(&mut container, &params.env_from);
+    add_env_from(&mut container, inputs.checkout.env_from());
     add_env_from(&mut container, &inputs.request.git_env_from);
-    for mount in params
-        .extra_volume_mounts
-        .iter()
-        .cloned()
+    for mount in inputs
+        .checkout
+        .mounts()
+        .into_iter()
         .chain(agent_config::mounts(&config.agent_config, Role::Checkout))
     {
         add_mount(&mut container, mount);
     }
+    inputs
+        .checkout
+        .set_command(&mut container, &checkout_bootstrap());
     container
+}
+
+/// What the `checkout` container runs: the agent's bootstrap from the workspace, without
+/// tini, as in agent-stack-k8s.
+fn checkout_bootstrap() -> Vec<String> {
+    [copy_agent::AGENT_IN_WORKSPACE, "kubernetes-bootstrap"]
+        .map(str::to_owned)
+        .to_vec()
 }
 
 fn command_container(

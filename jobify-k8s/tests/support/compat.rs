@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use jobify_core::{ScheduledJob, Template};
 use jobify_k8s::config::{
-    AgentConfig, DefaultCommandParams, DefaultMetadata, DefaultSidecarParams, KubernetesConfig,
-    ResourceClass,
+    AgentConfig, DefaultCheckoutParams, DefaultCommandParams, DefaultMetadata,
+    DefaultSidecarParams, GitMirrors, KubernetesConfig, ResourceClass,
 };
 use jobify_k8s::render::Interposer;
 use serde_json::{Value, json};
@@ -47,6 +47,12 @@ pub enum Want {
     NoEnv(&'static str, &'static str),
     /// The pod defines this volume.
     Volume(&'static str),
+    /// The pod does not define this volume.
+    NoVolume(&'static str),
+    /// The pod defines this `secret` volume of this Secret.
+    SecretVolume(&'static str, &'static str),
+    /// A container runs `/bin/sh -c` with a script that has this line.
+    ShellLine(&'static str, &'static str),
     /// The pod defines this volume with this source (`emptyDir`, `ephemeral`...).
     VolumeSource(&'static str, &'static str),
     /// A container mounts this path with this `subPathExpr`.
@@ -146,6 +152,7 @@ pub fn rows() -> Vec<Row> {
     rows.extend(resource_class_rows());
     rows.extend(params_rows());
     rows.extend(checkout_rows());
+    rows.extend(git_rows());
     rows.extend(agent_env_rows());
     rows.extend(workspace_rows());
     rows.extend(agent_config_rows());
@@ -663,6 +670,228 @@ fn checkout_rows() -> Vec<Row> {
                 NoMount("container-0", "/git-cache"),
                 NoEnvFrom("agent"),
             ],
+        },
+    ]
+}
+
+/// `checkout.gitCredentialsSecret`, `checkout.gitMirrors` and `default-checkout-params`
+/// (config/checkout_params.go; scheduler.go `Build` and `createCheckoutContainer`).
+fn git_rows() -> Vec<Row> {
+    const HELPER: &str = "git config --global credential.helper 'store --file /buildkite/git-credentials/.git-credentials'";
+    const COPY: &str = "cp /buildkite/git-credentials-ro/.git-credentials /buildkite/git-credentials/.git-credentials";
+    const BOOTSTRAP: &str = "exec /workspace/buildkite-agent kubernetes-bootstrap";
+    let defaults = DefaultCheckoutParams {
+        clone_flags: Some("--depth=1".to_owned()),
+        fetch_flags: Some("--prune".to_owned()),
+        no_submodules: Some(true),
+        git_mirrors: Some(GitMirrors {
+            volume: Some(typed(json!({"name": "default-mirrors", "emptyDir": {}}))),
+            lock_timeout: Some(30),
+            skip_update: Some(true),
+            ..GitMirrors::default()
+        }),
+        git_credentials_secret: Some(typed(json!({"secretName": "my-git-credentials"}))),
+        env_from: typed(json!([{"prefix": "GITHUB_", "secretRef": {"name": "github-secrets"}}])),
+        ..DefaultCheckoutParams::default()
+    };
+    let with_defaults = |defaults: DefaultCheckoutParams| KubernetesConfig {
+        default_checkout_params: defaults,
+        ..config()
+    };
+    vec![
+        Row {
+            name: "git-credentials-secret",
+            source: "scheduler_test.go TestBuildCheckoutParams; scheduler.go createCheckoutContainer",
+            job: plugin(
+                step("make"),
+                json!({"checkout": {"gitCredentialsSecret": {"secretName": "my-git-credentials"}}}),
+            ),
+            config: config(),
+            wants: vec![
+                Containers(&["agent", "checkout", "container-0"]),
+                Script("container-0", "make"),
+                SecretVolume("git-credentials-ro", "my-git-credentials"),
+                VolumeSource("git-credentials", "emptyDir"),
+                MountOf(
+                    "checkout",
+                    "/buildkite/git-credentials-ro",
+                    "git-credentials-ro",
+                ),
+                MountOf("checkout", "/buildkite/git-credentials", "git-credentials"),
+                NoMount("container-0", "/buildkite/git-credentials-ro"),
+                NoMount("agent", "/buildkite/git-credentials"),
+                ShellLine("checkout", COPY),
+                ShellLine("checkout", HELPER),
+                ShellLine("checkout", BOOTSTRAP),
+            ],
+        },
+        Row {
+            name: "git-mirrors",
+            source: "config/checkout_params.go GitMirrorsParams: agent variables, checkout mount",
+            job: plugin(
+                step("make"),
+                json!({"checkout": {"gitMirrors": {
+                    "volume": {"name": "git-mirrors",
+                               "persistentVolumeClaim": {"claimName": "git-mirrors"}},
+                    "cloneFlags": "--dissociate", "lockTimeout": 60, "skipUpdate": false}}}),
+            ),
+            config: config(),
+            wants: vec![
+                Containers(&["agent", "checkout", "container-0"]),
+                VolumeSource("git-mirrors", "persistentVolumeClaim"),
+                MountOf("checkout", "/buildkite/git-mirrors", "git-mirrors"),
+                NoMount("container-0", "/buildkite/git-mirrors"),
+                NoMount("agent", "/buildkite/git-mirrors"),
+                Env(
+                    "agent",
+                    "BUILDKITE_GIT_MIRRORS_PATH",
+                    "/buildkite/git-mirrors",
+                ),
+                Env("agent", "BUILDKITE_GIT_CLONE_MIRROR_FLAGS", "--dissociate"),
+                Env("agent", "BUILDKITE_GIT_MIRRORS_LOCK_TIMEOUT", "60"),
+                Env("agent", "BUILDKITE_GIT_MIRRORS_SKIP_UPDATE", "false"),
+                NoEnv("checkout", "BUILDKITE_GIT_MIRRORS_PATH"),
+                NoVolume("git-credentials-ro"),
+            ],
+        },
+        Row {
+            name: "git-mirrors-path",
+            source: "fixtures/extra-volume-mounts.yaml (gitMirrors.path, mounted by extraVolumeMounts)",
+            job: with_volumes(
+                step("ignored"),
+                json!({"checkout": {"gitMirrors": {"path": "/tmp/buildkite-git-mirrors"}},
+                       "extraVolumeMounts": [{"name": "host-volume",
+                           "mountPath": "/tmp/buildkite-git-mirrors",
+                           "subPath": "buildkite-git-mirrors"}]}),
+            ),
+            config: config(),
+            wants: vec![
+                Env(
+                    "agent",
+                    "BUILDKITE_GIT_MIRRORS_PATH",
+                    "/tmp/buildkite-git-mirrors",
+                ),
+                NoEnv("agent", "BUILDKITE_GIT_MIRRORS_LOCK_TIMEOUT"),
+                MountOf("checkout", "/tmp/buildkite-git-mirrors", "host-volume"),
+                MountOf("container-0", "/tmp/buildkite-git-mirrors", "host-volume"),
+            ],
+        },
+        Row {
+            name: "git-mirrors-agent-pod",
+            source: "gitMirrors without a volume: agent variables only (jobify's agent pod)",
+            job: plugin(
+                step("make"),
+                json!({"checkout": {"gitMirrors": {"path": "/var/lib/git-mirrors",
+                                                   "skipUpdate": true}}}),
+            ),
+            config: config(),
+            wants: vec![
+                Containers(&["agent"]),
+                Env(
+                    "agent",
+                    "BUILDKITE_GIT_MIRRORS_PATH",
+                    "/var/lib/git-mirrors",
+                ),
+                Env("agent", "BUILDKITE_GIT_MIRRORS_SKIP_UPDATE", "true"),
+                NoMount("agent", "/var/lib/git-mirrors"),
+            ],
+        },
+        Row {
+            name: "default-checkout-params",
+            source: "examples/config.yaml default-checkout-params; TestBuildDefaultCheckoutParams",
+            job: step("make"),
+            config: with_defaults(defaults.clone()),
+            wants: vec![
+                Containers(&["agent", "checkout", "container-0"]),
+                Env("agent", "BUILDKITE_GIT_CLONE_FLAGS", "--depth=1"),
+                Env("agent", "BUILDKITE_GIT_FETCH_FLAGS", "--prune"),
+                Env("agent", "BUILDKITE_NO_GIT_SUBMODULES", "true"),
+                Env(
+                    "agent",
+                    "BUILDKITE_GIT_MIRRORS_PATH",
+                    "/buildkite/git-mirrors",
+                ),
+                Env("agent", "BUILDKITE_GIT_MIRRORS_LOCK_TIMEOUT", "30"),
+                Env("agent", "BUILDKITE_GIT_MIRRORS_SKIP_UPDATE", "true"),
+                MountOf("checkout", "/buildkite/git-mirrors", "default-mirrors"),
+                SecretVolume("git-credentials-ro", "my-git-credentials"),
+                MountOf(
+                    "checkout",
+                    "/buildkite/git-credentials-ro",
+                    "git-credentials-ro",
+                ),
+                ShellLine("checkout", HELPER),
+                EnvFromSecret("checkout", "github-secrets"),
+                NoEnvFrom("container-0"),
+                NoEnvFrom("agent"),
+            ],
+        },
+        Row {
+            name: "checkout-step-over-default",
+            source: "scheduler.go: default-checkout-params, then the plugin's checkout",
+            job: with_volumes(
+                step("ignored"),
+                json!({"checkout": {
+                    "cloneFlags": "--depth=50",
+                    "gitCredentialsSecret": {"secretName": "step-git-credentials"},
+                    "gitMirrors": {"volume": {"name": "step-mirrors", "emptyDir": {}},
+                                   "lockTimeout": 10},
+                    "envFrom": [{"secretRef": {"name": "step-env"}}],
+                    "extraVolumeMounts": [{"name": "host-volume", "mountPath": "/cache"}]}}),
+            ),
+            config: with_defaults(DefaultCheckoutParams {
+                git_mirrors: Some(GitMirrors {
+                    path: Some("/mirrors".to_owned()),
+                    ..defaults.git_mirrors.clone().expect("mirrors")
+                }),
+                env_from: typed(json!([{"configMapRef": {"name": "checkout-defaults"}}])),
+                extra_volume_mounts: typed(json!([{"name": "cache", "mountPath": "/cache"}])),
+                ..defaults.clone()
+            }),
+            wants: vec![
+                Env("agent", "BUILDKITE_GIT_CLONE_FLAGS", "--depth=50"),
+                Env("agent", "BUILDKITE_GIT_FETCH_FLAGS", "--prune"),
+                Env(
+                    "agent",
+                    "BUILDKITE_GIT_MIRRORS_PATH",
+                    "/buildkite/git-mirrors",
+                ),
+                Env("agent", "BUILDKITE_GIT_MIRRORS_LOCK_TIMEOUT", "10"),
+                Env("agent", "BUILDKITE_GIT_MIRRORS_SKIP_UPDATE", "true"),
+                Volume("step-mirrors"),
+                NoVolume("default-mirrors"),
+                MountOf("checkout", "/buildkite/git-mirrors", "step-mirrors"),
+                NoMount("checkout", "/mirrors"),
+                SecretVolume("git-credentials-ro", "step-git-credentials"),
+                EnvFromConfigMap("checkout", "checkout-defaults"),
+                EnvFromSecret("checkout", "step-env"),
+                MountOf("checkout", "/cache", "host-volume"),
+            ],
+        },
+        Row {
+            name: "checkout-skip-default",
+            source: "scheduler.go Build: default-checkout-params.skip, the plugin's wins",
+            job: with_volumes(step("ignored"), json!({})),
+            config: with_defaults(DefaultCheckoutParams {
+                skip: Some(true),
+                ..defaults.clone()
+            }),
+            wants: vec![
+                Containers(&["agent", "container-0"]),
+                NoVolume("git-credentials-ro"),
+                NoVolume("default-mirrors"),
+                Env("agent", "BUILDKITE_GIT_CLONE_FLAGS", "--depth=1"),
+            ],
+        },
+        Row {
+            name: "checkout-skip-step-over-default",
+            source: "scheduler.go Build: the plugin's checkout.skip over the default's",
+            job: with_volumes(step("ignored"), json!({"checkout": {"skip": false}})),
+            config: with_defaults(DefaultCheckoutParams {
+                skip: Some(true),
+                ..DefaultCheckoutParams::default()
+            }),
+            wants: vec![Containers(&["agent", "checkout", "container-0"])],
         },
     ]
 }
