@@ -251,19 +251,19 @@ fn check(job: &Job, want: &Want) -> Option<String> {
         RunsLine(name, line) => match container(name) {
             None => missing(name),
             Some(c) => {
-                let script = c.args.as_ref().and_then(|a| a.last());
-                (!script.is_some_and(|s| s.lines().any(|l| l == *line)))
-                    .then(|| format!("`{name}` runs {:?} {script:?}", c.command))
+                let args = c.args.iter().flatten();
+                (!args.clone().any(|s| s.lines().any(|l| l.trim() == *line)))
+                    .then(|| format!("`{name}` runs {:?} {:?}", c.command, c.args))
             }
         },
         NoLineWith(name, text) => match container(name) {
             None => missing(name),
-            Some(c) => {
-                let script = c.args.as_ref().and_then(|a| a.last());
-                script
-                    .is_some_and(|s| s.contains(*text))
-                    .then(|| format!("`{name}` runs {script:?}"))
-            }
+            Some(c) => c
+                .args
+                .iter()
+                .flatten()
+                .any(|s| s.contains(*text))
+                .then(|| format!("`{name}` runs {:?}", c.args)),
         },
         RunsAs(name, user) => match container(name) {
             None => missing(name),
@@ -297,6 +297,41 @@ fn check(job: &Job, want: &Want) -> Option<String> {
     }
 }
 
+/// Every shell script jobify gives a container (`/bin/sh -c` or `-ec`, its own or a nested
+/// one it hands to `su`) parses: `sh -n` reads it without running it.
+fn shell_syntax_problems(job: &Job, checked: &mut usize) -> Vec<String> {
+    let spec = pod(job);
+    let mut problems = Vec::new();
+    for c in spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+    {
+        let command: Vec<&str> = c.command.iter().flatten().map(String::as_str).collect();
+        if !matches!(command.as_slice(), ["/bin/sh", "-c" | "-ec"]) {
+            continue;
+        }
+        let args = c.args.as_deref().unwrap_or_default();
+        // The script, and the one it runs as another user (`jobify-checkout` is its `$0`).
+        let scripts = args.first().into_iter().chain(args.get(2));
+        for script in scripts {
+            *checked += 1;
+            let out = std::process::Command::new("/bin/sh")
+                .args(["-n", "-c", script])
+                .output()
+                .expect("run /bin/sh");
+            if !out.status.success() {
+                problems.push(format!(
+                    "`{}` runs a script /bin/sh cannot read ({}): {script}",
+                    c.name,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ));
+            }
+        }
+    }
+    problems
+}
+
 #[test]
 fn pipelines_written_for_agent_stack_k8s_render_as_there() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/manifests");
@@ -304,6 +339,7 @@ fn pipelines_written_for_agent_stack_k8s_render_as_there() {
     let mut failures = Vec::new();
     let rows = rows();
     let mut names = std::collections::BTreeSet::new();
+    let mut scripts = 0;
     for row in &rows {
         assert!(names.insert(row.name), "two rows named {}", row.name);
         let rendered = match render_job(&row.job, &template(&row.job), &row.config, "compat") {
@@ -324,6 +360,9 @@ fn pipelines_written_for_agent_stack_k8s_render_as_there() {
                 ));
             }
         }
+        for problem in shell_syntax_problems(&rendered, &mut scripts) {
+            failures.push(format!("{} ({}): {problem}", row.name, row.source));
+        }
         let mut value = serde_json::to_value(&rendered).expect("json");
         if let Some(object) = value.as_object_mut() {
             object.remove("status");
@@ -332,6 +371,7 @@ fn pipelines_written_for_agent_stack_k8s_render_as_there() {
         std::fs::write(format!("{dir}/compat-{}.yaml", row.name), yaml).expect("write manifest");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(scripts > rows.len(), "only {scripts} shell scripts checked");
 }
 
 /// Settings agent-stack-k8s refuses, and how jobify says so.

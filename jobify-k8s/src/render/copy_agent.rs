@@ -6,7 +6,7 @@
 //! unless `kubernetes.tini` is off) from the agent image into the workspace, and, when the
 //! pod runs as a non-root user, runs as root to give that user the workspace.
 
-use k8s_openapi::api::core::v1::{Container, PodSpec, SecurityContext};
+use k8s_openapi::api::core::v1::Container;
 
 use crate::config::KubernetesConfig;
 use crate::render::workspace;
@@ -29,7 +29,7 @@ pub(crate) fn sockets_path(container: &str) -> String {
     format!("/workspace/sockets/{container}")
 }
 
-/// The `copy-agent` container, before the pod's user is known (see [`own_workspace`]).
+/// The `copy-agent` container, before the pod's user is known (see `pod_user`).
 pub(crate) fn container(config: &KubernetesConfig) -> Container {
     Container {
         name: COPY_AGENT_CONTAINER.to_owned(),
@@ -76,63 +76,9 @@ pub(crate) fn bootstrap(config: &KubernetesConfig) -> (Vec<String>, Option<Vec<S
     }
 }
 
-/// Gives the pod's user the workspace, from the pod's final `securityContext` (after every
-/// patch): when it sets a `runAsUser` other than 0, `copy-agent` runs as root and ends with
-/// `chown -R <user>[:<group>] /workspace`, as agent-stack-k8s' does, so that a non-root
-/// checkout and command can write there. A `copy-agent` a patch gave a `securityContext` of
-/// its own is left as it is: only root may give files away.
-pub(crate) fn own_workspace(spec: &mut PodSpec) {
-    let security = spec.security_context.as_ref();
-    let user = security.and_then(|s| s.run_as_user).unwrap_or(0);
-    let group = security.and_then(|s| s.run_as_group).unwrap_or(0);
-    if user == 0 {
-        return;
-    }
-    let Some(copy_agent) = spec
-        .init_containers
-        .iter_mut()
-        .flatten()
-        .find(|c| c.name == COPY_AGENT_CONTAINER && c.security_context.is_none())
-    else {
-        return;
-    };
-    let owner = if group == 0 {
-        user.to_string()
-    } else {
-        format!("{user}:{group}")
-    };
-    if let Some(script) = copy_agent.args.as_mut().and_then(|args| args.last_mut()) {
-        script.push_str(&format!("\nchown -R {owner} {}", workspace::WORKSPACE_PATH));
-    }
-    copy_agent.security_context = Some(SecurityContext {
-        run_as_user: Some(0),
-        run_as_group: Some(0),
-        run_as_non_root: Some(false),
-        ..SecurityContext::default()
-    });
-}
-
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::PodSecurityContext;
-
     use super::*;
-
-    fn pod(user: Option<i64>, group: Option<i64>) -> PodSpec {
-        PodSpec {
-            security_context: Some(PodSecurityContext {
-                run_as_user: user,
-                run_as_group: group,
-                ..PodSecurityContext::default()
-            }),
-            init_containers: Some(vec![container(&KubernetesConfig::default())]),
-            ..PodSpec::default()
-        }
-    }
-
-    fn copy_agent(spec: &PodSpec) -> &Container {
-        &spec.init_containers.as_ref().expect("init")[0]
-    }
 
     #[test]
     fn the_workspace_is_prepared_for_any_user_and_tini_is_copied() {
@@ -176,46 +122,5 @@ mod tests {
                 None
             )
         );
-    }
-
-    #[test]
-    fn a_non_root_pod_gets_its_workspace_from_a_root_copy_agent() {
-        let mut spec = pod(Some(1000), Some(2000));
-        own_workspace(&mut spec);
-        let c = copy_agent(&spec);
-        let script = c.args.as_ref().expect("args").last().expect("script");
-        assert!(
-            script.ends_with("\nchown -R 1000:2000 /workspace"),
-            "{script}"
-        );
-        let security = c.security_context.as_ref().expect("securityContext");
-        assert_eq!(security.run_as_user, Some(0));
-        assert_eq!(security.run_as_non_root, Some(false));
-
-        let mut user_only = pod(Some(1000), None);
-        own_workspace(&mut user_only);
-        let script = copy_agent(&user_only).args.as_ref().expect("args")[0].clone();
-        assert!(script.ends_with("\nchown -R 1000 /workspace"), "{script}");
-    }
-
-    #[test]
-    fn a_root_pod_and_a_patched_copy_agent_are_left_as_they_are() {
-        for (user, group) in [(None, None), (Some(0), Some(1000)), (None, Some(1000))] {
-            let mut spec = pod(user, group);
-            own_workspace(&mut spec);
-            let c = copy_agent(&spec);
-            assert_eq!(c.security_context, None, "{user:?}:{group:?}");
-            assert!(!c.args.as_ref().expect("args")[0].contains("chown"));
-        }
-        let mut patched = pod(Some(1000), None);
-        let own = SecurityContext {
-            run_as_user: Some(1000),
-            ..SecurityContext::default()
-        };
-        patched.init_containers.as_mut().expect("init")[0].security_context = Some(own.clone());
-        own_workspace(&mut patched);
-        let c = copy_agent(&patched);
-        assert_eq!(c.security_context, Some(own));
-        assert!(!c.args.as_ref().expect("args")[0].contains("chown"));
     }
 }

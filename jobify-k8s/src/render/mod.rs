@@ -24,6 +24,7 @@ mod error;
 mod patch;
 mod plugin_keys;
 mod pod;
+mod pod_user;
 mod token;
 mod typed;
 mod workspace;
@@ -52,6 +53,7 @@ pub use copy_agent::COPY_AGENT_CONTAINER;
 pub use error::RenderError;
 pub use plugin_keys::SUPPORTED_KEYS;
 pub use pod::{AGENT_CONTAINER, CHECKOUT_CONTAINER, SIDECAR_RESTART_POLICY, is_native_sidecar};
+pub use pod_user::CHECKOUT_USER;
 pub use workspace::{WORKSPACE_PATH, WORKSPACE_VOLUME, sub_path_expr_problem};
 
 pub use token::{
@@ -143,7 +145,7 @@ fn render(
     // patched grace there leaves the agent timed for the unpatched one.
     agent_env::add_grace_periods(&mut spec);
     // From the user the pod ends up with, for the same reason (agent-stack-k8s issue #326).
-    copy_agent::own_workspace(&mut spec);
+    pod_user::apply(&mut spec);
     check_pod(&spec, patched, job.id)?;
     if own_token {
         let after = if patched { " after podSpecPatch" } else { "" };

@@ -65,9 +65,9 @@ pub enum Want {
     Limit(&'static str, &'static str, &'static str),
     /// A container's PID 1 is (`true`) or is not (`false`) `/workspace/tini-static`.
     UnderTini(&'static str, bool),
-    /// The script a container runs (its last argument) has this line.
+    /// A script a container runs (one of its arguments) has this line (trimmed).
     RunsLine(&'static str, &'static str),
-    /// The script a container runs has no line with this text.
+    /// No script a container runs has this text.
     NoLineWith(&'static str, &'static str),
     /// A container runs as this user (its own `runAsUser`, else the pod's; `None`: unset).
     RunsAs(&'static str, Option<i64>),
@@ -1423,6 +1423,24 @@ fn workspace_setup_rows() -> Vec<Row> {
                 RunsAs("copy-agent", Some(0)),
                 RunsAs("container-0", Some(1000)),
                 RunsAs("agent", Some(1000)),
+                RunsAs("checkout", Some(0)),
+                RunsLine(
+                    "checkout",
+                    "addgroup -g 1000 buildkite-agent 2>/dev/null || true",
+                ),
+                RunsLine(
+                    "checkout",
+                    "adduser -D -u 1000 -G buildkite-agent -h /workspace buildkite-agent",
+                ),
+                RunsLine(
+                    "checkout",
+                    "useradd -M -u 1000 -g buildkite-agent -d /workspace -s /bin/sh buildkite-agent",
+                ),
+                RunsLine("checkout", "exec su buildkite-agent -c \"$1\""),
+                RunsLine(
+                    "checkout",
+                    "exec /workspace/buildkite-agent kubernetes-bootstrap",
+                ),
             ],
         },
         Row {
@@ -1433,6 +1451,11 @@ fn workspace_setup_rows() -> Vec<Row> {
             wants: vec![
                 RunsLine("copy-agent", "chown -R 1000 /workspace"),
                 RunsAs("copy-agent", Some(0)),
+                RunsLine(
+                    "checkout",
+                    "adduser -D -u 1000 -G root -h /workspace buildkite-agent",
+                ),
+                NoLineWith("checkout", "addgroup"),
             ],
         },
         Row {
@@ -1470,6 +1493,31 @@ fn workspace_setup_rows() -> Vec<Row> {
             ],
         },
         Row {
+            name: "non-root-git-credentials",
+            source: "scheduler.go createCheckoutContainer: su buildkite-agent -c with the git \
+                     configuration, then the bootstrap",
+            job: plugin(
+                step("make"),
+                json!({"podSpec": {"securityContext": {"runAsUser": 1000, "runAsGroup": 1000},
+                    "containers": [{"image": "alpine:latest", "command": ["make"]}]},
+                    "checkout": {"gitCredentialsSecret": {"secretName": "my-git-credentials"}}}),
+            ),
+            config: config(),
+            wants: vec![
+                RunsAs("checkout", Some(0)),
+                RunsLine("checkout", "exec su buildkite-agent -c \"$1\""),
+                RunsLine(
+                    "checkout",
+                    "git config --global credential.helper 'store --file \
+                     /buildkite/git-credentials/.git-credentials'",
+                ),
+                RunsLine(
+                    "checkout",
+                    "exec /workspace/buildkite-agent kubernetes-bootstrap",
+                ),
+            ],
+        },
+        Row {
             name: "root-group-only",
             source: "scheduler.go: a non-root group with the root user needs nothing",
             job: job(Some(json!({"runAsGroup": 1000})), None),
@@ -1477,6 +1525,8 @@ fn workspace_setup_rows() -> Vec<Row> {
             wants: vec![
                 NoLineWith("copy-agent", "chown"),
                 RunsAs("copy-agent", None),
+                RunsAs("checkout", None),
+                NoLineWith("checkout", "adduser"),
             ],
         },
     ]
