@@ -268,6 +268,27 @@ fn a_bad_agent_config_value_is_located() {
 }
 
 #[test]
+fn a_relative_additional_hooks_path_is_located() {
+    let (code, _, stderr) = check(
+        "organization = \"acme\"\n\
+         [[kubernetes.agent_config.additional_hooks]]\n\
+         path = \"/buildkite/org-hooks\"\n\
+         volume = { name = \"org-hooks\", configMap = { name = \"org-hooks\" } }\n\
+         [[kubernetes.agent_config.additional_hooks]]\n\
+         path = \"more-hooks\"\n\
+         volume = { name = \"more-hooks\", emptyDir = {} }\n",
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(
+            ":6:8: kubernetes.agent_config.additional_hooks[1].path: `more-hooks` is not an \
+             absolute path"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn bad_default_checkout_params_are_located() {
     let (code, _, stderr) = check(
         "organization = \"acme\"\n\

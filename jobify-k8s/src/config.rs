@@ -21,8 +21,8 @@ mod defaults;
 mod redaction;
 mod workspace;
 
-pub use agent_config::AgentConfig;
 pub(crate) use agent_config::check_volume;
+pub use agent_config::{AdditionalHooks, AgentConfig};
 pub use checkout::{DefaultCheckoutParams, GitMirrors};
 pub use defaults::{DefaultCommandParams, DefaultMetadata, DefaultSidecarParams, SAFE_TO_EVICT};
 

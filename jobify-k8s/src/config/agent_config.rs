@@ -1,7 +1,8 @@
 //! `[kubernetes.agent_config]`: the hooks, plugins and pipeline-signing volumes of
 //! agent-stack-k8s' `agent-config` (`hooks-path` + `hooksVolume`, `plugins-path` +
 //! `pluginsVolume`, `signing-jwks-file`/`-key-id` + `signingJWKSVolume`,
-//! `verification-jwks-file` + `verificationJWKSVolume`, `verification-failure-behavior`).
+//! `verification-jwks-file` + `verificationJWKSVolume`, `verification-failure-behavior`,
+//! `additional-hooks-paths` and `additional-hooks`).
 //! What each container mounts and which variables the agent gets is in
 //! `render::agent_config`.
 
@@ -27,6 +28,14 @@ pub struct AgentConfig {
     /// checkout and command containers.
     #[serde(deserialize_with = "crate::render::strict_k8s")]
     pub hooks_volume: Option<Volume>,
+    /// More hooks directories the agent runs hooks from after `hooks_path`'s
+    /// (`BUILDKITE_ADDITIONAL_HOOKS_PATHS`), e.g. directories an image or a volume below
+    /// provides.
+    pub additional_hooks_paths: Vec<String>,
+    /// More hooks volumes, each mounted at its `path` in the agent, checkout and command
+    /// containers; their paths follow `additional_hooks_paths` in
+    /// `BUILDKITE_ADDITIONAL_HOOKS_PATHS`.
+    pub additional_hooks: Vec<AdditionalHooks>,
     /// The agent's plugins directory (`BUILDKITE_PLUGINS_PATH`); where `plugins_volume` is
     /// mounted, `/workspace/plugins` when only the volume is given.
     pub plugins_path: Option<String>,
@@ -56,9 +65,24 @@ pub struct AgentConfig {
     pub verification_failure_behavior: Option<String>,
 }
 
+/// One `[[kubernetes.agent_config.additional_hooks]]` entry: a volume of hooks and where it
+/// is mounted (agent-stack-k8s' `additional-hooks`).
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table with path and volume, e.g. { path = \"/buildkite/org-hooks\", volume = { name = \"org-hooks\", configMap = { name = \"org-hooks\" } } }"
+)]
+pub struct AdditionalHooks {
+    /// Where the volume is mounted, and the hooks directory the agent is told about.
+    pub path: String,
+    /// The volume of hooks (e.g. a ConfigMap with `defaultMode = 493`, so they run).
+    #[serde(deserialize_with = "crate::render::strict_k8s")]
+    pub volume: Volume,
+}
+
 impl AgentConfig {
     /// The volumes the pod gets, with their keys under `kubernetes.agent_config`.
-    pub fn volumes(&self) -> impl Iterator<Item = (&'static str, &Volume)> {
+    pub fn volumes(&self) -> impl Iterator<Item = (String, &Volume)> {
         [
             ("hooks_volume", self.hooks_volume.as_ref()),
             ("plugins_volume", self.plugins_volume.as_ref()),
@@ -69,16 +93,46 @@ impl AgentConfig {
             ),
         ]
         .into_iter()
-        .filter_map(|(key, volume)| volume.map(|v| (key, v)))
+        .filter_map(|(key, volume)| volume.map(|v| (key.to_owned(), v)))
+        .chain(
+            self.additional_hooks
+                .iter()
+                .enumerate()
+                .map(|(index, hooks)| (format!("additional_hooks[{index}].volume"), &hooks.volume)),
+        )
+    }
+
+    /// Every additional hooks directory, `additional_hooks_paths` then the volumes' paths.
+    pub fn additional_hooks_paths(&self) -> impl Iterator<Item = &str> {
+        self.additional_hooks_paths
+            .iter()
+            .map(String::as_str)
+            .chain(self.additional_hooks.iter().map(|h| h.path.as_str()))
     }
 
     /// Checks paths, the failure behaviour and the volumes; every problem found.
     pub(crate) fn validate(&self, errors: &mut Vec<ConfigProblem>) {
         const KEY: &str = "kubernetes.agent_config";
+        let additional = self
+            .additional_hooks_paths
+            .iter()
+            .enumerate()
+            .map(|(index, path)| (format!("additional_hooks_paths[{index}]"), Some(path)))
+            .chain(
+                self.additional_hooks
+                    .iter()
+                    .enumerate()
+                    .map(|(index, hooks)| {
+                        (format!("additional_hooks[{index}].path"), Some(&hooks.path))
+                    }),
+            );
         for (key, path) in [
-            ("hooks_path", &self.hooks_path),
-            ("plugins_path", &self.plugins_path),
-        ] {
+            ("hooks_path".to_owned(), self.hooks_path.as_ref()),
+            ("plugins_path".to_owned(), self.plugins_path.as_ref()),
+        ]
+        .into_iter()
+        .chain(additional)
+        {
             if let Some(path) = path
                 && !path.starts_with('/')
             {
@@ -214,6 +268,35 @@ mod tests {
             ],
             "{errors:?}"
         );
+    }
+
+    #[test]
+    fn additional_hooks_need_absolute_paths_and_a_volume_each() {
+        let errors = problems(
+            "additional_hooks_paths = [\"/opt/hooks\", \"relative\"]\n\
+             [[additional_hooks]]\n\
+             path = \"org-hooks\"\n\
+             volume = { name = \"hooks\", configMap = { name = \"org-hooks\" } }\n\
+             [[additional_hooks]]\n\
+             path = \"/more\"\n\
+             volume = { name = \"hooks\", emptyDir = {} }\n",
+        );
+        let keys: Vec<&str> = errors
+            .iter()
+            .map(|e| e.split(':').next().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "kubernetes.agent_config.additional_hooks_paths[1]",
+                "kubernetes.agent_config.additional_hooks[0].path",
+                "kubernetes.agent_config.additional_hooks[1].volume.name",
+            ],
+            "{errors:?}"
+        );
+        let missing = toml::from_str::<AgentConfig>("[[additional_hooks]]\npath = \"/h\"\n")
+            .expect_err("no volume");
+        assert!(missing.to_string().contains("volume"), "{missing}");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! (`internal/controller/config/agent_config.go`): every configured volume in the pod; the
 //! hooks and plugins volumes mounted in the agent, checkout and command containers, the
 //! signing keys in the agent and command containers (they run `pipeline upload`), the
-//! verification keys in the agent only; the agent told where each is.
+//! verification keys in the agent only, additional hooks volumes in the agent, checkout and
+//! command containers; the agent told where each is.
 
 use jobify_core::config::ConfigProblem;
 use k8s_openapi::api::core::v1::{EnvVar, PodSpec, Volume, VolumeMount};
@@ -49,6 +50,9 @@ pub(crate) fn mounts(config: &AgentConfig, role: Role) -> Vec<VolumeMount> {
     if let Some(volume) = &config.hooks_volume {
         mount(volume, hooks_path(config).to_owned());
     }
+    for hooks in &config.additional_hooks {
+        mount(&hooks.volume, hooks.path.clone());
+    }
     if let Some(volume) = &config.plugins_volume {
         mount(volume, plugins_path(config).to_owned());
     }
@@ -81,6 +85,11 @@ pub(crate) fn agent_env(config: &AgentConfig) -> Vec<EnvVar> {
     set(
         "BUILDKITE_HOOKS_PATH",
         given(&config.hooks_path, &config.hooks_volume).then(|| hooks_path(config).to_owned()),
+    );
+    let additional: Vec<&str> = config.additional_hooks_paths().collect();
+    set(
+        "BUILDKITE_ADDITIONAL_HOOKS_PATHS",
+        (!additional.is_empty()).then(|| additional.join(",")),
     );
     set(
         "BUILDKITE_PLUGINS_PATH",

@@ -1221,7 +1221,37 @@ fn agent_config_rows() -> Vec<Row> {
         agent_config,
         ..config()
     };
+    let additional = AgentConfig {
+        additional_hooks_paths: vec!["/opt/image-hooks".to_owned()],
+        additional_hooks: vec![jobify_k8s::config::AdditionalHooks {
+            path: "/buildkite/org-hooks".to_owned(),
+            volume: typed(
+                json!({"name": "org-hooks", "configMap": {"name": "org-hooks", "defaultMode": 493}}),
+            ),
+        }],
+        ..AgentConfig::default()
+    };
     vec![
+        Row {
+            name: "agent-config-additional-hooks",
+            source: "config/agent_config.go additional-hooks-paths, additional-hooks: mounted \
+                     in agent, checkout, command; their paths after the listed ones",
+            job: exec_step(),
+            config: with(additional),
+            wants: vec![
+                Volume("org-hooks"),
+                MountOf("agent", "/buildkite/org-hooks", "org-hooks"),
+                MountOf("checkout", "/buildkite/org-hooks", "org-hooks"),
+                MountOf("container-0", "/buildkite/org-hooks", "org-hooks"),
+                NoMount("sidecar-0", "/buildkite/org-hooks"),
+                Env(
+                    "agent",
+                    "BUILDKITE_ADDITIONAL_HOOKS_PATHS",
+                    "/opt/image-hooks,/buildkite/org-hooks",
+                ),
+                NoEnv("agent", "BUILDKITE_HOOKS_PATH"),
+            ],
+        },
         Row {
             name: "agent-config-volumes",
             source: "config/agent_config.go: hooks and plugins in agent, checkout, command; \
