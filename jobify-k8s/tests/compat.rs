@@ -283,6 +283,10 @@ fn check(job: &Job, want: &Want) -> Option<String> {
             let got = list.and_then(|l| l.get(*resource)).map(|q| q.0.as_str());
             (got != Some(quantity)).then(|| format!("the pod's {kind} of {resource} is {got:?}"))
         }
+        ActiveDeadline(seconds) => {
+            let got = job.spec.as_ref().and_then(|s| s.active_deadline_seconds);
+            (got != Some(*seconds)).then(|| format!("activeDeadlineSeconds is {got:?}"))
+        }
         NodeSelector(key, value) => {
             let got = spec.node_selector.as_ref().and_then(|s| s.get(*key));
             (got.map(String::as_str) != Some(value))

@@ -76,6 +76,8 @@ pub enum Want {
     PodResource(&'static str, &'static str, &'static str),
     /// The pod's `nodeSelector` has this label.
     NodeSelector(&'static str, &'static str),
+    /// The Job's `activeDeadlineSeconds`.
+    ActiveDeadline(i64),
 }
 
 use Want::*;
@@ -157,6 +159,7 @@ pub fn rows() -> Vec<Row> {
     rows.extend(workspace_rows());
     rows.extend(agent_config_rows());
     rows.extend(workspace_setup_rows());
+    rows.extend(controller_rows());
     rows
 }
 
@@ -1557,6 +1560,51 @@ fn workspace_setup_rows() -> Vec<Row> {
                 RunsAs("copy-agent", None),
                 RunsAs("checkout", None),
                 NoLineWith("checkout", "adduser"),
+            ],
+        },
+    ]
+}
+
+/// Controller-level settings and the Job around the pod (scheduler.go `Build`).
+fn controller_rows() -> Vec<Row> {
+    vec![
+        Row {
+            name: "job-active-deadline-seconds",
+            source: "plugin jobActiveDeadlineSeconds (scheduler.go: the Job's activeDeadlineSeconds)",
+            job: plugin(step("make"), json!({"jobActiveDeadlineSeconds": 600})),
+            config: config(),
+            wants: vec![ActiveDeadline(600)],
+        },
+        Row {
+            name: "pod-spec-patch-controller",
+            source: "pod-spec-patch (a strategic merge over every pod, before the step's)",
+            job: plugin(
+                step("make"),
+                json!({"podSpec": {"containers": [{"image": "alpine:latest", "command": ["make"]}]},
+                       "podSpecPatch": {"containers": [{"name": "container-0",
+                           "env": [{"name": "LEVEL", "value": "step"}]}]}}),
+            ),
+            config: KubernetesConfig {
+                pod_spec_patch: Some(json!({"containers": [{"name": "container-0", "env": [
+                    {"name": "LEVEL", "value": "controller"},
+                    {"name": "FROM_CONTROLLER", "value": "yes"}]}]})),
+                ..config()
+            },
+            wants: vec![
+                Env("container-0", "LEVEL", "step"),
+                Env("container-0", "FROM_CONTROLLER", "yes"),
+                Script("container-0", "make"),
+            ],
+        },
+        Row {
+            name: "job-labels",
+            source: "deliberately different: jobify.dev/ labels instead of buildkite.com/ ones",
+            job: step("make"),
+            config: config(),
+            wants: vec![
+                Label("jobify.dev/pipeline", "app"),
+                Label("jobify.dev/queue", "kubernetes"),
+                Label("jobify.dev/controller", "compat"),
             ],
         },
     ]
