@@ -9,6 +9,7 @@ use jobify_core::{
     CancelError, Cause, JobId, Jobifier, LaunchError, Launched, ScheduledJob, Template,
     WorkloadEvent,
 };
+use k8s_openapi::api::batch::v1::Job;
 use kube::Client;
 use secrecy::SecretString;
 use tokio::sync::{mpsc, watch};
@@ -17,7 +18,9 @@ use crate::config::KubernetesConfig;
 use crate::labels;
 use crate::launch::Launcher;
 use crate::leader::always_leading;
-use crate::render::{job_name, render_job, render_job_with_own_token, render_token_secret};
+use crate::render::{
+    RenderOptions, job_name, pod_template_name, render_job_with, render_token_secret,
+};
 use crate::watch::run::{WatchContext, run};
 
 /// Workload events buffered between the watch loop and the scheduler.
@@ -145,6 +148,28 @@ impl KubeJobifier {
         run(context, sender, shutdown).await;
         Ok(())
     }
+
+    /// Renders `job`'s Job, first fetching the PodTemplate its `podTemplate` names from
+    /// jobify's namespace. A missing PodTemplate or a job that cannot be rendered is
+    /// [`LaunchError::Invalid`]; a PodTemplate that could not be fetched for now is transient.
+    async fn render(
+        &self,
+        job: &ScheduledJob,
+        template: &Template,
+        own_token: bool,
+    ) -> Result<Job, LaunchError> {
+        let inner = &self.inner;
+        let pod_template = match pod_template_name(job) {
+            Some(name) => Some(inner.launcher.pod_template(job, name).await?),
+            None => None,
+        };
+        let options = RenderOptions {
+            own_token,
+            pod_template: pod_template.as_ref(),
+        };
+        render_job_with(job, template, &inner.config, &inner.controller_id, options)
+            .map_err(|err| LaunchError::invalid(err.to_string()).caused_by(Cause::new(err)))
+    }
 }
 
 #[async_trait]
@@ -159,15 +184,15 @@ impl Jobifier for KubeJobifier {
                 "this replica is standing by; only the leader launches",
             ));
         }
-        let inner = &self.inner;
-        let manifest = render_job(job, template, &inner.config, &inner.controller_id)
-            .map_err(|err| LaunchError::invalid(err.to_string()).caused_by(Cause::new(err)))?;
-        let launched = inner.launcher.create(&manifest).await;
+        let manifest = self.render(job, template, false).await?;
+        let launched = self.inner.launcher.create(&manifest).await;
         tracing::debug!(job = %job.id, ?launched, "launched");
         launched
     }
 
-    /// Renders the Job with [`render_job_with_own_token`] and the Secret holding
+    /// Renders the Job with an agent token of its own, as
+    /// [`render_job_with_own_token`](crate::render::render_job_with_own_token) does (after
+    /// fetching the job's PodTemplate, if it names one), and the Secret holding
     /// `agent_token` with [`render_token_secret`], then creates the Secret, the Job, and makes
     /// the Job the Secret's owner, so the garbage collector deletes the Secret with the Job.
     /// Idempotent as `launch` is. The token is never logged, and no error carries it (it is
@@ -184,9 +209,7 @@ impl Jobifier for KubeJobifier {
             ));
         }
         let inner = &self.inner;
-        let manifest =
-            render_job_with_own_token(job, template, &inner.config, &inner.controller_id)
-                .map_err(|err| LaunchError::invalid(err.to_string()).caused_by(Cause::new(err)))?;
+        let manifest = self.render(job, template, true).await?;
         let secret = render_token_secret(&manifest, agent_token);
         let launched = inner.launcher.create_with_token(&manifest, &secret).await;
         tracing::debug!(job = %job.id, ?launched, "launched with an agent token of its own");

@@ -32,6 +32,10 @@ pub const ORGANIZATION: &str = "jobify.dev/organization";
 /// kept its pod running: why, naming those containers.
 pub const STOPPED_ANNOTATION: &str = "jobify.dev/stopped";
 
+/// Annotation on a Job whose pod started from a PodTemplate (the plugin's `podTemplate`): the
+/// PodTemplate's name (agent-stack-k8s sets `buildkite.com/pod-template-name`).
+pub const POD_TEMPLATE: &str = "jobify.dev/pod-template";
+
 /// Annotation on a Job whose agent has a token of its own (a Buildkite job acquisition
 /// token): the name of the Secret holding it, which the Job owns.
 pub const AGENT_TOKEN_SECRET: &str = "jobify.dev/agent-token-secret";

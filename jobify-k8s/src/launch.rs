@@ -10,13 +10,14 @@
 //! an owner.
 
 pub(crate) mod orphans;
+pub(crate) mod pod_template;
 pub(crate) mod token;
 
 use std::time::Duration;
 
 use jobify_core::{CancelError, Cause, JobId, LaunchError, Launched};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{PodTemplate, Secret};
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use tokio::sync::{Mutex, Semaphore};
@@ -200,6 +201,7 @@ impl TokenBucket {
 pub(crate) struct Launcher {
     jobs: Api<Job>,
     secrets: Api<Secret>,
+    pod_templates: Api<PodTemplate>,
     namespace: String,
     client: ClientConfig,
     creates: Semaphore,
@@ -218,7 +220,8 @@ impl Launcher {
         });
         Launcher {
             jobs: Api::namespaced(api.clone(), &namespace),
-            secrets: Api::namespaced(api, &namespace),
+            secrets: Api::namespaced(api.clone(), &namespace),
+            pod_templates: Api::namespaced(api, &namespace),
             namespace,
             in_flight: token::InFlight::default(),
             creates: Semaphore::new(client.max_concurrent_creates.max(1)),

@@ -34,4 +34,7 @@ pub mod watch;
 
 pub use jobifier::{KubeJobifier, RunError};
 pub use leader::LeaderElector;
-pub use render::{RenderError, render_job, render_job_with_own_token, render_token_secret};
+pub use render::{
+    RenderError, RenderOptions, render_job, render_job_with, render_job_with_own_token,
+    render_token_secret,
+};

@@ -35,6 +35,11 @@ pub const PERMISSIONS: &[Permission] = &[
         verbs: &["create", "patch", "delete", "list"],
     },
     Permission {
+        api_group: "",
+        resource: "podtemplates",
+        verbs: &["get"],
+    },
+    Permission {
         api_group: "coordination.k8s.io",
         resource: "leases",
         verbs: &["get", "create", "update"],

@@ -346,7 +346,7 @@ fn pipelines_written_for_agent_stack_k8s_render_as_there() {
     let mut scripts = 0;
     for row in &rows {
         assert!(names.insert(row.name), "two rows named {}", row.name);
-        let rendered = match render_job(&row.job, &template(&row.job), &row.config, "compat") {
+        let rendered = match support::compat::render(row, "compat") {
             Ok(job) => job,
             Err(err) => {
                 failures.push(format!(

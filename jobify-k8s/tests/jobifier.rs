@@ -10,7 +10,8 @@ use jobify_k8s::KubeJobifier;
 use jobify_k8s::config::{ClientConfig, KubernetesConfig, SecretKeyRef};
 use jobify_sim::kubernetes::{KubeSim, KubeSimConfig};
 use jobify_sim::{FaultConfig, kubernetes::EndpointGroup};
-use k8s_openapi::api::core::v1::{Container, Secret};
+use k8s_openapi::api::core::v1::{Container, PodTemplate, Secret};
+use kube::api::{Api, PostParams};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 use support::cluster::{CONTROLLER, NAMESPACE, Running, client, eventually, fast_config, sim};
@@ -94,12 +95,127 @@ async fn a_job_the_api_server_refuses_is_invalid_with_its_message() {
 async fn a_render_error_is_invalid_and_creates_nothing() {
     let sim = sim(KubeSimConfig::default()).await;
     let jobifier = KubeJobifier::new(client(&sim), fast_config(), CONTROLLER);
-    let job = scheduled("queue=kubernetes").with_plugin(json!({"podTemplate": "x"}));
+    let job = scheduled("queue=kubernetes")
+        .with_plugin(json!({"commandParams": {"prependScript": "set -x"}}));
     let launched = jobifier.launch(&job, &default_template()).await;
     assert!(
-        matches!(&launched, Err(LaunchError::Invalid { message, .. }) if message.contains("`podTemplate`")),
+        matches!(&launched, Err(LaunchError::Invalid { message, .. }) if message.contains("`commandParams.prependScript`")),
         "{launched:?}"
     );
+    assert_eq!(sim.stats().job_creates, 0);
+    sim.shutdown().await;
+}
+
+/// Creates the PodTemplate `name` (one container, `templated`) in the test namespace, as
+/// the operator would.
+async fn create_pod_template(client: kube::Client, name: &str) {
+    let template: PodTemplate = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "template": {"spec": {"containers": [{"name": "templated", "image": "alpine:3",
+            "env": [{"name": "FROM_TEMPLATE", "value": "yes"}]}]}}
+    }))
+    .expect("a PodTemplate");
+    Api::<PodTemplate>::namespaced(client, NAMESPACE)
+        .create(&PostParams::default(), &template)
+        .await
+        .expect("the PodTemplate is created");
+}
+
+#[tokio::test]
+async fn a_job_naming_a_pod_template_is_created_from_it_and_a_missing_one_is_refused() {
+    let sim = sim(KubeSimConfig::default()).await;
+    create_pod_template(client(&sim), "builder").await;
+    let jobifier = KubeJobifier::new(client(&sim), fast_config(), CONTROLLER);
+
+    let templated = scheduled("queue=kubernetes").with_plugin(json!({"podTemplate": "builder"}));
+    assert_eq!(
+        jobifier.launch(&templated, &default_template()).await,
+        Ok(Launched::Created)
+    );
+    let job = sim
+        .jobs(NAMESPACE)
+        .into_iter()
+        .find(|j| j.metadata.name.as_deref() == Some(&format!("jobify-{}", templated.id)))
+        .expect("the Job");
+    let annotations = job.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get("jobify.dev/pod-template")
+            .map(String::as_str),
+        Some("builder")
+    );
+    let spec = job.spec.and_then(|s| s.template.spec).expect("a pod spec");
+    let container = spec
+        .containers
+        .iter()
+        .find(|c| c.name == "templated")
+        .expect("the PodTemplate's container runs the command");
+    assert_eq!(container.image.as_deref(), Some("alpine:3"));
+    assert!(
+        container
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name == "FROM_TEMPLATE"),
+        "{container:?}"
+    );
+    assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+
+    let mut missing = scheduled("queue=kubernetes").with_plugin(json!({"podTemplate": "nope"}));
+    missing.step_key = Some("build".to_owned());
+    let Err(LaunchError::Invalid { message, .. }) =
+        jobifier.launch(&missing, &default_template()).await
+    else {
+        panic!("a missing PodTemplate refuses the job")
+    };
+    assert!(
+        message.contains("no PodTemplate `nope` in namespace `")
+            && message.contains(NAMESPACE)
+            && message.contains("step `build`"),
+        "{message}"
+    );
+
+    let plain = scheduled("queue=kubernetes");
+    assert_eq!(
+        jobifier.launch(&plain, &default_template()).await,
+        Ok(Launched::Created)
+    );
+    assert_eq!(
+        sim.stats().job_creates,
+        2,
+        "the refused job created nothing"
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_pod_template_the_api_cannot_serve_now_is_retried_then_transient() {
+    let sim = sim(KubeSimConfig {
+        faults: FaultConfig {
+            server_error: 1.0,
+            ..FaultConfig::none()
+        },
+        fault_groups: vec![EndpointGroup::PodTemplates],
+        ..KubeSimConfig::default()
+    })
+    .await;
+    let config = KubernetesConfig {
+        client: ClientConfig {
+            create_attempts: 2,
+            retry_backoff: Duration::from_millis(5),
+            ..ClientConfig::default()
+        },
+        ..fast_config()
+    };
+    let jobifier = KubeJobifier::new(client(&sim), config, CONTROLLER);
+    let job = scheduled("queue=kubernetes").with_plugin(json!({"podTemplate": "builder"}));
+    let launched = jobifier.launch(&job, &default_template()).await;
+    assert!(
+        matches!(&launched, Err(LaunchError::Transient { message, .. })
+            if message.contains("podTemplate `builder`") && message.contains("2 times")),
+        "{launched:?}"
+    );
+    assert_eq!(sim.stats().faults_injected, 2);
     assert_eq!(sim.stats().job_creates, 0);
     sim.shutdown().await;
 }
@@ -739,7 +855,8 @@ async fn a_token_job_the_api_server_refuses_leaves_no_secret_and_no_token_in_the
     );
 
     // A render error creates nothing at all.
-    let unrenderable = scheduled("queue=kubernetes").with_plugin(json!({"podTemplate": "x"}));
+    let unrenderable = scheduled("queue=kubernetes")
+        .with_plugin(json!({"commandParams": {"prependScript": "set -x"}}));
     let Err(LaunchError::Invalid { message, .. }) = jobifier
         .launch_with_token(&unrenderable, &default_template(), &token)
         .await

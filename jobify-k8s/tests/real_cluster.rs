@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use jobify_core::{Jobifier, Launched, ScheduledJob, Template, WorkloadEvent};
+use jobify_core::{Jobifier, LaunchError, Launched, ScheduledJob, Template, WorkloadEvent};
 use jobify_k8s::config::{KubernetesConfig, LeaderElectionConfig, SecretKeyRef};
 use jobify_k8s::{
     KubeJobifier, LeaderElector, render_job, render_job_with_own_token, render_token_secret,
@@ -18,7 +18,7 @@ use jobify_k8s::{
 use jobify_testcluster::{PodScript, Scenario, TestCluster};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Pod, Secret};
+use k8s_openapi::api::core::v1::{Pod, PodTemplate, Secret};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
@@ -270,13 +270,8 @@ async fn the_compat_corpus_is_accepted_with_strict_field_validation() {
     assert!(!rows.is_empty());
     for row in rows {
         let name = row.name;
-        let rendered = render_job(
-            &row.job,
-            &compat::template(&row.job),
-            &row.config,
-            CONTROLLER,
-        )
-        .unwrap_or_else(|err| panic!("{name}: {err}"));
+        let rendered =
+            compat::render(&row, CONTROLLER).unwrap_or_else(|err| panic!("{name}: {err}"));
         let mut body = serde_json::to_value(&rendered).expect("json");
         body["metadata"]["namespace"] = json!(namespace);
         let accepted = post_job(
@@ -300,6 +295,60 @@ async fn the_compat_corpus_is_accepted_with_strict_field_validation() {
             "{name}: containers kept as rendered"
         );
     }
+}
+
+/// A step naming a PodTemplate the operator created in jobify's namespace (the corpus', as
+/// the API server stores it: its pod spec defaulted, `restartPolicy: Always` included) gets a
+/// Job with the template's containers, which the API server accepts; one naming a
+/// PodTemplate that is not there is refused, naming it.
+#[tokio::test]
+#[ignore = "real-cluster tier: run tools/k8s/test-real-cluster.sh"]
+async fn a_job_naming_a_pod_template_is_created_with_its_containers() {
+    let (_cluster, client, config) = setup("pod-template").await;
+    let namespace = config.namespace.clone();
+    let templates: Api<PodTemplate> = Api::namespaced(client.clone(), &namespace);
+    for template in compat::pod_templates() {
+        templates
+            .create(&PostParams::default(), &template)
+            .await
+            .expect("the operator's PodTemplate");
+    }
+    let jobifier = KubeJobifier::new(client.clone(), config, CONTROLLER);
+    let job =
+        scheduled("queue=kubernetes").with_plugin(json!({"podTemplate": compat::POD_TEMPLATE}));
+    assert_eq!(
+        jobifier.launch(&job, &default_template()).await,
+        Ok(Launched::Created)
+    );
+    let created = Api::<Job>::namespaced(client.clone(), &namespace)
+        .get(&format!("jobify-{}", job.id))
+        .await
+        .expect("the Job");
+    let spec = created
+        .spec
+        .and_then(|s| s.template.spec)
+        .expect("a pod spec");
+    let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["agent", "checkout", "templated"]);
+    let templated = &spec.containers[2];
+    assert_eq!(templated.image.as_deref(), Some("alpine:latest"));
+    assert!(
+        templated
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name == "TEST_POD_TEMPLATE" && e.value.as_deref() == Some("kunanyi")),
+        "{templated:?}"
+    );
+    assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+
+    let missing = scheduled("queue=kubernetes").with_plugin(json!({"podTemplate": "not-there"}));
+    let launched = jobifier.launch(&missing, &default_template()).await;
+    assert!(
+        matches!(&launched, Err(LaunchError::Invalid { message, .. })
+            if message.contains("no PodTemplate `not-there`") && message.contains(&namespace)),
+        "{launched:?}"
+    );
 }
 
 #[tokio::test]

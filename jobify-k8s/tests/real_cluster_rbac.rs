@@ -10,7 +10,8 @@
 //! it again (the Secret found: secrets `list`, which the sweep of orphaned token Secrets at
 //! start uses too) and launches one the API server refuses (its Secret deleted: secrets
 //! `delete`), and a `LeaderElector` gets, creates, renews and releases its Lease (leases `get`,
-//! `create`, `update`). Where jobify reports a refusal only in its log (the watchers retry on 403, the
+//! `create`, `update`), and launches a job whose step names a PodTemplate (podtemplates `get`).
+//! Where jobify reports a refusal only in its log (the watchers retry on 403, the
 //! events listing falls back to no events), the exercise reads jobify's log.
 //!
 //! Ignored by a plain `cargo test`; run with `tools/k8s/test-real-cluster.sh`.
@@ -27,7 +28,7 @@ use jobify_testcluster::TestCluster;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{PodTemplate, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use secrecy::SecretString;
@@ -388,7 +389,25 @@ impl Exercise<'_> {
                 abort,
             )
             .await?;
+        self.pod_template_steps(running).await?;
         self.token_steps(running).await
+    }
+
+    /// A job whose step names a PodTemplate (the operator's, created by the admin) is
+    /// launched from it.
+    async fn pod_template_steps(&self, running: &mut Recording) -> Result<(), String> {
+        let template: PodTemplate = serde_json::from_value(json!({
+            "metadata": {"name": "rbac-template"},
+            "template": {"spec": {"containers": [{"name": "templated", "image": "alpine:3"}]}}
+        }))
+        .expect("a PodTemplate");
+        Api::<PodTemplate>::namespaced(self.admin.clone(), self.namespace())
+            .create(&PostParams::default(), &template)
+            .await
+            .map_err(|e| format!("the admin creating a PodTemplate: {e}"))?;
+        let job =
+            scheduled("queue=kubernetes").with_plugin(json!({"podTemplate": "rbac-template"}));
+        self.launch(running, &job).await
     }
 
     /// A job with its own agent token runs, is launched again, and one the API server refuses
@@ -567,7 +586,7 @@ async fn removing_any_one_verb_fails_with_an_error_naming_it() {
     let removals = grants(&rules);
     assert_eq!(
         removals.len(),
-        15,
+        16,
         "the Role's verbs: {removals:?} (update this count with the Role)"
     );
     let outcomes: Vec<(String, Result<(), String>)> = futures::stream::iter(removals)

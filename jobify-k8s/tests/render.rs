@@ -7,10 +7,11 @@ use jobify_core::config::Validate;
 use jobify_core::{AgentQueryRules, ScheduledJob, Template};
 use jobify_k8s::config::KubernetesConfig;
 use jobify_k8s::render::{
-    RenderError, agent_tags, render_job, render_job_with_own_token, render_token_secret,
+    RenderError, RenderOptions, agent_tags, pod_template_name, render_job, render_job_with,
+    render_job_with_own_token, render_token_secret,
 };
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplate};
 use pretty_assertions::assert_eq;
 use serde_json::json;
 use support::corpus::{self, config_with_classes, default_template, everything_job, podspec_job};
@@ -318,7 +319,6 @@ fn a_misspelt_podspec_field_is_refused_not_dropped() {
 #[test]
 fn unsupported_plugin_keys_are_refused_by_name() {
     for (config, key) in [
-        (json!({"podTemplate": "big"}), "podTemplate"),
         (
             json!({"commandParams": {"prependScript": "set -x"}}),
             "commandParams.prependScript",
@@ -993,6 +993,44 @@ fn a_patch_that_removes_the_agent_or_changes_its_command_is_refused() {
         err.to_string().starts_with(
             "containers[0] (`agent`) after podSpecPatch is not valid: changes the command"
         ),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_pod_template_must_be_fetched_and_be_the_one_named() {
+    let job = scheduled("queue=kubernetes").with_plugin(json!({"podTemplate": "builder"}));
+    assert_eq!(pod_template_name(&job), Some("builder"));
+    let not_given = RenderError::PodTemplateNotGiven {
+        name: "builder".to_owned(),
+    };
+    assert_eq!(render(&job).expect_err("not fetched"), not_given);
+    let other: PodTemplate =
+        serde_json::from_value(json!({"metadata": {"name": "other"}})).expect("a PodTemplate");
+    let options = RenderOptions {
+        own_token: false,
+        pod_template: Some(&other),
+    };
+    let config = KubernetesConfig::default();
+    assert_eq!(
+        render_job_with(&job, &default_template(), &config, "jobify", options)
+            .expect_err("another PodTemplate"),
+        not_given
+    );
+
+    let with_pod_spec =
+        scheduled("queue=kubernetes").with_plugin(json!({"podTemplate": "builder", "podSpec": {}}));
+    assert_eq!(pod_template_name(&with_pod_spec), None, "podSpec wins");
+    assert!(render(&with_pod_spec).is_ok());
+}
+
+#[test]
+fn a_pod_template_name_that_no_object_can_have_is_refused() {
+    let job = scheduled("queue=kubernetes").with_plugin(json!({"podTemplate": "Big Pods"}));
+    let err = render(&job).expect_err("not an object name");
+    assert!(
+        matches!(&err, RenderError::InvalidField { path, message }
+            if path == "podTemplate" && message.contains("`Big Pods`")),
         "{err}"
     );
 }

@@ -18,6 +18,16 @@ pub enum RenderError {
         /// What to do instead.
         hint: &'static str,
     },
+    /// The job names a PodTemplate (`podTemplate`) that the renderer was not given: the
+    /// caller must fetch it and use `render_job_with`.
+    #[error(
+        "podTemplate `{name}` was not fetched before rendering; jobify renders such jobs with \
+         the PodTemplate from its namespace (this is a bug in the caller)"
+    )]
+    PodTemplateNotGiven {
+        /// The PodTemplate's name.
+        name: String,
+    },
     /// The plugin's configuration could not be read (`BUILDKITE_PLUGINS` malformed).
     #[error("{0}")]
     InvalidPlugin(String),

@@ -36,7 +36,7 @@ use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
     PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
-use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec, SecretKeySelector};
+use k8s_openapi::api::core::v1::{PodSpec, PodTemplate, PodTemplateSpec, SecretKeySelector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::config::{KubernetesConfig, ResourceClass, SAFE_TO_EVICT};
@@ -67,7 +67,31 @@ pub fn job_name(config: &KubernetesConfig, job: JobId) -> String {
     format!("{}{job}", config.job_name_prefix)
 }
 
+/// The name of the PodTemplate `job`'s `kubernetes` plugin starts its pod from
+/// (`podTemplate`), which must be fetched from jobify's namespace and passed to
+/// [`render_job_with`]; `None` when the step names none, or also gives a `podSpec`, which
+/// wins as in agent-stack-k8s.
+pub fn pod_template_name(job: &ScheduledJob) -> Option<&str> {
+    match &job.plugin {
+        jobify_core::PluginConfig::Present(plugin) => plugin_keys::pod_template_name(plugin),
+        _ => None,
+    }
+}
+
+/// How [`render_job_with`] renders a job, beyond the job, its template and the configuration.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RenderOptions<'a> {
+    /// Give the job an agent token of its own, as [`render_job_with_own_token`] does.
+    pub own_token: bool,
+    /// The PodTemplate [`pod_template_name`] names, as fetched from jobify's namespace. Only
+    /// its `template.spec` is used, as the job's `podSpec` (agent-stack-k8s ignores the
+    /// template's metadata too).
+    pub pod_template: Option<&'a PodTemplate>,
+}
+
 /// Renders the Job that runs `job` in the pod `template` asks for.
+///
+/// A job naming a PodTemplate (see [`pod_template_name`]) needs [`render_job_with`].
 ///
 /// # Errors
 /// A [`RenderError`] naming what in the job's `kubernetes` plugin (or the requested resource
@@ -78,7 +102,30 @@ pub fn render_job(
     config: &KubernetesConfig,
     controller_id: &str,
 ) -> Result<Job, RenderError> {
-    render(job, template, config, controller_id, false)
+    render_job_with(
+        job,
+        template,
+        config,
+        controller_id,
+        RenderOptions::default(),
+    )
+}
+
+/// Renders the Job that runs `job` as [`render_job`] does, with `options`: the PodTemplate
+/// the job's `podTemplate` names, and whether the job has an agent token of its own.
+///
+/// # Errors
+/// As [`render_job`] and [`render_job_with_own_token`]; also
+/// [`RenderError::PodTemplateNotGiven`] when the job names a PodTemplate that `options` does
+/// not hold.
+pub fn render_job_with(
+    job: &ScheduledJob,
+    template: &Template,
+    config: &KubernetesConfig,
+    controller_id: &str,
+    options: RenderOptions<'_>,
+) -> Result<Job, RenderError> {
+    render(job, template, config, controller_id, options)
 }
 
 /// Renders the Job that runs `job` with an agent token of its own: the same Job as
@@ -97,7 +144,11 @@ pub fn render_job_with_own_token(
     config: &KubernetesConfig,
     controller_id: &str,
 ) -> Result<Job, RenderError> {
-    render(job, template, config, controller_id, true)
+    let options = RenderOptions {
+        own_token: true,
+        pod_template: None,
+    };
+    render(job, template, config, controller_id, options)
 }
 
 fn render(
@@ -105,9 +156,13 @@ fn render(
     template: &Template,
     config: &KubernetesConfig,
     controller_id: &str,
-    own_token: bool,
+    options: RenderOptions<'_>,
 ) -> Result<Job, RenderError> {
-    let request = PodRequest::from_plugin(&job.plugin)?;
+    let own_token = options.own_token;
+    let mut request = PodRequest::from_plugin(&job.plugin)?;
+    if let Some(name) = &request.pod_template {
+        request.pod_spec = Some(pod_template_spec(name, options.pod_template)?);
+    }
     let class = resource_class(job, template, config)?;
     let name = job_name(config, job.id);
     let agent_token = if own_token {
@@ -152,7 +207,10 @@ fn render(
         token::check_token_refs(&spec, after, &agent_token, &config.agent_token_secret.name)?;
     }
 
-    let (labels, annotations) = metadata(job, &request, config, controller_id)?;
+    let (labels, mut annotations) = metadata(job, &request, config, controller_id)?;
+    if let Some(name) = &request.pod_template {
+        annotations.insert(labels::POD_TEMPLATE.to_owned(), name.clone());
+    }
     let mut job_annotations = annotations.clone();
     if own_token {
         job_annotations.insert(
@@ -190,6 +248,31 @@ fn render(
             ..JobSpec::default()
         }),
         status: None,
+    })
+}
+
+/// The `template.spec` of the PodTemplate `name`, as a `podSpec`; an error when `fetched` is
+/// not that PodTemplate.
+fn pod_template_spec(
+    name: &str,
+    fetched: Option<&PodTemplate>,
+) -> Result<serde_json::Value, RenderError> {
+    let fetched = fetched
+        .filter(|t| t.metadata.name.as_deref() == Some(name))
+        .ok_or_else(|| RenderError::PodTemplateNotGiven {
+            name: name.to_owned(),
+        })?;
+    let mut spec = fetched
+        .template
+        .as_ref()
+        .and_then(|t| t.spec.clone())
+        .unwrap_or_default();
+    // The API server defaults a PodTemplate's `restartPolicy` to `Always`; a Job's pod runs
+    // once, and agent-stack-k8s sets `Never` over the template's.
+    spec.restart_policy = None;
+    serde_json::to_value(spec).map_err(|err| RenderError::InvalidField {
+        path: format!("podTemplate `{name}`"),
+        message: err.to_string(),
     })
 }
 

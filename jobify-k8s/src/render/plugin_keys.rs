@@ -19,6 +19,7 @@ use crate::render::typed::from_json;
 pub const SUPPORTED_KEYS: &[&str] = &[
     "podSpec",
     "podSpecPatch",
+    "podTemplate",
     "metadata",
     "sidecars",
     "extraVolumeMounts",
@@ -49,6 +50,9 @@ pub(crate) struct PodRequest {
     pub(crate) pod_spec: Option<Value>,
     /// `podSpecPatch`.
     pub(crate) pod_spec_patch: Option<Value>,
+    /// `podTemplate`, the name of a PodTemplate in jobify's namespace; `None` when `podSpec`
+    /// is given, which wins over it as in agent-stack-k8s.
+    pub(crate) pod_template: Option<String>,
     /// `metadata`.
     pub(crate) metadata: PodMetadata,
     /// `sidecars`.
@@ -178,10 +182,15 @@ impl PodRequest {
                 hint: "it is not a key of the kubernetes plugin",
             });
         }
-        if plugin.pod_template.is_some() {
-            return Err(RenderError::UnsupportedKey {
-                key: "podTemplate".to_owned(),
-                hint: "put the pod in podSpec, or ask for a resource class in jobify's config",
+        if let Some(name) = &plugin.pod_template
+            && !is_dns1123_subdomain(name)
+        {
+            return Err(RenderError::InvalidField {
+                path: "podTemplate".to_owned(),
+                message: format!(
+                    "`{name}` is not the name of a Kubernetes object (lowercase letters, digits, \
+                     `-` and `.`, at most 253 characters)"
+                ),
             });
         }
         if let Some(patch) = &plugin.pod_spec_patch
@@ -220,6 +229,7 @@ impl PodRequest {
         Ok(PodRequest {
             pod_spec: plugin.pod_spec.clone(),
             pod_spec_patch: plugin.pod_spec_patch.clone(),
+            pod_template: pod_template_name(plugin).map(str::to_owned),
             metadata: plugin.metadata.clone().unwrap_or_default(),
             sidecars,
             extra_volume_mounts: typed_list(&plugin.extra_volume_mounts, "extraVolumeMounts")?,
@@ -229,6 +239,15 @@ impl PodRequest {
             command_params: command_params(plugin.command_params.as_ref())?,
             sidecar_params: sidecar_params(plugin.sidecar_params.as_ref())?,
         })
+    }
+}
+
+/// The PodTemplate `plugin` starts its pod from: `podTemplate`, unless `podSpec` is also
+/// given (agent-stack-k8s uses the `podSpec` then, and so does jobify).
+pub(crate) fn pod_template_name(plugin: &KubernetesPlugin) -> Option<&str> {
+    match (&plugin.pod_spec, plugin.pod_template.as_deref()) {
+        (None, Some(name)) if !name.is_empty() => Some(name),
+        _ => None,
     }
 }
 

@@ -7,11 +7,14 @@
 use std::collections::BTreeMap;
 
 use jobify_core::{ScheduledJob, Template};
+use jobify_k8s::RenderError;
 use jobify_k8s::config::{
     AgentConfig, DefaultCheckoutParams, DefaultCommandParams, DefaultMetadata,
     DefaultSidecarParams, GitMirrors, KubernetesConfig, ResourceClass,
 };
-use jobify_k8s::render::Interposer;
+use jobify_k8s::render::{Interposer, RenderOptions, pod_template_name, render_job_with};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::PodTemplate;
 use serde_json::{Value, json};
 
 use super::fixtures::{JobExt, scheduled};
@@ -160,7 +163,105 @@ pub fn rows() -> Vec<Row> {
     rows.extend(agent_config_rows());
     rows.extend(workspace_setup_rows());
     rows.extend(controller_rows());
+    rows.extend(pod_template_rows());
     rows
+}
+
+/// The PodTemplate the corpus' operator created in jobify's namespace: agent-stack-k8s'
+/// `.buildkite/fixtures/podtemplates.yaml`, as the API server stores it (its `restartPolicy`
+/// defaulted to `Always`), with labels on its metadata, which agent-stack-k8s ignores.
+pub const POD_TEMPLATE: &str = "integration-tests-pod-template";
+
+/// The PodTemplates of the corpus, by name.
+pub fn pod_templates() -> Vec<PodTemplate> {
+    let template = json!({
+        "apiVersion": "v1",
+        "kind": "PodTemplate",
+        "metadata": {"name": POD_TEMPLATE, "labels": {"team": "platform"}},
+        "template": {
+            "metadata": {"labels": {"from-template": "yes"}},
+            "spec": {
+                "restartPolicy": "Always",
+                "containers": [{"name": "templated", "image": "alpine:latest",
+                                "env": [{"name": "TEST_POD_TEMPLATE", "value": "kunanyi"}]}]
+            }
+        }
+    });
+    vec![serde_json::from_value(template).expect("a PodTemplate")]
+}
+
+/// Renders `row` as the jobifier would: with the corpus PodTemplate its step names, if any.
+pub fn render(row: &Row, controller_id: &str) -> Result<Job, RenderError> {
+    let templates = pod_templates();
+    let pod_template = pod_template_name(&row.job).and_then(|name| {
+        templates
+            .iter()
+            .find(|t| t.metadata.name.as_deref() == Some(name))
+    });
+    let options = RenderOptions {
+        own_token: false,
+        pod_template,
+    };
+    render_job_with(
+        &row.job,
+        &template(&row.job),
+        &row.config,
+        controller_id,
+        options,
+    )
+}
+
+/// `podTemplate`: the PodTemplate's pod is the job's `podSpec`; with `podSpecPatch` over it;
+/// a `podSpec` wins over it.
+fn pod_template_rows() -> Vec<Row> {
+    vec![
+        Row {
+            name: "pod-template",
+            source: "fixtures/podtemplate.yaml, .buildkite/fixtures/podtemplates.yaml",
+            job: plugin(
+                step("echo \"${TEST_POD_TEMPLATE} is a mountain\""),
+                json!({"podTemplate": POD_TEMPLATE}),
+            ),
+            config: config(),
+            wants: vec![
+                Containers(&["agent", "checkout", "templated"]),
+                Script("templated", "echo \"${TEST_POD_TEMPLATE} is a mountain\""),
+                Image("templated", "alpine:latest"),
+                Env("templated", "TEST_POD_TEMPLATE", "kunanyi"),
+                Annotation("jobify.dev/pod-template", POD_TEMPLATE),
+            ],
+        },
+        Row {
+            name: "pod-template-patch",
+            source: "scheduler.go (podTemplate, then Build applies podSpecPatch)",
+            job: plugin(
+                step("echo hi"),
+                json!({"podTemplate": POD_TEMPLATE,
+                       "podSpecPatch": {"containers": [{"name": "templated",
+                           "env": [{"name": "TEST_POD_TEMPLATE", "value": "kosciuszko"}]}]}}),
+            ),
+            config: config(),
+            wants: vec![
+                Containers(&["agent", "checkout", "templated"]),
+                Script("templated", "echo hi"),
+                Env("templated", "TEST_POD_TEMPLATE", "kosciuszko"),
+            ],
+        },
+        Row {
+            name: "pod-spec-over-pod-template",
+            source: "scheduler.go (podSpec, when given, is used instead of podTemplate)",
+            job: plugin(
+                step("echo hi"),
+                json!({"podTemplate": POD_TEMPLATE,
+                       "podSpec": {"containers": [{"name": "mountains", "image": "alpine:3"}]}}),
+            ),
+            config: config(),
+            wants: vec![
+                Containers(&["agent", "checkout", "mountains"]),
+                Script("mountains", "echo hi"),
+            ],
+        },
+    ]
 }
 
 /// A configuration with agent-stack-k8s' integration-test resource classes.

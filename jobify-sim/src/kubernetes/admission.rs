@@ -14,6 +14,8 @@ pub(crate) fn default_on_create(resource: Resource, object: &mut Value) {
             default_pod_spec(&mut object["spec"]);
             object["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
         }
+        // A PodTemplate's pod spec is defaulted as a pod's is (`restartPolicy: Always`...).
+        Resource::PodTemplates => default_pod_spec(&mut object["template"]["spec"]),
         Resource::Events | Resource::Leases | Resource::Secrets => {}
     }
     object["kind"] = json!(resource.kind());

@@ -51,6 +51,7 @@ fn group_key(group: EndpointGroup) -> EndpointGroupKey {
         EndpointGroup::Leases => 4,
         EndpointGroup::Discovery => 5,
         EndpointGroup::Secrets => 6,
+        EndpointGroup::PodTemplates => 7,
     }
 }
 
@@ -72,6 +73,7 @@ impl Cluster {
             EndpointGroup::Events,
             EndpointGroup::Leases,
             EndpointGroup::Secrets,
+            EndpointGroup::PodTemplates,
             EndpointGroup::Discovery,
         ];
         let faults = groups
@@ -229,7 +231,7 @@ impl Cluster {
                 let stop = self.stop_token(meta::uid(&pod));
                 self.spawn(super::kubelet::run(cluster, pod, stop));
             }
-            Resource::Events | Resource::Leases | Resource::Secrets => {}
+            Resource::Events | Resource::Leases | Resource::Secrets | Resource::PodTemplates => {}
         }
         Ok(stored)
     }

@@ -55,6 +55,8 @@ pub enum EndpointGroup {
     Leases,
     /// `v1` secrets.
     Secrets,
+    /// `v1` podtemplates.
+    PodTemplates,
     /// `/version`, `/api`, `/apis`.
     Discovery,
 }

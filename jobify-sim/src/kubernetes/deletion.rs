@@ -70,10 +70,11 @@ impl Cluster {
         match resource {
             Resource::Jobs => self.delete_job(namespace, name, &current, options),
             Resource::Pods => self.delete_pod(namespace, name, &current, options),
-            Resource::Events | Resource::Leases | Resource::Secrets => self
-                .store
-                .remove(resource, namespace, name)
-                .map(Deleted::Gone),
+            Resource::Events | Resource::Leases | Resource::Secrets | Resource::PodTemplates => {
+                self.store
+                    .remove(resource, namespace, name)
+                    .map(Deleted::Gone)
+            }
         }
     }
 

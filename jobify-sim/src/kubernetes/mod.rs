@@ -1,4 +1,4 @@
-//! Kubernetes API simulator: `batch/v1` Jobs, `v1` Pods, Events and Secrets and
+//! Kubernetes API simulator: `batch/v1` Jobs, `v1` Pods, Events, Secrets and PodTemplates and
 //! `coordination.k8s.io/v1` Leases served over real HTTP, with a simulated job controller,
 //! scheduler and kubelet, so that jobify's real `kube::Client` and `kube_runtime` watchers
 //! run against it unchanged.
@@ -23,7 +23,7 @@
 //!
 //! # Where the simulator differs from a real API server
 //!
-//! - Only `batch/v1` Jobs, `v1` Pods, Events and Secrets and `coordination.k8s.io/v1`
+//! - Only `batch/v1` Jobs, `v1` Pods, Events, Secrets and PodTemplates and `coordination.k8s.io/v1`
 //!   Leases exist (plus implicit, always-`Active` namespaces and minimal discovery); no
 //!   RBAC, admission webhooks, quotas, LimitRanges or Pod Security admission. Any of them
 //!   is also served as metadata only (`PartialObjectMetadata[List]` in `Accept`, as

@@ -15,23 +15,26 @@ pub(crate) enum Resource {
     Leases,
     /// `v1` Secrets.
     Secrets,
+    /// `v1` PodTemplates.
+    PodTemplates,
 }
 
 impl Resource {
     /// Every served resource.
-    pub(crate) const ALL: [Resource; 5] = [
+    pub(crate) const ALL: [Resource; 6] = [
         Resource::Jobs,
         Resource::Pods,
         Resource::Events,
         Resource::Leases,
         Resource::Secrets,
+        Resource::PodTemplates,
     ];
 
     /// The API group (`""` for core).
     pub(crate) fn group(self) -> &'static str {
         match self {
             Resource::Jobs => "batch",
-            Resource::Pods | Resource::Events | Resource::Secrets => "",
+            Resource::Pods | Resource::Events | Resource::Secrets | Resource::PodTemplates => "",
             Resource::Leases => "coordination.k8s.io",
         }
     }
@@ -40,7 +43,7 @@ impl Resource {
     pub(crate) fn api_version(self) -> &'static str {
         match self {
             Resource::Jobs => "batch/v1",
-            Resource::Pods | Resource::Events | Resource::Secrets => "v1",
+            Resource::Pods | Resource::Events | Resource::Secrets | Resource::PodTemplates => "v1",
             Resource::Leases => "coordination.k8s.io/v1",
         }
     }
@@ -53,6 +56,7 @@ impl Resource {
             Resource::Events => "Event",
             Resource::Leases => "Lease",
             Resource::Secrets => "Secret",
+            Resource::PodTemplates => "PodTemplate",
         }
     }
 
@@ -64,6 +68,7 @@ impl Resource {
             Resource::Events => "events",
             Resource::Leases => "leases",
             Resource::Secrets => "secrets",
+            Resource::PodTemplates => "podtemplates",
         }
     }
 

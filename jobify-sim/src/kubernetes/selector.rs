@@ -213,7 +213,7 @@ fn supported_fields(resource: Resource) -> &'static [&'static str] {
             "source",
             "type",
         ],
-        Resource::Leases => &["metadata.name", "metadata.namespace"],
+        Resource::Leases | Resource::PodTemplates => &["metadata.name", "metadata.namespace"],
         Resource::Secrets => &["metadata.name", "metadata.namespace", "type"],
     }
 }

@@ -59,6 +59,7 @@ impl Target {
             Resource::Events => EndpointGroup::Events,
             Resource::Leases => EndpointGroup::Leases,
             Resource::Secrets => EndpointGroup::Secrets,
+            Resource::PodTemplates => EndpointGroup::PodTemplates,
         }
     }
 }

@@ -293,6 +293,7 @@ pub(crate) fn decode_error(resource: Resource, object: &Value) -> Option<String>
     let spec = match resource {
         Resource::Jobs => &object["spec"]["template"]["spec"],
         Resource::Pods => &object["spec"],
+        Resource::PodTemplates => &object["template"]["spec"],
         Resource::Events | Resource::Leases | Resource::Secrets => return None,
     };
     let malformed = ["initContainers", "containers"]
@@ -330,6 +331,9 @@ pub(crate) fn validate(resource: Resource, object: &Value) -> Vec<FieldError> {
             }
         }
         Resource::Secrets => errs.extend(super::secret::validate(object)),
+        Resource::PodTemplates => {
+            validate_pod_spec(&object["template"]["spec"], "template.spec", &mut errs);
+        }
         Resource::Events | Resource::Leases => {}
     }
     errs
