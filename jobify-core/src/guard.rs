@@ -31,6 +31,7 @@ fn shapes_the_pod(plugin: &KubernetesPlugin) -> bool {
         || plugin.command_params.is_some()
         || plugin.sidecar_params.is_some()
         || plugin.checkout.is_some()
+        || plugin.pod_template.is_some()
 }
 
 /// The admission guard configured by `[guard]`.
@@ -146,6 +147,9 @@ impl Guard {
             }
             if let Some(checkout) = &plugin.checkout {
                 walk.checkout(checkout);
+            }
+            if let Some(template) = &plugin.pod_template {
+                walk.pod_template(template);
             }
         }
         if let Some(image) = image {
@@ -375,6 +379,21 @@ impl Walk<'_> {
                     "{path} names Secret `{name}`, which guard.allowed_secrets does not allow \
                      ({})",
                     listed(self.guard.allowed_secrets.iter())
+                ),
+            );
+        }
+    }
+
+    /// A PodTemplate is operator configuration and its content is not checked; which ones a
+    /// pipeline may name is.
+    fn pod_template(&mut self, name: &str) {
+        if !self.guard.allowed_pod_templates.matches(name) {
+            self.deny(
+                GuardRule::PodTemplate,
+                format!(
+                    "podTemplate names PodTemplate `{name}`, which guard.allowed_pod_templates \
+                     does not allow ({}); list it there to let pipelines use it",
+                    listed(self.guard.allowed_pod_templates.iter())
                 ),
             );
         }

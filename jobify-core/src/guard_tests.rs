@@ -526,6 +526,7 @@ fn new_rules_have_stable_names() {
         (GuardRule::ServiceAccount, "service_account"),
         (GuardRule::Secret, "secret"),
         (GuardRule::VolumeType, "volume_type"),
+        (GuardRule::PodTemplate, "pod_template"),
     ] {
         assert_eq!(rule.as_str(), name);
         assert_eq!(
@@ -533,7 +534,7 @@ fn new_rules_have_stable_names() {
             Value::String(name.to_owned())
         );
     }
-    assert_eq!(GuardRule::ALL.len(), 12);
+    assert_eq!(GuardRule::ALL.len(), 13);
 }
 
 #[test]
@@ -571,4 +572,30 @@ fn rejection_names_every_violation_and_the_way_out() {
             )
         }
     );
+}
+
+#[test]
+fn a_pod_template_must_be_allowed_by_a_glob() {
+    let job = plugin_job(json!({"podTemplate": "ci-large"}));
+    assert_eq!(
+        violations(&Guard::default(), &job),
+        vec![(
+            GuardRule::PodTemplate,
+            "podTemplate names PodTemplate `ci-large`, which guard.allowed_pod_templates does \
+             not allow (it lists none); list it there to let pipelines use it"
+                .to_owned()
+        )]
+    );
+    let allowing = guard_with(GuardConfig {
+        allowed_pod_templates: crate::config::Patterns::new(["ci-*"]),
+        ..GuardConfig::default()
+    });
+    assert_eq!(violations(&allowing, &job), vec![]);
+    let other = plugin_job(json!({"podTemplate": "prod-deployer"}));
+    assert_eq!(violations(&allowing, &other).len(), 1);
+    let excepted = guard_with(GuardConfig {
+        allow: vec![GuardRule::PodTemplate],
+        ..GuardConfig::default()
+    });
+    assert_eq!(violations(&excepted, &other), vec![]);
 }

@@ -44,11 +44,13 @@ pub enum GuardRule {
     /// `csi`...; `hostPath` is the `host_path` check), the `checkout.gitMirrors` volume
     /// included.
     VolumeType,
+    /// The step names a PodTemplate (`podTemplate`) outside `allowed_pod_templates`.
+    PodTemplate,
 }
 
 impl GuardRule {
     /// Every rule, in a stable order.
-    pub const ALL: [GuardRule; 12] = [
+    pub const ALL: [GuardRule; 13] = [
         GuardRule::Privileged,
         GuardRule::HostPath,
         GuardRule::HostNetwork,
@@ -61,6 +63,7 @@ impl GuardRule {
         GuardRule::ServiceAccount,
         GuardRule::Secret,
         GuardRule::VolumeType,
+        GuardRule::PodTemplate,
     ];
 
     /// The name used in `allow` lists.
@@ -78,6 +81,7 @@ impl GuardRule {
             GuardRule::ServiceAccount => "service_account",
             GuardRule::Secret => "secret",
             GuardRule::VolumeType => "volume_type",
+            GuardRule::PodTemplate => "pod_template",
         }
     }
 }
@@ -122,6 +126,11 @@ pub struct GuardConfig {
     /// `ephemeral`. `hostPath` is the `host_path` check: listing it here allows it too.
     #[serde(default = "default_volume_types")]
     pub allowed_volume_types: Vec<String>,
+    /// PodTemplates (in jobify's namespace) a pipeline may name with `podTemplate` (globs,
+    /// e.g. `"ci-*"`). Default none: what a PodTemplate holds (Secrets, ServiceAccounts,
+    /// volumes) is not checked, so the operators say which ones pipelines may use.
+    #[serde(default)]
+    pub allowed_pod_templates: Patterns,
     /// Checks switched off for some pipelines.
     #[serde(default)]
     pub exceptions: Vec<GuardException>,
@@ -192,6 +201,7 @@ impl Default for GuardConfig {
             allowed_registries: Vec::new(),
             allowed_service_accounts: Patterns::default(),
             allowed_secrets: Patterns::default(),
+            allowed_pod_templates: Patterns::default(),
             allowed_volume_types: default_volume_types(),
             exceptions: Vec::new(),
         }
