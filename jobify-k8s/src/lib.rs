@@ -28,6 +28,7 @@ mod jobifier;
 pub mod labels;
 mod launch;
 pub mod leader;
+pub mod manifest;
 pub mod rbac;
 pub mod render;
 pub mod watch;

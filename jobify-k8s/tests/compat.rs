@@ -371,7 +371,7 @@ fn pipelines_written_for_agent_stack_k8s_render_as_there() {
         if let Some(object) = value.as_object_mut() {
             object.remove("status");
         }
-        let yaml = serde_yaml::to_string(&value).expect("yaml");
+        let yaml = jobify_k8s::manifest::to_yaml(&value).expect("yaml");
         std::fs::write(format!("{dir}/compat-{}.yaml", row.name), yaml).expect("write manifest");
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -744,7 +744,7 @@ fn writes_the_manifest_corpus() {
         assert_eq!(value["apiVersion"], "batch/v1", "{name}");
         assert_eq!(value["kind"], "Job", "{name}");
         value.as_object_mut().expect("object").remove("status");
-        let yaml = serde_yaml::to_string(&value).expect("yaml");
+        let yaml = jobify_k8s::manifest::to_yaml(&value).expect("yaml");
         std::fs::write(format!("{dir}/{name}.yaml"), yaml).expect("write manifest");
     }
     // A job with its own agent token: its Job, and the Secret holding the token.
@@ -768,7 +768,7 @@ fn writes_the_manifest_corpus() {
                 value["apiVersion"].is_string() && value["kind"].is_string(),
                 "{file}"
             );
-            let yaml = serde_yaml::to_string(&value).expect("yaml");
+            let yaml = jobify_k8s::manifest::to_yaml(&value).expect("yaml");
             std::fs::write(format!("{dir}/{file}.yaml"), yaml).expect("write manifest");
         }
     }

@@ -188,7 +188,8 @@ pub(crate) fn write_yaml(out: &mut impl Write, planned: &[PlannedJob]) -> anyhow
         if i > 0 {
             writeln!(out, "---")?;
         }
-        let text = serde_yaml::to_string(job).context("serialising a Job as YAML")?;
+        // Quoted for YAML 1.1 readers too: kubectl reads `value: yes` as a boolean.
+        let text = jobify_k8s::manifest::to_yaml(job).context("serialising a Job as YAML")?;
         out.write_all(text.as_bytes())?;
     }
     Ok(())
